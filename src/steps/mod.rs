@@ -1,0 +1,106 @@
+//! Step kinds: one file each, holding what the step accepts (its YAML settings) and what it does.
+//!
+//! Every kind runs through the same contract: it receives a [`StepContext`] and returns a
+//! [`StepOutcome`]. It never panics on user input and never returns early without an outcome:
+//! a failure is an outcome, with a message people can act on.
+
+pub mod deploy;
+pub mod fix;
+pub mod gate;
+pub mod review;
+pub mod rollback;
+pub mod verify;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::workflow::model::Step;
+use crate::workflow::template::Renderer;
+
+/// What a step sees of the run it belongs to.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub iteration: u32,
+    /// The directory commands run in unless a step says otherwise (the workflow's repo).
+    pub workdir: PathBuf,
+    /// This run's artifacts folder.
+    pub artifacts_dir: PathBuf,
+}
+
+/// Everything a step needs while it runs.
+pub struct StepContext<'a> {
+    pub step: &'a Step,
+    pub run: &'a RunInfo,
+    /// Renders the step's templates against the run's current context.
+    pub renderer: &'a Renderer,
+    /// This step's log file for this iteration; the step creates it.
+    pub log_path: PathBuf,
+    /// Stream the step's output live to the terminal as well as to the log.
+    pub echo: bool,
+    /// Cancelled on Ctrl-C / SIGTERM / pipeline cancel: stop, kill what was started, return.
+    pub cancel: CancellationToken,
+    /// The step's own `timeout`, if any.
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Passed,
+    Failed,
+    /// Verification could not decide (neither success nor failure condition held).
+    Inconclusive,
+    /// Not run: its `if` was false, or an earlier required step failed.
+    Skipped,
+    /// Stopped by Ctrl-C / SIGTERM / pipeline cancel.
+    Cancelled,
+}
+
+impl StepStatus {
+    pub fn is_success(self) -> bool {
+        matches!(self, StepStatus::Passed | StepStatus::Skipped)
+    }
+}
+
+/// The result of running one step once.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepOutcome {
+    pub status: StepStatus,
+    /// One line, lowercase, why: `exit code 2`, `timed out after 5s`, `expected status 200, got 503`.
+    pub message: String,
+    pub exit_code: Option<i32>,
+    /// The last lines of output (bounded), for reports and the fix step.
+    pub output_tail: String,
+    /// Values the step published, readable as `steps.<id>.outputs.<name>`.
+    pub outputs: IndexMap<String, String>,
+    /// Extra failure context for the fix step (HTTP responses, pod logs, events), trimmed.
+    pub evidence: Option<String>,
+    pub log_path: Option<PathBuf>,
+}
+
+impl StepOutcome {
+    pub fn new(status: StepStatus, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            exit_code: None,
+            output_tail: String::new(),
+            outputs: IndexMap::new(),
+            evidence: None,
+            log_path: None,
+        }
+    }
+
+    pub fn passed(message: impl Into<String>) -> Self {
+        Self::new(StepStatus::Passed, message)
+    }
+
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(StepStatus::Failed, message)
+    }
+}

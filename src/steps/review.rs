@@ -1,0 +1,13 @@
+//! `review`: ask the reviewer agent for a structured verdict on the proposed patch.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::workflow::span::Spanned;
+
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// The name of an entry in `agents`.
+    pub agent: Spanned<String>,
+}

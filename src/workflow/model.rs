@@ -1,0 +1,181 @@
+//! The workflow as the engine sees it: typed, with every node's span kept for diagnostics.
+//!
+//! Step-kind settings (`GateConfig`, `VerifyConfig`, ...) live beside their execution in
+//! `crate::steps`, so adding a step kind touches one file there and the `StepKind` enum here.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::duration::DurationSpec;
+use super::span::{Span, Spanned};
+use super::template::Template;
+use crate::steps::deploy::DeployConfig;
+use crate::steps::fix::FixConfig;
+use crate::steps::gate::GateConfig;
+use crate::steps::review::ReviewConfig;
+use crate::steps::rollback::RollbackConfig;
+use crate::steps::verify::VerifyConfig;
+
+/// A loaded, template-expanded workflow.
+#[derive(Clone, Debug)]
+pub struct Workflow {
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    /// Free-form per-environment values, exposed to templates as `env`.
+    pub environments: Spanned<IndexMap<String, Environment>>,
+    /// Free-form values, exposed to templates as `vars`.
+    pub vars: IndexMap<String, serde_json::Value>,
+    pub secrets: Option<SecretsConfig>,
+    pub agents: IndexMap<String, AgentConfig>,
+    pub safety: Safety,
+    pub steps: Vec<Step>,
+    pub repair: Vec<Step>,
+    pub on_give_up: Vec<Step>,
+}
+
+impl Workflow {
+    /// Every step of every phase, in declaration order.
+    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps
+            .iter()
+            .chain(&self.repair)
+            .chain(&self.on_give_up)
+    }
+}
+
+/// One environment's values (`namespace`, `url`, `require_approval`, or anything else).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Environment(pub IndexMap<String, serde_json::Value>);
+
+impl Environment {
+    pub fn require_approval(&self) -> bool {
+        self.0
+            .get("require_approval")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(serde_json::Value::as_str)
+    }
+}
+
+/// Secrets fetched from Azure Key Vault before any step runs.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Key Vault name (`fleet-keyvault-prod`) or URL.
+    pub vault: Spanned<String>,
+    /// Secret names; each is available to templates as `secrets.<name>` (dashes become `_`).
+    #[serde(default)]
+    pub names: Vec<Spanned<String>>,
+}
+
+/// An LLM agent that fix and review steps refer to by name.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub model: Spanned<String>,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// A minijinja prompt template, relative to the workflow file.
+    #[serde(default)]
+    pub prompt: Option<Spanned<String>>,
+}
+
+/// Limits that stop the loop safely. No model can change them.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Safety {
+    pub max_iterations: u32,
+    /// Stop when the same failure fingerprint has been seen this many times.
+    pub no_progress_threshold: u32,
+    /// Globs of files a patch may never delete or empty.
+    pub never_delete: Vec<Spanned<String>>,
+    /// Patterns in added lines that need explicit human approval.
+    pub require_confirmation: Vec<Spanned<String>>,
+    pub budget: Budget,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Self {
+            max_iterations: 5,
+            no_progress_threshold: 2,
+            never_delete: Vec::new(),
+            require_confirmation: Vec::new(),
+            budget: Budget::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Budget {
+    /// Total LLM tokens (prompt + completion) a run may use.
+    pub tokens: Option<u64>,
+    /// Wall-clock time for the whole run, repairs included (`30m`).
+    pub wall_time: Option<DurationSpec>,
+}
+
+/// Which list a step was declared in; decides when it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Steps,
+    Repair,
+    OnGiveUp,
+}
+
+/// One step: the keys every kind shares, plus exactly one kind.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub id: Spanned<String>,
+    pub name: Option<String>,
+    pub kind: StepKind,
+    /// A failed step with `required: false` is a warning, not a failure.
+    pub required: bool,
+    /// A minijinja expression; the step is skipped when it is false.
+    pub condition: Option<Template>,
+    pub timeout: Option<DurationSpec>,
+    /// Extra attempts of the whole step when it fails.
+    pub retries: u32,
+    /// The step's node in the file it was written in (a template file, if included).
+    pub span: Span,
+}
+
+impl Step {
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id.value)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum StepKind {
+    Gate(GateConfig),
+    Deploy(DeployConfig),
+    Verify(VerifyConfig),
+    Fix(FixConfig),
+    Review(ReviewConfig),
+    Rollback(RollbackConfig),
+}
+
+impl StepKind {
+    /// The YAML key that selects this kind.
+    pub const KEYS: [&'static str; 6] = ["gate", "deploy", "verify", "fix", "review", "rollback"];
+
+    pub fn key(&self) -> &'static str {
+        match self {
+            StepKind::Gate(_) => "gate",
+            StepKind::Deploy(_) => "deploy",
+            StepKind::Verify(_) => "verify",
+            StepKind::Fix(_) => "fix",
+            StepKind::Review(_) => "review",
+            StepKind::Rollback(_) => "rollback",
+        }
+    }
+}
