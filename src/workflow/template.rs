@@ -55,6 +55,17 @@ impl Renderer {
     pub fn render(&self, template: &Template) -> Result<String, minijinja::Error> {
         self.env.render_str(template.source(), &self.context)
     }
+
+    /// Renders with extra top-level values (a flow's captured values, say) over the run context.
+    pub fn render_with(
+        &self,
+        template: &Template,
+        extra: &[(&str, minijinja::Value)],
+    ) -> Result<String, minijinja::Error> {
+        let extra = minijinja::Value::from_iter(extra.iter().map(|(k, v)| (*k, v.clone())));
+        let context = minijinja::context! { ..extra, ..self.context.clone() };
+        self.env.render_str(template.source(), context)
+    }
 }
 
 /// Quotes a value as one POSIX shell word, so a template value never changes a command's shape.
