@@ -1,5 +1,141 @@
-//! Command-line interface.
+//! Command-line arguments: every flag and its environment variable, in one place.
 
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agent-orch",
+    version,
+    about = "Self-healing deploy workflows written as YAML data",
+    after_help = "Exit codes: 0 success, 1 the workflow ran and did not succeed, \
+                  2 invalid workflow or usage (nothing ran), 130 interrupted."
+)]
+pub struct Cli {
+    /// When to use colours on the terminal (`NO_COLOR` is respected under `auto`).
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true, env = "AGENT_ORCH_COLOR")]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a workflow: gate → deploy → verify, repairing and retrying until success or a safe stop.
+    Run(RunArgs),
+    /// Check workflow files and report every error; runs nothing.
+    Validate(ValidateArgs),
+    /// Print the fully expanded workflow (templates inlined, parameters bound); runs nothing.
+    Plan(PlanArgs),
+    /// Print the JSON Schema of the workflow format (for editors).
+    Schema,
+}
+
+/// What selects and parametrizes a workflow.
+#[derive(Debug, Args)]
+pub struct WorkflowArgs {
+    /// The workflow file.
+    pub file: PathBuf,
+
+    /// The environment to run against (a key of `environments`).
+    #[arg(long = "env", short = 'e', env = "AGENT_ORCH_ENV")]
+    pub environment: Option<String>,
+
+    /// Override a workflow variable: `--var registry=myacr.azurecr.io` (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+
+    /// Folder for reports and logs [default: .agent-orch/runs/<run-id>].
+    #[arg(long, env = "AGENT_ORCH_ARTIFACTS")]
+    pub artifacts: Option<PathBuf>,
+
+    /// Override `safety.max_iterations`.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_iterations: Option<u32>,
+
+    /// Render every step of one iteration and report what would run, running nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not stream step output to the terminal (it still goes to the step logs).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Workflow files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Validate against this environment (default: each file's single environment, if any).
+    #[arg(long = "env", short = 'e', env = "AGENT_ORCH_ENV")]
+    pub environment: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{text}`"))?;
+    if key.is_empty() {
+        return Err(format!("missing key in `{text}`"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+impl Cli {
+    pub fn parse_from_args(args: impl IntoIterator<Item = OsString>) -> Result<Self, clap::Error> {
+        Self::try_parse_from(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn vars_parse_as_key_value_pairs() {
+        let cli = Cli::try_parse_from([
+            "agent-orch", "run", "w.yaml", "--var", "a=1", "--var", "b=x=y", "--env", "staging",
+        ])
+        .expect("valid arguments");
+        let Command::Run(run) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!(
+            run.workflow.vars,
+            vec![("a".into(), "1".into()), ("b".into(), "x=y".into())]
+        );
+        assert_eq!(run.workflow.environment.as_deref(), Some("staging"));
+        assert!(Cli::try_parse_from(["agent-orch", "run", "w.yaml", "--var", "novalue"]).is_err());
+        assert!(Cli::try_parse_from(["agent-orch", "run", "w.yaml", "--max-iterations", "0"]).is_err());
+    }
 }

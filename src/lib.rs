@@ -3,15 +3,22 @@
 //! The data flow, from the file a user writes to the reports a run leaves:
 //!
 //! ```text
-//! workflow/ (load → template expansion → validate → model)
-//!     → engine/ (the iteration loop, safety limits, failure fingerprints)
-//!         → steps/ (one file per step kind: gate, verify, deploy, fix, review, rollback)
-//!     → engine::events::Event stream → report/ (console, run.log, junit, audit, metrics, summary)
+//! cli → commands/ (run, validate, plan, schema)
+//!   → workflow/ (load → template expansion → decode → validate → model)
+//!   → engine/ (the iteration loop, safety limits, failure fingerprints, interrupts)
+//!       → steps/ (one file per step kind: gate, verify, deploy, fix, review, rollback)
+//!   → engine::events::Event stream → report/ (console, run.log, junit, audit, metrics, summary)
 //! ```
 
+mod app;
 pub mod cli;
+mod commands;
 pub mod engine;
+pub mod error;
 pub mod process;
 pub mod report;
+pub mod settings;
 pub mod steps;
 pub mod workflow;
+
+pub use app::run;

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    agent_orch::cli::main()
+    agent_orch::run(std::env::args_os()).into()
 }

@@ -1,3 +1,7 @@
 //! The engine: runs a workflow's iterations, decides when to repair and when to stop.
 
 pub mod events;
+pub mod fingerprint;
+pub mod interrupt;
+pub mod run_loop;
+pub mod template_context;

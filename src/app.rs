@@ -1,0 +1,71 @@
+//! The entry point behind `main`: parse arguments, dispatch, print errors, pick the exit code.
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use crate::cli::{Cli, ColorChoice, Command};
+use crate::commands;
+use crate::error::{Error, ExitStatus};
+
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
+    let cli = match Cli::parse_from_args(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // `--help` and `--version` come back as errors that are not failures.
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitStatus::Invalid
+            } else {
+                ExitStatus::Success
+            };
+        }
+    };
+    let color = stderr_color(cli.color);
+    let result = match &cli.command {
+        Command::Schema => commands::schema::run(),
+        Command::Validate(args) => commands::validate::run(args, color),
+        Command::Plan(args) => commands::plan::run(args),
+        Command::Run(args) => commands::run::run(args, cli.color, color),
+    };
+    match result {
+        Ok(status) => status,
+        Err(err) => {
+            report_error(&err, color);
+            err.exit_status()
+        }
+    }
+}
+
+/// Whether stderr gets colours: the explicit choice, else a terminal without `NO_COLOR`.
+pub fn stderr_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
+        }
+    }
+}
+
+/// `error: ...` then one `Caused by:` line per source, as uv does.
+fn report_error(err: &Error, color: bool) {
+    let mut stderr = std::io::stderr().lock();
+    if let Error::Workflow { rendered, .. } = err {
+        let _ = write!(stderr, "{rendered}");
+        return;
+    }
+    let style = anstyle::Style::new()
+        .bold()
+        .fg_color(Some(anstyle::AnsiColor::Red.into()));
+    let (on, off) = if color {
+        (style.render().to_string(), style.render_reset().to_string())
+    } else {
+        (String::new(), String::new())
+    };
+    let _ = writeln!(stderr, "{on}error{off}: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let _ = writeln!(stderr, "  Caused by: {cause}");
+        source = cause.source();
+    }
+}

@@ -1,0 +1,22 @@
+//! One file per subcommand.
+
+pub mod plan;
+pub mod run;
+pub mod schema;
+pub mod validate;
+
+use crate::cli::WorkflowArgs;
+use crate::error::Error;
+use crate::workflow::{self, LoadOptions, Workflow};
+
+/// Loads and validates the workflow the arguments name; every problem becomes one error.
+fn load(args: &WorkflowArgs, color: bool) -> Result<Workflow, Error> {
+    let options = LoadOptions {
+        environment: args.environment.clone(),
+        vars: args.vars.clone(),
+    };
+    workflow::load(&args.file, &options).map_err(|diagnostics| Error::Workflow {
+        rendered: diagnostics.render(color),
+        diagnostics,
+    })
+}

@@ -1,0 +1,53 @@
+//! `agent-orch run`: the loop, with reports written as it goes.
+
+use std::time::Duration;
+
+use serde_json::Map;
+
+use crate::cli::{ColorChoice, RunArgs};
+use crate::engine::events::RunOutcome;
+use crate::engine::interrupt::Interrupts;
+use crate::engine::run_loop::{Engine, RunSettings};
+use crate::engine::template_context::TemplateContext;
+use crate::error::{Error, ExitStatus};
+use crate::report::Reporters;
+
+pub fn run(args: &RunArgs, color_choice: ColorChoice, color: bool) -> Result<ExitStatus, Error> {
+    let workflow = super::load(&args.workflow, color)?;
+    let settings = RunSettings::resolve(args, &workflow);
+    std::fs::create_dir_all(&settings.artifacts_dir).map_err(|source| Error::Artifacts {
+        path: settings.artifacts_dir.clone(),
+        source,
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let status = runtime.block_on(async {
+        let interrupts = Interrupts::listen().map_err(Error::Signals)?;
+        let mut reporters = Reporters::for_run(&settings.artifacts_dir, color_choice)
+            .map_err(|source| Error::Artifacts {
+                path: settings.artifacts_dir.clone(),
+                source,
+            })?;
+        let context = TemplateContext::new(
+            &workflow,
+            &settings.run_id,
+            settings.max_iterations,
+            Map::new(),
+            Map::new(),
+        );
+        let summary = Engine::new(&workflow, &settings, context, &mut reporters, interrupts)
+            .run()
+            .await;
+        reporters.finish();
+        Ok::<_, Error>(match summary.outcome {
+            RunOutcome::Succeeded | RunOutcome::SucceededWithIssues => ExitStatus::Success,
+            RunOutcome::Failed => ExitStatus::RunFailed,
+            RunOutcome::Interrupted => ExitStatus::Interrupted,
+        })
+    })?;
+    // A step that ignored cancellation must not keep the process alive after the reports.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    Ok(status)
+}

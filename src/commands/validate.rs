@@ -1,0 +1,28 @@
+//! `agent-orch validate`: every error of every file at once; runs nothing.
+
+use std::io::Write;
+
+use crate::cli::ValidateArgs;
+use crate::error::{Error, ExitStatus};
+use crate::workflow::{self, LoadOptions};
+
+pub fn run(args: &ValidateArgs, color: bool) -> Result<ExitStatus, Error> {
+    let mut status = ExitStatus::Success;
+    let mut stderr = std::io::stderr().lock();
+    for file in &args.files {
+        let options = LoadOptions {
+            environment: args.environment.clone(),
+            vars: Vec::new(),
+        };
+        match workflow::load(file, &options) {
+            Ok(_) => {
+                let _ = writeln!(stderr, "{}: ok", file.display());
+            }
+            Err(diagnostics) => {
+                let _ = write!(stderr, "{}", diagnostics.render(color));
+                status = ExitStatus::Invalid;
+            }
+        }
+    }
+    Ok(status)
+}

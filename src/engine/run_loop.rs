@@ -1,0 +1,434 @@
+//! The iteration loop of design.md: run the steps; on a required failure, fingerprint it,
+//! stop if there is no progress or no budget left, otherwise repair and try again; when giving
+//! up (or interrupted), run `on_give_up`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::json;
+
+use super::events::{Event, RunOutcome};
+use super::fingerprint::{FailureSignature, fingerprint};
+use super::interrupt::Interrupts;
+use super::template_context::TemplateContext;
+use crate::report::Reporter;
+use crate::steps::{self, RunInfo, StepContext, StepOutcome, StepStatus};
+use crate::workflow::model::{Phase, Step, Workflow};
+
+/// How long a step may overrun its own `timeout` before the engine abandons it (dropping the
+/// step kills its process group).
+const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
+
+/// Settings for one run, resolved from flags, environment and the workflow file.
+#[derive(Clone, Debug)]
+pub struct RunSettings {
+    pub run_id: String,
+    pub workflow_path: PathBuf,
+    pub environment: Option<String>,
+    /// Where commands run (the project root).
+    pub workdir: PathBuf,
+    pub artifacts_dir: PathBuf,
+    pub max_iterations: u32,
+    /// Stream step output to the terminal.
+    pub echo: bool,
+    /// Render and report every step of one iteration without running anything.
+    pub dry_run: bool,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub outcome: RunOutcome,
+    pub reason: String,
+    pub iterations: u32,
+}
+
+/// The first required failure of an iteration.
+struct Failure {
+    step_id: String,
+    kind: &'static str,
+    outcome: Arc<StepOutcome>,
+}
+
+impl Failure {
+    fn describe(&self) -> String {
+        format!("{}: {}", self.step_id, self.outcome.message)
+    }
+}
+
+#[derive(Default)]
+struct PhaseResult {
+    failure: Option<Failure>,
+    optional_failures: usize,
+    cancelled: bool,
+}
+
+pub struct Engine<'a> {
+    workflow: &'a Workflow,
+    settings: &'a RunSettings,
+    reporter: &'a mut dyn Reporter,
+    interrupts: Interrupts,
+    context: TemplateContext,
+    started: Instant,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(
+        workflow: &'a Workflow,
+        settings: &'a RunSettings,
+        context: TemplateContext,
+        reporter: &'a mut dyn Reporter,
+        interrupts: Interrupts,
+    ) -> Self {
+        Self {
+            workflow,
+            settings,
+            reporter,
+            interrupts,
+            context,
+            started: Instant::now(),
+        }
+    }
+
+    pub async fn run(mut self) -> RunSummary {
+        self.emit(Event::RunStarted {
+            run_id: self.settings.run_id.clone(),
+            workflow: self.workflow.name.value.clone(),
+            workflow_path: self.settings.workflow_path.clone(),
+            environment: self.settings.environment.clone(),
+            artifacts_dir: self.settings.artifacts_dir.clone(),
+            max_iterations: self.settings.max_iterations,
+            at: SystemTime::now(),
+        });
+        let summary = self.iterate().await;
+        self.emit(Event::RunFinished {
+            outcome: summary.outcome,
+            reason: summary.reason.clone(),
+            iterations: summary.iterations,
+            duration: self.started.elapsed(),
+        });
+        summary
+    }
+
+    async fn iterate(&mut self) -> RunSummary {
+        let max_iterations = if self.settings.dry_run {
+            1
+        } else {
+            self.settings.max_iterations
+        };
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        let mut iteration = 0;
+        let mut optional_failures = 0;
+        loop {
+            iteration += 1;
+            self.context.start_iteration(iteration);
+            self.emit(Event::IterationStarted { iteration });
+            let result = self
+                .run_phase(iteration, Phase::Steps, &self.workflow.steps)
+                .await;
+            optional_failures += result.optional_failures;
+
+            if result.cancelled {
+                self.finish_iteration(iteration, None, None);
+                return self.give_up(iteration, RunOutcome::Interrupted, "interrupted".into()).await;
+            }
+            let Some(failure) = result.failure else {
+                self.finish_iteration(iteration, None, None);
+                let outcome = if optional_failures > 0 {
+                    RunOutcome::SucceededWithIssues
+                } else {
+                    RunOutcome::Succeeded
+                };
+                let reason = match (self.settings.dry_run, optional_failures) {
+                    (true, _) => "dry run: nothing was executed".to_owned(),
+                    (false, 0) => "all steps passed".to_owned(),
+                    (false, n) => format!("all required steps passed; {n} optional step(s) failed"),
+                };
+                return RunSummary {
+                    outcome,
+                    reason,
+                    iterations: iteration,
+                };
+            };
+
+            let fingerprint = fingerprint(&FailureSignature {
+                step_id: &failure.step_id,
+                kind: failure.kind,
+                message: &failure.outcome.message,
+                output_tail: &failure.outcome.output_tail,
+            });
+            self.finish_iteration(iteration, Some(&fingerprint), Some(&failure));
+            let count = seen.entry(fingerprint.clone()).or_default();
+            *count += 1;
+
+            let stop = if *count >= self.workflow.safety.no_progress_threshold {
+                Some((
+                    "no_progress",
+                    format!(
+                        "no progress: the same failure {} times in a row or more ({})",
+                        count,
+                        failure.describe()
+                    ),
+                ))
+            } else if iteration >= max_iterations {
+                Some((
+                    "max_iterations",
+                    format!(
+                        "reached max iterations ({max_iterations}); last failure: {}",
+                        failure.describe()
+                    ),
+                ))
+            } else if let Some(limit) = self.wall_time_exceeded() {
+                Some((
+                    "budget",
+                    format!(
+                        "wall-time budget of {} used up; last failure: {}",
+                        humantime::format_duration(limit),
+                        failure.describe()
+                    ),
+                ))
+            } else {
+                None
+            };
+            if let Some((kind, reason)) = stop {
+                self.emit(Event::Decision {
+                    iteration,
+                    kind: format!("stop.{kind}"),
+                    detail: json!({ "reason": reason, "fingerprint": fingerprint }),
+                });
+                return self.give_up(iteration, RunOutcome::Failed, reason).await;
+            }
+
+            self.emit(Event::Decision {
+                iteration,
+                kind: "retry".into(),
+                detail: json!({
+                    "failure": failure.describe(),
+                    "fingerprint": fingerprint,
+                    "repair_steps": self.workflow.repair.len(),
+                }),
+            });
+            if !self.workflow.repair.is_empty() {
+                let repair = self
+                    .run_phase(iteration, Phase::Repair, &self.workflow.repair)
+                    .await;
+                if repair.cancelled {
+                    return self
+                        .give_up(iteration, RunOutcome::Interrupted, "interrupted".into())
+                        .await;
+                }
+            }
+        }
+    }
+
+    fn wall_time_exceeded(&self) -> Option<Duration> {
+        let limit = self.workflow.safety.budget.wall_time?.0;
+        (self.started.elapsed() >= limit).then_some(limit)
+    }
+
+    fn finish_iteration(
+        &mut self,
+        iteration: u32,
+        fingerprint: Option<&str>,
+        failure: Option<&Failure>,
+    ) {
+        self.emit(Event::IterationFinished {
+            iteration,
+            passed: failure.is_none(),
+            fingerprint: fingerprint.map(str::to_owned),
+            failure: failure.map(Failure::describe),
+        });
+    }
+
+    /// Runs `on_give_up` (also after an interrupt, until a second one) and ends the run.
+    async fn give_up(&mut self, iteration: u32, outcome: RunOutcome, reason: String) -> RunSummary {
+        if !self.workflow.on_give_up.is_empty() && !self.settings.dry_run {
+            self.emit(Event::Decision {
+                iteration,
+                kind: "on_give_up".into(),
+                detail: json!({
+                    "reason": reason,
+                    "steps": self.workflow.on_give_up.iter().map(|s| s.id.value.clone()).collect::<Vec<_>>(),
+                }),
+            });
+            self.run_phase(iteration, Phase::OnGiveUp, &self.workflow.on_give_up)
+                .await;
+        }
+        RunSummary {
+            outcome,
+            reason,
+            iterations: iteration,
+        }
+    }
+
+    async fn run_phase(&mut self, iteration: u32, phase: Phase, steps: &'a [Step]) -> PhaseResult {
+        let mut result = PhaseResult::default();
+        let cancel = match phase {
+            Phase::OnGiveUp => self.interrupts.cleanup.clone(),
+            Phase::Steps | Phase::Repair => self.interrupts.run.clone(),
+        };
+        for (index, step) in steps.iter().enumerate() {
+            self.emit(Event::StepStarted {
+                iteration,
+                phase,
+                step_id: step.id.value.clone(),
+                step_name: step.display_name().to_owned(),
+                kind: step.kind.key(),
+                index: index + 1,
+                total: steps.len(),
+            });
+            let started = Instant::now();
+            let outcome = if cancel.is_cancelled() {
+                StepOutcome::new(StepStatus::Cancelled, "not started: the run was interrupted")
+            } else if let Some(failure) = result.failure.as_ref().filter(|_| phase != Phase::OnGiveUp) {
+                StepOutcome::new(
+                    StepStatus::Skipped,
+                    format!("skipped: required step `{}` failed", failure.step_id),
+                )
+            } else {
+                self.run_step(iteration, phase, step, &cancel).await
+            };
+            let outcome = Arc::new(outcome);
+            self.context.record_step(&step.id.value, &outcome);
+            self.emit(Event::StepFinished {
+                iteration,
+                phase,
+                step_id: step.id.value.clone(),
+                step_name: step.display_name().to_owned(),
+                kind: step.kind.key(),
+                required: step.required,
+                duration: started.elapsed(),
+                outcome: Arc::clone(&outcome),
+            });
+            match outcome.status {
+                StepStatus::Cancelled => result.cancelled = true,
+                StepStatus::Failed | StepStatus::Inconclusive if !step.required => {
+                    result.optional_failures += 1;
+                }
+                StepStatus::Failed | StepStatus::Inconclusive => {
+                    if result.failure.is_none() {
+                        result.failure = Some(Failure {
+                            step_id: step.id.value.clone(),
+                            kind: step.kind.key(),
+                            outcome,
+                        });
+                    }
+                }
+                StepStatus::Passed | StepStatus::Skipped => {}
+            }
+        }
+        result
+    }
+
+    /// One step, with its `if`, `retries` and `timeout`.
+    async fn run_step(
+        &mut self,
+        iteration: u32,
+        phase: Phase,
+        step: &Step,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> StepOutcome {
+        let renderer = self.context.renderer_for(step);
+        if let Some(condition) = &step.condition {
+            match renderer.evaluate_condition(condition) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return StepOutcome::new(
+                        StepStatus::Skipped,
+                        format!("skipped: `if: {}` is false", condition.source()),
+                    );
+                }
+                Err(err) => return StepOutcome::failed(format!("cannot evaluate `if`: {err}")),
+            }
+        }
+        let run = RunInfo {
+            run_id: self.settings.run_id.clone(),
+            iteration,
+            workdir: self.settings.workdir.clone(),
+            artifacts_dir: self.settings.artifacts_dir.clone(),
+        };
+        let timeout = step.timeout.map(|t| t.0);
+        let mut attempt = 0;
+        loop {
+            let log_name = match attempt {
+                0 => format!("{}.log", step.id.value),
+                n => format!("{}.attempt-{}.log", step.id.value, n + 1),
+            };
+            let ctx = StepContext {
+                step,
+                run: &run,
+                renderer: &renderer,
+                log_path: self
+                    .settings
+                    .artifacts_dir
+                    .join("steps")
+                    .join(format!("{iteration}-{}", phase_dir(phase)))
+                    .join(log_name),
+                echo: self.settings.echo,
+                cancel: cancel.child_token(),
+                timeout,
+            };
+            if let Some(dir) = ctx.log_path.parent()
+                && let Err(err) = std::fs::create_dir_all(dir)
+            {
+                return StepOutcome::failed(format!(
+                    "cannot create log folder `{}`: {err}",
+                    dir.display()
+                ));
+            }
+            let outcome = if self.settings.dry_run {
+                StepOutcome::new(StepStatus::Skipped, "dry run: not executed")
+            } else {
+                run_with_backstop(&ctx, timeout).await
+            };
+            let retry = matches!(outcome.status, StepStatus::Failed | StepStatus::Inconclusive)
+                && attempt < step.retries
+                && !cancel.is_cancelled();
+            if !retry {
+                return outcome;
+            }
+            attempt += 1;
+            self.emit(Event::Decision {
+                iteration,
+                kind: "step.retry".into(),
+                detail: json!({
+                    "step": step.id.value,
+                    "attempt": attempt + 1,
+                    "of": step.retries + 1,
+                    "previous": outcome.message,
+                }),
+            });
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        // A reporter that cannot write must not stop a deploy half-way; it reports at finish.
+        let _ = self.reporter.on_event(&event);
+    }
+}
+
+/// Runs the step; if it overruns its own timeout by more than the grace period, drop it (which
+/// kills its processes) and report the timeout.
+async fn run_with_backstop(ctx: &StepContext<'_>, timeout: Option<Duration>) -> StepOutcome {
+    let step = steps::run(ctx);
+    match timeout {
+        None => step.await,
+        Some(limit) => match tokio::time::timeout(limit + TIMEOUT_GRACE, step).await {
+            Ok(outcome) => outcome,
+            Err(_) => StepOutcome::failed(format!(
+                "timed out after {}",
+                humantime::format_duration(limit)
+            )),
+        },
+    }
+}
+
+fn phase_dir(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Steps => "steps",
+        Phase::Repair => "repair",
+        Phase::OnGiveUp => "on_give_up",
+    }
+}

@@ -1,0 +1,68 @@
+//! The errors that end a command before or around a run, and the exit codes they map to.
+
+use std::path::PathBuf;
+
+use crate::workflow::Diagnostics;
+
+/// The documented exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// The workflow succeeded (or validated, planned, printed).
+    Success,
+    /// The workflow ran and did not succeed: it failed or gave up.
+    RunFailed,
+    /// Invalid workflow or usage: nothing ran.
+    Invalid,
+    /// Interrupted by Ctrl-C, SIGTERM or a pipeline cancel.
+    Interrupted,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::RunFailed => 1,
+            ExitStatus::Invalid => 2,
+            ExitStatus::Interrupted => 130,
+        }
+    }
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        std::process::ExitCode::from(status.code())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Already rendered with carets; printed as is.
+    #[error("{rendered}")]
+    Workflow {
+        diagnostics: Diagnostics,
+        rendered: String,
+    },
+    #[error("failed to create the artifacts folder `{}`", path.display())]
+    Artifacts {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("failed to listen for Ctrl-C / SIGTERM")]
+    Signals(#[source] std::io::Error),
+    #[error("failed to write to stdout")]
+    Stdout(#[source] std::io::Error),
+}
+
+impl Error {
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            Error::Workflow { .. } => ExitStatus::Invalid,
+            Error::Artifacts { .. } | Error::Runtime(_) | Error::Signals(_) | Error::Stdout(_) => {
+                ExitStatus::RunFailed
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! `agent-orch run` end to end: exit codes, the loop's stop conditions, artifacts, signals.
+
+use std::time::{Duration, Instant};
+
+use crate::support::cli::Project;
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{text}"))
+}
+
+#[test]
+fn a_passing_workflow_exits_0_and_leaves_every_report() {
+    let project = Project::new();
+    project.file(
+        "w.yaml",
+        r#"
+name: passing
+steps:
+  - {id: lint, gate: "echo linting; echo 'warning: unused' >&2"}
+  - {id: test, gate: "echo 3 tests passed"}
+"#,
+    );
+    project.run_workflow("w.yaml", &[]).assert_code(0);
+
+    let junit = project.read("artifacts/junit.xml");
+    assert!(junit.contains(r#"<testcase name="lint""#), "{junit}");
+    assert!(junit.contains(r#"<testcase name="test""#), "{junit}");
+    assert!(!junit.contains("<failure"), "{junit}");
+
+    let metrics = json(&project.read("artifacts/metrics.json"));
+    assert_eq!(metrics["outcome"], "succeeded", "{metrics}");
+    assert_eq!(metrics["iterations"], 1, "{metrics}");
+
+    let audit = project.read("artifacts/audit.jsonl");
+    let events: Vec<serde_json::Value> = audit.lines().map(json).collect();
+    assert_eq!(events.first().map(|e| e["event"].clone()), Some("run_started".into()));
+    assert_eq!(events.last().map(|e| e["event"].clone()), Some("run_finished".into()));
+
+    let lint_log = project.read("artifacts/steps/1-steps/lint.log");
+    assert!(lint_log.contains("linting"), "{lint_log}");
+    assert!(lint_log.contains("warning: unused"), "stderr goes to the log too: {lint_log}");
+    assert!(project.read("artifacts/summary.md").contains("lint"));
+    assert!(project.read("artifacts/run.log").contains("test"));
+}
+
+#[test]
+fn the_same_failure_twice_stops_on_no_progress_with_exit_1() {
+    let project = Project::new();
+    project.file(
+        "w.yaml",
+        r#"
+name: stuck
+safety: {max_iterations: 5, no_progress_threshold: 2}
+steps:
+  - id: test
+    gate: "echo \"$(date +%s%N) error: assertion failed at test_x.py:12\"; exit 1"
+  - {id: after, gate: "touch after-ran"}
+"#,
+    );
+    let result = project.run_workflow("w.yaml", &[]);
+    result.assert_code(1);
+    assert!(result.stderr.contains("no progress"), "{}", result.stderr);
+
+    let metrics = json(&project.read("artifacts/metrics.json"));
+    assert_eq!(metrics["outcome"], "failed");
+    assert_eq!(metrics["iterations"], 2, "timestamps must not defeat the fingerprint");
+    assert!(
+        !project.path().join("after-ran").exists(),
+        "steps after a failed required step are skipped"
+    );
+    let junit = project.read("artifacts/junit.xml");
+    assert_eq!(junit.matches("<testsuite ").count(), 2, "{junit}");
+    assert!(junit.contains("exit code 1"), "{junit}");
+}
+
+#[test]
+fn changing_failures_run_until_max_iterations() {
+    let project = Project::new();
+    project.file(
+        "w.yaml",
+        r#"
+name: flailing
+safety: {max_iterations: 3, no_progress_threshold: 2}
+steps:
+  - id: test
+    gate: "echo x >> count; echo \"error: $(wc -l < count | tr -d ' ') things broke\"; exit 1"
+"#,
+    );
+    let result = project.run_workflow("w.yaml", &[]);
+    result.assert_code(1);
+    assert!(result.stderr.contains("max iterations"), "{}", result.stderr);
+    assert_eq!(project.read("count").lines().count(), 3);
+}
+
+#[test]
+fn max_iterations_flag_overrides_the_file() {
+    let project = Project::new();
+    project.file(
+        "w.yaml",
+        r#"
+name: flailing
+safety: {max_iterations: 5, no_progress_threshold: 9}
+steps:
+  - {id: test, gate: "echo x >> count; exit 1"}
+"#,
+    );
+    project
+        .run_workflow("w.yaml", &["--max-iterations", "2"])
+        .assert_code(1);
+    assert_eq!(project.read("count").lines().count(), 2);
+}
+
+#[test]
+fn an_optional_failure_warns_but_succeeds() {
+    let project = Project::new();
+    project.file(
+        "w.yaml",
+        r#"
+name: optional
+steps:
+  - {id: lint, gate: "exit 3", required: false}
+  - {id: test, gate: "true"}
+"#,
+    );
+    project.run_workflow("w.yaml", &[]).assert_code(0);
+    let metrics = json(&project.read("artifacts/metrics.json"));
+    assert_eq!(metrics["outcome"], "succeeded_with_issues", "{metrics}");
+}
+
+#[test]
+fn an_invalid_workflow_exits_2_and_runs_nothing() {
+    let project = Project::new();
+    project.file(
+        "w.yaml",
+        r#"
+name: broken
+steps:
+  - {id: first, gate: "touch ran"}
+  - {id: second, gate: "true", timout: 5m}
+"#,
+    );
+    let result = project.run_workflow("w.yaml", &[]);
+    result.assert_code(2);
+    assert!(result.stderr.contains("w.yaml:4:"), "{}", result.stderr);
+    assert!(result.stderr.contains("timeout"), "did-you-mean: {}", result.stderr);
+    assert!(!project.path().join("ran").exists());
+    assert!(!project.artifacts().exists(), "no artifacts for a run that never started");
+}
+
+#[test]
+fn outputs_conditions_and_retries_flow_between_steps() {
+    let project = Project::new();
+    project.file(
+        "w.yaml",
+        r#"
+name: flow
+steps:
+  - {id: build, gate: "echo version=1.2.3 >> \"$AGENT_ORCH_OUTPUT\""}
+  - {id: use, gate: "test {{ steps.build.outputs.version | shell_quote }} = 1.2.3"}
+  - {id: never, gate: "touch never-ran", if: "steps.build.outputs.version == '9.9.9'"}
+  - id: flaky
+    retries: 2
+    gate: "echo x >> tries; test $(wc -l < tries) -ge 2"
+"#,
+    );
+    project.run_workflow("w.yaml", &[]).assert_code(0);
+    assert!(!project.path().join("never-ran").exists());
+    assert_eq!(project.read("tries").lines().count(), 2);
+}
+
+#[test]
+fn a_step_timeout_kills_the_command() {
+    let project = Project::new();
+    project.file(
+        "w.yaml",
+        r#"
+name: slow
+safety: {max_iterations: 1}
+steps:
+  - {id: hang, gate: "sleep 60", timeout: 1s}
+"#,
+    );
+    let started = Instant::now();
+    let result = project.run_workflow("w.yaml", &[]);
+    result.assert_code(1);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(project.read("artifacts/junit.xml").contains("timed out"));
+}
+
+#[test]
+fn dry_run_executes_nothing() {
+    let project = Project::new();
+    project.file(
+        "w.yaml",
+        "name: dry\nsteps:\n  - {id: a, gate: \"touch ran\"}\n",
+    );
+    project.run_workflow("w.yaml", &["--dry-run"]).assert_code(0);
+    assert!(!project.path().join("ran").exists());
+}
+
+#[cfg(unix)]
+mod signals {
+    use super::*;
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    fn wait_for_file(path: &std::path::Path) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(path)
+                && text.ends_with('\n')
+            {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{} never appeared", path.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn alive(pid: i32) -> bool {
+        kill(Pid::from_raw(pid), None).is_ok()
+    }
+
+    fn interrupt_mid_step(signal: Signal) {
+        let project = Project::new();
+        project.file(
+            "w.yaml",
+            r#"
+name: interrupted
+steps:
+  - {id: long, gate: "sleep 300 & echo $! > grandchild.pid; wait"}
+on_give_up:
+  - {id: cleanup, gate: "touch cleanup-ran"}
+"#,
+        );
+        let artifacts = project.artifacts();
+        let mut child = project
+            .command(&["run", "w.yaml", "--quiet", "--artifacts"])
+            .arg(&artifacts)
+            .spawn()
+            .expect("spawn");
+        let grandchild: i32 = wait_for_file(&project.path().join("grandchild.pid"))
+            .trim()
+            .parse()
+            .expect("pid");
+        assert!(alive(grandchild));
+
+        let sent = Instant::now();
+        kill(Pid::from_raw(child.id() as i32), signal).expect("signal");
+        let status = child.wait().expect("wait");
+        assert!(sent.elapsed() < Duration::from_secs(5), "{:?}", sent.elapsed());
+        assert_eq!(status.code(), Some(130));
+
+        // The whole process group died with the step: no orphan sleep.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while alive(grandchild) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(grandchild), "grandchild {grandchild} survived");
+        assert!(project.path().join("cleanup-ran").exists(), "on_give_up runs after an interrupt");
+        let metrics = json(&project.read("artifacts/metrics.json"));
+        assert_eq!(metrics["outcome"], "interrupted");
+        assert!(project.read("artifacts/junit.xml").contains("long"));
+    }
+
+    #[test]
+    fn ctrl_c_kills_the_step_group_runs_on_give_up_and_exits_130() {
+        interrupt_mid_step(Signal::SIGINT);
+    }
+
+    #[test]
+    fn sigterm_behaves_like_ctrl_c() {
+        interrupt_mid_step(Signal::SIGTERM);
+    }
+}

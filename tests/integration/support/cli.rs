@@ -1,0 +1,99 @@
+//! End-to-end CLI tests in the style of just's `Test` builder: a temp project, the real binary,
+//! and the exit code, stdout and stderr checked together.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+pub struct RunResult {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A `.git` folder makes the temp dir the project root, as a real checkout would be.
+        std::fs::create_dir(dir.path().join(".git")).expect("create .git");
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, relative: &str, contents: &str) -> &Self {
+        let path = self.dir.path().join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent");
+        }
+        std::fs::write(path, contents).expect("write file");
+        self
+    }
+
+    pub fn read(&self, relative: &str) -> String {
+        let path = self.dir.path().join(relative);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    }
+
+    pub fn artifacts(&self) -> PathBuf {
+        self.dir.path().join("artifacts")
+    }
+
+    /// The binary, run in the project folder with colours off and no inherited agent-orch env.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_agent-orch"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("AGENT_ORCH_ENV")
+            .env_remove("AGENT_ORCH_ARTIFACTS")
+            .env_remove("AGENT_ORCH_COLOR")
+            .env_remove("TF_BUILD")
+            .stdin(Stdio::null());
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> RunResult {
+        let output = self.command(args).output().expect("binary runs");
+        RunResult::from(output)
+    }
+
+    /// `agent-orch run FILE --artifacts <project>/artifacts --quiet` plus `extra` arguments.
+    pub fn run_workflow(&self, file: &str, extra: &[&str]) -> RunResult {
+        let artifacts = self.artifacts();
+        let artifacts = artifacts.to_str().expect("utf-8 path");
+        let mut args = vec!["run", file, "--artifacts", artifacts, "--quiet"];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+}
+
+impl From<Output> for RunResult {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl RunResult {
+    #[track_caller]
+    pub fn assert_code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(expected),
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
