@@ -31,7 +31,8 @@ const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
 const CYAN: Style = AnsiColor::Cyan.on_default();
 const MAGENTA: Style = AnsiColor::Magenta.on_default();
 
-pub struct Console<W: Write> {
+/// Writes to stderr unless told otherwise, so `None::<Console>` names "no console".
+pub struct Console<W: Write = anstream::Stderr> {
     out: W,
     max_iterations: u32,
     artifacts_dir: Option<PathBuf>,

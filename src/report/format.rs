@@ -81,18 +81,30 @@ pub(crate) fn one_line(text: &str, max_chars: usize) -> String {
 
 /// The one line a `Decision` shows as in the console and `run.log`.
 ///
-/// By convention a decision's `detail` carries a human-readable `summary` (or `message`,
-/// `reason`, `verdict`) string; without one the compact JSON is shown, cut short. The full
-/// detail always lands in `audit.jsonl`.
+/// By convention a decision's `detail` carries a human-readable `summary` (or `reason`,
+/// `message`, `verdict`, `failure`) string; without one its top-level fields are shown as
+/// `key=value`, cut short. The full detail always lands in `audit.jsonl`.
 pub(crate) fn decision_summary(detail: &serde_json::Value) -> String {
     const MAX_CHARS: usize = 160;
-    let readable = ["summary", "message", "reason", "verdict"]
+    let readable = ["summary", "reason", "message", "verdict", "failure"]
         .iter()
         .find_map(|key| detail.get(key).and_then(serde_json::Value::as_str));
     match (readable, detail) {
         (Some(text), _) => one_line(text, MAX_CHARS),
         (None, serde_json::Value::Null) => String::new(),
         (None, serde_json::Value::String(text)) => one_line(text, MAX_CHARS),
+        (None, serde_json::Value::Object(fields)) => {
+            let pairs: Vec<String> = fields
+                .iter()
+                .map(|(key, value)| match value {
+                    serde_json::Value::String(text) if !text.contains(char::is_whitespace) => {
+                        format!("{key}={text}")
+                    }
+                    other => format!("{key}={other}"),
+                })
+                .collect();
+            one_line(&pairs.join(" "), MAX_CHARS)
+        }
         (None, other) => one_line(&other.to_string(), MAX_CHARS),
     }
 }
@@ -143,8 +155,12 @@ mod tests {
     fn decision_summary_prefers_readable_fields() {
         let detail = serde_json::json!({"verdict": "approved", "tokens": {"prompt": 3}});
         assert_eq!(decision_summary(&detail), "approved");
-        let detail = serde_json::json!({"count": 2});
-        assert_eq!(decision_summary(&detail), r#"{"count":2}"#);
+        let detail = serde_json::json!({"attempt": 2, "previous": "exit code 1", "step": "test"});
+        assert_eq!(
+            decision_summary(&detail),
+            r#"attempt=2 previous="exit code 1" step=test"#
+        );
+        assert_eq!(decision_summary(&serde_json::json!([1, 2])), "[1,2]");
         assert_eq!(decision_summary(&serde_json::Value::Null), "");
     }
 

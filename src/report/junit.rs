@@ -130,7 +130,9 @@ fn step_case(workflow: &str, step: &StepRecord) -> TestCase {
     if step.step_name != step.step_id {
         case.add_property(Property::new("name", &step.step_name));
     }
-    case.add_property(Property::new("required", step.required.to_string()));
+    if !step.required {
+        case.add_property(Property::new("required", "false"));
+    }
     let mut system_out = Vec::new();
     if !step.required && step.is_failure() {
         system_out.push("not required: this failure did not fail the run".to_owned());
@@ -301,7 +303,7 @@ mod tests {
             description.contains("FAIL src/app.test.ts"),
             "{description}"
         );
-        assert_eq!(property(&cases[1], "required"), Some("true"));
+        assert_eq!(property(&cases[1], "required"), None);
         assert_eq!(
             cases[1].system_out.as_deref(),
             Some("log: .agent-orch/runs/run-1/steps/1-test.log")
