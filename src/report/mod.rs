@@ -5,7 +5,7 @@
 //! (`metrics.json`) and [`summary`] (`summary.md`). [`Reporters`] fans each event out to all
 //! of them; [`Reporters::for_run`] sets up the whole artifacts folder of a run.
 //!
-//! Reporters write what they are given: masking secrets happens before an event is emitted.
+//! [`Reporters`] masks secret values (see [`secret_mask`]) before any reporter sees an event.
 
 mod atomic_file;
 pub mod audit;
@@ -15,6 +15,7 @@ pub mod junit;
 pub mod metrics;
 pub mod run_log;
 mod run_record;
+pub mod secret_mask;
 pub mod summary;
 #[cfg(test)]
 mod test_events;
@@ -29,6 +30,7 @@ use self::console::Console;
 use self::junit::JunitReport;
 use self::metrics::MetricsReport;
 use self::run_log::RunLog;
+use self::secret_mask::SecretMask;
 use self::summary::SummaryReport;
 
 /// A consumer of engine events. Reporters write as events arrive, so an interrupted run
@@ -46,12 +48,13 @@ pub trait Reporter {
     }
 }
 
-/// Fans every event out to every reporter. A reporter that fails does not stop the others
-/// (or the run): its errors are collected, [`Reporters::errors`] lists them, and `finish`
-/// fails if there were any.
+/// Fans every event out to every reporter, secrets masked. A reporter that fails does not
+/// stop the others (or the run): its errors are collected, [`Reporters::errors`] lists them,
+/// and `finish` fails if there were any.
 #[derive(Default)]
 pub struct Reporters {
     reporters: Vec<Box<dyn Reporter + Send>>,
+    secrets: SecretMask,
     errors: Vec<ReportError>,
 }
 
@@ -84,6 +87,11 @@ impl Reporters {
         self.reporters.push(Box::new(reporter));
     }
 
+    /// Masks these values (secrets fetched for the run) in every event from now on.
+    pub fn mask_secrets<S: Into<String>>(&mut self, values: impl IntoIterator<Item = S>) {
+        self.secrets = SecretMask::new(values);
+    }
+
     /// Every error met so far, oldest first.
     pub fn errors(&self) -> &[ReportError] {
         &self.errors
@@ -97,8 +105,9 @@ impl Reporter for Reporters {
 
     /// Hands `event` to every reporter in the order they were added; never fails.
     fn on_event(&mut self, event: &Event) -> io::Result<()> {
+        let event = self.secrets.mask_event(event);
         for reporter in &mut self.reporters {
-            if let Err(source) = reporter.on_event(event) {
+            if let Err(source) = reporter.on_event(&event) {
                 self.errors.push(ReportError {
                     reporter: reporter.name().to_owned(),
                     source,
@@ -193,6 +202,33 @@ mod tests {
         );
         let run_log = std::fs::read_to_string(artifacts.join("run.log")).unwrap();
         assert_eq!(run_log.lines().count() as u64, events);
+    }
+
+    #[test]
+    fn no_report_sees_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let artifacts = dir.path().join("run");
+        let console = Console::new(anstream::AutoStream::never(Vec::new()));
+        let mut reporters = Reporters::for_run(&artifacts, Some(console)).unwrap();
+        // Both words appear in the scripted output tails and failure messages.
+        reporters.mask_secrets(["received 500", "exit code 2"]);
+        for event in two_iteration_run() {
+            reporters.on_event(&event).unwrap();
+        }
+        reporters.finish().unwrap();
+        for name in [
+            "audit.jsonl",
+            "junit.xml",
+            "metrics.json",
+            "run.log",
+            "summary.md",
+        ] {
+            let text = std::fs::read_to_string(artifacts.join(name)).unwrap();
+            assert!(!text.contains("received 500"), "{name}: {text}");
+            assert!(!text.contains("exit code 2"), "{name}: {text}");
+        }
+        let junit = std::fs::read_to_string(artifacts.join("junit.xml")).unwrap();
+        assert!(junit.contains("expected 200, ***"), "{junit}");
     }
 
     #[test]
