@@ -47,6 +47,7 @@ impl Console<anstream::Stderr> {
 }
 
 impl<W: Write> Console<W> {
+    /// A console writing styled text to `out` (wrap it in an `AutoStream` to strip styles).
     pub fn new(out: W) -> Self {
         Self {
             out,

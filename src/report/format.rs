@@ -59,15 +59,16 @@ pub(crate) fn iterations_phrase(count: u32) -> String {
     }
 }
 
-/// Collapses all whitespace (newlines included) to single spaces and cuts the text to
-/// `max_chars`, so any message fits on one line of a log or a table cell.
+/// Collapses all whitespace (newlines included) to single spaces, drops other control
+/// characters (a message from a script must not move the cursor or change colours), and
+/// cuts the text to `max_chars`, so any message fits on one line of a log or a table cell.
 pub(crate) fn one_line(text: &str, max_chars: usize) -> String {
     let mut line = String::new();
     for word in text.split_whitespace() {
         if !line.is_empty() {
             line.push(' ');
         }
-        line.push_str(word);
+        line.extend(word.chars().filter(|c| !c.is_control()));
     }
     match line.char_indices().nth(max_chars) {
         Some((cut, _)) => {
@@ -149,6 +150,7 @@ mod tests {
         assert_eq!(one_line("a\n  b\tc ", 10), "a b c");
         assert_eq!(one_line("abcdef", 3), "abc…");
         assert_eq!(one_line("ééé", 3), "ééé");
+        assert_eq!(one_line("\u{1b}[2Jred\u{7}", 10), "[2Jred");
     }
 
     #[test]
