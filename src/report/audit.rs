@@ -7,12 +7,17 @@
 //! [`GENESIS`]. Agent decisions (prompts, responses, verdicts, patches) arrive as
 //! `Event::Decision` and land here with everything they carry. [`verify_chain`] checks a file.
 //!
+//! The chain alone stops casual edits; someone who rewrites every later line defeats it. The
+//! hash of the last line ([`AuditLog::head`]) is what to record outside the artifacts folder
+//! (the pipeline log, a build tag) to make the whole file tamper-evident.
+//!
 //! Lines go straight to the file, unbuffered, one write each, so a crash keeps every line
 //! written before it.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -27,7 +32,21 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub struct AuditLog {
     file: File,
     seq: u64,
-    prev_sha256: String,
+    /// The hash of the last line written, shared with whoever asked for [`AuditLog::head`].
+    prev_sha256: Arc<Mutex<String>>,
+}
+
+/// A live view of an audit log's head: the SHA-256 of its last line ([`GENESIS`] while empty).
+#[derive(Clone, Debug)]
+pub struct AuditHead(Arc<Mutex<String>>);
+
+impl AuditHead {
+    pub fn sha256(&self) -> String {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 #[derive(Serialize)]
@@ -45,8 +64,13 @@ impl AuditLog {
         Ok(Self {
             file: File::create(path)?,
             seq: 0,
-            prev_sha256: GENESIS.to_owned(),
+            prev_sha256: Arc::new(Mutex::new(GENESIS.to_owned())),
         })
+    }
+
+    /// The chain's head, readable after the log has been handed to [`super::Reporters`].
+    pub fn head(&self) -> AuditHead {
+        AuditHead(Arc::clone(&self.prev_sha256))
     }
 }
 
@@ -56,10 +80,14 @@ impl Reporter for AuditLog {
     }
 
     fn on_event(&mut self, event: &Event) -> io::Result<()> {
+        let mut prev_sha256 = self
+            .prev_sha256
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let line = AuditLine {
             seq: self.seq + 1,
             ts: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            prev_sha256: &self.prev_sha256,
+            prev_sha256: &prev_sha256,
             event,
         };
         let mut bytes = serde_json::to_vec(&line)?;
@@ -67,7 +95,7 @@ impl Reporter for AuditLog {
         bytes.push(b'\n');
         self.file.write_all(&bytes)?;
         self.seq += 1;
-        self.prev_sha256 = sha256;
+        *prev_sha256 = sha256;
         Ok(())
     }
 
@@ -140,10 +168,13 @@ mod tests {
     fn write_log(dir: &Path) -> PathBuf {
         let path = dir.join("audit.jsonl");
         let mut audit = AuditLog::create(&path).unwrap();
+        let head = audit.head();
+        assert_eq!(head.sha256(), GENESIS);
         for event in two_iteration_run() {
             audit.on_event(&event).unwrap();
         }
         audit.finish().unwrap();
+        assert_eq!(head.sha256(), verify_chain(&path).unwrap().1);
         path
     }
 

@@ -25,7 +25,7 @@ use std::path::Path;
 
 use crate::engine::events::Event;
 
-use self::audit::AuditLog;
+use self::audit::{AuditHead, AuditLog};
 use self::console::Console;
 use self::junit::JunitReport;
 use self::metrics::MetricsReport;
@@ -55,6 +55,7 @@ pub trait Reporter {
 pub struct Reporters {
     reporters: Vec<Box<dyn Reporter + Send>>,
     secrets: SecretMask,
+    audit_head: Option<AuditHead>,
     errors: Vec<ReportError>,
 }
 
@@ -76,7 +77,9 @@ impl Reporters {
             reporters.push(console);
         }
         reporters.push(RunLog::create(&artifacts_dir.join("run.log"))?);
-        reporters.push(AuditLog::create(&artifacts_dir.join("audit.jsonl"))?);
+        let audit = AuditLog::create(&artifacts_dir.join("audit.jsonl"))?;
+        reporters.audit_head = Some(audit.head());
+        reporters.push(audit);
         reporters.push(JunitReport::new(artifacts_dir.join("junit.xml")));
         reporters.push(MetricsReport::new(artifacts_dir.join("metrics.json")));
         reporters.push(SummaryReport::new(artifacts_dir.join("summary.md")));
@@ -90,6 +93,12 @@ impl Reporters {
     /// Masks these values (secrets fetched for the run) in every event from now on.
     pub fn mask_secrets<S: Into<String>>(&mut self, values: impl IntoIterator<Item = S>) {
         self.secrets = SecretMask::new(values);
+    }
+
+    /// The SHA-256 of the last line of `audit.jsonl` (set up by [`Reporters::for_run`]):
+    /// print it where the artifacts cannot rewrite it, so the whole log is tamper-evident.
+    pub fn audit_head(&self) -> Option<String> {
+        self.audit_head.as_ref().map(AuditHead::sha256)
     }
 
     /// Every error met so far, oldest first.
@@ -194,12 +203,9 @@ mod tests {
             ]
         );
         let events = two_iteration_run().len() as u64;
-        assert_eq!(
-            audit::verify_chain(&artifacts.join("audit.jsonl"))
-                .unwrap()
-                .0,
-            events
-        );
+        let (lines, head) = audit::verify_chain(&artifacts.join("audit.jsonl")).unwrap();
+        assert_eq!(lines, events);
+        assert_eq!(reporters.audit_head(), Some(head));
         let run_log = std::fs::read_to_string(artifacts.join("run.log")).unwrap();
         assert_eq!(run_log.lines().count() as u64, events);
     }
