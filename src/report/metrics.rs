@@ -34,10 +34,23 @@ struct Metrics<'a> {
     reason: &'a str,
     iterations: u32,
     duration_seconds: f64,
+    per_iteration: Vec<IterationMetrics<'a>>,
     /// Keyed by step id, in the order steps first finished.
     steps: IndexMap<&'a str, StepMetrics>,
     tokens: Tokens,
     decisions: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct IterationMetrics<'a> {
+    iteration: u32,
+    /// `None` while the iteration was still running.
+    passed: Option<bool>,
+    /// The sum of its steps' durations.
+    #[serde(rename = "duration_seconds", serialize_with = "seconds")]
+    duration: Duration,
+    fingerprint: Option<&'a str>,
+    failure: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -130,6 +143,20 @@ fn metrics(record: &RunRecord) -> Metrics<'_> {
         tokens.completion += count("completion");
     }
     tokens.total = tokens.prompt + tokens.completion;
+    let per_iteration = record
+        .iterations
+        .iter()
+        .map(|iteration| {
+            let result = iteration.result.as_ref();
+            IterationMetrics {
+                iteration: iteration.number,
+                passed: result.map(|result| result.passed),
+                duration: iteration.steps.iter().map(|step| step.duration).sum(),
+                fingerprint: result.and_then(|result| result.fingerprint.as_deref()),
+                failure: result.and_then(|result| result.failure.as_deref()),
+            }
+        })
+        .collect();
     let start = record.start.as_ref();
     Metrics {
         run_id: start.map(|start| start.run_id.as_str()),
@@ -140,6 +167,7 @@ fn metrics(record: &RunRecord) -> Metrics<'_> {
         reason: record.reason(),
         iterations: record.iteration_count(),
         duration_seconds: record.duration().as_secs_f64(),
+        per_iteration,
         steps,
         tokens,
         decisions: record.decisions.len(),
@@ -179,6 +207,10 @@ mod tests {
                 "reason": "all required steps passed",
                 "iterations": 2,
                 "duration_seconds": 14.66,
+                "per_iteration": [
+                    {"iteration": 1, "passed": false, "duration_seconds": 7.5, "fingerprint": "3f2a9c", "failure": "steps/test: exit code 2"},
+                    {"iteration": 2, "passed": true, "duration_seconds": 6.66, "fingerprint": null, "failure": null},
+                ],
                 "steps": {
                     "lint": {"phase": "steps", "count": 2, "failures": 1, "skipped": 0, "total_duration_seconds": 0.56},
                     "test": {"phase": "steps", "count": 2, "failures": 1, "skipped": 0, "total_duration_seconds": 2.3},
@@ -211,5 +243,9 @@ mod tests {
         assert_eq!(metrics["iterations"], 2);
         assert!(metrics["duration_seconds"].as_f64().unwrap() >= 0.0);
         assert_eq!(metrics["steps"]["build"]["count"], 1);
+        assert_eq!(
+            metrics["per_iteration"][1]["passed"],
+            serde_json::Value::Null
+        );
     }
 }
