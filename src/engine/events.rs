@@ -56,6 +56,11 @@ pub enum Event {
         failure: Option<String>,
     },
     /// A choice the engine or an agent made: no-progress stop, budget stop, patch verdicts, ...
+    ///
+    /// `detail` is free-form and lands whole in `audit.jsonl`. Two keys are read by other
+    /// reports: a `summary` string (or `reason`, `message`, `verdict`, `failure`) is the one
+    /// line the console and `run.log` show, and `tokens: {"prompt": n, "completion": n}` is
+    /// summed into `metrics.json`.
     Decision {
         iteration: u32,
         kind: String,
