@@ -10,7 +10,8 @@ use crate::engine::interrupt::Interrupts;
 use crate::engine::run_loop::{Engine, RunSettings};
 use crate::engine::template_context::TemplateContext;
 use crate::error::{Error, ExitStatus};
-use crate::report::Reporters;
+use crate::report::console::Console;
+use crate::report::{Reporter, Reporters};
 
 pub fn run(args: &RunArgs, color_choice: ColorChoice, color: bool) -> Result<ExitStatus, Error> {
     let workflow = super::load(&args.workflow, color)?;
@@ -25,7 +26,12 @@ pub fn run(args: &RunArgs, color_choice: ColorChoice, color: bool) -> Result<Exi
         .map_err(Error::Runtime)?;
     let status = runtime.block_on(async {
         let interrupts = Interrupts::listen().map_err(Error::Signals)?;
-        let mut reporters = Reporters::for_run(&settings.artifacts_dir, color_choice)
+        let console = Console::stderr(match color_choice {
+            ColorChoice::Auto => anstream::ColorChoice::Auto,
+            ColorChoice::Always => anstream::ColorChoice::Always,
+            ColorChoice::Never => anstream::ColorChoice::Never,
+        });
+        let mut reporters = Reporters::for_run(&settings.artifacts_dir, Some(console))
             .map_err(|source| Error::Artifacts {
                 path: settings.artifacts_dir.clone(),
                 source,
@@ -40,7 +46,10 @@ pub fn run(args: &RunArgs, color_choice: ColorChoice, color: bool) -> Result<Exi
         let summary = Engine::new(&workflow, &settings, context, &mut reporters, interrupts)
             .run()
             .await;
-        reporters.finish();
+        if let Err(err) = reporters.finish() {
+            // The run's outcome stands; a report that could not be written is said, not fatal.
+            report_warning(&err);
+        }
         Ok::<_, Error>(match summary.outcome {
             RunOutcome::Succeeded | RunOutcome::SucceededWithIssues => ExitStatus::Success,
             RunOutcome::Failed => ExitStatus::RunFailed,
@@ -50,4 +59,9 @@ pub fn run(args: &RunArgs, color_choice: ColorChoice, color: bool) -> Result<Exi
     // A step that ignored cancellation must not keep the process alive after the reports.
     runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(status)
+}
+
+fn report_warning(err: &std::io::Error) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "warning: {err}");
 }

@@ -270,25 +270,39 @@ impl<'a> Engine<'a> {
             Phase::Steps | Phase::Repair => self.interrupts.run.clone(),
         };
         for (index, step) in steps.iter().enumerate() {
-            self.emit(Event::StepStarted {
-                iteration,
-                phase,
-                step_id: step.id.value.clone(),
-                step_name: step.display_name().to_owned(),
-                kind: step.kind.key(),
-                index: index + 1,
-                total: steps.len(),
-            });
             let started = Instant::now();
-            let outcome = if cancel.is_cancelled() {
-                StepOutcome::new(StepStatus::Cancelled, "not started: the run was interrupted")
-            } else if let Some(failure) = result.failure.as_ref().filter(|_| phase != Phase::OnGiveUp) {
-                StepOutcome::new(
-                    StepStatus::Skipped,
-                    format!("skipped: required step `{}` failed", failure.step_id),
-                )
+            // Steps that will not run get no "started" line, only their finished status.
+            let not_run = if cancel.is_cancelled() {
+                Some(StepOutcome::new(
+                    StepStatus::Cancelled,
+                    "not started: the run was interrupted",
+                ))
             } else {
-                self.run_step(iteration, phase, step, &cancel).await
+                result
+                    .failure
+                    .as_ref()
+                    .filter(|_| phase != Phase::OnGiveUp)
+                    .map(|failure| {
+                        StepOutcome::new(
+                            StepStatus::Skipped,
+                            format!("skipped: required step `{}` failed", failure.step_id),
+                        )
+                    })
+            };
+            let outcome = match not_run {
+                Some(outcome) => outcome,
+                None => {
+                    self.emit(Event::StepStarted {
+                        iteration,
+                        phase,
+                        step_id: step.id.value.clone(),
+                        step_name: step.display_name().to_owned(),
+                        kind: step.kind.key(),
+                        index: index + 1,
+                        total: steps.len(),
+                    });
+                    self.run_step(iteration, phase, step, &cancel).await
+                }
             };
             let outcome = Arc::new(outcome);
             self.context.record_step(&step.id.value, &outcome);
