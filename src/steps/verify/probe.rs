@@ -91,11 +91,12 @@ pub(crate) async fn probe(
         success_condition: spec.expect.success_condition,
         failure_condition: spec.expect.failure_condition,
     };
-    let scope = minijinja::Value::from_iter(
+    let scope = minijinja::Value::from_object(
         cx.scope
             .iter()
-            .cloned()
-            .chain([("response", response.condition_value())]),
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .chain([("response".to_owned(), response.condition_value())])
+            .collect::<std::collections::BTreeMap<String, minijinja::Value>>(),
     );
     let judgement = judge(&response, &expectations, cx.conditions, &scope);
     ProbeResult {

@@ -1,0 +1,4 @@
+//! Fakes and helpers shared by the integration tests, one file each.
+
+pub(crate) mod http_service;
+pub(crate) mod step_harness;
