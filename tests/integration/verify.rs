@@ -615,3 +615,35 @@ flow:
     assert_eq!(outcome.outputs["attempts"], "2");
     assert_eq!(service.hits(), ["/json", "/flaky", "/json", "/flaky"]);
 }
+
+#[test]
+fn json_schema_accepts_the_design_example_and_rejects_two_kinds() {
+    let schema = serde_json::to_value(schemars::schema_for!(VerifyConfig)).expect("schema json");
+    let validator = jsonschema::validator_for(&schema).expect("valid schema");
+    let valid = [
+        json!({"http": {"url": "{{ env.url }}/health", "expect_status": 200, "retries": 3, "timeout": "10s"}}),
+        json!({"http": {"url": "x", "expect_status": [200, 204], "method": "POST", "json": {"a": 1}}}),
+        json!({"script": "./scripts/smoke_test.sh"}),
+        json!({"flow": {"requests": [{"name": "login", "url": "x", "capture": {"token": {"json": "/token"}}}]}}),
+    ];
+    for instance in valid {
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{instance}: {errors:?}");
+    }
+    let invalid = [
+        json!({}),
+        json!({"http": {"url": "x"}, "script": "y"}),
+        json!({"http": {"url": "x", "retry": 3}}),
+        json!({"http": {"url": "x", "expect_status": 42}}),
+        json!({"flow": {"requests": [{"name": "a", "url": "x", "capture": {"t": {"xpath": "/a"}}}]}}),
+    ];
+    for instance in invalid {
+        assert!(
+            !validator.is_valid(&instance),
+            "{instance} should not validate"
+        );
+    }
+}

@@ -50,7 +50,8 @@ impl FlowRunner<'_> {
         redactor: &mut Redactor,
     ) -> Measurement {
         let mut captured = serde_json::Map::new();
-        // Captures are published as step outputs, except credentials (masked instead).
+        // Captures are published as step outputs, except credentials (masked instead), with
+        // `status` and `latency_ms` of the last request made.
         let mut outputs = IndexMap::new();
         for (index, request) in self.flow.requests.iter().enumerate() {
             let scope = [(
@@ -90,8 +91,8 @@ impl FlowRunner<'_> {
             result
                 .log(log, &format!("{attempt}: {label}"), &judgement, redactor)
                 .await;
+            outputs.extend(result.outputs());
             if judgement.verdict != Verdict::Success {
-                outputs.extend(result.outputs());
                 return Measurement {
                     verdict: judgement.verdict,
                     reason: redactor.redact(&format!(

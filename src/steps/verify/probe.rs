@@ -75,9 +75,9 @@ pub(crate) async fn probe(
     };
     let response = match send(client, &request).await {
         Ok(response) => response,
-        Err(err) => {
+        Err(reason) => {
             return ProbeResult {
-                judgement: Judgement::new(Verdict::Error, err.reason),
+                judgement: Judgement::new(Verdict::Error, reason),
                 request_line,
                 response: None,
             };

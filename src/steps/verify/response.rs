@@ -45,29 +45,20 @@ pub(crate) struct ResponseSnapshot {
     pub(crate) latency: Duration,
 }
 
-/// Why no response came back.
-#[derive(Debug)]
-pub(crate) struct ExchangeError {
-    pub(crate) reason: String,
-}
-
 /// Sends `request`; the whole exchange, body included, is bounded by its timeout.
+/// The error is why no response came back, naming the url.
 pub(crate) async fn send(
     client: &reqwest::Client,
     request: &RenderedRequest,
-) -> Result<ResponseSnapshot, ExchangeError> {
+) -> Result<ResponseSnapshot, String> {
     let started = Instant::now();
     match tokio::time::timeout(request.timeout, exchange(client, request, started)).await {
-        Ok(result) => result.map_err(|err| ExchangeError {
-            reason: format!("{} ({})", describe(&err), request.url),
-        }),
-        Err(_) => Err(ExchangeError {
-            reason: format!(
-                "request timed out after {} ({})",
-                humantime::format_duration(request.timeout),
-                request.url
-            ),
-        }),
+        Ok(result) => result.map_err(|err| format!("{} ({})", describe(&err), request.url)),
+        Err(_) => Err(format!(
+            "request timed out after {} ({})",
+            humantime::format_duration(request.timeout),
+            request.url
+        )),
     }
 }
 
