@@ -15,6 +15,7 @@ pub mod cli;
 mod commands;
 pub mod engine;
 pub mod error;
+pub mod http;
 pub mod process;
 pub mod report;
 pub mod settings;

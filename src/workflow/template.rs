@@ -62,7 +62,13 @@ impl Renderer {
         template: &Template,
         extra: &[(&str, minijinja::Value)],
     ) -> Result<String, minijinja::Error> {
-        let extra = minijinja::Value::from_iter(extra.iter().map(|(k, v)| (*k, v.clone())));
+        // A map: `Value::from_iter` over pairs would build a list of pairs.
+        let extra = minijinja::Value::from_object(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect::<std::collections::BTreeMap<String, minijinja::Value>>(),
+        );
         let context = minijinja::context! { ..extra, ..self.context.clone() };
         self.env.render_str(template.source(), context)
     }

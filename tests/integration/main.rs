@@ -1,4 +1,7 @@
-//! The one integration test binary (one link instead of one per file).
+//! The integration tests: one binary (one link instead of one per file), one module per area,
+//! shared fakes and helpers in `support/`.
+
+mod support;
 
 mod run_cli;
-mod support;
+mod verify;

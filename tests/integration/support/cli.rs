@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub struct Project {
+pub(crate) struct Project {
     dir: tempfile::TempDir,
 }
 
-pub struct RunResult {
+pub(crate) struct RunResult {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,

@@ -1,3 +1,5 @@
-//! Helpers and wire-level fakes shared by every integration test (one file per fake).
+//! Fakes and helpers shared by the integration tests, one file each.
 
-pub mod cli;
+pub(crate) mod cli;
+pub(crate) mod http_service;
+pub(crate) mod step_harness;

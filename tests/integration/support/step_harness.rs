@@ -1,0 +1,72 @@
+//! A `StepContext` for running one step in a test: a temp dir for its log, a renderer over a
+//! given template context, a cancellation token the test can fire.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agent_orch::steps::{RunInfo, StepContext};
+use agent_orch::workflow::model::{Step, StepKind};
+use agent_orch::workflow::span::{Span, Spanned};
+use agent_orch::workflow::template::Renderer;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) struct StepHarness {
+    dir: TempDir,
+    step: Step,
+    run: RunInfo,
+    renderer: Renderer,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl StepHarness {
+    pub(crate) fn new(id: &str, kind: StepKind, context: serde_json::Value) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let run = RunInfo {
+            run_id: "test-run".to_owned(),
+            iteration: 1,
+            workdir: dir.path().to_owned(),
+            artifacts_dir: dir.path().join("artifacts"),
+        };
+        let step = Step {
+            id: Spanned::detached(id.to_owned()),
+            name: None,
+            kind,
+            required: true,
+            condition: None,
+            timeout: None,
+            retries: 0,
+            span: Span::detached(),
+        };
+        Self {
+            dir,
+            step,
+            run,
+            renderer: Renderer::new(context),
+            cancel: CancellationToken::new(),
+            timeout: None,
+        }
+    }
+
+    pub(crate) fn log_path(&self) -> PathBuf {
+        // A directory that does not exist yet: the step creates it.
+        self.dir.path().join("artifacts/logs/step.log")
+    }
+
+    pub(crate) fn ctx(&self) -> StepContext<'_> {
+        StepContext {
+            step: &self.step,
+            run: &self.run,
+            renderer: &self.renderer,
+            log_path: self.log_path(),
+            echo: false,
+            cancel: self.cancel.clone(),
+            timeout: self.timeout,
+        }
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).expect("step log written")
+    }
+}
