@@ -11,7 +11,9 @@
 
 pub mod cli;
 pub mod engine;
+pub mod llm;
 pub mod process;
+pub mod redact;
 pub mod report;
 pub mod steps;
 pub mod workflow;
