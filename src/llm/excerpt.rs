@@ -57,7 +57,7 @@ pub fn log_excerpt(log: &str, budget_chars: usize) -> String {
 
     let whole: usize = (0..lines.len()).map(line_cost).sum();
     if whole <= budget_chars {
-        return render(&lines, &[0..lines.len()], width);
+        return render(&lines, std::slice::from_ref(&(0..lines.len())), width);
     }
 
     // First error windows, in order, while they fit their share.

@@ -20,6 +20,7 @@
 //! | `policy` | | ✓ | the deterministic policy's decision |
 //!
 //! Every value is redacted before it is rendered, and the rendered message again after.
+//! Templates render with `trim_blocks` and `lstrip_blocks` on.
 
 use std::path::Path;
 
@@ -142,6 +143,15 @@ fn environment() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    // Block tags on their own lines leave no blank lines behind, as in Jinja's own advice for
+    // text output.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
     env
 }
 

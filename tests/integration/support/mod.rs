@@ -1,0 +1,3 @@
+//! Fakes and helpers shared by the integration tests, one file per fake.
+
+pub(crate) mod openai_fake;
