@@ -202,6 +202,17 @@ impl RedactorBuilder {
         values.into_iter().fold(self, |b, v| b.secret(v))
     }
 
+    /// Every string inside a JSON value: pass the run's `secrets` template context.
+    pub fn secrets_in_json(self, value: &serde_json::Value) -> Self {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => self.secret(s.as_str()),
+            Value::Array(items) => items.iter().fold(self, |b, v| b.secrets_in_json(v)),
+            Value::Object(map) => map.values().fold(self, |b, v| b.secrets_in_json(v)),
+            Value::Null | Value::Bool(_) | Value::Number(_) => self,
+        }
+    }
+
     /// Environment variables whose names mark them as secret (`*_KEY`, `*TOKEN*`,
     /// `*PASSWORD*`, `*SECRET*`, ...) contribute their values. Pass `std::env::vars()`.
     pub fn secret_env_vars<I>(self, vars: I) -> Self
@@ -231,18 +242,22 @@ impl RedactorBuilder {
             .map(|v| regex::escape(v))
             .collect::<Vec<_>>()
             .join("|");
-        // Escaped literals always compile; a size-limit failure falls back to matching nothing
-        // by value would leak, so fall back to the longest values that fit instead.
-        let values = Regex::new(&alternation).ok().or_else(|| {
-            let fitting = self
-                .values
-                .iter()
-                .take(256)
-                .map(|v| regex::escape(v))
-                .collect::<Vec<_>>()
-                .join("|");
-            Regex::new(&fitting).ok()
-        });
+        // Escaped literals always compile, but thousands of values could pass the regex size
+        // limit; then keep the longest 256 rather than redact nothing by value.
+        let values = regex::RegexBuilder::new(&alternation)
+            .size_limit(64 << 20)
+            .build()
+            .ok()
+            .or_else(|| {
+                let fitting = self
+                    .values
+                    .iter()
+                    .take(256)
+                    .map(|v| regex::escape(v))
+                    .collect::<Vec<_>>()
+                    .join("|");
+                Regex::new(&fitting).ok()
+            });
         Redactor { values }
     }
 }
@@ -368,6 +383,16 @@ mod tests {
         assert_eq!(
             redactor.redact("value-of-key in /home/user"),
             "[REDACTED:secret] in /home/user"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_every_string_of_the_secrets_context() {
+        let secrets = serde_json::json!({"openai_api_key": "key-value-1", "nested": ["pw-value-2"], "port": 5432});
+        let redactor = Redactor::builder().secrets_in_json(&secrets).build();
+        assert_eq!(
+            redactor.redact("key-value-1 pw-value-2 5432"),
+            "[REDACTED:secret] [REDACTED:secret] 5432"
         );
     }
 

@@ -263,6 +263,23 @@ mod tests {
     }
 
     #[test]
+    fn schema_documents_the_provider_settings() {
+        let schema = serde_json::to_string(&schemars::schema_for!(AgentConfig))
+            .unwrap_or_else(|e| panic!("{e}"));
+        for expected in [
+            "\"compatible\"",
+            "\"azure\"",
+            "max_context_tokens",
+            "api_version",
+        ] {
+            assert!(
+                schema.contains(expected),
+                "{expected} missing from {schema}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err = serde_saphyr::from_str::<AgentConfig>("{model: x, modle: y}");
         assert!(err.is_err());

@@ -22,6 +22,16 @@ pub enum Risk {
     High,
 }
 
+impl Risk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+        }
+    }
+}
+
 /// The JSON schema sent as the structured-output response format.
 pub fn verdict_schema() -> Value {
     serde_json::json!({

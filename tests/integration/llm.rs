@@ -10,6 +10,7 @@ use agent_orch::llm::{
     TapeMode, TokenBudget, Usage,
 };
 use agent_orch::redact::Redactor;
+use agent_orch::steps::{StepStatus, fix, review};
 use agent_orch::workflow::model::AgentConfig;
 use agent_orch::workflow::template::Renderer;
 
@@ -654,4 +655,54 @@ async fn a_prompt_override_gets_the_documented_variables() {
         user.starts_with("CUSTOM fixer #1 test 1 source(s)\n<<<UNTRUSTED log of step test"),
         "{user}"
     );
+}
+
+#[tokio::test]
+async fn cancelled_steps_stop_waiting_for_the_provider() {
+    let repo = Repo::new();
+    let fake = OpenAiFake::start().await;
+    fake.push(
+        Route::OpenAi,
+        Reply::slow(Duration::from_secs(10), Reply::text("late")),
+    )
+    .push(
+        Route::OpenAi,
+        Reply::slow(Duration::from_secs(10), Reply::text("late")),
+    );
+    let session = session(TapeMode::Live, None);
+    let agent = agent(&session, "fixer", &openai_yaml(&fake, ""), repo.path());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let canceller = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        canceller.cancel();
+    });
+
+    let started = Instant::now();
+    let (outcome, proposal) = fix::run(&agent, &repo.fix_context(), &cancel).await;
+    assert_eq!(outcome.status, StepStatus::Cancelled);
+    assert!(proposal.is_none());
+    let (outcome, verdict) = review::run(&agent, &repo.review_context(), &cancel).await;
+    assert_eq!(outcome.status, StepStatus::Cancelled);
+    assert!(verdict.is_none());
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn review_step_outcome_carries_the_suggestion() {
+    let repo = Repo::new();
+    let fake = OpenAiFake::start().await;
+    fake.push(
+        Route::OpenAi,
+        Reply::text(r#"{"approved": false, "reason": "drops a check", "risk": "high", "suggestion": "keep the check"}"#),
+    );
+    let session = session(TapeMode::Live, None);
+    let reviewer = agent(&session, "reviewer", &openai_yaml(&fake, ""), repo.path());
+
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (outcome, review) = review::run(&reviewer, &repo.review_context(), &cancel).await;
+    assert_eq!(outcome.status, StepStatus::Failed);
+    assert_eq!(outcome.message, "rejected (high risk): drops a check");
+    assert_eq!(outcome.outputs["suggestion"], "keep the check");
+    assert!(review.is_some_and(|r| !r.verdict.approved));
 }
