@@ -60,6 +60,9 @@ pub fn log_excerpt(log: &str, budget_chars: usize) -> String {
         return render(&lines, std::slice::from_ref(&(0..lines.len())), width);
     }
 
+    // Each gap costs a `... N lines omitted ...` line; one is reserved for the gap before the tail.
+    let gap_cost = width + 34;
+    let budget_chars = budget_chars.saturating_sub(gap_cost);
     // First error windows, in order, while they fit their share.
     let error_budget = (budget_chars as f64 * ERROR_SHARE) as usize;
     let mut ranges: Vec<Range<usize>> = Vec::new();
@@ -75,36 +78,45 @@ pub fn log_excerpt(log: &str, budget_chars: usize) -> String {
         if uncovered_from >= end {
             continue;
         }
-        let cost: usize = (uncovered_from..end).map(line_cost).sum();
+        let merges = ranges.last().is_some_and(|last| start <= last.end);
+        let cost: usize =
+            (uncovered_from..end).map(line_cost).sum::<usize>() + if merges { 0 } else { gap_cost };
         if used + cost > error_budget {
             break;
         }
         used += cost;
         match ranges.last_mut() {
-            Some(last) if start <= last.end => last.end = end,
+            Some(last) if merges => last.end = end,
             _ => ranges.push(start..end),
         }
     }
 
-    // Then the tail, as far back as the remaining budget allows.
+    // Then the tail, as far back as the remaining budget allows; lines already shown cost
+    // nothing, so an error on the last line does not leave the tail empty.
+    let covered = |index: usize| ranges.iter().any(|r| r.contains(&index));
     let mut tail_start = lines.len();
-    let mut tail_used = 0;
-    let covered_until = ranges.last().map_or(0, |r| r.end);
-    while tail_start > covered_until {
-        let cost = line_cost(tail_start - 1);
-        if used + tail_used + cost > budget_chars {
+    while tail_start > 0 {
+        let cost = if covered(tail_start - 1) {
+            0
+        } else {
+            line_cost(tail_start - 1)
+        };
+        if used + cost > budget_chars {
             break;
         }
-        tail_used += cost;
+        used += cost;
         tail_start -= 1;
     }
-    if tail_start < lines.len() {
-        match ranges.last_mut() {
-            Some(last) if tail_start <= last.end => last.end = lines.len(),
-            _ => ranges.push(tail_start..lines.len()),
+    ranges.push(tail_start..lines.len());
+    ranges.sort_by_key(|r| r.start);
+    let mut merged: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => merged.push(range),
         }
     }
-    render(&lines, &ranges, width)
+    render(&lines, &merged, width)
 }
 
 fn render(lines: &[&str], ranges: &[Range<usize>], width: usize) -> String {
@@ -206,6 +218,22 @@ mod tests {
         assert!(excerpt.contains("lines omitted"));
         assert!(!excerpt.contains('\x1b'), "colour codes are stripped");
         assert!(!excerpt.contains(" 100 | "), "unrelated lines are left out");
+    }
+
+    #[test]
+    fn an_error_on_the_last_line_still_gets_a_tail() {
+        let mut log = "step output line\n".repeat(1000);
+        log.push_str("npm ERR! code ELIFECYCLE\n");
+        let excerpt = log_excerpt(&log, 1000);
+        assert!(
+            excerpt.contains("1001 | npm ERR! code ELIFECYCLE"),
+            "{excerpt}"
+        );
+        assert!(
+            excerpt.lines().count() > 20,
+            "the tail fills the budget:\n{excerpt}"
+        );
+        assert!(excerpt.len() <= 1000);
     }
 
     #[test]
