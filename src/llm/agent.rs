@@ -21,7 +21,7 @@ use super::prompt::{PromptTemplate, Role, fixer_variables, reviewer_variables, s
 use super::provider::{ChatClient, Connection, DEFAULT_TIMEOUT, EnvLookup};
 use super::record::{Exchange, RecordedReply};
 use super::retry::RetryPolicy;
-use super::session::{LlmSession, Tape};
+use super::session::LlmSession;
 use super::usage::{Usage, estimate_tokens};
 use super::verdict::{Verdict, parse_verdict, verdict_schema};
 use crate::workflow::model::{AgentConfig, ProviderKind};
@@ -238,28 +238,10 @@ impl Agent {
             .check(prompt_tokens)
             .map_err(|(used, limit)| self.error(LlmErrorKind::BudgetExhausted { used, limit }))?;
 
-        let result = match (&session.tape, &self.client) {
-            (Tape::Replay(replayer), _) => {
-                let exchange = replayer.next(&self.name).map_err(|k| self.error(k))?;
-                session.budget.record(exchange.usage);
-                return match (exchange.response, exchange.error) {
-                    (Some(reply), _) => Ok(Completion {
-                        content: reply.content,
-                        prompt,
-                        prompt_hash,
-                        usage: exchange.usage,
-                        model: reply.model,
-                    }),
-                    (None, error) => Err(self.error(LlmErrorKind::Replayed(
-                        error.unwrap_or_else(|| "no reply recorded".to_owned()),
-                    ))),
-                };
-            }
-            (_, Some(client)) => client.create(request).await,
-            (_, None) => Err(OpenAIError::InvalidArgument(
-                "agent has no client".to_owned(),
-            )),
+        let Some(client) = &self.client else {
+            return self.replay(prompt, prompt_hash);
         };
+        let result = client.create(request).await;
         let reply = result
             .map_err(|err| self.map_openai_error(err))
             .and_then(|response| self.read_response(response, &prompt));
@@ -286,6 +268,27 @@ impl Agent {
             usage,
             model: reply.model,
         })
+    }
+
+    /// The next recorded exchange instead of a request: agents have no client when replaying.
+    fn replay(&self, prompt: String, prompt_hash: String) -> Result<Completion, LlmError> {
+        let exchange = self
+            .session
+            .replay_next(&self.name)
+            .map_err(|k| self.error(k))?;
+        self.session.budget.record(exchange.usage);
+        match (exchange.response, exchange.error) {
+            (Some(reply), _) => Ok(Completion {
+                content: reply.content,
+                prompt,
+                prompt_hash,
+                usage: exchange.usage,
+                model: reply.model,
+            }),
+            (None, error) => Err(self.error(LlmErrorKind::Replayed(
+                error.unwrap_or_else(|| "no reply recorded".to_owned()),
+            ))),
+        }
     }
 
     fn request(&self, role: Role, prompt: &str) -> CreateChatCompletionRequest {

@@ -73,6 +73,14 @@ impl LlmSession {
         matches!(self.tape, Tape::Replay(_))
     }
 
+    /// The next recorded exchange of `agent`; outside replay mode there is none.
+    pub(crate) fn replay_next(&self, agent: &str) -> Result<Exchange, LlmErrorKind> {
+        match &self.tape {
+            Tape::Replay(replayer) => replayer.next(agent),
+            Tape::Live | Tape::Record(_) => Err(LlmErrorKind::ReplayExhausted { served: 0 }),
+        }
+    }
+
     pub(crate) fn record(&self, exchange: &Exchange) -> Result<(), LlmErrorKind> {
         match &self.tape {
             Tape::Record(recorder) => recorder.write(exchange),
