@@ -408,3 +408,44 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::session::TapeMode;
+    use crate::llm::usage::TokenBudget;
+    use crate::redact::Redactor;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn agents_and_their_requests_can_move_between_threads() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let tape = dir.path().join("empty.jsonl");
+        std::fs::write(&tape, "").unwrap_or_else(|e| panic!("{e}"));
+        let session = LlmSession::new(
+            Redactor::default(),
+            TokenBudget::new(None),
+            TapeMode::Replay(tape),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let config: AgentConfig =
+            serde_saphyr::from_str("{model: m}").unwrap_or_else(|e| panic!("{e}"));
+        let renderer = Renderer::new(serde_json::json!({}));
+        let no_env = |_: &str| None;
+        let setup = AgentSetup {
+            renderer: &renderer,
+            workflow_dir: dir.path(),
+            env: &no_env,
+        };
+        // Replay needs no key: the same config would fail live without OPENAI_API_KEY.
+        let agent = session
+            .agent("fixer", &config, &setup)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_send(&agent);
+        let fix = FixContext::default();
+        assert_send(&agent.propose_fix(&fix));
+        let review = ReviewContext::default();
+        assert_send(&agent.review(&review));
+    }
+}

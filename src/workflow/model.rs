@@ -103,7 +103,7 @@ pub struct AgentConfig {
     /// Upper bound on the tokens of one reply.
     #[serde(default)]
     pub max_tokens: Option<u32>,
-    /// Time limit of one HTTP request (`2m`).
+    /// Time limit of one HTTP attempt (`2m`; default 2 minutes). Timeouts are not retried.
     #[serde(default)]
     pub timeout: Option<DurationSpec>,
     /// Extra attempts after a rate limit (429), a server error (5xx) or a refused connection.

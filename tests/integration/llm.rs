@@ -706,3 +706,39 @@ async fn review_step_outcome_carries_the_suggestion() {
     assert_eq!(outcome.outputs["suggestion"], "keep the check");
     assert!(review.is_some_and(|r| !r.verdict.approved));
 }
+
+#[tokio::test]
+async fn usage_is_estimated_when_the_server_reports_none() {
+    let repo = Repo::new();
+    let fake = OpenAiFake::start().await;
+    let body = serde_json::json!({
+        "id": "x", "object": "chat.completion", "created": 0, "model": "llama3",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "abcdefgh"}, "finish_reason": "stop"}]
+    });
+    fake.push(
+        Route::OpenAi,
+        Reply::Raw {
+            status: 200,
+            headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+            body: body.to_string(),
+        },
+    );
+    let session = session(TapeMode::Live, None);
+    let yaml = format!(
+        "{{model: llama3, provider: compatible, base_url: '{}'}}",
+        fake.base_url()
+    );
+    let fixer = agent(&session, "fixer", &yaml, repo.path());
+
+    let proposal = fixer
+        .propose_fix(&repo.fix_context())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(proposal.usage.estimated);
+    assert_eq!(
+        proposal.usage.completion_tokens, 2,
+        "8 characters are about 2 tokens"
+    );
+    assert!(proposal.usage.prompt_tokens as usize >= proposal.prompt.len() / 4);
+    assert_eq!(session.usage(), proposal.usage);
+}
