@@ -228,7 +228,7 @@ impl Agent {
         let request = self.request(role, &prompt);
         let request_json = session.redactor.redact_json(
             &serde_json::to_value(&request)
-                .map_err(|err| self.error(LlmErrorKind::BadResponse(err.to_string())))?,
+                .map_err(|err| self.error(LlmErrorKind::EncodeRequest(err)))?,
         );
         let prompt_hash = hex::encode(Sha256::digest(request_json.to_string().as_bytes()));
 

@@ -76,6 +76,8 @@ pub enum LlmErrorKind {
     },
     #[error("failed to build the HTTP client")]
     HttpClient(#[source] reqwest::Error),
+    #[error("failed to encode the request")]
+    EncodeRequest(#[source] serde_json::Error),
     #[error("request timed out after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
     #[error("failed to reach the provider: {0}")]
