@@ -28,6 +28,18 @@ struct Shape {
     kind: &'static str,
     regex: Regex,
     secret_group: usize,
+    /// A second look at the secret part, for shapes whose pattern alone would also match code.
+    looks_secret: fn(&str) -> bool,
+}
+
+fn always(_: &str) -> bool {
+    true
+}
+
+/// A value assigned to a secret-looking name is a secret if it is not a plain identifier or
+/// expression (`TOKEN = os.environ[...]`): it has a digit, or is long.
+fn secret_like_value(value: &str) -> bool {
+    value.len() >= 20 || value.bytes().any(|b| b.is_ascii_digit())
 }
 
 static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
@@ -35,6 +47,7 @@ static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
         kind,
         regex: regex_or_never(pattern),
         secret_group,
+        looks_secret: always,
     };
     vec![
         shape(
@@ -72,9 +85,17 @@ static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
         ),
         shape(
             "bearer-token",
-            r"(?i)\b(?:bearer|token)\s+([A-Za-z0-9\-._~+/]{12,}=*)",
+            r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{8,}=*)",
             1,
         ),
+        Shape {
+            looks_secret: secret_like_value,
+            ..shape(
+                "token",
+                r#"(?i)\b[a-z_]*(?:token|secret|passw(?:or)?d|api_?key)["']?\s*[:=]\s*["']?([A-Za-z0-9\-._~+/]{8,}=*)"#,
+                1,
+            )
+        },
         shape(
             "url-password",
             r"(?i)\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@",
@@ -125,9 +146,9 @@ impl Redactor {
             if !shape.regex.is_match(&text) {
                 continue;
             }
-            let replaced = shape.regex.replace_all(&text, |caps: &Captures<'_>| {
-                mask_group(caps, shape.secret_group, shape.kind)
-            });
+            let replaced = shape
+                .regex
+                .replace_all(&text, |caps: &Captures<'_>| mask_group(caps, shape));
             text = Cow::Owned(replaced.into_owned());
         }
         text
@@ -153,11 +174,15 @@ impl Redactor {
 
 /// Replaces the secret group of a match, keeping the rest (`Bearer `, `AccountKey=`) so the
 /// text still reads naturally.
-fn mask_group(caps: &Captures<'_>, group: usize, kind: &str) -> String {
+fn mask_group(caps: &Captures<'_>, shape: &Shape) -> String {
+    let kind = shape.kind;
     let whole = caps.get(0).map_or("", |m| m.as_str());
-    let Some(secret) = caps.get(group) else {
+    let Some(secret) = caps.get(shape.secret_group) else {
         return format!("[REDACTED:{kind}]");
     };
+    if !(shape.looks_secret)(secret.as_str()) {
+        return whole.to_owned();
+    }
     let start = secret.start() - caps.get(0).map_or(0, |m| m.start());
     let end = start + secret.as_str().len();
     format!("{}[REDACTED:{kind}]{}", &whole[..start], &whole[end..])
@@ -367,8 +392,18 @@ mod tests {
     }
 
     #[test]
+    fn assignments_to_secret_names_are_redacted() {
+        assert_eq!(
+            redact("GITLAB_TOKEN=glpat-abc123defghijkl and \"db_password\": \"hunter22hunter\""),
+            "GITLAB_TOKEN=[REDACTED:token] and \"db_password\": \"[REDACTED:token]\""
+        );
+    }
+
+    #[test]
     fn ordinary_text_is_left_alone() {
-        let text = "error[E0308]: mismatched types at src/main.rs:12:5; skip the token bucket";
+        let text = "error[E0308]: mismatched types at src/main.rs:12:5; Unexpected token \
+                    constructorName; skip the token bucket; password: <hidden>; \
+                    TOKEN = os.environ['API_TOKEN'] or api_key=settings.api_key";
         assert_eq!(redact(text), text);
     }
 
