@@ -1,8 +1,14 @@
 //! `fix`: ask the fixer agent for a unified diff that repairs the last failure.
+//!
+//! The step passes when the agent replied; the reply (a fenced diff, usually) goes to the patch
+//! module, which parses, checks and applies it. The step never parses the diff itself.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
+use super::{StepOutcome, StepStatus};
+use crate::llm::{Agent, FixContext, FixProposal, LlmError};
 use crate::workflow::span::Spanned;
 
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -10,4 +16,82 @@ use crate::workflow::span::Spanned;
 pub struct FixConfig {
     /// The name of an entry in `agents`.
     pub agent: Spanned<String>,
+}
+
+/// Asks `agent` for a patch, unless the run is cancelled first. The proposal is `None` when
+/// the step failed or was cancelled.
+pub async fn run(
+    agent: &Agent,
+    ctx: &FixContext,
+    cancel: &CancellationToken,
+) -> (StepOutcome, Option<FixProposal>) {
+    tokio::select! {
+        () = cancel.cancelled() => (StepOutcome::new(StepStatus::Cancelled, "cancelled"), None),
+        result = agent.propose_fix(ctx) => {
+            let outcome = outcome(&result);
+            (outcome, result.ok())
+        }
+    }
+}
+
+/// The step outcome for a fixer's answer; outputs `model`, `prompt_hash` and `tokens`.
+pub fn outcome(result: &Result<FixProposal, LlmError>) -> StepOutcome {
+    match result {
+        Ok(proposal) => {
+            let mut outcome = StepOutcome::passed(format!(
+                "proposed a patch ({} tokens)",
+                proposal.usage.total_tokens
+            ));
+            outcome
+                .outputs
+                .insert("model".to_owned(), proposal.model.clone());
+            outcome
+                .outputs
+                .insert("prompt_hash".to_owned(), proposal.prompt_hash.clone());
+            outcome
+                .outputs
+                .insert("tokens".to_owned(), proposal.usage.total_tokens.to_string());
+            outcome
+        }
+        Err(error) => StepOutcome::failed(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::{LlmErrorKind, Usage};
+
+    #[test]
+    fn a_reply_passes_and_an_error_fails_with_its_message() {
+        let proposal = FixProposal {
+            reply: "```diff\n```".to_owned(),
+            prompt: String::new(),
+            prompt_hash: "ab".repeat(32),
+            usage: Usage {
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                total_tokens: 15,
+                estimated: false,
+            },
+            model: "gpt-4o".to_owned(),
+        };
+        let passed = outcome(&Ok(proposal));
+        assert_eq!(passed.status, StepStatus::Passed);
+        assert_eq!(passed.message, "proposed a patch (15 tokens)");
+        assert_eq!(passed.outputs["tokens"], "15");
+
+        let failed = outcome(&Err(LlmError::new(
+            "fixer",
+            LlmErrorKind::Api {
+                status: 401,
+                message: "bad key".to_owned(),
+            },
+        )));
+        assert_eq!(failed.status, StepStatus::Failed);
+        assert_eq!(
+            failed.message,
+            "agent `fixer`: the provider answered 401: bad key"
+        );
+    }
 }

@@ -1,8 +1,15 @@
 //! `review`: ask the reviewer agent for a structured verdict on the proposed patch.
+//!
+//! The step passes only on an approval. A rejection fails it with the reviewer's reason, and
+//! its suggestion is published for the next fix attempt; a reply that is not a verdict fails it
+//! too. The deterministic patch policy runs before this step and is not overridden by it.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
+use super::{StepOutcome, StepStatus};
+use crate::llm::{Agent, LlmError, Review, ReviewContext};
 use crate::workflow::span::Spanned;
 
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -10,4 +17,80 @@ use crate::workflow::span::Spanned;
 pub struct ReviewConfig {
     /// The name of an entry in `agents`.
     pub agent: Spanned<String>,
+}
+
+/// Asks `agent` for a verdict, unless the run is cancelled first. The review is `None` when
+/// there is no verdict (error or cancellation).
+pub async fn run(
+    agent: &Agent,
+    ctx: &ReviewContext,
+    cancel: &CancellationToken,
+) -> (StepOutcome, Option<Review>) {
+    tokio::select! {
+        () = cancel.cancelled() => (StepOutcome::new(StepStatus::Cancelled, "cancelled"), None),
+        result = agent.review(ctx) => {
+            let outcome = outcome(&result);
+            (outcome, result.ok())
+        }
+    }
+}
+
+/// The step outcome for a reviewer's answer; outputs `approved`, `risk`, `reason` and, when
+/// given, `suggestion`.
+pub fn outcome(result: &Result<Review, LlmError>) -> StepOutcome {
+    let review = match result {
+        Ok(review) => review,
+        Err(error) => return StepOutcome::failed(error.to_string()),
+    };
+    let verdict = &review.verdict;
+    let risk = verdict.risk.as_str();
+    let mut outcome = if verdict.approved {
+        StepOutcome::passed(format!("approved ({risk} risk): {}", verdict.reason))
+    } else {
+        StepOutcome::failed(format!("rejected ({risk} risk): {}", verdict.reason))
+    };
+    let outputs = &mut outcome.outputs;
+    outputs.insert("approved".to_owned(), verdict.approved.to_string());
+    outputs.insert("risk".to_owned(), risk.to_owned());
+    outputs.insert("reason".to_owned(), verdict.reason.clone());
+    if let Some(suggestion) = &verdict.suggestion {
+        outputs.insert("suggestion".to_owned(), suggestion.clone());
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::{Risk, Usage, Verdict};
+
+    fn review(approved: bool, suggestion: Option<&str>) -> Review {
+        Review {
+            verdict: Verdict {
+                approved,
+                reason: "because".to_owned(),
+                risk: Risk::Medium,
+                suggestion: suggestion.map(str::to_owned),
+            },
+            reply: String::new(),
+            prompt: String::new(),
+            prompt_hash: String::new(),
+            usage: Usage::default(),
+            model: "m".to_owned(),
+        }
+    }
+
+    #[test]
+    fn only_an_approval_passes() {
+        let approved = outcome(&Ok(review(true, None)));
+        assert_eq!(approved.status, StepStatus::Passed);
+        assert_eq!(approved.message, "approved (medium risk): because");
+        assert!(!approved.outputs.contains_key("suggestion"));
+
+        let rejected = outcome(&Ok(review(false, Some("smaller change"))));
+        assert_eq!(rejected.status, StepStatus::Failed);
+        assert_eq!(rejected.message, "rejected (medium risk): because");
+        assert_eq!(rejected.outputs["suggestion"], "smaller change");
+        assert_eq!(rejected.outputs["approved"], "false");
+    }
 }

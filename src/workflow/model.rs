@@ -74,17 +74,66 @@ pub struct SecretsConfig {
 }
 
 /// An LLM agent that fix and review steps refer to by name.
+///
+/// Unset connection settings fall back to the usual environment variables: `OPENAI_API_KEY`
+/// and `OPENAI_BASE_URL` (OpenAI and compatible servers), `AZURE_OPENAI_ENDPOINT`,
+/// `AZURE_OPENAI_API_KEY` and `OPENAI_API_VERSION` (Azure OpenAI).
 #[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
+    /// The model name; for Azure OpenAI also the default deployment name.
     pub model: Spanned<String>,
     #[serde(default)]
+    pub provider: ProviderKind,
+    /// The API base URL (`http://localhost:11434/v1` for Ollama); for Azure OpenAI the
+    /// resource endpoint (`https://<resource>.openai.azure.com`).
+    #[serde(default)]
+    pub base_url: Option<Template>,
+    /// The API key, usually `{{ secrets.openai_api_key }}`; optional for compatible servers.
+    #[serde(default)]
+    pub api_key: Option<Template>,
+    /// Azure OpenAI deployment name (default: `model`).
+    #[serde(default)]
+    pub deployment: Option<Template>,
+    /// Azure OpenAI `api-version` query parameter.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
     pub temperature: Option<f32>,
+    /// Upper bound on the tokens of one reply.
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// Time limit of one HTTP attempt (`2m`; default 2 minutes). Timeouts are not retried.
+    #[serde(default)]
+    pub timeout: Option<DurationSpec>,
+    /// Extra attempts after a rate limit (429), a server error (5xx) or a refused connection.
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// Token budget of the context sent with one request (logs, sources, earlier patches).
+    #[serde(default)]
+    pub max_context_tokens: Option<u32>,
+    /// Ask for JSON-schema structured replies (default: on for OpenAI and Azure, off for
+    /// compatible servers, which often do not support it).
+    #[serde(default)]
+    pub structured_output: Option<bool>,
     /// A minijinja prompt template, relative to the workflow file.
     #[serde(default)]
     pub prompt: Option<Spanned<String>>,
+}
+
+/// Which API an agent talks to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum ProviderKind {
+    /// api.openai.com, or `base_url`.
+    #[default]
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// Azure OpenAI: endpoint, deployment and api-version.
+    #[serde(rename = "azure")]
+    Azure,
+    /// Any OpenAI-compatible server (Ollama, vLLM, LiteLLM) at `base_url`.
+    #[serde(rename = "compatible")]
+    Compatible,
 }
 
 /// Limits that stop the loop safely. No model can change them.

@@ -3,5 +3,6 @@
 
 mod support;
 
+mod llm;
 mod run_cli;
 mod verify;
