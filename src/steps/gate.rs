@@ -279,3 +279,6 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     }
     message
 }
+
+#[cfg(test)]
+mod tests;
