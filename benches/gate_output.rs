@@ -42,7 +42,10 @@ fn main() -> std::process::ExitCode {
         run_id: "bench".to_owned(),
         iteration: 1,
         workdir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
-        artifacts_dir: PathBuf::from(&log_path).parent().map(PathBuf::from).unwrap_or_default(),
+        artifacts_dir: PathBuf::from(&log_path)
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default(),
     };
     let renderer = Renderer::new(serde_json::json!({}));
     let ctx = StepContext {

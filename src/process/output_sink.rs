@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use super::ProcessError;
 use super::mask::Masker;
 
-/// How much of the end of the output a result keeps, by default.
+/// How many of the last lines of output a result keeps, by default.
 pub const DEFAULT_TAIL_LINES: usize = 200;
+/// How many of the last bytes of output a result keeps, by default (the tighter limit wins).
 pub const DEFAULT_TAIL_BYTES: usize = 64 * 1024;
 
 /// Where a command's output should go. Build it, then hand it to [`super::run_command`].

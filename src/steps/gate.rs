@@ -7,10 +7,10 @@
 //!     run: |
 //!       npm ci
 //!       npm run build
-//!       echo "version=$(node -p 'require(`./package.json`).version')" >> "$AGENT_ORCH_OUTPUT"
+//!       echo "version=$(cat VERSION)" >> "$AGENT_ORCH_OUTPUT"
 //!     shell: bash                    # sh (default on Unix), bash, cmd (default on Windows)
 //!     workdir: frontend              # relative to the workflow's repository
-//!     env: {NODE_ENV: "{{ env.name }}"}
+//!     env: {NAMESPACE: "{{ env.namespace }}"}
 //! ```
 //!
 //! `run`, `workdir` and `env` values are templates, rendered when the step runs. The command
