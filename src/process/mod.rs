@@ -19,6 +19,8 @@ mod mask;
 mod output_sink;
 mod outputs_file;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 
 use std::ffi::OsString;

@@ -231,6 +231,7 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::test_support::SharedBuffer;
 
     fn tail_of(chunks: &[&[u8]], max_lines: usize, max_bytes: usize) -> String {
         let mut tail = Tail::new(max_lines, max_bytes);
@@ -296,26 +297,5 @@ mod tests {
             err.to_string().starts_with("failed to create log file `"),
             "{err}"
         );
-    }
-
-    /// A `Write` whose contents the test can read after handing it to a sink.
-    #[derive(Clone, Default)]
-    struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl SharedBuffer {
-        fn contents(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
-
-    impl Write for SharedBuffer {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::test_support::SharedBuffer;
 use super::*;
 
 fn sh(script: &str) -> CommandSpec {
@@ -105,6 +106,32 @@ async fn stdout_and_stderr_go_to_the_log_in_order() {
     assert_eq!(std::fs::read_to_string(&log).unwrap(), expected);
     assert_eq!(result.tail, expected);
     assert_eq!(result.output_bytes, expected.len() as u64);
+}
+
+#[tokio::test]
+async fn output_is_echoed_while_the_command_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    // The command only finishes once the test has seen its first line in the echo.
+    let script = format!(
+        "echo first; while [ ! -f '{}' ]; do sleep 0.01; done; echo second",
+        go.display()
+    );
+    let echo = SharedBuffer::default();
+    let sink = OutputSink::new().echo_to(echo.clone());
+    let spec = sh(&script);
+    let running = run(&spec, sink, Some(Duration::from_secs(5)));
+    let watching = async {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while echo.contents() != "first\n" {
+            assert!(Instant::now() < deadline, "echo: {:?}", echo.contents());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        std::fs::write(&go, "").unwrap();
+    };
+    let (result, ()) = tokio::join!(running, watching);
+    assert!(result.success(), "{result:?}");
+    assert_eq!(echo.contents(), "first\nsecond\n");
 }
 
 #[tokio::test]
