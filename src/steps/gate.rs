@@ -1,43 +1,284 @@
 //! `gate`: run a command (lint, test, build) and pass when it exits 0.
+//!
+//! ```yaml
+//! - {id: test, gate: "npm test"}
+//! - id: build
+//!   gate:
+//!     run: |
+//!       npm ci
+//!       npm run build
+//!       echo "version=$(cat VERSION)" >> "$AGENT_ORCH_OUTPUT"
+//!     shell: bash                    # sh (default on Unix), bash, cmd (default on Windows)
+//!     workdir: frontend              # relative to the workflow's repository
+//!     env: {NAMESPACE: "{{ env.namespace }}"}
+//! ```
+//!
+//! `run`, `workdir` and `env` values are templates, rendered when the step runs. The command
+//! runs through [`crate::process::run_command`]: in its own process group, output streamed to
+//! the step's log (and the terminal when echoing), killed with everything it started on
+//! timeout or cancellation. Scripts stop at their first failing command (`sh -e`).
+//!
+//! **Outputs.** Like GitHub Actions' `GITHUB_OUTPUT`, `$AGENT_ORCH_OUTPUT` holds the path of a
+//! fresh, empty file. Lines the command appends to it become the step's outputs, readable by
+//! later steps as `steps.<id>.outputs.<name>`:
+//!
+//! - `name=value` (the value is the rest of the line);
+//! - `name<<DELIMITER`, then the value's lines, then a line that is exactly `DELIMITER`.
+//!
+//! A malformed file fails the step. The file sits next to the step's log while the command
+//! runs and is removed afterwards (see [`crate::process::OutputsFile`]).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
+use crate::process::{self, CommandSpec, OutputSink, OutputsFile, Shell};
+use crate::steps::{StepContext, StepOutcome, StepStatus};
+use crate::workflow::span::Spanned;
 use crate::workflow::template::Template;
 
-/// `gate: "npm test"` or `gate: {run, workdir, env}`.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(from = "GateSyntax")]
+/// `gate: "npm test"` or `gate: {run, shell, workdir, env}`.
+#[derive(Clone, Debug)]
 pub struct GateConfig {
     pub run: Template,
+    /// The shell `run` goes through; [`Shell::platform_default`] when not given.
+    pub shell: Option<Shell>,
+    /// Where the command runs, relative to the workflow's repository.
     pub workdir: Option<Template>,
+    /// Extra environment variables for the command.
     pub env: IndexMap<String, Template>,
 }
 
-// Provisional: a string or a map; the real loader keeps spans through both forms.
+/// The map form, with unknown keys refused where they are written.
 #[derive(Deserialize, JsonSchema)]
-#[serde(untagged)]
-enum GateSyntax {
-    Command(Template),
-    Full {
-        run: Template,
-        #[serde(default)]
-        workdir: Option<Template>,
-        #[serde(default)]
-        env: IndexMap<String, Template>,
-    },
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "GateCommand")]
+struct GateMap {
+    /// The command line; a multi-line script is fine.
+    run: Template,
+    /// The shell that runs `run`: `sh` (default on Unix), `bash`, or `cmd` (default on Windows).
+    #[serde(default)]
+    shell: Option<Shell>,
+    /// Where the command runs, relative to the workflow's repository.
+    #[serde(default)]
+    workdir: Option<Template>,
+    /// Extra environment variables for the command.
+    #[serde(default)]
+    env: IndexMap<String, Template>,
 }
 
-impl From<GateSyntax> for GateConfig {
-    fn from(syntax: GateSyntax) -> Self {
-        match syntax {
-            GateSyntax::Command(run) => GateConfig {
-                run,
+/// What a `gate:` node holds before its span is attached.
+enum GateNode {
+    Command(String),
+    Map(GateMap),
+}
+
+impl<'de> Deserialize<'de> for GateNode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct GateVisitor;
+
+        impl<'de> Visitor<'de> for GateVisitor {
+            type Value = GateNode;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a command string or a map with `run` (and `shell`, `workdir`, `env`)")
+            }
+
+            fn visit_str<E: de::Error>(self, command: &str) -> Result<GateNode, E> {
+                Ok(GateNode::Command(command.to_owned()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<GateNode, A::Error> {
+                GateMap::deserialize(MapAccessDeserializer::new(map)).map(GateNode::Map)
+            }
+        }
+
+        deserializer.deserialize_any(GateVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for GateConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Read through `Spanned` so the short form's command keeps the node's position.
+        let node = Spanned::<GateNode>::deserialize(deserializer)?;
+        Ok(match node.value {
+            GateNode::Command(command) => GateConfig {
+                run: Template(Spanned::new(command, node.span)),
+                shell: None,
                 workdir: None,
                 env: IndexMap::new(),
             },
-            GateSyntax::Full { run, workdir, env } => GateConfig { run, workdir, env },
-        }
+            GateNode::Map(map) => GateConfig {
+                run: map.run,
+                shell: map.shell,
+                workdir: map.workdir,
+                env: map.env,
+            },
+        })
     }
 }
+
+impl JsonSchema for GateConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Gate".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let command = generator.subschema_for::<Template>();
+        let map = generator.subschema_for::<GateMap>();
+        schemars::json_schema!({
+            "description": "A command that must exit 0: a command string, or a map with `run`.",
+            "oneOf": [command, map]
+        })
+    }
+}
+
+/// Runs the gate; see the module documentation.
+pub async fn run(config: &GateConfig, ctx: &StepContext<'_>) -> StepOutcome {
+    run_masked(config, ctx, &[]).await
+}
+
+/// Runs the gate with these secret values replaced by `***` in its log, echo and tail.
+pub async fn run_masked(
+    config: &GateConfig,
+    ctx: &StepContext<'_>,
+    secrets: &[String],
+) -> StepOutcome {
+    let spec = match command_spec(config, ctx) {
+        Ok(spec) => spec,
+        Err(message) => return StepOutcome::failed(message),
+    };
+    if let Some(dir) = ctx.log_path.parent()
+        && let Err(err) = std::fs::create_dir_all(dir)
+    {
+        return StepOutcome::failed(format!(
+            "failed to create log directory `{}`: {err}",
+            dir.display()
+        ));
+    }
+    let outputs_file = match OutputsFile::create(outputs_path(&ctx.log_path)) {
+        Ok(file) => file,
+        Err(err) => return StepOutcome::failed(error_chain(&err)),
+    };
+    let spec = spec.env(
+        process::OUTPUTS_ENV,
+        outputs_file.path().to_string_lossy().into_owned(),
+    );
+
+    let mut sink = OutputSink::new()
+        .log_to(&ctx.log_path)
+        .mask(secrets.iter().cloned());
+    if ctx.echo {
+        sink = sink.echo_to_stderr();
+    }
+    let result = process::run_command(&spec, sink, &ctx.cancel, ctx.timeout).await;
+    let outputs = outputs_file.read_and_remove();
+
+    let result = match result {
+        Ok(result) => result,
+        Err(err) => {
+            let mut outcome = StepOutcome::failed(error_chain(&err));
+            if !matches!(err.kind, process::ProcessErrorKind::CreateLog(_)) {
+                outcome.log_path = Some(ctx.log_path.clone());
+            }
+            return outcome;
+        }
+    };
+
+    let (status, mut message) = if result.cancelled {
+        (StepStatus::Cancelled, "cancelled".to_owned())
+    } else if result.timed_out {
+        let after = ctx.timeout.unwrap_or_default();
+        (
+            StepStatus::Failed,
+            format!("timed out after {}", humantime::format_duration(after)),
+        )
+    } else {
+        match result.exit {
+            Some(exit) if result.success() => (StepStatus::Passed, exit.to_string()),
+            Some(exit) => (StepStatus::Failed, exit.to_string()),
+            None => (
+                StepStatus::Failed,
+                "the command's exit status is unknown".to_owned(),
+            ),
+        }
+    };
+    if result.output_left_open {
+        message.push_str("; a process outside its group kept the output open");
+    }
+    let mut outcome = StepOutcome::new(status, message);
+    outcome.exit_code = match result.exit {
+        Some(process::Exit::Code(code)) => Some(code),
+        _ => None,
+    };
+    outcome.output_tail = result.tail;
+    outcome.log_path = Some(ctx.log_path.clone());
+    match outputs {
+        Ok(outputs) => outcome.outputs = outputs,
+        Err(err) => {
+            // A malformed outputs file is the command's mistake: the step cannot pass with it.
+            if outcome.status == StepStatus::Passed {
+                outcome.status = StepStatus::Failed;
+                outcome.message = error_chain(&err);
+            } else {
+                outcome.message = format!("{}; {}", outcome.message, error_chain(&err));
+            }
+        }
+    }
+    outcome
+}
+
+/// Renders the step's templates into the command to run.
+fn command_spec(config: &GateConfig, ctx: &StepContext<'_>) -> Result<CommandSpec, String> {
+    let render = |field: &str, template: &Template| {
+        ctx.renderer
+            .render(template)
+            .map_err(|err| format!("failed to render `{field}`: {err}"))
+    };
+    let script = render("run", &config.run)?;
+    let workdir = match &config.workdir {
+        Some(workdir) => ctx.run.workdir.join(render("workdir", workdir)?),
+        None => ctx.run.workdir.clone(),
+    };
+    if !workdir.is_dir() {
+        return Err(format!(
+            "workdir `{}` is not a directory",
+            workdir.display()
+        ));
+    }
+    let shell = config.shell.unwrap_or_else(Shell::platform_default);
+    let mut spec = CommandSpec::shell(shell, script).workdir(workdir);
+    for (name, value) in &config.env {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(format!("invalid environment variable name `{name}`"));
+        }
+        let value = render(&format!("env.{name}"), value)?;
+        spec = spec.env(name.clone(), value);
+    }
+    Ok(spec)
+}
+
+/// `artifacts/build.log` -> `artifacts/build.outputs`.
+fn outputs_path(log_path: &Path) -> PathBuf {
+    log_path.with_extension("outputs")
+}
+
+/// `error: cause: cause`, for one-line step messages.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,0 @@
-//! Child processes in their own process group: streamed output, timeouts, cancellation.
