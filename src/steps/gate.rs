@@ -234,7 +234,7 @@ pub async fn run_masked(
 }
 
 /// Renders the step's templates into the command to run.
-fn command_spec(config: &GateConfig, ctx: &StepContext<'_>) -> Result<CommandSpec, String> {
+pub(crate) fn command_spec(config: &GateConfig, ctx: &StepContext<'_>) -> Result<CommandSpec, String> {
     let render = |field: &str, template: &Template| {
         ctx.renderer
             .render(template)
@@ -269,7 +269,7 @@ fn outputs_path(log_path: &Path) -> PathBuf {
 }
 
 /// `error: cause: cause`, for one-line step messages.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -9,6 +9,7 @@ pub mod fix;
 pub mod gate;
 pub mod review;
 pub mod rollback;
+pub mod service;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::workflow::model::Step;
+use crate::workflow::model::{Step, StepKind};
 use crate::workflow::template::Renderer;
 
 /// What a step sees of the run it belongs to.
@@ -46,6 +47,23 @@ pub struct StepContext<'a> {
     pub cancel: CancellationToken,
     /// The step's own `timeout`, if any.
     pub timeout: Option<Duration>,
+    /// Services started in this iteration; the engine stops them when it ends.
+    pub services: &'a service::Services,
+}
+
+/// Runs one step once, whatever its kind.
+pub async fn run(ctx: &StepContext<'_>) -> StepOutcome {
+    match &ctx.step.kind {
+        StepKind::Gate(config) => gate::run(config, ctx).await,
+        StepKind::Service(config) => service::run(config, ctx).await,
+        StepKind::Verify(config) => verify::run(config, ctx).await,
+        StepKind::Deploy(_) | StepKind::Rollback(_) | StepKind::Fix(_) | StepKind::Review(_) => {
+            StepOutcome::failed(format!(
+                "`{}` steps are not available in this build",
+                ctx.step.kind.key()
+            ))
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -77,9 +77,9 @@ pub async fn run(config: &VerifyConfig, ctx: &StepContext<'_>) -> StepOutcome {
     }
 }
 
-// wired at merge: runs through `crate::process` like a gate, which is being built alongside.
-async fn run_script(_script: &GateConfig, _ctx: &StepContext<'_>) -> StepOutcome {
-    StepOutcome::failed("script verification is not wired yet")
+/// A smoke-test script passes when it exits 0: exactly a gate's contract.
+async fn run_script(script: &GateConfig, ctx: &StepContext<'_>) -> StepOutcome {
+    crate::steps::gate::run(script, ctx).await
 }
 
 /// The HTTP clients and the step log every HTTP-based check needs.
