@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod patch;
 pub mod process;
 pub mod report;
 pub mod steps;

@@ -1,0 +1,264 @@
+//! Finding where a hunk belongs in a file, by its context rather than its line numbers.
+//!
+//! Candidates are searched level by level, best match quality first: all context kept, then
+//! context dropped progressively from the edges (at most [`MAX_FUZZ`] lines per side); at each
+//! of those, exact text, then trailing whitespace ignored, then all whitespace ignored. The
+//! first level with any candidate decides: one candidate is the place, two or more are a
+//! refusal. The header's line number never breaks a tie, because in LLM output it is the least
+//! reliable part of the hunk.
+
+use super::diff::{Hunk, HunkLine, LineKind};
+use super::text::TextLine;
+
+/// Context lines that may be ignored at each edge of a hunk (GNU patch's `--fuzz=3`).
+const MAX_FUZZ: usize = 3;
+
+/// How strictly lines were compared where a hunk was placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Whitespace {
+    Exact,
+    TrailingIgnored,
+    Ignored,
+}
+
+const LEVELS: [Whitespace; 3] = [
+    Whitespace::Exact,
+    Whitespace::TrailingIgnored,
+    Whitespace::Ignored,
+];
+
+impl Whitespace {
+    fn normalize(self, text: &str) -> String {
+        match self {
+            Self::Exact => text.to_owned(),
+            Self::TrailingIgnored => text.trim_end().to_owned(),
+            Self::Ignored => text.chars().filter(|c| !c.is_whitespace()).collect(),
+        }
+    }
+}
+
+/// Where a hunk goes: `lines` (a sub-slice of the hunk's lines, edges possibly dropped)
+/// replace the file's lines from `start` (0-based) for as many lines as their old side has.
+#[derive(Debug)]
+pub(crate) struct Location<'h> {
+    pub(crate) start: usize,
+    pub(crate) lines: &'h [HunkLine],
+    pub(crate) fuzz: usize,
+    pub(crate) whitespace: Whitespace,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LocateError {
+    NotFound,
+    /// 1-based lines where equally good candidates start.
+    Ambiguous(Vec<usize>),
+    /// Only additions, into a non-empty file: nothing says where they go.
+    NoAnchor,
+}
+
+/// The file's lines normalized at every whitespace level, computed once per file state.
+pub(crate) struct Haystack {
+    levels: [Vec<String>; 3],
+}
+
+impl Haystack {
+    pub(crate) fn new(lines: &[TextLine]) -> Self {
+        let level = |ws: Whitespace| lines.iter().map(|line| ws.normalize(&line.text)).collect();
+        Self {
+            levels: LEVELS.map(level),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.levels[0].len()
+    }
+}
+
+/// Locates `hunk` in the file at or after line index `from` (hunks of one file apply in order
+/// and never overlap).
+pub(crate) fn locate<'h>(
+    haystack: &Haystack,
+    hunk: &'h Hunk,
+    from: usize,
+) -> Result<Location<'h>, LocateError> {
+    let lines = &hunk.lines[..];
+    if lines.iter().all(|line| line.kind == LineKind::Add) {
+        return if haystack.len() == 0 {
+            Ok(Location {
+                start: 0,
+                lines,
+                fuzz: 0,
+                whitespace: Whitespace::Exact,
+            })
+        } else {
+            Err(LocateError::NoAnchor)
+        };
+    }
+    let leading = lines
+        .iter()
+        .take_while(|l| l.kind == LineKind::Context)
+        .count();
+    let trailing = lines
+        .iter()
+        .rev()
+        .take_while(|l| l.kind == LineKind::Context)
+        .count();
+    for fuzz in 0..=2 * MAX_FUZZ {
+        for whitespace in LEVELS {
+            // Every way to drop `fuzz` context lines from the two edges; a candidate is the
+            // position the untrimmed hunk would start at, so that two trims agreeing on one
+            // place count once.
+            let mut candidates: Vec<(isize, Location<'h>)> = Vec::new();
+            for front in 0..=fuzz.min(MAX_FUZZ) {
+                let back = fuzz - front;
+                if back > MAX_FUZZ || front > leading || back > trailing {
+                    continue;
+                }
+                let trimmed = &lines[front..lines.len() - back];
+                if !is_anchored(trimmed) {
+                    continue;
+                }
+                for start in matches(haystack, trimmed, whitespace, from) {
+                    let implied = start as isize - front as isize;
+                    if candidates.iter().all(|(other, _)| *other != implied) {
+                        let location = Location {
+                            start,
+                            lines: trimmed,
+                            fuzz,
+                            whitespace,
+                        };
+                        candidates.push((implied, location));
+                    }
+                }
+            }
+            match candidates.len() {
+                0 => continue,
+                1 => return Ok(candidates.remove(0).1),
+                _ => {
+                    let mut starts: Vec<usize> =
+                        candidates.iter().map(|(_, l)| l.start + 1).collect();
+                    starts.sort_unstable();
+                    return Err(LocateError::Ambiguous(starts));
+                }
+            }
+        }
+    }
+    Err(LocateError::NotFound)
+}
+
+/// A trimmed hunk still says where it goes: it expects at least one non-blank line.
+fn is_anchored(lines: &[HunkLine]) -> bool {
+    lines
+        .iter()
+        .any(|line| line.kind != LineKind::Add && !line.text.trim().is_empty())
+}
+
+/// Starts (0-based, at or after `from`) where the old side of `lines` matches at `whitespace`.
+fn matches(
+    haystack: &Haystack,
+    lines: &[HunkLine],
+    whitespace: Whitespace,
+    from: usize,
+) -> Vec<usize> {
+    let needle: Vec<String> = lines
+        .iter()
+        .filter(|line| line.kind != LineKind::Add)
+        .map(|line| whitespace.normalize(&line.text))
+        .collect();
+    let file = &haystack.levels[whitespace as usize];
+    if needle.len() > file.len() {
+        return Vec::new();
+    }
+    (from..=file.len() - needle.len())
+        .filter(|&start| file[start..start + needle.len()] == needle[..])
+        .collect()
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+mod tests {
+    use super::*;
+    use crate::patch::text::TextFile;
+
+    fn hunk(body: &[&str]) -> Hunk {
+        let lines = body
+            .iter()
+            .map(|raw| {
+                let (kind, text) = match raw.split_at(1) {
+                    ("+", text) => (LineKind::Add, text),
+                    ("-", text) => (LineKind::Remove, text),
+                    (_, text) => (LineKind::Context, text),
+                };
+                HunkLine {
+                    kind,
+                    text: text.to_owned(),
+                    no_newline: false,
+                }
+            })
+            .collect();
+        Hunk {
+            header: "@@".into(),
+            old_start: None,
+            new_start: None,
+            lines,
+        }
+    }
+
+    fn haystack(content: &str) -> Haystack {
+        Haystack::new(&TextFile::decode(content.as_bytes()).unwrap().lines)
+    }
+
+    #[test]
+    fn exact_match_wins_over_looser_ones_elsewhere() {
+        let file = haystack("a\nb \nc\nx\na\nb\nc\n");
+        let hunk = hunk(&[" a", "-b", " c"]);
+        let found = locate(&file, &hunk, 0).unwrap();
+        assert_eq!((found.start, found.whitespace), (4, Whitespace::Exact));
+    }
+
+    #[test]
+    fn equal_candidates_are_ambiguous() {
+        let file = haystack("a\nb\nc\nx\na\nb\nc\n");
+        let err = locate(&file, &hunk(&[" a", "-b", " c"]), 0).unwrap_err();
+        assert_eq!(err, LocateError::Ambiguous(vec![1, 5]));
+    }
+
+    #[test]
+    fn from_excludes_earlier_candidates() {
+        let file = haystack("a\nb\nc\nx\na\nb\nc\n");
+        assert_eq!(
+            locate(&file, &hunk(&[" a", "-b", " c"]), 3).unwrap().start,
+            4
+        );
+    }
+
+    #[test]
+    fn fuzz_drops_wrong_context_edges() {
+        let file = haystack("one\ntwo\nthree\nfour\nfive\n");
+        let hunk = hunk(&[" WRONG", " two", "-three", " four"]);
+        let found = locate(&file, &hunk, 0).unwrap();
+        assert_eq!((found.start, found.fuzz), (1, 1));
+    }
+
+    #[test]
+    fn whitespace_drift_matches_at_a_looser_level() {
+        let file = haystack("fn f() {\n\tlet x = 1;\n}\n");
+        let hunk = hunk(&[" fn f() {", "-    let x = 1;", " }"]);
+        let found = locate(&file, &hunk, 0).unwrap();
+        assert_eq!(found.whitespace, Whitespace::Ignored);
+    }
+
+    #[test]
+    fn missing_removed_line_is_not_found_and_blank_anchors_are_not_enough() {
+        let file = haystack("a\n\nb\n");
+        assert_eq!(
+            locate(&file, &hunk(&[" a", "-zzz"]), 0).unwrap_err(),
+            LocateError::NotFound
+        );
+        assert_eq!(
+            locate(&file, &hunk(&["+new"]), 0).unwrap_err(),
+            LocateError::NoAnchor
+        );
+    }
+}
