@@ -427,3 +427,260 @@ fn eof_newline(placed: &[HunkLine]) -> Option<bool> {
         (false, false) => None,
     }
 }
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+mod tests {
+    use std::fs;
+
+    use super::*;
+    use crate::patch::{PathViolation, parse};
+
+    fn repo(files: &[(&str, &str)]) -> (tempfile::TempDir, Workspace) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let path = dir.path().join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, content).unwrap();
+        }
+        let workspace = Workspace::new(dir.path()).unwrap();
+        (dir, workspace)
+    }
+
+    fn apply(workspace: &Workspace, reply: &str) -> Result<AppliedPatch, ApplyError> {
+        plan(&parse(reply).unwrap(), workspace)?.apply()
+    }
+
+    fn read(dir: &tempfile::TempDir, path: &str) -> String {
+        fs::read_to_string(dir.path().join(path)).unwrap()
+    }
+
+    fn failures(error: ApplyError) -> Vec<HunkFailure> {
+        match error.kind {
+            ApplyErrorKind::Rejected(failures) => failures,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    const SOURCE: &str =
+        "fn main() {\n    let a = 1;\n    let b = 2;\n    println!(\"{a} {b}\");\n}\n";
+
+    #[test]
+    fn wrong_line_numbers_and_counts_and_missing_prefixes() {
+        let (dir, workspace) = repo(&[("src/main.rs", SOURCE)]);
+        let reply = "--- src/main.rs\n+++ src/main.rs\n@@ -40,7 +41,2 @@\n     let a = 1;\n-    let b = 2;\n+    let b = 3;\n     println!(\"{a} {b}\");\n";
+        apply(&workspace, reply).unwrap();
+        assert_eq!(read(&dir, "src/main.rs"), SOURCE.replace("b = 2", "b = 3"));
+    }
+
+    #[test]
+    fn whitespace_drift_keeps_the_files_own_context_lines() {
+        let tabbed = "fn main() {\n\tlet a = 1;  \n\tlet b = 2;\n}\n";
+        let (dir, workspace) = repo(&[("m.rs", tabbed)]);
+        // Spaces for tabs, trailing whitespace lost, a context line that lost its space.
+        let reply = "```diff\n--- a/m.rs\n+++ b/m.rs\n@@ -1,4 +1,4 @@\n fn main() {\n     let a = 1;\n-    let b = 2;\n+\tlet b = 3;\n }\n```";
+        apply(&workspace, reply).unwrap();
+        assert_eq!(
+            read(&dir, "m.rs"),
+            "fn main() {\n\tlet a = 1;  \n\tlet b = 3;\n}\n"
+        );
+    }
+
+    #[test]
+    fn crlf_files_stay_crlf_whatever_the_diff_uses() {
+        let crlf = SOURCE.replace('\n', "\r\n");
+        let (dir, workspace) = repo(&[("w.rs", &crlf)]);
+        let reply = "--- a/w.rs\r\n+++ b/w.rs\r\n@@ -2,2 +2,3 @@\r\n     let a = 1;\r\n+    let z = 0;\r\n     let b = 2;\r\n";
+        apply(&workspace, reply).unwrap();
+        let expected = SOURCE
+            .replace("    let b", "    let z = 0;\n    let b")
+            .replace('\n', "\r\n");
+        assert_eq!(read(&dir, "w.rs"), expected);
+    }
+
+    #[test]
+    fn final_newline_state_is_kept_unless_a_marker_says_otherwise() {
+        let (dir, workspace) = repo(&[("a.txt", "one\ntwo"), ("b.txt", "one\ntwo")]);
+        // No marker (the model forgot it): the file still ends without a newline.
+        apply(
+            &workspace,
+            "--- a/a.txt\n+++ b/a.txt\n@@ @@\n one\n-two\n+three\n",
+        )
+        .unwrap();
+        assert_eq!(read(&dir, "a.txt"), "one\nthree");
+        // A marker on the old side only: the patch adds the final newline.
+        let reply = "--- a/b.txt\n+++ b/b.txt\n@@ -1,2 +1,2 @@\n one\n-two\n\\ No newline at end of file\n+three\n";
+        apply(&workspace, reply).unwrap();
+        assert_eq!(read(&dir, "b.txt"), "one\nthree\n");
+    }
+
+    #[test]
+    fn ambiguous_context_is_refused_with_the_candidate_lines() {
+        let twice = "start\nif x {\n    y();\n}\nmiddle\nif x {\n    y();\n}\nend\n";
+        let (dir, workspace) = repo(&[("t.rs", twice)]);
+        let reply = "--- a/t.rs\n+++ b/t.rs\n@@ -6,3 +6,3 @@\n if x {\n-    y();\n+    z();\n }\n";
+        let failure = failures(apply(&workspace, reply).unwrap_err()).remove(0);
+        assert_eq!(
+            failure.reason,
+            FailureReason::Ambiguous { lines: vec![2, 6] }
+        );
+        assert_eq!(
+            failure.to_string(),
+            "`t.rs` hunk 1 (`@@ -6,3 +6,3 @@`): ambiguous: context matches at lines 2 and 6"
+        );
+        assert_eq!(read(&dir, "t.rs"), twice);
+    }
+
+    #[test]
+    fn more_context_disambiguates_duplicated_code() {
+        let twice = "start\nif x {\n    y();\n}\nmiddle\nif x {\n    y();\n}\nend\n";
+        let (dir, workspace) = repo(&[("t.rs", twice)]);
+        let reply =
+            "--- a/t.rs\n+++ b/t.rs\n@@ -1,3 +1,3 @@\n middle\n if x {\n-    y();\n+    z();\n }\n";
+        apply(&workspace, reply).unwrap();
+        assert_eq!(
+            read(&dir, "t.rs"),
+            twice
+                .replacen("y();", "y();", 1)
+                .replace("middle\nif x {\n    y();", "middle\nif x {\n    z();")
+        );
+    }
+
+    #[test]
+    fn second_file_failing_leaves_the_first_untouched_and_all_failures_are_listed() {
+        let (dir, workspace) = repo(&[("a.rs", SOURCE), ("b.rs", SOURCE)]);
+        let reply = "--- a/a.rs\n+++ b/a.rs\n@@ @@\n-    let a = 1;\n+    let a = 7;\n--- a/b.rs\n+++ b/b.rs\n@@ -2 +2 @@\n-    let q = 1;\n+    let q = 2;\n--- a/missing.rs\n+++ b/missing.rs\n@@ @@\n-x\n+y\n";
+        let failures = failures(apply(&workspace, reply).unwrap_err());
+        assert_eq!(read(&dir, "a.rs"), SOURCE);
+        let reasons: Vec<_> = failures
+            .iter()
+            .map(|f| (f.file.as_str(), &f.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("b.rs", &FailureReason::ContextNotFound),
+                ("missing.rs", &FailureReason::FileMissing)
+            ]
+        );
+    }
+
+    #[test]
+    fn revert_restores_exact_bytes_of_modified_created_and_deleted_files() {
+        let crlf_no_eol = "keep\r\nthis\r\nexactly";
+        let (dir, workspace) = repo(&[("m.txt", crlf_no_eol), ("gone.txt", "bye\n")]);
+        let reply = "--- a/m.txt\n+++ b/m.txt\n@@ @@\n keep\n-this\n+that\n--- /dev/null\n+++ b/new/dir/n.txt\n@@ -0,0 +1 @@\n+hello\n--- a/gone.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n";
+        let applied = apply(&workspace, reply).unwrap();
+        assert_eq!(read(&dir, "m.txt"), "keep\r\nthat\r\nexactly");
+        assert_eq!(read(&dir, "new/dir/n.txt"), "hello\n");
+        assert!(!dir.path().join("gone.txt").exists());
+        let changes: Vec<_> = applied
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.change))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                ("m.txt", FileChange::Modified),
+                ("new/dir/n.txt", FileChange::Created),
+                ("gone.txt", FileChange::Deleted)
+            ]
+        );
+        assert_eq!(
+            applied.files[0].before_sha256.as_deref(),
+            Some(crate::patch::sha256_hex(crlf_no_eol.as_bytes()).as_str())
+        );
+
+        applied.revert().unwrap();
+        assert_eq!(
+            fs::read(dir.path().join("m.txt")).unwrap(),
+            crlf_no_eol.as_bytes()
+        );
+        assert_eq!(read(&dir, "gone.txt"), "bye\n");
+        assert!(
+            !dir.path().join("new").exists(),
+            "directories the patch created are removed"
+        );
+    }
+
+    #[test]
+    fn revert_refuses_to_overwrite_later_edits() {
+        let (dir, workspace) = repo(&[("m.txt", "a\nb\n")]);
+        let applied = apply(&workspace, "--- m.txt\n+++ m.txt\n@@ @@\n a\n-b\n+c\n").unwrap();
+        fs::write(dir.path().join("m.txt"), "a\nc\nuser edit\n").unwrap();
+        let error = applied.revert().unwrap_err();
+        assert!(
+            matches!(error.kind, ApplyErrorKind::ChangedOnDisk { .. }),
+            "{error}"
+        );
+        assert_eq!(read(&dir, "m.txt"), "a\nc\nuser edit\n");
+    }
+
+    #[test]
+    fn apply_refuses_when_a_file_changed_after_planning() {
+        let (dir, workspace) = repo(&[("m.txt", "a\nb\n")]);
+        let plan = plan(
+            &parse("--- m.txt\n+++ m.txt\n@@ @@\n a\n-b\n+c\n").unwrap(),
+            &workspace,
+        )
+        .unwrap();
+        fs::write(dir.path().join("m.txt"), "a\nb\nuser edit\n").unwrap();
+        assert!(matches!(
+            plan.apply().unwrap_err().kind,
+            ApplyErrorKind::ChangedOnDisk { .. }
+        ));
+        assert_eq!(read(&dir, "m.txt"), "a\nb\nuser edit\n");
+    }
+
+    #[test]
+    fn creation_edge_cases() {
+        let (dir, workspace) = repo(&[("exists.txt", "x\n")]);
+        // The model forgot `/dev/null`: a pure addition to a missing file creates it.
+        apply(
+            &workspace,
+            "--- a/fresh.txt\n+++ b/fresh.txt\n@@ -0,0 +1,2 @@\n+a\n+b\n",
+        )
+        .unwrap();
+        assert_eq!(read(&dir, "fresh.txt"), "a\nb\n");
+        let error = apply(
+            &workspace,
+            "--- /dev/null\n+++ b/exists.txt\n@@ -0,0 +1 @@\n+y\n",
+        )
+        .unwrap_err();
+        assert_eq!(failures(error)[0].reason, FailureReason::FileExists);
+        let error = apply(
+            &workspace,
+            "--- a/exists.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-zzz\n",
+        )
+        .unwrap_err();
+        assert_eq!(failures(error)[0].reason, FailureReason::ContextNotFound);
+        assert_eq!(read(&dir, "exists.txt"), "x\n");
+    }
+
+    #[test]
+    fn rename_with_changes_and_two_sections_for_one_file() {
+        let (dir, workspace) = repo(&[("old.rs", SOURCE)]);
+        let reply = "diff --git a/old.rs b/new.rs\nrename from old.rs\nrename to new.rs\n--- a/old.rs\n+++ b/new.rs\n@@ -1,2 +1,2 @@\n fn main() {\n-    let a = 1;\n+    let a = 10;\n--- a/new.rs\n+++ b/new.rs\n@@ @@\n-    let b = 2;\n+    let b = 20;\n";
+        apply(&workspace, reply).unwrap();
+        assert!(!dir.path().join("old.rs").exists());
+        assert_eq!(
+            read(&dir, "new.rs"),
+            SOURCE.replace("a = 1", "a = 10").replace("b = 2", "b = 20")
+        );
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused_even_without_the_policy() {
+        let (_dir, workspace) = repo(&[]);
+        let error = apply(
+            &workspace,
+            "--- /dev/null\n+++ b/../escape.txt\n@@ @@\n+x\n",
+        )
+        .unwrap_err();
+        assert!(matches!(
+            failures(error)[0].reason,
+            FailureReason::UnsafePath(PathViolation::ParentDir)
+        ));
+    }
+}

@@ -263,11 +263,13 @@ impl Parser<'_, '_> {
         let mut lines: Vec<HunkLine> = Vec::new();
         // Whether each line was a bare blank line, read as context that lost its space.
         let mut bare_blank: Vec<bool> = Vec::new();
+        let mut next_is_header = false;
         while let Some(text) = self.text(self.pos) {
             if text.starts_with("@@")
                 || text.starts_with("diff --git ")
                 || self.is_file_header(self.pos)
             {
+                next_is_header = true;
                 break;
             }
             let (kind, body) = match text.chars().next() {
@@ -294,15 +296,16 @@ impl Parser<'_, '_> {
             bare_blank.push(text.is_empty());
             self.pos += 1;
         }
-        // Blank lines after the body are usually the gap before prose, not context. Drop them
-        // while the header's old count says there are too many; with no count, drop them all:
-        // trailing context only anchors, so losing it never changes the result.
+        // Blank lines after the body are usually the gap before prose or the end of the reply,
+        // not context. They are kept only when another hunk follows directly and the header's
+        // old count asks for them; trailing context only anchors, so dropping it never changes
+        // the result.
         let mut old_count = lines
             .iter()
             .filter(|line| line.kind != LineKind::Add)
             .count();
         while bare_blank.last() == Some(&true)
-            && ranges.old_count.is_none_or(|expected| old_count > expected)
+            && (!next_is_header || ranges.old_count.is_none_or(|expected| old_count > expected))
         {
             bare_blank.pop();
             lines.pop();
@@ -423,4 +426,119 @@ fn strip_side_prefix(path: &str) -> String {
         .or_else(|| path.strip_prefix("b/"))
         .unwrap_or(path)
         .to_owned()
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+mod tests {
+    use super::*;
+
+    fn kinds(hunk: &Hunk) -> String {
+        hunk.lines
+            .iter()
+            .map(|line| match line.kind {
+                LineKind::Context => ' ',
+                LineKind::Remove => '-',
+                LineKind::Add => '+',
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_only_the_fenced_diff_of_a_chat_reply() {
+        let reply = "Here is the fix:\n\n```diff\n--- a/src/app.js\n+++ b/src/app.js\n@@ -1,3 +1,3 @@\n const a = 1;\n-const b = 2;\n+const b = 3;\n const c = 4;\n```\n\n- the bullet below must not be read as a removed line\n";
+        let patch = parse(reply).unwrap();
+        assert_eq!(patch.files.len(), 1);
+        let file = &patch.files[0];
+        assert_eq!(
+            (file.old_path.as_deref(), file.new_path.as_deref()),
+            (Some("src/app.js"), Some("src/app.js"))
+        );
+        assert_eq!(kinds(&file.hunks[0]), " -+ ");
+        assert_eq!(file.hunks[0].old_start, Some(1));
+    }
+
+    #[test]
+    fn prose_between_unfenced_files_and_hunks_is_skipped() {
+        let reply = "First the config:\n--- config.toml\n+++ config.toml\n@@ -2 +2 @@\n-port = 1\n+port = 2\nThen the code, where\n@@ @@\n fn main() {\n+    run();\n }\nThat is all.\n";
+        let patch = parse(reply).unwrap();
+        let file = &patch.files[0];
+        assert_eq!(file.old_path.as_deref(), Some("config.toml"));
+        assert_eq!(file.hunks.len(), 2);
+        assert_eq!(kinds(&file.hunks[1]), " + ");
+        assert_eq!(
+            (file.hunks[1].old_start, file.hunks[1].header.as_str()),
+            (None, "@@ @@")
+        );
+    }
+
+    #[test]
+    fn git_headers_new_deleted_and_renamed_files() {
+        let reply = "diff --git a/new.txt b/new.txt\nnew file mode 100644\nindex 0000000..e69de29\n--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1,2 @@\n+one\n+two\ndiff --git a/old.txt b/old.txt\ndeleted file mode 100644\n--- a/old.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-gone\ndiff --git a/from name.rs b/to name.rs\nsimilarity index 90%\nrename from from name.rs\nrename to to name.rs\ndiff --git a/logo.png b/logo.png\nBinary files a/logo.png and b/logo.png differ\n";
+        let patch = parse(reply).unwrap();
+        let files = &patch.files;
+        assert_eq!(files.len(), 4);
+        assert!(files[0].is_creation());
+        assert_eq!(files[0].new_path.as_deref(), Some("new.txt"));
+        assert!(files[1].is_deletion());
+        assert_eq!(kinds(&files[1].hunks[0]), "-");
+        assert!(files[2].is_rename());
+        assert_eq!(files[2].old_path.as_deref(), Some("from name.rs"));
+        assert_eq!(files[2].new_path.as_deref(), Some("to name.rs"));
+        assert!(files[2].hunks.is_empty());
+        assert!(files[3].binary);
+    }
+
+    #[test]
+    fn tolerates_crlf_timestamps_wrong_counts_and_lost_context_spaces() {
+        let reply = "--- src/a.rs\t2024-01-01 10:00:00\r\n+++ src/a.rs\t2024-01-01 10:00:01\r\n@@ -10,99 +10,1 @@\r\n fn a() {\r\n\r\n-    old();\r\n+    new();\r\n }\r\n\r\n";
+        let patch = parse(reply).unwrap();
+        let hunk = &patch.files[0].hunks[0];
+        assert_eq!(patch.files[0].old_path.as_deref(), Some("src/a.rs"));
+        // The blank line inside the hunk is context; the one after it is dropped.
+        assert_eq!(kinds(hunk), "  -+ ");
+        assert_eq!(hunk.lines[2].text, "    old();");
+    }
+
+    #[test]
+    fn no_newline_marker_attaches_to_the_line_before_it() {
+        let reply = "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+b\n";
+        let hunk = &parse(reply).unwrap().files[0].hunks[0];
+        assert!(hunk.lines[0].no_newline);
+        assert!(!hunk.lines[1].no_newline);
+    }
+
+    #[test]
+    fn errors_name_what_is_missing() {
+        assert!(matches!(
+            parse("just prose").unwrap_err().kind,
+            ParseErrorKind::NoDiff
+        ));
+        assert!(matches!(
+            parse("text\n@@ -1 +1 @@\n-a\n+b\n").unwrap_err().kind,
+            ParseErrorKind::HunkWithoutFile { line: 2 }
+        ));
+        assert!(matches!(
+            parse("--- a/x\n+++ b/x\nno hunks here\n").unwrap_err().kind,
+            ParseErrorKind::NoHunks { .. }
+        ));
+        let message = parse("--- a/x\n+++ b/x\n@@ -1 +1 @@\nprose\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "failed to parse the patch: hunk `@@ -1 +1 @@` of `x` (line 3) has no lines"
+        );
+    }
+
+    #[test]
+    fn to_unified_recounts_and_restores_prefixes() {
+        let patch = parse("```\n--- x\n+++ x\n@@ -3,9 +3,9 @@\n a\n-b\n+c\n+d\n```").unwrap();
+        assert_eq!(
+            patch.to_unified(),
+            "--- a/x\n+++ b/x\n@@ -3,2 +3,3 @@\n a\n-b\n+c\n+d\n"
+        );
+        let same = parse("Sure!\n--- a/x\n+++ b/x\n@@ -3,2 +3,3 @@\n a\n-b\n+c\n+d\n").unwrap();
+        assert_eq!(patch.sha256(), same.sha256());
+    }
 }

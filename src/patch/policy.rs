@@ -403,3 +403,190 @@ impl fmt::Display for Violation {
         }
     }
 }
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+mod tests {
+    use std::fs;
+
+    use super::*;
+    use crate::patch::parse;
+
+    fn repo() -> (tempfile::TempDir, Workspace) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("migrations")).unwrap();
+        fs::write(
+            dir.path().join("migrations/001.sql"),
+            "CREATE TABLE t (id int);\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("schema.sql"),
+            "CREATE TABLE s (id int);\nDROP TABLE old;\n",
+        )
+        .unwrap();
+        fs::write(dir.path().join("app.sh"), "echo hi\n").unwrap();
+        let workspace = Workspace::new(dir.path()).unwrap();
+        (dir, workspace)
+    }
+
+    fn policy() -> Policy {
+        Policy::new(PolicyConfig {
+            never_delete: vec!["*.sql".into(), "migrations/**".into()],
+            require_confirmation: vec!["DROP".into(), "rm -rf".into()],
+            max_files: 3,
+            max_changed_lines: 6,
+        })
+        .unwrap()
+    }
+
+    fn check(workspace: &Workspace, reply: &str, approved: bool) -> PolicyDecision {
+        policy().check(&parse(reply).unwrap(), workspace, approved)
+    }
+
+    fn violated(decision: &PolicyDecision) -> Vec<(Rule, &str, Option<usize>)> {
+        decision
+            .violations
+            .iter()
+            .map(|v| (v.rule, v.file.as_str(), v.line))
+            .collect()
+    }
+
+    #[test]
+    fn a_harmless_patch_passes_every_rule() {
+        let (_dir, workspace) = repo();
+        let decision = check(
+            &workspace,
+            "--- a/app.sh\n+++ b/app.sh\n@@ @@\n-echo hi\n+echo hello\n",
+            false,
+        );
+        assert_eq!(decision.verdict, Verdict::Allow);
+        assert_eq!(decision.rules.len(), RULES.len());
+        assert!(decision.rules.iter().all(|check| check.passed));
+        let json = serde_json::to_value(&decision).unwrap();
+        assert_eq!(json["verdict"], "allow");
+        assert_eq!(json["rules"][0]["rule"], "path_inside_repo");
+    }
+
+    #[test]
+    fn paths_outside_the_repo_or_in_git_are_denied() {
+        let (dir, workspace) = repo();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+        let reply = "--- /dev/null\n+++ b/../x\n@@ @@\n+a\n--- /dev/null\n+++ /etc/cron.d/x\n@@ @@\n+a\n--- a/out/f\n+++ b/out/f\n@@ @@\n+a\n--- a/.git/hooks/pre-commit\n+++ b/.git/hooks/pre-commit\n@@ @@\n+a\n";
+        let decision = check(&workspace, reply, true);
+        assert_eq!(decision.verdict, Verdict::Deny);
+        assert_eq!(
+            violated(&decision),
+            [
+                (Rule::PathInsideRepo, "../x", None),
+                (Rule::PathInsideRepo, "/etc/cron.d/x", None),
+                (Rule::PathInsideRepo, "out/f", None),
+                (Rule::NoGitDir, ".git/hooks/pre-commit", None),
+                (Rule::MaxFiles, "", None),
+            ]
+        );
+        assert_eq!(
+            decision.violations[2].message,
+            "the path goes through the symlink `out`"
+        );
+    }
+
+    #[test]
+    fn never_delete_covers_deleting_renaming_away_and_emptying() {
+        let (_dir, workspace) = repo();
+        let delete =
+            "--- a/migrations/001.sql\n+++ /dev/null\n@@ -1 +0,0 @@\n-CREATE TABLE t (id int);\n";
+        let decision = check(&workspace, delete, true);
+        assert_eq!(decision.verdict, Verdict::Deny);
+        assert_eq!(decision.violations[0].pattern.as_deref(), Some("*.sql"));
+
+        let rename = "diff --git a/migrations/001.sql b/attic/001.txt\nrename from migrations/001.sql\nrename to attic/001.txt\n";
+        assert_eq!(
+            violated(&check(&workspace, rename, false)),
+            [(Rule::NeverDelete, "migrations/001.sql", None)]
+        );
+
+        let empty = "--- a/schema.sql\n+++ b/schema.sql\n@@ @@\n-CREATE TABLE s (id int);\n-DROP TABLE old;\n";
+        let decision = check(&workspace, empty, false);
+        assert_eq!(
+            violated(&decision),
+            [(Rule::NeverDelete, "schema.sql", None)]
+        );
+        assert!(decision.violations[0].message.contains("empties"));
+
+        let shrink = "--- a/schema.sql\n+++ b/schema.sql\n@@ @@\n CREATE TABLE s (id int);\n-DROP TABLE old;\n";
+        assert_eq!(check(&workspace, shrink, false).verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn confirmation_patterns_count_in_added_lines_only() {
+        let (_dir, workspace) = repo();
+        // Removing a DROP is fine.
+        let removal = "--- a/schema.sql\n+++ b/schema.sql\n@@ @@\n CREATE TABLE s (id int);\n-DROP TABLE old;\n";
+        assert_eq!(check(&workspace, removal, false).verdict, Verdict::Allow);
+
+        let added =
+            "--- a/app.sh\n+++ b/app.sh\n@@ -10 +10,3 @@\n echo hi\n+cd /tmp\n+rm -rf build\n";
+        let decision = check(&workspace, added, false);
+        assert_eq!(decision.verdict, Verdict::NeedsApproval);
+        // The real line in the patched file, not the header's wrong hint.
+        assert_eq!(
+            violated(&decision),
+            [(Rule::RequireConfirmation, "app.sh", Some(3))]
+        );
+        assert_eq!(
+            decision.summary(),
+            "patch needs human approval (rerun with `--approve`; a pipeline run stops here)\n- `app.sh:3`: an added line matches `rm -rf`, which needs human approval"
+        );
+
+        let approved = check(&workspace, added, true);
+        assert_eq!(approved.verdict, Verdict::Allow);
+        assert!(approved.human_approved && !approved.rules.iter().all(|r| r.passed));
+
+        let lowercase =
+            "--- a/app.sh\n+++ b/app.sh\n@@ @@\n echo hi\n+psql -c 'drop table users'\n";
+        assert_eq!(
+            check(&workspace, lowercase, false).verdict,
+            Verdict::NeedsApproval
+        );
+    }
+
+    #[test]
+    fn approval_never_lifts_other_rules() {
+        let (_dir, workspace) = repo();
+        let reply = "--- a/migrations/001.sql\n+++ /dev/null\n@@ -1 +0,0 @@\n-CREATE TABLE t (id int);\n--- /dev/null\n+++ b/x.sh\n@@ @@\n+rm -rf /\n";
+        let decision = check(&workspace, reply, true);
+        assert_eq!(decision.verdict, Verdict::Deny);
+    }
+
+    #[test]
+    fn limits_on_lines_and_binary_patches() {
+        let (_dir, workspace) = repo();
+        let many = "--- a/app.sh\n+++ b/app.sh\n@@ @@\n echo hi\n+1\n+2\n+3\n+4\n+5\n+6\n+7\n";
+        let decision = check(&workspace, many, false);
+        assert_eq!(violated(&decision), [(Rule::MaxChangedLines, "", None)]);
+        assert_eq!(
+            decision.violations[0].message,
+            "the patch changes 7 lines (7 added, 0 removed); the limit is 6"
+        );
+
+        let binary = "diff --git a/logo.png b/logo.png\nGIT binary patch\nliteral 5\nMcmZ?\n";
+        assert_eq!(
+            violated(&check(&workspace, binary, false)),
+            [(Rule::NoBinary, "logo.png", None)]
+        );
+    }
+
+    #[test]
+    fn invalid_globs_are_reported() {
+        let config = PolicyConfig {
+            never_delete: vec!["a[".into()],
+            ..PolicyConfig::default()
+        };
+        assert_eq!(
+            Policy::new(config).unwrap_err().to_string(),
+            "invalid `never_delete` glob `a[`"
+        );
+    }
+}
