@@ -538,12 +538,8 @@ mod tests {
         let reply =
             "--- a/t.rs\n+++ b/t.rs\n@@ -1,3 +1,3 @@\n middle\n if x {\n-    y();\n+    z();\n }\n";
         apply(&workspace, reply).unwrap();
-        assert_eq!(
-            read(&dir, "t.rs"),
-            twice
-                .replacen("y();", "y();", 1)
-                .replace("middle\nif x {\n    y();", "middle\nif x {\n    z();")
-        );
+        let expected = "start\nif x {\n    y();\n}\nmiddle\nif x {\n    z();\n}\nend\n";
+        assert_eq!(read(&dir, "t.rs"), expected);
     }
 
     #[test]
