@@ -1,0 +1,3 @@
+//! Fakes and helpers shared by the integration tests, one file per helper.
+
+pub(crate) mod patch_corpus;
