@@ -4,7 +4,10 @@
 //! application). The external tools get the diff with markdown fences stripped, since they
 //! would otherwise fail on them trivially; agent-orch gets the reply as is.
 #![expect(clippy::print_stdout, reason = "the table is the benchmark's output")]
-#![expect(clippy::unwrap_used, reason = "a benchmark that cannot run should stop loudly")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a benchmark that cannot run should stop loudly"
+)]
 
 #[path = "../tests/integration/support/patch_corpus.rs"]
 mod patch_corpus;
@@ -13,7 +16,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use patch_corpus::{ALL_IMPERFECTIONS, Case, Expected, Outcome, corpus, judge, materialize, run_ours};
+use patch_corpus::{
+    ALL_IMPERFECTIONS, Case, Expected, Outcome, corpus, judge, materialize, run_ours,
+};
 
 #[derive(Default)]
 struct Tally {
@@ -54,7 +59,11 @@ fn strip_fences(diff: &str) -> String {
             fenced.push_str(line);
         }
     }
-    if fenced.is_empty() { diff.to_owned() } else { fenced }
+    if fenced.is_empty() {
+        diff.to_owned()
+    } else {
+        fenced
+    }
 }
 
 fn run_external(case: &Case, program: &str, args: &[&str]) -> Outcome {
@@ -68,7 +77,10 @@ fn run_external(case: &Case, program: &str, args: &[&str]) -> Outcome {
         .arg(&diff_file)
         .current_dir(repo.path())
         // Keep git from looking for a repository above the temp dir.
-        .env("GIT_CEILING_DIRECTORIES", repo.path().parent().unwrap_or(Path::new("/")))
+        .env(
+            "GIT_CEILING_DIRECTORIES",
+            repo.path().parent().unwrap_or(Path::new("/")),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -81,7 +93,10 @@ fn run_external(case: &Case, program: &str, args: &[&str]) -> Outcome {
 
 fn main() {
     let cases = corpus();
-    let should_apply = cases.iter().filter(|c| matches!(c.expected, Expected::Changes(_))).count();
+    let should_apply = cases
+        .iter()
+        .filter(|c| matches!(c.expected, Expected::Changes(_)))
+        .count();
     println!(
         "patch corpus: {} cases ({should_apply} to apply, {} to refuse)\n",
         cases.len(),
@@ -90,15 +105,27 @@ fn main() {
     type Runner = Box<dyn Fn(&Case) -> Outcome>;
     let tools: Vec<(&str, Runner)> = vec![
         ("agent-orch (reply as is)", Box::new(run_ours)),
-        ("git apply", Box::new(|c: &Case| run_external(c, "git", &["apply"]))),
+        (
+            "git apply",
+            Box::new(|c: &Case| run_external(c, "git", &["apply"])),
+        ),
         (
             "git apply --recount --ignore-whitespace",
-            Box::new(|c: &Case| run_external(c, "git", &["apply", "--recount", "--ignore-whitespace"])),
+            Box::new(|c: &Case| {
+                run_external(c, "git", &["apply", "--recount", "--ignore-whitespace"])
+            }),
         ),
         (
             "patch -p1 --fuzz=3",
             Box::new(|c: &Case| {
-                let args = ["-p1", "--fuzz=3", "--batch", "--forward", "--no-backup-if-mismatch", "-i"];
+                let args = [
+                    "-p1",
+                    "--fuzz=3",
+                    "--batch",
+                    "--forward",
+                    "--no-backup-if-mismatch",
+                    "-i",
+                ];
                 run_external(c, "patch", &args)
             }),
         ),
@@ -123,32 +150,63 @@ fn main() {
         outcomes.push(per_case);
     }
 
-    println!("
+    println!(
+        "
 correct % by case group (a case with several imperfections counts in each):
-");
-    let header: Vec<String> = tools.iter().map(|(name, _)| format!("{:>10}", short(name))).collect();
-    println!("| {:<26} | {:>5} | {} |", "group", "cases", header.join(" | "));
+"
+    );
+    let header: Vec<String> = tools
+        .iter()
+        .map(|(name, _)| format!("{:>10}", short(name)))
+        .collect();
+    println!(
+        "| {:<26} | {:>5} | {} |",
+        "group",
+        "cases",
+        header.join(" | ")
+    );
     let mut groups: Vec<(String, Box<dyn Fn(&Case) -> bool>)> = vec![
-        ("must apply".into(), Box::new(|c: &Case| matches!(c.expected, Expected::Changes(_)))),
-        ("must refuse".into(), Box::new(|c: &Case| matches!(c.expected, Expected::Refusal))),
+        (
+            "must apply".into(),
+            Box::new(|c: &Case| matches!(c.expected, Expected::Changes(_))),
+        ),
+        (
+            "must refuse".into(),
+            Box::new(|c: &Case| matches!(c.expected, Expected::Refusal)),
+        ),
         (
             "clean diff (no imperfection)".into(),
-            Box::new(|c: &Case| c.imperfections.is_empty() && matches!(c.expected, Expected::Changes(_))),
+            Box::new(|c: &Case| {
+                c.imperfections.is_empty() && matches!(c.expected, Expected::Changes(_))
+            }),
         ),
     ];
     for imperfection in ALL_IMPERFECTIONS {
-        groups.push((format!("{imperfection:?}"), Box::new(move |c: &Case| c.imperfections.contains(&imperfection))));
+        groups.push((
+            format!("{imperfection:?}"),
+            Box::new(move |c: &Case| c.imperfections.contains(&imperfection)),
+        ));
     }
     for (group, member) in &groups {
         let members: Vec<usize> = (0..cases.len()).filter(|&i| member(&cases[i])).collect();
         let cells: Vec<String> = outcomes
             .iter()
             .map(|per_case| {
-                let correct = members.iter().filter(|&&i| per_case[i] == Outcome::Correct).count();
-                format!("{:>9.1}%", 100.0 * correct as f64 / members.len().max(1) as f64)
+                let correct = members
+                    .iter()
+                    .filter(|&&i| per_case[i] == Outcome::Correct)
+                    .count();
+                format!(
+                    "{:>9.1}%",
+                    100.0 * correct as f64 / members.len().max(1) as f64
+                )
             })
             .collect();
-        println!("| {group:<26} | {:>5} | {} |", members.len(), cells.join(" | "));
+        println!(
+            "| {group:<26} | {:>5} | {} |",
+            members.len(),
+            cells.join(" | ")
+        );
     }
     println!(
         "\nagent-orch: {:.2} ms per case (temp repo, parse, plan, atomic write, check)",

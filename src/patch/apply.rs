@@ -43,6 +43,8 @@ pub struct HunkPlacement {
     /// Context lines ignored at the hunk's edges to place it.
     pub fuzz: usize,
     pub whitespace: Whitespace,
+    /// One context line differed from the file and was kept as the file has it.
+    pub stale_context: bool,
     /// 1-based lines in the new file of the hunk's added lines, in order.
     pub added_at: Vec<usize>,
 }
@@ -393,6 +395,7 @@ impl Planner<'_> {
                 old_line: location.start + 1,
                 fuzz: location.fuzz,
                 whitespace: location.whitespace,
+                stale_context: location.stale_context,
                 added_at,
             });
             cursor = position;

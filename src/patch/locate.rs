@@ -3,8 +3,10 @@
 //! Candidates are searched level by level, best match quality first: all context kept, then
 //! context dropped progressively from the edges (at most [`MAX_FUZZ`] lines per side); at each
 //! of those, exact text, then trailing whitespace ignored, then all whitespace ignored. The
-//! first level with any candidate decides: one candidate is the place, two or more are a
-//! refusal. The header's line number never breaks a tie, because in LLM output it is the least
+//! first level with any candidate decides: one candidate is the place; among several, one
+//! whose dropped context still matches strictly better wins, otherwise it is a refusal. As a
+//! last resort, the whole hunk may match with one context line differing (a misremembered
+//! line), never a removed one. The header's line number never breaks a tie, because in LLM output it is the least
 //! reliable part of the hunk.
 
 use super::diff::{Hunk, HunkLine, LineKind};
@@ -12,6 +14,9 @@ use super::text::TextLine;
 
 /// Context lines that may be ignored at each edge of a hunk (GNU patch's `--fuzz=3`).
 const MAX_FUZZ: usize = 3;
+
+/// Matching context lines a hunk needs when one of its context lines is allowed to differ.
+const MIN_STALE_ANCHOR: usize = 3;
 
 /// How strictly lines were compared where a hunk was placed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -46,6 +51,8 @@ pub(crate) struct Location<'h> {
     pub(crate) lines: &'h [HunkLine],
     pub(crate) fuzz: usize,
     pub(crate) whitespace: Whitespace,
+    /// Placed by the last resort: one context line differs from the file.
+    pub(crate) stale_context: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -90,6 +97,7 @@ pub(crate) fn locate<'h>(
                 lines,
                 fuzz: 0,
                 whitespace: Whitespace::Exact,
+                stale_context: false,
             })
         } else {
             Err(LocateError::NoAnchor)
@@ -127,24 +135,103 @@ pub(crate) fn locate<'h>(
                             lines: trimmed,
                             fuzz,
                             whitespace,
+                            stale_context: false,
                         };
                         candidates.push((implied, location));
                     }
                 }
             }
-            match candidates.len() {
-                0 => continue,
-                1 => return Ok(candidates.remove(0).1),
-                _ => {
-                    let mut starts: Vec<usize> =
-                        candidates.iter().map(|(_, l)| l.start + 1).collect();
-                    starts.sort_unstable();
-                    return Err(LocateError::Ambiguous(starts));
-                }
+            if candidates.is_empty() {
+                continue;
             }
+            // Among equally trimmed candidates, one whose dropped context still matches
+            // better is strictly the better place; equal scores stay a refusal.
+            let scores: Vec<usize> = candidates
+                .iter()
+                .map(|(implied, _)| full_hunk_score(haystack, lines, *implied))
+                .collect();
+            let best = scores.iter().copied().max().unwrap_or_default();
+            if scores.iter().filter(|&&score| score == best).count() == 1 {
+                let winner = scores
+                    .iter()
+                    .position(|&score| score == best)
+                    .unwrap_or_default();
+                return Ok(candidates.swap_remove(winner).1);
+            }
+            let mut starts: Vec<usize> = candidates.iter().map(|(_, l)| l.start + 1).collect();
+            starts.sort_unstable();
+            return Err(LocateError::Ambiguous(starts));
         }
     }
-    Err(LocateError::NotFound)
+    stale_context_candidate(haystack, lines, from)
+}
+
+/// The last resort: the whole hunk where every removed line matches and exactly one context
+/// line differs (the model misremembered it), with at least [`MIN_STALE_ANCHOR`] context lines
+/// matching. Still refused if two places qualify.
+fn stale_context_candidate<'h>(
+    haystack: &Haystack,
+    lines: &'h [HunkLine],
+    from: usize,
+) -> Result<Location<'h>, LocateError> {
+    let file = &haystack.levels[Whitespace::Ignored as usize];
+    let old: Vec<(LineKind, String)> = lines
+        .iter()
+        .filter(|line| line.kind != LineKind::Add)
+        .map(|line| (line.kind, Whitespace::Ignored.normalize(&line.text)))
+        .collect();
+    let context = old
+        .iter()
+        .filter(|(kind, _)| *kind == LineKind::Context)
+        .count();
+    if context < MIN_STALE_ANCHOR + 1 || old.len() > file.len() {
+        return Err(LocateError::NotFound);
+    }
+    let starts: Vec<usize> = (from..=file.len() - old.len())
+        .filter(|&start| {
+            let mut stale = 0;
+            for (offset, (kind, text)) in old.iter().enumerate() {
+                if file[start + offset] != *text {
+                    if *kind == LineKind::Remove {
+                        return false;
+                    }
+                    stale += 1;
+                }
+            }
+            stale == 1
+        })
+        .collect();
+    match starts[..] {
+        [] => Err(LocateError::NotFound),
+        [start] => Ok(Location {
+            start,
+            lines,
+            fuzz: 0,
+            whitespace: Whitespace::Ignored,
+            stale_context: true,
+        }),
+        _ => Err(LocateError::Ambiguous(
+            starts.iter().map(|start| start + 1).collect(),
+        )),
+    }
+}
+
+/// How many of the untrimmed hunk's old lines match (whitespace ignored) if its first old
+/// line sits at `implied`.
+fn full_hunk_score(haystack: &Haystack, lines: &[HunkLine], implied: isize) -> usize {
+    let file = &haystack.levels[Whitespace::Ignored as usize];
+    lines
+        .iter()
+        .filter(|line| line.kind != LineKind::Add)
+        .enumerate()
+        .filter(|(offset, line)| {
+            let at = implied + *offset as isize;
+            usize::try_from(at)
+                .ok()
+                .and_then(|at| file.get(at))
+                .is_some_and(|text| *text == Whitespace::Ignored.normalize(&line.text))
+        })
+        .count()
 }
 
 /// A trimmed hunk still says where it goes: it expects at least one non-blank line.
@@ -180,6 +267,10 @@ fn matches(
 mod tests {
     use super::*;
     use crate::patch::text::TextFile;
+
+    fn hunk_of(body: &[&str]) -> Hunk {
+        hunk(body)
+    }
 
     fn hunk(body: &[&str]) -> Hunk {
         let lines = body
@@ -239,6 +330,31 @@ mod tests {
         let hunk = hunk(&[" WRONG", " two", "-three", " four"]);
         let found = locate(&file, &hunk, 0).unwrap();
         assert_eq!((found.start, found.fuzz), (1, 1));
+    }
+
+    #[test]
+    fn dropped_context_that_still_matches_breaks_a_fuzz_tie() {
+        // Trimming the stale first line leaves ` b`/`-c` matching twice; only the first place
+        // also matches the dropped trailing line.
+        let file = haystack("a\nb\nc\nd\nx\nb\nc\ny\n");
+        let hunk = hunk(&[" STALE", " b", "-c", " d"]);
+        assert_eq!(locate(&file, &hunk, 0).unwrap().start, 1);
+        let tie = haystack("b\nc\nd\nx\nb\nc\nd\n");
+        assert_eq!(
+            locate(&tie, &hunk, 0).unwrap_err(),
+            LocateError::Ambiguous(vec![1, 5])
+        );
+    }
+
+    #[test]
+    fn one_stale_context_line_between_changes_is_tolerated_but_not_a_stale_removal() {
+        let file = haystack("a\nb\nc\nd\ne\nf\ng\n");
+        // Dropping edges cannot help: the stale line sits between two changes.
+        let hunk = hunk(&[" a", "-b", "+B", " c", " STALE", " e", "-f", "+F", " g"]);
+        let found = locate(&file, &hunk, 0).unwrap();
+        assert_eq!((found.start, found.stale_context), (0, true));
+        let hunk = hunk_of(&[" a", "-b", "+B", " c", " d", " e", "-STALE", "+F", " g"]);
+        assert_eq!(locate(&file, &hunk, 0).unwrap_err(), LocateError::NotFound);
     }
 
     #[test]

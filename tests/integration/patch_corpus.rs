@@ -7,12 +7,28 @@ use crate::support::patch_corpus::{ALL_IMPERFECTIONS, Expected, Outcome, corpus,
 #[test]
 fn applies_at_least_95_percent_correctly_and_never_wrongly() {
     let cases = corpus();
-    let refusals = cases.iter().filter(|case| matches!(case.expected, Expected::Refusal)).count();
-    assert!(cases.len() >= 200, "the corpus has only {} cases", cases.len());
-    assert!(refusals >= 20, "the corpus has only {refusals} cases that must be refused");
+    let refusals = cases
+        .iter()
+        .filter(|case| matches!(case.expected, Expected::Refusal))
+        .count();
+    assert!(
+        cases.len() >= 200,
+        "the corpus has only {} cases",
+        cases.len()
+    );
+    assert!(
+        refusals >= 20,
+        "the corpus has only {refusals} cases that must be refused"
+    );
     for imperfection in ALL_IMPERFECTIONS {
-        let occurrences = cases.iter().filter(|case| case.imperfections.contains(&imperfection)).count();
-        assert!(occurrences >= 10, "{imperfection:?} occurs in only {occurrences} cases");
+        let occurrences = cases
+            .iter()
+            .filter(|case| case.imperfections.contains(&imperfection))
+            .count();
+        assert!(
+            occurrences >= 10,
+            "{imperfection:?} occurs in only {occurrences} cases"
+        );
     }
 
     let mut wrong = Vec::new();

@@ -44,11 +44,13 @@ pub(crate) enum Imperfection {
     TrailingWhitespace,
     TabsForSpaces,
     LostContextSpace,
+    /// One context line differs from the file (the model misremembered it).
+    StaleContext,
     NoNewlineMarkerDropped,
     CrlfTarget,
 }
 
-pub(crate) const ALL_IMPERFECTIONS: [Imperfection; 13] = [
+pub(crate) const ALL_IMPERFECTIONS: [Imperfection; 14] = [
     Imperfection::Fences,
     Imperfection::Prose,
     Imperfection::WrongLineNumbers,
@@ -60,12 +62,13 @@ pub(crate) const ALL_IMPERFECTIONS: [Imperfection; 13] = [
     Imperfection::TrailingWhitespace,
     Imperfection::TabsForSpaces,
     Imperfection::LostContextSpace,
+    Imperfection::StaleContext,
     Imperfection::NoNewlineMarkerDropped,
     Imperfection::CrlfTarget,
 ];
 
 /// Imperfections that only change the text of the diff.
-const TEXTUAL: [Imperfection; 11] = [
+const TEXTUAL: [Imperfection; 12] = [
     Imperfection::Fences,
     Imperfection::Prose,
     Imperfection::WrongLineNumbers,
@@ -77,6 +80,7 @@ const TEXTUAL: [Imperfection; 11] = [
     Imperfection::TrailingWhitespace,
     Imperfection::TabsForSpaces,
     Imperfection::LostContextSpace,
+    Imperfection::StaleContext,
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +99,9 @@ pub(crate) fn corpus() -> Vec<Case> {
     for (name, text) in &sources {
         let path = format!("src/{name}");
         for kind in EditKind::ALL {
-            let Some(edit) = kind.make(&path, text, &mut rng) else { continue };
+            let Some(edit) = kind.make(&path, text, &mut rng) else {
+                continue;
+            };
             // The clean diff, one imperfection alone (cycling through all of them), and two
             // random combinations.
             let alone = vec![TEXTUAL[single % TEXTUAL.len()]];
@@ -177,8 +183,13 @@ enum EditKind {
 }
 
 impl EditKind {
-    const ALL: [Self; 5] =
-        [Self::ChangeLine, Self::InsertBlock, Self::DeleteBlock, Self::Rename, Self::TwoPlaces];
+    const ALL: [Self; 5] = [
+        Self::ChangeLine,
+        Self::InsertBlock,
+        Self::DeleteBlock,
+        Self::Rename,
+        Self::TwoPlaces,
+    ];
 
     /// A realistic edit of `text`, placed where every resulting hunk is unambiguous.
     fn make(self, path: &str, text: &str, rng: &mut Rng) -> Option<FileEdit> {
@@ -201,7 +212,12 @@ impl EditKind {
             let new = join(&new_lines, true);
             if new != text && hunks_are_unique(text, &new) {
                 let label = format!("{self:?}").to_lowercase();
-                return Some(FileEdit { path: path.into(), label, old: Some(text.into()), new: Some(new) });
+                return Some(FileEdit {
+                    path: path.into(),
+                    label,
+                    old: Some(text.into()),
+                    new: Some(new),
+                });
             }
         }
         None
@@ -276,8 +292,14 @@ fn insert_block(path: &str, lines: &[&str], at: usize) -> Option<Vec<String>> {
     let indent: String = anchor.chars().take_while(|c| c.is_whitespace()).collect();
     let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
     let block = [
-        comment(path, "Checked by the deploy fixer: keep this in sync with the manifest."),
-        comment(path, &format!("See issue #{} for the failure this addresses.", 100 + at)),
+        comment(
+            path,
+            "Checked by the deploy fixer: keep this in sync with the manifest.",
+        ),
+        comment(
+            path,
+            &format!("See issue #{} for the failure this addresses.", 100 + at),
+        ),
     ];
     for (offset, line) in block.into_iter().enumerate() {
         out.insert(at + 1 + offset, format!("{indent}{line}"));
@@ -301,17 +323,30 @@ fn rename(lines: &[&str], rng: &mut Rng) -> Option<Vec<String>> {
     if !(2..=5).contains(&uses) {
         return None;
     }
-    Some(lines.iter().map(|line| line.replace(word, &format!("{word}Renamed"))).collect())
+    Some(
+        lines
+            .iter()
+            .map(|line| line.replace(word, &format!("{word}Renamed")))
+            .collect(),
+    )
 }
 
 /// Whether every hunk of the diff from `old` to `new` matches exactly one place in `old`, even
 /// with all whitespace ignored: a case the tool is right to refuse is not a fair "apply" case.
 fn hunks_are_unique(old: &str, new: &str) -> bool {
-    let squash = |line: &str| line.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+    let squash = |line: &str| {
+        line.chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+    };
     let file: Vec<String> = old.lines().map(squash).collect();
     diff_hunks(old, new).iter().all(|hunk| {
-        let needle: Vec<String> =
-            hunk.lines.iter().filter(|(mark, ..)| *mark != '+').map(|(_, text, _)| squash(text)).collect();
+        let needle: Vec<String> = hunk
+            .lines
+            .iter()
+            .filter(|(mark, ..)| *mark != '+')
+            .map(|(_, text, _)| squash(text))
+            .collect();
         let count = (0..=file.len().saturating_sub(needle.len()))
             .filter(|&start| file[start..start + needle.len()] == needle[..])
             .count();
@@ -337,14 +372,21 @@ fn diff_hunks(old: &str, new: &str) -> Vec<DiffHunk> {
     let items = |text: &str| -> Vec<(String, bool)> {
         let count = text.lines().count();
         let ends = text.ends_with('\n');
-        text.lines().enumerate().map(|(i, line)| (line.to_owned(), i + 1 < count || ends)).collect()
+        text.lines()
+            .enumerate()
+            .map(|(i, line)| (line.to_owned(), i + 1 < count || ends))
+            .collect()
     };
     let (a, b) = (items(old), items(new));
     // LCS table, fine for files of a few hundred lines.
     let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     // The edit script: (marker, old index, new index).
@@ -403,10 +445,23 @@ fn render(edits: &[FileEdit], imperfections: &[Imperfection], rng: &mut Rng) -> 
     let has = |imperfection| imperfections.contains(&imperfection);
     let mut diff = String::new();
     for edit in edits {
-        let (old, new) = (edit.old.as_deref().unwrap_or(""), edit.new.as_deref().unwrap_or(""));
-        let (a, b) = if has(Imperfection::NoPrefixes) { ("", "") } else { ("a/", "b/") };
-        let old_name = edit.old.as_ref().map_or("/dev/null".to_owned(), |_| format!("{a}{}", edit.path));
-        let new_name = edit.new.as_ref().map_or("/dev/null".to_owned(), |_| format!("{b}{}", edit.path));
+        let (old, new) = (
+            edit.old.as_deref().unwrap_or(""),
+            edit.new.as_deref().unwrap_or(""),
+        );
+        let (a, b) = if has(Imperfection::NoPrefixes) {
+            ("", "")
+        } else {
+            ("a/", "b/")
+        };
+        let old_name = edit
+            .old
+            .as_ref()
+            .map_or("/dev/null".to_owned(), |_| format!("{a}{}", edit.path));
+        let new_name = edit
+            .new
+            .as_ref()
+            .map_or("/dev/null".to_owned(), |_| format!("{b}{}", edit.path));
         if has(Imperfection::GitHeaders) {
             let _ = writeln!(diff, "diff --git a/{0} b/{0}", edit.path);
             match (&edit.old, &edit.new) {
@@ -416,10 +471,23 @@ fn render(edits: &[FileEdit], imperfections: &[Imperfection], rng: &mut Rng) -> 
             }
         }
         let _ = writeln!(diff, "--- {old_name}\n+++ {new_name}");
-        for hunk in diff_hunks(old, new) {
+        for mut hunk in diff_hunks(old, new) {
+            if has(Imperfection::StaleContext) {
+                let context: Vec<usize> = (0..hunk.lines.len())
+                    .filter(|&i| hunk.lines[i].0 == ' ')
+                    .collect();
+                if !context.is_empty() {
+                    let stale = &mut hunk.lines[context[rng.below(context.len())]].1;
+                    stale.push_str(" /* as it was before */");
+                }
+            }
             diff.push_str(&hunk_header(&hunk, imperfections, rng));
             for (mark, text, no_newline) in &hunk.lines {
-                let text = if *mark == '+' { text.clone() } else { drift(text, imperfections, rng) };
+                let text = if *mark == '+' {
+                    text.clone()
+                } else {
+                    drift(text, imperfections, rng)
+                };
                 if *mark == ' ' && text.is_empty() && has(Imperfection::LostContextSpace) {
                     diff.push('\n');
                 } else {
@@ -436,17 +504,25 @@ fn render(edits: &[FileEdit], imperfections: &[Imperfection], rng: &mut Rng) -> 
     }
     let path = &edits[0].path;
     if has(Imperfection::Fences) {
-        diff = format!("The failure comes from `{path}`. Here is a fix:\n\n```diff\n{diff}```\n\nThis should make the deploy pass.\n");
+        diff = format!(
+            "The failure comes from `{path}`. Here is a fix:\n\n```diff\n{diff}```\n\nThis should make the deploy pass.\n"
+        );
     }
     if has(Imperfection::Prose) {
-        diff = format!("I looked at the log. The change below updates {path}:\n\n{diff}\nAfter this, rerun the pipeline.\n");
+        diff = format!(
+            "I looked at the log. The change below updates {path}:\n\n{diff}\nAfter this, rerun the pipeline.\n"
+        );
     }
     diff
 }
 
 fn hunk_header(hunk: &DiffHunk, imperfections: &[Imperfection], rng: &mut Rng) -> String {
     if imperfections.contains(&Imperfection::NoNumbers) {
-        return if rng.chance(50) { "@@ ... @@\n".into() } else { "@@ @@\n".into() };
+        return if rng.chance(50) {
+            "@@ ... @@\n".into()
+        } else {
+            "@@ @@\n".into()
+        };
     }
     let (mut old_start, mut new_start) = (hunk.old_start, hunk.new_start);
     let (mut old_count, mut new_count) = (hunk.old_count, hunk.new_count);
@@ -472,9 +548,17 @@ fn drift(text: &str, imperfections: &[Imperfection], rng: &mut Rng) -> String {
     let mut text = text.to_owned();
     if imperfections.contains(&Imperfection::TabsForSpaces) {
         let indent = text.len() - text.trim_start_matches(' ').len();
-        text = format!("{}{}{}", "\t".repeat(indent / 4), " ".repeat(indent % 4), &text[indent..]);
+        text = format!(
+            "{}{}{}",
+            "\t".repeat(indent / 4),
+            " ".repeat(indent % 4),
+            &text[indent..]
+        );
     }
-    if imperfections.contains(&Imperfection::TrailingWhitespace) && !text.is_empty() && rng.chance(60) {
+    if imperfections.contains(&Imperfection::TrailingWhitespace)
+        && !text.is_empty()
+        && rng.chance(60)
+    {
         text.push_str(if rng.chance(50) { "  " } else { "\t" });
     }
     text
@@ -486,14 +570,25 @@ fn crlf(text: &str) -> String {
 
 fn build_case(edits: &[FileEdit], imperfections: Vec<Imperfection>, rng: &mut Rng) -> Case {
     let crlf_target = imperfections.contains(&Imperfection::CrlfTarget);
-    let on_disk = |text: &str| if crlf_target { crlf(text) } else { text.to_owned() };
+    let on_disk = |text: &str| {
+        if crlf_target {
+            crlf(text)
+        } else {
+            text.to_owned()
+        }
+    };
     let files = edits
         .iter()
         .filter_map(|edit| Some((edit.path.clone(), on_disk(edit.old.as_ref()?).into_bytes())))
         .collect();
     let changes = edits
         .iter()
-        .map(|edit| (edit.path.clone(), edit.new.as_deref().map(|new| on_disk(new).into_bytes())))
+        .map(|edit| {
+            (
+                edit.path.clone(),
+                edit.new.as_deref().map(|new| on_disk(new).into_bytes()),
+            )
+        })
         .collect();
     let labels: Vec<&str> = edits.iter().map(|edit| edit.label.as_str()).collect();
     Case {
@@ -515,29 +610,56 @@ fn case_name(path: &str, label: &str, imperfections: &[Imperfection]) -> String 
 
 /// Whole-file changes, several files, duplicated code, CRLF and newline-less targets.
 fn special_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Case>) {
-    let text = |name: &str| sources.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone()).unwrap();
+    let text = |name: &str| {
+        sources
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.clone())
+            .unwrap()
+    };
     let small = text("signal_hook_extract.c");
     let js = text("wasm_streams_readable_stream.js");
     let new_file = FileEdit {
         path: "src/notes/deploy.md".into(),
         label: "new_file".into(),
         old: None,
-        new: Some("# Deploy notes\n\n- the readiness probe waits 10s\n- rollback keeps one revision\n".into()),
+        new: Some(
+            "# Deploy notes\n\n- the readiness probe waits 10s\n- rollback keeps one revision\n"
+                .into(),
+        ),
     };
-    let delete_file =
-        FileEdit { path: "src/signal_hook_extract.c".into(), label: "delete_file".into(), old: Some(small.clone()), new: None };
+    let delete_file = FileEdit {
+        path: "src/signal_hook_extract.c".into(),
+        label: "delete_file".into(),
+        old: Some(small.clone()),
+        new: None,
+    };
     for round in 0..6 {
-        let imperfections = if round == 0 { Vec::new() } else { rng.combination(1 + round % 3) };
+        let imperfections = if round == 0 {
+            Vec::new()
+        } else {
+            rng.combination(1 + round % 3)
+        };
         cases.push(build_case(&[new_file.clone()], imperfections.clone(), rng));
-        cases.push(build_case(&[delete_file.clone()], imperfections.clone(), rng));
-        let first = EditKind::ChangeLine.make("src/signal_hook_extract.c", &small, rng).unwrap();
-        let second = EditKind::InsertBlock.make("src/wasm_streams_readable_stream.js", &js, rng).unwrap();
+        cases.push(build_case(
+            &[delete_file.clone()],
+            imperfections.clone(),
+            rng,
+        ));
+        let first = EditKind::ChangeLine
+            .make("src/signal_hook_extract.c", &small, rng)
+            .unwrap();
+        let second = EditKind::InsertBlock
+            .make("src/wasm_streams_readable_stream.js", &js, rng)
+            .unwrap();
         cases.push(build_case(&[first, second], imperfections, rng));
     }
     // CRLF files on disk, diffs written with LF (the model never sees the `\r`).
-    for (index, (name, text)) in sources.iter().enumerate() {
+    for (index, (name, text)) in sources.iter().chain(sources.iter()).enumerate() {
         let kind = EditKind::ALL[index % EditKind::ALL.len()];
-        let Some(edit) = kind.make(&format!("src/{name}"), text, rng) else { continue };
+        let Some(edit) = kind.make(&format!("src/{name}"), text, rng) else {
+            continue;
+        };
         let mut imperfections = vec![Imperfection::CrlfTarget];
         if index % 2 == 1 {
             imperfections.extend(rng.combination(2));
@@ -553,15 +675,30 @@ fn special_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Ca
             lines.push(comment(name, "end of generated section"));
             lines
         } else {
-            let Some(changed) = change_line(&lines.iter().map(String::as_str).collect::<Vec<_>>(), last) else { continue };
+            let Some(changed) =
+                change_line(&lines.iter().map(String::as_str).collect::<Vec<_>>(), last)
+            else {
+                continue;
+            };
             changed
         };
         let new = join(&edited, false);
         if !hunks_are_unique(&old, &new) {
             continue;
         }
-        let edit = FileEdit { path: format!("src/{name}"), label: "no_final_newline".into(), old: Some(old), new: Some(new) };
-        for imperfections in [vec![Imperfection::NoNewlineMarkerDropped], rng.combination(2)] {
+        let edit = FileEdit {
+            path: format!("src/{name}"),
+            label: "no_final_newline".into(),
+            old: Some(old),
+            new: Some(new),
+        };
+        let mut dropped_and_more = rng.combination(2);
+        dropped_and_more.push(Imperfection::NoNewlineMarkerDropped);
+        for imperfections in [
+            vec![Imperfection::NoNewlineMarkerDropped],
+            dropped_and_more,
+            rng.combination(2),
+        ] {
             cases.push(build_case(&[edit.clone()], imperfections, rng));
         }
     }
@@ -569,7 +706,11 @@ fn special_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Ca
     let panic_tests = text("tokio_rt_panic.rs");
     let lines: Vec<&str> = panic_tests.lines().collect();
     let repeated = "    assert_eq!(&panic_location_file.unwrap(), file!());";
-    for (at, _) in lines.iter().enumerate().filter(|(_, line)| **line == repeated) {
+    for (at, _) in lines
+        .iter()
+        .enumerate()
+        .filter(|(_, line)| **line == repeated)
+    {
         let mut edited: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
         edited[at] = "    assert_eq!(panic_location_file.as_deref(), Some(file!()));".into();
         let new = join(&edited, true);
@@ -601,13 +742,20 @@ fn refusal_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Ca
                 if made >= 3 || window.iter().filter(|l| l.trim().len() > 3).count() < 2 {
                     continue;
                 }
-                let occurrences = (0..=lines.len() - width).filter(|&s| lines[s..s + width] == *window).count();
+                let occurrences = (0..=lines.len() - width)
+                    .filter(|&s| lines[s..s + width] == *window)
+                    .count();
                 if occurrences < 2 || (0..start).any(|s| lines[s..s + width] == *window) {
                     continue;
                 }
                 let middle = width / 2;
-                let Some(changed) = change_line(window, middle) else { continue };
-                let mut body = format!("--- a/src/{name}\n+++ b/src/{name}\n@@ -{0},{width} +{0},{width} @@\n", start + 1 + rng.below(30));
+                let Some(changed) = change_line(window, middle) else {
+                    continue;
+                };
+                let mut body = format!(
+                    "--- a/src/{name}\n+++ b/src/{name}\n@@ -{0},{width} +{0},{width} @@\n",
+                    start + 1 + rng.below(30)
+                );
                 for (offset, line) in window.iter().enumerate() {
                     if offset == middle {
                         let _ = writeln!(body, "-{line}\n+{}", changed[middle]);
@@ -616,7 +764,11 @@ fn refusal_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Ca
                     }
                 }
                 let files = vec![(format!("src/{name}"), text.clone().into_bytes())];
-                let diff = if made % 2 == 0 { format!("```diff\n{body}```\n") } else { body };
+                let diff = if made % 2 == 0 {
+                    format!("```diff\n{body}```\n")
+                } else {
+                    body
+                };
                 cases.push(Case {
                     name: format!("src/{name}:ambiguous#{made}"),
                     files,
@@ -631,8 +783,14 @@ fn refusal_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Ca
     // Context that does not exist: the model misremembered the line it removes.
     for (index, (name, text)) in sources.iter().enumerate() {
         let path = format!("src/{name}");
-        let Some(edit) = EditKind::ChangeLine.make(&path, text, rng) else { continue };
-        let imperfections = if index % 2 == 0 { Vec::new() } else { rng.combination(2) };
+        let Some(edit) = EditKind::ChangeLine.make(&path, text, rng) else {
+            continue;
+        };
+        let imperfections = if index % 2 == 0 {
+            Vec::new()
+        } else {
+            rng.combination(2)
+        };
         let mut case = build_case(&[edit], imperfections, rng);
         let mut replaced = false;
         let mut diff = String::new();
@@ -655,7 +813,9 @@ fn refusal_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Ca
         let missing = Case {
             name: format!("src/missing_{index}.rs:missing_file"),
             files: vec![(path.clone(), text.clone().into_bytes())],
-            diff: format!("--- a/src/missing_{index}.rs\n+++ b/src/missing_{index}.rs\n@@ -3,3 +3,3 @@\n fn main() {{\n-    old();\n+    new();\n }}\n"),
+            diff: format!(
+                "--- a/src/missing_{index}.rs\n+++ b/src/missing_{index}.rs\n@@ -3,3 +3,3 @@\n fn main() {{\n-    old();\n+    new();\n }}\n"
+            ),
             imperfections: Vec::new(),
             expected: Expected::Refusal,
         };
@@ -678,21 +838,35 @@ pub(crate) fn materialize(case: &Case, dir: &Path) {
 /// (`.orig`, `.rej` left by `patch`) are ignored.
 pub(crate) fn judge(case: &Case, dir: &Path) -> Outcome {
     let read = |path: &str| std::fs::read(dir.join(path)).ok();
-    let before: BTreeMap<&str, Option<&[u8]>> =
-        case.files.iter().map(|(path, bytes)| (path.as_str(), Some(bytes.as_slice()))).collect();
+    let before: BTreeMap<&str, Option<&[u8]>> = case
+        .files
+        .iter()
+        .map(|(path, bytes)| (path.as_str(), Some(bytes.as_slice())))
+        .collect();
     let mut touched: Vec<&str> = before.keys().copied().collect();
     if let Expected::Changes(changes) = &case.expected {
         touched.extend(changes.iter().map(|(path, _)| path.as_str()));
     }
-    let unchanged = touched.iter().all(|path| read(path).as_deref() == before.get(path).copied().flatten());
+    let unchanged = touched
+        .iter()
+        .all(|path| read(path).as_deref() == before.get(path).copied().flatten());
     match &case.expected {
-        Expected::Refusal => if unchanged { Outcome::Correct } else { Outcome::Wrong },
+        Expected::Refusal => {
+            if unchanged {
+                Outcome::Correct
+            } else {
+                Outcome::Wrong
+            }
+        }
         Expected::Changes(changes) => {
             let expected_after = |path: &str| match changes.iter().find(|(p, _)| p == path) {
                 Some((_, after)) => after.as_deref(),
                 None => before.get(path).copied().flatten(),
             };
-            if touched.iter().all(|path| read(path).as_deref() == expected_after(path)) {
+            if touched
+                .iter()
+                .all(|path| read(path).as_deref() == expected_after(path))
+            {
                 Outcome::Correct
             } else if unchanged {
                 Outcome::Refused
