@@ -150,11 +150,7 @@ fn main() {
         outcomes.push(per_case);
     }
 
-    println!(
-        "
-correct % by case group (a case with several imperfections counts in each):
-"
-    );
+    println!("\ncorrect % by case group (a case with several imperfections counts in each):\n");
     let header: Vec<String> = tools
         .iter()
         .map(|(name, _)| format!("{:>10}", short(name)))
@@ -165,7 +161,8 @@ correct % by case group (a case with several imperfections counts in each):
         "cases",
         header.join(" | ")
     );
-    let mut groups: Vec<(String, Box<dyn Fn(&Case) -> bool>)> = vec![
+    type Member = Box<dyn Fn(&Case) -> bool>;
+    let mut groups: Vec<(String, Member)> = vec![
         (
             "must apply".into(),
             Box::new(|c: &Case| matches!(c.expected, Expected::Changes(_))),

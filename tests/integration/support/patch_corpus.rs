@@ -5,6 +5,10 @@
 //!
 //! Shared by the floor test (`tests/integration/patch_corpus.rs`) and the comparison benchmark
 //! against `git apply` and `patch` (`benches/patch_corpus.rs`).
+#![expect(
+    clippy::unwrap_used,
+    reason = "a corpus that cannot be built should fail the test loudly"
+)]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -108,7 +112,11 @@ pub(crate) fn corpus() -> Vec<Case> {
             single += 1;
             let mixes = [Vec::new(), alone, rng.combination(2), rng.combination(3)];
             for imperfections in mixes {
-                cases.push(build_case(&[edit.clone()], imperfections, &mut rng));
+                cases.push(build_case(
+                    std::slice::from_ref(&edit),
+                    imperfections,
+                    &mut rng,
+                ));
             }
         }
     }
@@ -640,9 +648,13 @@ fn special_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Ca
         } else {
             rng.combination(1 + round % 3)
         };
-        cases.push(build_case(&[new_file.clone()], imperfections.clone(), rng));
         cases.push(build_case(
-            &[delete_file.clone()],
+            std::slice::from_ref(&new_file),
+            imperfections.clone(),
+            rng,
+        ));
+        cases.push(build_case(
+            std::slice::from_ref(&delete_file),
             imperfections.clone(),
             rng,
         ));
@@ -699,7 +711,7 @@ fn special_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Ca
             dropped_and_more,
             rng.combination(2),
         ] {
-            cases.push(build_case(&[edit.clone()], imperfections, rng));
+            cases.push(build_case(std::slice::from_ref(&edit), imperfections, rng));
         }
     }
     // A line that occurs many times, edited at one occurrence: unique only with its context.
@@ -724,7 +736,7 @@ fn special_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Ca
             new: Some(new),
         };
         for imperfections in [vec![Imperfection::WrongLineNumbers], rng.combination(3)] {
-            cases.push(build_case(&[edit.clone()], imperfections, rng));
+            cases.push(build_case(std::slice::from_ref(&edit), imperfections, rng));
         }
     }
 }
@@ -882,10 +894,10 @@ pub(crate) fn run_ours(case: &Case) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     materialize(case, dir.path());
     let workspace = Workspace::new(dir.path()).unwrap();
-    if let Ok(patch) = parse(&case.diff) {
-        if let Ok(plan) = plan(&patch, &workspace) {
-            let _ = plan.apply();
-        }
+    if let Ok(patch) = parse(&case.diff)
+        && let Ok(plan) = plan(&patch, &workspace)
+    {
+        let _ = plan.apply();
     }
     judge(case, dir.path())
 }
