@@ -27,6 +27,8 @@ pub struct PlannedFile {
     pub absolute: PathBuf,
     pub before: Option<Vec<u8>>,
     pub after: Option<Vec<u8>>,
+    /// The mode to write with: the file's own, or for a rename's target, the source's.
+    pub permissions: Option<std::fs::Permissions>,
 }
 
 /// Where a hunk was placed and how loosely it matched: the audit's view of the fuzz.
@@ -79,6 +81,8 @@ pub struct AppliedFile {
     before: Option<Vec<u8>>,
     #[serde(skip)]
     after: Option<Vec<u8>>,
+    #[serde(skip)]
+    permissions: Option<std::fs::Permissions>,
 }
 
 /// Computes the result of `patch` on `workspace` without writing anything.
@@ -110,6 +114,7 @@ pub fn plan(patch: &Patch, workspace: &Workspace) -> Result<PatchPlan, ApplyErro
                 absolute: state.absolute,
                 before: state.original,
                 after,
+                permissions: state.permissions,
             })
         })
         .collect();
@@ -142,6 +147,7 @@ impl PatchPlan {
                 path: &file.absolute,
                 contents: file.after.as_deref(),
                 original: file.before.as_deref(),
+                permissions: file.permissions.as_ref(),
             })
             .collect();
         let created_dirs = write_atomically(&writes)?;
@@ -160,6 +166,7 @@ impl PatchPlan {
                 absolute: file.absolute,
                 before: file.before,
                 after: file.after,
+                permissions: file.permissions,
             })
             .collect();
         Ok(AppliedPatch {
@@ -185,6 +192,7 @@ impl AppliedPatch {
                 path: &file.absolute,
                 contents: file.before.as_deref(),
                 original: file.after.as_deref(),
+                permissions: file.permissions.as_ref(),
             })
             .collect();
         let created_for_revert = write_atomically(&writes)?;
@@ -229,6 +237,7 @@ struct FileState {
     absolute: PathBuf,
     original: Option<Vec<u8>>,
     current: Option<TextFile>,
+    permissions: Option<std::fs::Permissions>,
 }
 
 struct Planner<'w> {
@@ -257,9 +266,13 @@ impl Planner<'_> {
             Some(bytes) => Some(TextFile::decode(bytes).ok_or(FailureReason::NotText)?),
             None => None,
         };
+        let permissions = std::fs::metadata(&absolute)
+            .ok()
+            .map(|meta| meta.permissions());
         let state = FileState {
             path: path.to_owned(),
             absolute: absolute.clone(),
+            permissions,
             original,
             current,
         };
@@ -325,6 +338,11 @@ impl Planner<'_> {
         }
         if let Some(old) = old.filter(|&old| Some(old) != new) {
             self.states[old].current = None;
+            if let Some(new) = new
+                && self.states[new].permissions.is_none()
+            {
+                self.states[new].permissions = self.states[old].permissions.clone();
+            }
         }
         Ok(())
     }
@@ -408,6 +426,7 @@ impl Planner<'_> {
             lines: out,
             final_newline,
             dominant: source.dominant,
+            bom: source.bom,
         })
     }
 }
@@ -499,6 +518,17 @@ mod tests {
             .replace("    let b", "    let z = 0;\n    let b")
             .replace('\n', "\r\n");
         assert_eq!(read(&dir, "w.rs"), expected);
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_hide_the_first_line() {
+        let (dir, workspace) = repo(&[("bom.txt", "\u{feff}first\nsecond\n")]);
+        apply(
+            &workspace,
+            "--- a/bom.txt\n+++ b/bom.txt\n@@ @@\n-first\n+1st\n second\n",
+        )
+        .unwrap();
+        assert_eq!(read(&dir, "bom.txt"), "\u{feff}1st\nsecond\n");
     }
 
     #[test]
@@ -667,6 +697,34 @@ mod tests {
             read(&dir, "new.rs"),
             SOURCE.replace("a = 1", "a = 10").replace("b = 2", "b = 20")
         );
+    }
+
+    #[test]
+    fn the_executable_bit_survives_edit_rename_and_the_revert_of_a_deletion() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (dir, workspace) = repo(&[("run.sh", "echo a\n"), ("old.sh", "echo b\n")]);
+        for script in ["run.sh", "old.sh"] {
+            fs::set_permissions(dir.path().join(script), fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+        let mode = |path: &str| {
+            fs::metadata(dir.path().join(path))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let edit = "--- a/run.sh\n+++ b/run.sh\n@@ @@\n-echo a\n+echo c\n";
+        apply(&workspace, edit).unwrap();
+        assert_eq!(mode("run.sh"), 0o755);
+        let rename = "diff --git a/old.sh b/new.sh\nrename from old.sh\nrename to new.sh\n";
+        let renamed = apply(&workspace, rename).unwrap();
+        assert_eq!(mode("new.sh"), 0o755);
+        renamed.revert().unwrap();
+        assert_eq!(mode("old.sh"), 0o755);
+        let deleted = apply(&workspace, "--- a/run.sh\n+++ /dev/null\n@@ @@\n-echo c\n").unwrap();
+        deleted.revert().unwrap();
+        assert_eq!(mode("run.sh"), 0o755);
     }
 
     #[test]

@@ -279,7 +279,10 @@ impl Policy {
     }
 
     fn check_limits(&self, patch: &Patch, violations: &mut Vec<Violation>) {
-        let files = patch.files.len();
+        let mut paths: Vec<&str> = patch.files.iter().map(|file| file.display_path()).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        let files = paths.len();
         if files > self.config.max_files {
             violations.push(Violation {
                 rule: Rule::MaxFiles,

@@ -29,12 +29,18 @@ pub(crate) struct TextFile {
     pub(crate) lines: Vec<TextLine>,
     pub(crate) final_newline: bool,
     pub(crate) dominant: Eol,
+    /// A UTF-8 byte order mark, kept out of the first line so that context still matches it.
+    pub(crate) bom: bool,
 }
 
 impl TextFile {
     /// Splits UTF-8 `bytes` into lines; `None` if they are not text.
     pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
         let content = std::str::from_utf8(bytes).ok()?;
+        let (bom, content) = match content.strip_prefix('\u{feff}') {
+            Some(rest) => (true, rest),
+            None => (false, content),
+        };
         if content.contains('\0') {
             return None;
         }
@@ -65,6 +71,7 @@ impl TextFile {
             lines,
             final_newline,
             dominant,
+            bom,
         })
     }
 
@@ -78,11 +85,15 @@ impl TextFile {
             lines,
             final_newline,
             dominant: Eol::Lf,
+            bom: false,
         }
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = String::new();
+        if self.bom {
+            out.push('\u{feff}');
+        }
         let last = self.lines.len().saturating_sub(1);
         for (index, line) in self.lines.iter().enumerate() {
             out.push_str(&line.text);
@@ -110,6 +121,7 @@ mod tests {
             "a\nb\r\nc\n",
             "\n\n",
             "x\r\n\r\n",
+            "\u{feff}a\r\n",
         ] {
             let file = TextFile::decode(content.as_bytes()).unwrap();
             assert_eq!(String::from_utf8(file.encode()).unwrap(), content);

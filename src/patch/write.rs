@@ -16,6 +16,9 @@ pub(crate) struct FileWrite<'a> {
     pub(crate) path: &'a Path,
     pub(crate) contents: Option<&'a [u8]>,
     pub(crate) original: Option<&'a [u8]>,
+    /// The mode the file had (or, for a rename's target, the source's): an executable script
+    /// stays executable, also when a revert brings it back.
+    pub(crate) permissions: Option<&'a fs::Permissions>,
 }
 
 /// Performs `writes` atomically as a group. Returns the directories it had to create,
@@ -80,21 +83,24 @@ fn prepare(
             ".{name}.agent-orch-{}-{index}.tmp",
             std::process::id()
         ));
-        write_file(&temp, contents, write.path)
+        write_file(&temp, contents, write.permissions)
             .map_err(|source| io_error("write a temporary file for", write.path, source))?;
         temps.push(Some(temp));
     }
     Ok(())
 }
 
-/// Writes `contents` to `temp` durably, with the permissions of `like` if it exists
-/// (an executable script stays executable).
-fn write_file(temp: &Path, contents: &[u8], like: &Path) -> std::io::Result<()> {
+/// Writes `contents` to `temp` durably, with `permissions` if given.
+fn write_file(
+    temp: &Path,
+    contents: &[u8],
+    permissions: Option<&fs::Permissions>,
+) -> std::io::Result<()> {
     let mut file = fs::File::create(temp)?;
     file.write_all(contents)?;
     file.sync_all()?;
-    if let Ok(meta) = fs::metadata(like) {
-        fs::set_permissions(temp, meta.permissions())?;
+    if let Some(permissions) = permissions {
+        fs::set_permissions(temp, permissions.clone())?;
     }
     Ok(())
 }
@@ -140,7 +146,8 @@ fn restore<'a>(done: &[FileWrite<'a>]) -> Vec<&'a Path> {
                 let temp = write
                     .path
                     .with_extension(format!("agent-orch-restore-{}", std::process::id()));
-                write_file(&temp, original, write.path).and_then(|()| fs::rename(&temp, write.path))
+                write_file(&temp, original, write.permissions)
+                    .and_then(|()| fs::rename(&temp, write.path))
             }
             None => remove_if_present(write.path),
         };
@@ -199,16 +206,19 @@ mod tests {
                 path: &first,
                 contents: Some(b"changed\n"),
                 original: Some(b"original\r\n"),
+                permissions: None,
             },
             FileWrite {
                 path: &new_dir_file,
                 contents: Some(b"new\n"),
                 original: None,
+                permissions: None,
             },
             FileWrite {
                 path: &second,
                 contents: Some(b"file\n"),
                 original: None,
+                permissions: None,
             },
         ];
         let error = write_atomically(&writes).unwrap_err();
@@ -253,16 +263,19 @@ mod tests {
                 path: &keep,
                 contents: Some(b"a2\n"),
                 original: Some(b"a\n"),
+                permissions: None,
             },
             FileWrite {
                 path: &gone,
                 contents: None,
                 original: Some(b"b\n"),
+                permissions: None,
             },
             FileWrite {
                 path: &made,
                 contents: Some(b"c\n"),
                 original: None,
+                permissions: None,
             },
         ];
         let created = write_atomically(&writes).unwrap();
