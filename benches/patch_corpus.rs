@@ -156,7 +156,7 @@ fn main() {
         .map(|(name, _)| format!("{:>10}", short(name)))
         .collect();
     println!(
-        "| {:<26} | {:>5} | {} |",
+        "| {:<28} | {:>5} | {} |",
         "group",
         "cases",
         header.join(" | ")
@@ -200,7 +200,7 @@ fn main() {
             })
             .collect();
         println!(
-            "| {group:<26} | {:>5} | {} |",
+            "| {group:<28} | {:>5} | {} |",
             members.len(),
             cells.join(" | ")
         );

@@ -104,7 +104,7 @@ pub fn plan(patch: &Patch, workspace: &Workspace) -> Result<PatchPlan, ApplyErro
     if !failures.is_empty() {
         return Err(ApplyErrorKind::Rejected(failures).into());
     }
-    let files = planner
+    let files: Vec<PlannedFile> = planner
         .states
         .into_iter()
         .filter_map(|state| {
@@ -118,6 +118,10 @@ pub fn plan(patch: &Patch, workspace: &Workspace) -> Result<PatchPlan, ApplyErro
             })
         })
         .collect();
+    // Applying a no-op would look like a repair attempt that changed nothing; say so instead.
+    if files.is_empty() {
+        return Err(ApplyErrorKind::NoChanges.into());
+    }
     Ok(PatchPlan {
         patch_sha256: patch.sha256(),
         files,
@@ -621,6 +625,11 @@ mod tests {
             Some(crate::patch::sha256_hex(crlf_no_eol.as_bytes()).as_str())
         );
 
+        let audit = serde_json::to_value(&applied).unwrap();
+        assert_eq!(audit["files"][0]["change"], "modified");
+        assert_eq!(audit["files"][1]["before_sha256"], serde_json::Value::Null);
+        assert_eq!(audit["patch_sha256"].as_str().unwrap().len(), 64);
+
         applied.revert().unwrap();
         assert_eq!(
             fs::read(dir.path().join("m.txt")).unwrap(),
@@ -725,6 +734,16 @@ mod tests {
         let deleted = apply(&workspace, "--- a/run.sh\n+++ /dev/null\n@@ @@\n-echo c\n").unwrap();
         deleted.revert().unwrap();
         assert_eq!(mode("run.sh"), 0o755);
+    }
+
+    #[test]
+    fn a_patch_that_changes_nothing_is_refused() {
+        let (_dir, workspace) = repo(&[("m.txt", "a\nb\n")]);
+        let error = apply(&workspace, "--- m.txt\n+++ m.txt\n@@ @@\n a\n-b\n+b\n").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the patch changes nothing: every file would stay as it is"
+        );
     }
 
     #[test]

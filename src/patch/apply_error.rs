@@ -17,6 +17,8 @@ pub enum ApplyErrorKind {
     /// about all of them at once.
     #[error("the patch does not apply:{}", list(.0))]
     Rejected(Vec<HunkFailure>),
+    #[error("the patch changes nothing: every file would stay as it is")]
+    NoChanges,
     /// Writing failed; every file was put back as it was.
     #[error("failed to {action} `{}`; no file was changed", path.display())]
     Io {
