@@ -35,6 +35,20 @@ impl Default for PolicyConfig {
     }
 }
 
+impl PolicyConfig {
+    /// The policy a workflow's `safety` section asks for, with the default size limits.
+    pub fn from_safety(safety: &crate::workflow::model::Safety) -> Self {
+        let values = |list: &[crate::workflow::span::Spanned<String>]| {
+            list.iter().map(|item| item.value.clone()).collect()
+        };
+        Self {
+            never_delete: values(&safety.never_delete),
+            require_confirmation: values(&safety.require_confirmation),
+            ..Self::default()
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("invalid `never_delete` glob `{glob}`")]
 pub struct PolicyError {
@@ -579,6 +593,23 @@ mod tests {
             violated(&check(&workspace, binary, false)),
             [(Rule::NoBinary, "logo.png", None)]
         );
+    }
+
+    #[test]
+    fn config_comes_from_the_workflow_safety_section() {
+        use crate::workflow::model::Safety;
+        use crate::workflow::span::Spanned;
+        let safety = Safety {
+            never_delete: vec![Spanned::detached("*.sql".to_owned())],
+            require_confirmation: vec![Spanned::detached("DROP".to_owned())],
+            ..Safety::default()
+        };
+        let config = PolicyConfig::from_safety(&safety);
+        assert_eq!(
+            (config.never_delete, config.require_confirmation),
+            (vec!["*.sql".to_owned()], vec!["DROP".to_owned()])
+        );
+        assert_eq!(config.max_files, PolicyConfig::default().max_files);
     }
 
     #[test]
