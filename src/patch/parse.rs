@@ -286,6 +286,13 @@ impl Parser<'_, '_> {
                     self.pos += 1;
                     continue;
                 }
+                // Prose ends the hunk, unless the hunk has begun and its header's counts say it
+                // goes on: then it
+                // is a context line that lost its leading space, and ending here would silently
+                // drop the changes after it.
+                Some(_) if !lines.is_empty() && ranges.expects_more(&lines) => {
+                    (LineKind::Context, text)
+                }
                 Some(_) => break,
             };
             lines.push(HunkLine {
@@ -340,6 +347,7 @@ struct HunkRanges {
     old_start: Option<usize>,
     old_count: Option<usize>,
     new_start: Option<usize>,
+    new_count: Option<usize>,
 }
 
 impl HunkRanges {
@@ -353,10 +361,26 @@ impl HunkRanges {
                 ranges.old_start = start;
                 ranges.old_count = count;
             } else if let Some(range) = token.strip_prefix('+') {
-                ranges.new_start = parse_range(range).0;
+                (ranges.new_start, ranges.new_count) = parse_range(range);
             }
         }
         ranges
+    }
+}
+
+impl HunkRanges {
+    /// Whether both counts are known and neither is reached by `lines` yet.
+    fn expects_more(&self, lines: &[HunkLine]) -> bool {
+        let old = lines
+            .iter()
+            .filter(|line| line.kind != LineKind::Add)
+            .count();
+        let new = lines
+            .iter()
+            .filter(|line| line.kind != LineKind::Remove)
+            .count();
+        self.old_count.is_some_and(|count| old < count)
+            && self.new_count.is_some_and(|count| new < count)
     }
 }
 
@@ -498,6 +522,14 @@ mod tests {
         // The blank line inside the hunk is context; the one after it is dropped.
         assert_eq!(kinds(hunk), "  -+ ");
         assert_eq!(hunk.lines[2].text, "    old();");
+    }
+
+    #[test]
+    fn a_context_line_without_its_space_stays_in_the_hunk_while_the_counts_say_so() {
+        let reply = "--- a/x.rs\n+++ b/x.rs\n@@ -1,4 +1,4 @@\n fn a() {\nlet x = 1;\n-    old();\n+    new();\n }\nChanges:\n- renamed old to new\n";
+        let hunk = &parse(reply).unwrap().files[0].hunks[0];
+        assert_eq!(kinds(hunk), "  -+ ");
+        assert_eq!(hunk.lines[1].text, "let x = 1;");
     }
 
     #[test]
