@@ -4,5 +4,6 @@
 mod support;
 
 mod llm;
+mod patch_corpus;
 mod run_cli;
 mod verify;

@@ -3,4 +3,5 @@
 pub(crate) mod cli;
 pub(crate) mod http_service;
 pub(crate) mod openai_fake;
+pub(crate) mod patch_corpus;
 pub(crate) mod step_harness;
