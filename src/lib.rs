@@ -9,6 +9,7 @@
 //!     → engine::events::Event stream → report/ (console, run.log, junit, audit, metrics, summary)
 //! ```
 
+pub mod ado;
 pub mod cli;
 pub mod engine;
 pub mod process;
