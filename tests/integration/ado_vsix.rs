@@ -1,0 +1,128 @@
+//! `scripts/package-vsix.sh` end to end: stages the real `agent-orch` binary this test run
+//! built, packages it with `tfx extension create`, and checks what the .vsix holds.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::process::output_with_timeout;
+use crate::support::zip_listing;
+
+const MAX_VSIX_BYTES: u64 = 25 * 1024 * 1024;
+/// Generous: the first run installs tfx-cli from the npm registry.
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn packages_the_task_with_the_binary_under_the_size_limit() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().unwrap();
+    let child = Command::new("bash")
+        .arg(repo.join("scripts/package-vsix.sh"))
+        .args([
+            "--binary",
+            env!("CARGO_BIN_EXE_agent-orch"),
+            "--version",
+            "1.4.2",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = output_with_timeout(child, TIMEOUT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+
+    let vsix = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
+    assert_eq!(vsix, out.path().join("agent-orch-1.4.2.vsix"));
+    let bytes = fs::read(&vsix).unwrap();
+    assert!(
+        bytes.len() as u64 <= MAX_VSIX_BYTES,
+        "{} bytes",
+        bytes.len()
+    );
+
+    let entries = zip_listing::entries(&bytes);
+    let size_of = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("`{name}` missing from {entries:#?}"))
+            .size
+    };
+    for name in [
+        "extension.vsixmanifest",
+        "extension.vsomanifest",
+        "[Content_Types].xml",
+        "overview.md",
+        "task/index.js",
+    ] {
+        assert!(size_of(name) > 0, "{name}");
+    }
+
+    // The packaged files are the staged ones: same sizes.
+    let staged = out.path().join("task");
+    let binary = staged.join("bin/linux-x64/agent-orch");
+    assert_eq!(
+        size_of("task/bin/linux-x64/agent-orch"),
+        fs::metadata(&binary).unwrap().len()
+    );
+    assert_eq!(
+        size_of("task/task.json"),
+        fs::metadata(staged.join("task.json")).unwrap().len()
+    );
+    let packed: u64 = entries.iter().map(|e| e.compressed_size).sum();
+    assert!(packed <= bytes.len() as u64);
+
+    // The staged binary is the real one, stripped: an executable ELF file.
+    assert_eq!(&fs::read(&binary).unwrap()[..4], b"\x7fELF");
+    assert_eq!(
+        fs::metadata(&binary).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+
+    // The version is stamped on both manifests; nothing else in task.json changes.
+    let mut task = read_json(&staged.join("task.json"));
+    assert_eq!(task["version"], json!({"Major": 1, "Minor": 4, "Patch": 2}));
+    task["version"] = json!({"Major": 1, "Minor": 0, "Patch": 0});
+    assert_eq!(task, read_json(&repo.join("task.json")));
+    assert_eq!(
+        read_json(&out.path().join("vss-extension.json"))["version"],
+        "1.4.2"
+    );
+}
+
+#[test]
+fn refuses_a_version_that_changes_the_major() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().unwrap();
+    let child = Command::new("bash")
+        .arg(repo.join("scripts/package-vsix.sh"))
+        .args([
+            "--binary",
+            env!("CARGO_BIN_EXE_agent-orch"),
+            "--version",
+            "2.0.0",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = output_with_timeout(child, Duration::from_secs(10));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("major version is 1"));
+    assert!(!out.path().join("task").exists());
+}
