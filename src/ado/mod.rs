@@ -7,7 +7,8 @@
 //! - [`service_connection`]: the Azure Resource Manager service connection (`ENDPOINT_*_<id>`)
 //!   and the pipeline's OIDC settings for workload identity federation;
 //! - [`pipeline_context`]: the predefined pipeline variables, exposed to workflows as `ado`;
-//! - [`secret`]: a string that never prints itself.
+//! - [`secret`]: a string that never prints itself;
+//! - [`task_environment`]: all of the above in one call, checked together.
 //!
 //! The Node shim in `ado-task/index.js` starts the binary with `task` and the agent's
 //! environment untouched; everything below reads from that environment.
@@ -18,3 +19,4 @@ pub mod logging;
 pub mod pipeline_context;
 pub mod secret;
 pub mod service_connection;
+pub mod task_environment;

@@ -76,6 +76,15 @@ pub enum ConnectionErrorKind {
     UnsupportedScheme(String),
     #[error("authentication type `{0}` is not supported (expected `spnKey` or `spnCertificate`)")]
     UnsupportedAuthenticationType(String),
+    #[error(
+        "it uses workload identity federation, which needs `{0}` in the task's environment{hint}",
+        hint = if *.0 == "SYSTEM_ACCESSTOKEN" {
+            "; add `env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)` to the step"
+        } else {
+            "; the agent sets it from version 3.227 on"
+        }
+    )]
+    FederationNeeds(&'static str),
 }
 
 impl ServiceConnection {
