@@ -4,11 +4,19 @@
 //! instead of mutating the process environment.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// A snapshot of the task's environment.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct AgentEnv {
     vars: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for AgentEnv {
+    // Names only: the values include tokens and connection secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.vars.keys()).finish()
+    }
 }
 
 impl AgentEnv {
@@ -86,6 +94,12 @@ mod tests {
         assert_eq!(env.input("environment"), None);
         assert_eq!(env.input("workflowFile"), Some("deploy.yaml"));
         assert_eq!(env.var("EMPTY"), None);
+    }
+
+    #[test]
+    fn debug_shows_names_not_values() {
+        let env = AgentEnv::from_vars([("SYSTEM_ACCESSTOKEN", "job-token")]);
+        assert_eq!(format!("{env:?}"), r#"{"SYSTEM_ACCESSTOKEN"}"#);
     }
 
     #[test]
