@@ -228,6 +228,20 @@ fn a_binary_killed_by_a_signal_fails_the_task() {
 }
 
 #[test]
+fn a_binary_for_another_platform_only_is_named_in_the_failure() {
+    let task = StagedTask::new(false);
+    fs::create_dir_all(task.dir.path().join("bin/plan9-mips")).unwrap();
+    let output = output_with_timeout(task.command(&[]).spawn().unwrap(), TIMEOUT);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let commands = vso::parse_all(&String::from_utf8_lossy(&output.stdout));
+    let issue = vso::find(&commands, "task.logissue")[0];
+    assert!(
+        issue.data.ends_with("this task ships: plan9-mips)"),
+        "{issue:?}"
+    );
+}
+
+#[test]
 fn a_missing_binary_fails_the_task_with_logging_commands() {
     let task = StagedTask::new(false);
     let output = output_with_timeout(task.command(AGENT_VARS).spawn().unwrap(), TIMEOUT);

@@ -4,7 +4,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -20,26 +20,32 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
 }
 
-#[test]
-fn packages_the_task_with_the_binary_under_the_size_limit() {
+/// Runs the packaging script on this test run's `agent-orch` binary.
+fn package(version: &str, out: &Path, timeout: Duration) -> Output {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = tempfile::tempdir().unwrap();
     let child = Command::new("bash")
         .arg(repo.join("scripts/package-vsix.sh"))
         .args([
             "--binary",
             env!("CARGO_BIN_EXE_agent-orch"),
             "--version",
-            "1.4.2",
+            version,
         ])
         .arg("--out")
-        .arg(out.path())
+        .arg(out)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let output = output_with_timeout(child, TIMEOUT);
+    output_with_timeout(child, timeout)
+}
+
+#[test]
+fn packages_the_task_with_the_binary_under_the_size_limit() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().unwrap();
+    let output = package("1.4.2", out.path(), TIMEOUT);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
 
@@ -104,24 +110,8 @@ fn packages_the_task_with_the_binary_under_the_size_limit() {
 
 #[test]
 fn refuses_a_version_that_changes_the_major() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = tempfile::tempdir().unwrap();
-    let child = Command::new("bash")
-        .arg(repo.join("scripts/package-vsix.sh"))
-        .args([
-            "--binary",
-            env!("CARGO_BIN_EXE_agent-orch"),
-            "--version",
-            "2.0.0",
-        ])
-        .arg("--out")
-        .arg(out.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = output_with_timeout(child, Duration::from_secs(10));
+    let output = package("2.0.0", out.path(), Duration::from_secs(10));
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("major version is 1"));
     assert!(!out.path().join("task").exists());
