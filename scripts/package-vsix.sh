@@ -90,9 +90,14 @@ fi
 
 # Package.
 tfx="$repo/.tools/node_modules/.bin/tfx"
+mkdir -p "$repo/.tools"
+# One install at a time: tests package in parallel.
+exec 9>"$repo/.tools/install.lock"
+flock 9
 if [[ ! -x "$tfx" ]]; then
   npm install --prefix "$repo/.tools" --no-audit --no-fund --loglevel=error "tfx-cli@$TFX_VERSION" >&2
 fi
+flock --unlock 9
 extension_version="$(node -p 'require(process.argv[1]).version' "$out/vss-extension.json")"
 vsix="$out/agent-orch-$extension_version.vsix"
 rm -f "$vsix"

@@ -116,3 +116,64 @@ fn refuses_a_version_that_changes_the_major() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("major version is 1"));
     assert!(!out.path().join("task").exists());
 }
+
+#[test]
+fn the_unpacked_task_starts_the_packaged_binary() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().unwrap();
+    let output = package("1.0.0", out.path(), TIMEOUT);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let vsix = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
+
+    // Unpack as the agent does: contents only, executable bits lost.
+    let unpacked = tempfile::tempdir().unwrap();
+    let unzip = Command::new("node")
+        .arg(repo.join("tests/integration/support/unzip.js"))
+        .arg(&vsix)
+        .arg(unpacked.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let unzip = output_with_timeout(unzip, Duration::from_secs(30));
+    assert!(unzip.status.success(), "{unzip:?}");
+
+    let task = unpacked.path().join("task");
+    let binary = task.join("bin/linux-x64/agent-orch");
+    assert_eq!(
+        fs::read(&binary).unwrap(),
+        fs::read(out.path().join("task/bin/linux-x64/agent-orch")).unwrap(),
+        "the packaged binary differs from the staged one"
+    );
+    assert_eq!(
+        fs::metadata(&binary).unwrap().permissions().mode() & 0o111,
+        0
+    );
+
+    let shim = Command::new("node")
+        .arg(task.join("index.js"))
+        .current_dir(unpacked.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("INPUT_WORKFLOWFILE", "workflows/missing.yaml")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let shim = output_with_timeout(shim, Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&shim.stdout);
+    // The shim's own failures; whatever the binary then reports is the binary's business.
+    for failure in ["has no binary", "failed to make", "failed to start"] {
+        assert!(!stdout.contains(failure), "{stdout}");
+    }
+    assert!(shim.status.code().is_some(), "{shim:?}");
+    assert_eq!(
+        fs::metadata(&binary).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+}
