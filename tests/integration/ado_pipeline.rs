@@ -1,16 +1,12 @@
 //! `azure-pipelines.yml`: the stages the seed promises, and every `AgentOrch@1` use agreeing
 //! with `task.json`.
 
-use std::path::Path;
-
 use serde_json::Value;
 
-fn root_file(relative: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)).unwrap()
-}
+use crate::support::repo;
 
 fn pipeline() -> Value {
-    serde_saphyr::from_str(&root_file("azure-pipelines.yml")).unwrap()
+    serde_saphyr::from_str(&repo::read_to_string(&repo::path("azure-pipelines.yml"))).unwrap()
 }
 
 /// Every mapping in `value` (depth first) with the path of keys leading to it.
@@ -48,7 +44,7 @@ fn stage<'a>(pipeline: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn every_agent_orch_input_exists_in_task_json() {
-    let task: Value = serde_json::from_str(&root_file("task.json")).unwrap();
+    let task = repo::read_json(&repo::path("task.json"));
     let declared: Vec<&Value> = task["inputs"].as_array().unwrap().iter().collect();
     let required: Vec<&str> = declared
         .iter()

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use crate::support::process::{output_with_timeout, wait_for_file, wait_with_timeout};
-use crate::support::vso;
+use crate::support::{repo, vso};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -64,8 +64,7 @@ impl StagedTask {
     /// `bin/<platform>/agent-orch` without its executable bit (as a .vsix unpacks it).
     fn new(with_binary: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let shim = Path::new(env!("CARGO_MANIFEST_DIR")).join("ado-task/index.js");
-        fs::copy(shim, dir.path().join("index.js")).unwrap();
+        fs::copy(repo::path("ado-task/index.js"), dir.path().join("index.js")).unwrap();
         if with_binary {
             let bin = dir.path().join("bin").join(node_platform());
             fs::create_dir_all(&bin).unwrap();

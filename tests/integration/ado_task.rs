@@ -1,14 +1,12 @@
 //! `task.json` against the official task schema, and against what the binary reads.
 
-use std::path::Path;
-
 use agent_orch::ado::inputs::name;
 use serde_json::Value;
 
+use crate::support::repo;
+
 fn read_json(relative: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    repo::read_json(&repo::path(relative))
 }
 
 /// The official schema (draft 4), vendored from azure-pipelines-task-lib so the test runs offline.
@@ -49,11 +47,7 @@ fn task_is_agent_orch_version_1_on_both_node_handlers() {
             "{handler}"
         );
     }
-    assert!(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("ado-task/index.js")
-            .is_file()
-    );
+    assert!(repo::path("ado-task/index.js").is_file());
 }
 
 #[test]
