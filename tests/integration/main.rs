@@ -1,8 +1,18 @@
 //! The integration tests: one binary (one link instead of one per file), one module per area,
 //! shared fakes and helpers in `support/`.
 
+// clippy.toml allows unwrap inside #[test] functions only; helpers and fakes panic too.
+#![expect(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
+
 mod support;
 
+mod ado_logging;
+mod ado_pipeline;
+#[cfg(target_os = "linux")]
+mod ado_shim;
+mod ado_task;
+#[cfg(unix)]
+mod ado_vsix;
 mod llm;
 mod patch_corpus;
 mod run_cli;

@@ -4,4 +4,7 @@ pub(crate) mod cli;
 pub(crate) mod http_service;
 pub(crate) mod openai_fake;
 pub(crate) mod patch_corpus;
+pub(crate) mod process;
+pub(crate) mod repo;
 pub(crate) mod step_harness;
+pub(crate) mod vso;

@@ -1,0 +1,149 @@
+//! `azure-pipelines.yml`: the stages the seed promises, and every `AgentOrch@1` use agreeing
+//! with `task.json`.
+
+use serde_json::Value;
+
+use crate::support::repo;
+
+fn pipeline() -> Value {
+    serde_saphyr::from_str(&repo::read_to_string(&repo::path("azure-pipelines.yml"))).unwrap()
+}
+
+/// Every mapping in `value` (depth first) with the path of keys leading to it.
+fn mappings<'a>(value: &'a Value, path: String, out: &mut Vec<(String, &'a Value)>) {
+    match value {
+        Value::Object(map) => {
+            out.push((path.clone(), value));
+            for (key, child) in map {
+                mappings(child, format!("{path}.{key}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                mappings(child, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn steps_using<'a>(pipeline: &'a Value, task: &str) -> Vec<(String, &'a Value)> {
+    let mut all = Vec::new();
+    mappings(pipeline, String::new(), &mut all);
+    all.into_iter().filter(|(_, m)| m["task"] == task).collect()
+}
+
+fn stage<'a>(pipeline: &'a Value, name: &str) -> &'a Value {
+    pipeline["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == name)
+        .unwrap_or_else(|| panic!("no stage `{name}`"))
+}
+
+#[test]
+fn every_agent_orch_input_exists_in_task_json() {
+    let task = repo::read_json(&repo::path("task.json"));
+    let declared: Vec<&Value> = task["inputs"].as_array().unwrap().iter().collect();
+    let required: Vec<&str> = declared
+        .iter()
+        .filter(|i| i["required"] == true)
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    let known = |name: &str| {
+        declared.iter().any(|i| {
+            i["name"] == name
+                || i["aliases"]
+                    .as_array()
+                    .is_some_and(|aliases| aliases.iter().any(|a| a == name))
+        })
+    };
+
+    let pipeline = pipeline();
+    let uses = steps_using(&pipeline, "AgentOrch@1");
+    assert_eq!(uses.len(), 2, "staging and production");
+    for (path, step) in uses {
+        let inputs = step["inputs"].as_object().unwrap();
+        for name in inputs.keys() {
+            assert!(known(name), "{path}: input `{name}` is not in task.json");
+        }
+        for name in &required {
+            assert!(
+                inputs.contains_key(*name),
+                "{path}: required input `{name}` missing"
+            );
+        }
+    }
+}
+
+#[test]
+fn stages_build_stage_approve_deploy_and_roll_back() {
+    let pipeline = pipeline();
+    let names: Vec<&str> = pipeline["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Build",
+            "Orchestrate_Staging",
+            "Approval",
+            "Deploy_Production"
+        ]
+    );
+
+    let staging = &stage(&pipeline, "Orchestrate_Staging")["jobs"][0];
+    let staging_task = steps_using(staging, "AgentOrch@1");
+    assert_eq!(staging_task[0].1["inputs"]["environment"], "staging");
+
+    // ManualValidation runs only in an agentless job.
+    let approval = &stage(&pipeline, "Approval")["jobs"][0];
+    assert_eq!(approval["pool"], "server");
+    assert_eq!(steps_using(approval, "ManualValidation@1").len(), 1);
+
+    let production = &stage(&pipeline, "Deploy_Production")["jobs"][0];
+    assert_eq!(production["deployment"], "ProductionDeployment");
+    let run_once = &production["strategy"]["runOnce"];
+    let deploy_steps = &run_once["deploy"];
+    assert_eq!(
+        steps_using(deploy_steps, "AgentOrch@1")[0].1["inputs"]["environment"],
+        "prod"
+    );
+    let rollback = run_once["on"]["failure"]["steps"].as_array().unwrap();
+    assert!(
+        rollback.iter().any(|s| s["inputs"]["inlineScript"]
+            .as_str()
+            .is_some_and(|script| script.contains("rollout undo"))),
+        "{rollback:?}"
+    );
+}
+
+#[test]
+fn each_agent_orch_job_publishes_results_and_artifacts_even_on_failure() {
+    let pipeline = pipeline();
+    let jobs = [
+        &stage(&pipeline, "Orchestrate_Staging")["jobs"][0],
+        &stage(&pipeline, "Deploy_Production")["jobs"][0],
+    ];
+    for job in jobs {
+        let results = steps_using(job, "PublishTestResults@2");
+        assert_eq!(results.len(), 1, "{job}");
+        let results = results[0].1;
+        assert_eq!(results["inputs"]["testResultsFormat"], "JUnit");
+        assert!(
+            results["inputs"]["testResultsFiles"]
+                .as_str()
+                .unwrap()
+                .ends_with("junit.xml")
+        );
+        assert_eq!(results["condition"], "succeededOrFailed()");
+
+        let artifacts = steps_using(job, "PublishPipelineArtifact@1");
+        assert_eq!(artifacts.len(), 1, "{job}");
+        assert_eq!(artifacts[0].1["condition"], "always()");
+    }
+}
