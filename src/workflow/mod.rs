@@ -1,6 +1,8 @@
 //! The workflow language: how a YAML file becomes a validated [`model::Workflow`].
 
+pub mod diagnostic;
 pub mod duration;
 pub mod model;
+mod node;
 pub mod span;
 pub mod template;
