@@ -4,5 +4,6 @@ pub mod diagnostic;
 pub mod duration;
 pub mod model;
 mod node;
+mod node_deserializer;
 pub mod span;
 pub mod template;
