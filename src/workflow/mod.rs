@@ -1,9 +1,31 @@
 //! The workflow language: how a YAML file becomes a validated [`model::Workflow`].
+//!
+//! The pipeline, one file per stage:
+//!
+//! ```text
+//! node (YAML → spanned node tree) → expand (`template:` includes) → decode (node → model,
+//! via node_deserializer) → validate (references, limits, template variables) → Workflow
+//! ```
+//!
+//! Every stage reports [`Diagnostic`]s pointing at `file:line:col`; [`load`] returns all of
+//! them at once. [`template::Renderer`] renders templates lazily when steps run, [`schema()`]
+//! describes the format as JSON Schema and [`plan()`] shows the expanded workflow.
 
+mod decode;
 pub mod diagnostic;
 pub mod duration;
+pub mod expand;
+mod load;
 pub mod model;
 mod node;
 mod node_deserializer;
+mod plan;
+mod schema;
 pub mod span;
 pub mod template;
+mod validate;
+
+pub use diagnostic::{Diagnostic, DiagnosticKind, Diagnostics};
+pub use load::{LoadOptions, load};
+pub use plan::plan;
+pub use schema::schema;

@@ -3,11 +3,15 @@
 //! Step-kind settings (`GateConfig`, `VerifyConfig`, ...) live beside their execution in
 //! `crate::steps`, so adding a step kind touches one file there and the `StepKind` enum here.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::duration::DurationSpec;
+use super::expand::TemplateScope;
 use super::span::{Span, Spanned};
 use super::template::Template;
 use crate::steps::deploy::DeployConfig;
@@ -20,6 +24,12 @@ use crate::steps::verify::VerifyConfig;
 /// A loaded, template-expanded workflow.
 #[derive(Clone, Debug)]
 pub struct Workflow {
+    /// The workflow file, as given.
+    pub path: PathBuf,
+    /// The nearest ancestor of the workflow file containing `.git` (else the current directory).
+    pub project_root: PathBuf,
+    /// The environment chosen with `--env` (or the only one declared).
+    pub selected_environment: Option<String>,
     pub name: Spanned<String>,
     pub description: Option<String>,
     /// Free-form per-environment values, exposed to templates as `env`.
@@ -32,9 +42,22 @@ pub struct Workflow {
     pub steps: Vec<Step>,
     pub repair: Vec<Step>,
     pub on_give_up: Vec<Step>,
+    /// The workflow as written, with templates inlined: what `plan` shows.
+    pub expanded: serde_json::Value,
 }
 
 impl Workflow {
+    /// The directory of the workflow file; relative paths in steps start here.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new(""))
+    }
+
+    /// The selected environment, with its name.
+    pub fn environment(&self) -> Option<(&str, &Environment)> {
+        let name = self.selected_environment.as_deref()?;
+        self.environments.value.get(name).map(|env| (name, env))
+    }
+
     /// Every step of every phase, in declaration order.
     pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
         self.steps
@@ -82,9 +105,13 @@ pub struct AgentConfig {
     pub temperature: Option<f32>,
     #[serde(default)]
     pub max_tokens: Option<u32>,
-    /// A minijinja prompt template, relative to the workflow file.
+    /// A minijinja prompt template, found like a `template:` file (see `workflow::expand`).
     #[serde(default)]
     pub prompt: Option<Spanned<String>>,
+    /// Where `prompt` was found when the workflow was loaded.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub prompt_path: Option<PathBuf>,
 }
 
 /// Limits that stop the loop safely. No model can change them.
@@ -146,6 +173,8 @@ pub struct Step {
     pub retries: u32,
     /// The step's node in the file it was written in (a template file, if included).
     pub span: Span,
+    /// The template file the step came from, with the `parameters` bound at its include site.
+    pub template: Option<Arc<TemplateScope>>,
 }
 
 impl Step {

@@ -1,8 +1,32 @@
-//! Template strings: minijinja source kept with its span, rendered lazily when a step runs.
+//! Template strings and their lazy rendering.
+//!
+//! A [`Template`] is minijinja source kept with its span. It is rendered when its step runs,
+//! by a [`Renderer`] holding the run's context:
+//!
+//! | name | value |
+//! |---|---|
+//! | `env` | the selected environment's values, plus `env.name` |
+//! | `vars` | the workflow's `vars`, after `--var` overrides |
+//! | `secrets` | the fetched secrets, by name with `-` written as `_` (`secrets.openai_api_key`) |
+//! | `steps.<id>` | `status` (`passed`, `failed`, `inconclusive`, `skipped`, `cancelled`) and `outputs` of steps that have finished this iteration |
+//! | `run` | `id` and `iteration` (1-based) |
+//! | `ado` | Azure DevOps values (`build_id`, `branch`, ...); empty outside a pipeline |
+//! | `parameters` | inside a template: the values bound where it was included |
+//!
+//! Undefined values are errors (minijinja's strict mode): a typo fails the step instead of
+//! rendering "". The `default` filter still works for values that may be missing, as in
+//! `{{ ado.build_id | default('local') }}`. The `shell_quote` filter makes a value one shell word.
 
+use std::cell::RefCell;
+use std::fmt;
+
+use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 
-use super::span::Spanned;
+use super::expand::TemplateScope;
+use super::model::{Step, Workflow};
+use super::span::{Span, Spanned};
+use crate::steps::StepStatus;
 
 /// A string that may contain `{{ ... }}` expressions, rendered when its step runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,11 +36,37 @@ impl Template {
     pub fn source(&self) -> &str {
         &self.0.value
     }
+
+    pub fn span(&self) -> &Span {
+        &self.0.span
+    }
+}
+
+thread_local! {
+    /// Templates deserialized while [`collect_templates`] runs, so the loader can check each one.
+    static COLLECTED: RefCell<Option<Vec<Template>>> = const { RefCell::new(None) };
+}
+
+/// Runs `decode` and returns, with its result, every [`Template`] it deserialized.
+///
+/// Step-kind configs are plain serde types owned by each step kind; this lets the loader find
+/// their templates for the static check without knowing their shapes.
+pub(crate) fn collect_templates<R>(decode: impl FnOnce() -> R) -> (R, Vec<Template>) {
+    let outer = COLLECTED.with(|slot| slot.borrow_mut().replace(Vec::new()));
+    let result = decode();
+    let collected = COLLECTED.with(|slot| std::mem::replace(&mut *slot.borrow_mut(), outer));
+    (result, collected.unwrap_or_default())
 }
 
 impl<'de> Deserialize<'de> for Template {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Spanned::<String>::deserialize(deserializer).map(Template)
+        let template = Spanned::<String>::deserialize(deserializer).map(Template)?;
+        COLLECTED.with(|slot| {
+            if let Some(collected) = slot.borrow_mut().as_mut() {
+                collected.push(template.clone());
+            }
+        });
+        Ok(template)
     }
 }
 
@@ -33,27 +83,125 @@ impl schemars::JsonSchema for Template {
     }
 }
 
-/// Renders templates against the run's context (`env`, `vars`, `secrets`, `steps`, `run`, ...).
-///
-/// Undefined values are errors: a typo in a template fails the step instead of rendering "".
+/// A template that failed to render, with the span of the template in its workflow file.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to render template at {span}: {}", detail(.source))]
+pub struct RenderError {
+    pub span: Span,
+    #[source]
+    pub source: minijinja::Error,
+}
+
+fn detail(err: &minijinja::Error) -> String {
+    match err.detail() {
+        Some(detail) => format!("{} ({detail})", err.kind()),
+        None => err.kind().to_string(),
+    }
+}
+
+/// The roots a template may refer to; anything else is an undefined variable.
+pub(crate) const CONTEXT_ROOTS: [&str; 7] =
+    ["env", "vars", "secrets", "steps", "run", "ado", "parameters"];
+
+/// What `steps.<id>` holds.
+pub(crate) const STEP_FIELDS: [&str; 2] = ["status", "outputs"];
+
+/// What `run` holds.
+pub(crate) const RUN_FIELDS: [&str; 2] = ["id", "iteration"];
+
+/// Renders templates against the run's context (see the module docs for what it holds).
 pub struct Renderer {
     env: minijinja::Environment<'static>,
-    context: minijinja::Value,
+    context: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Renderer {
+    /// A renderer over a context given whole, as a JSON object of the roots.
     pub fn new(context: serde_json::Value) -> Self {
+        let context = match context {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.add_filter("shell_quote", shell_quote);
-        Self {
-            env,
-            context: minijinja::Value::from(minijinja::value::Serde(context)),
+        Self { env, context }
+    }
+
+    /// The context for one run of `workflow`: its selected environment and vars, the fetched
+    /// `secrets` (keyed by secret name) and Azure DevOps values (empty outside a pipeline).
+    pub fn for_run(
+        workflow: &Workflow,
+        run_id: &str,
+        secrets: &IndexMap<String, String>,
+        ado: &IndexMap<String, String>,
+    ) -> Self {
+        let mut env = serde_json::Map::new();
+        if let Some((name, values)) = workflow.environment() {
+            env.insert("name".into(), name.into());
+            env.extend(values.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let secrets: serde_json::Map<_, _> = secrets
+            .iter()
+            .map(|(name, value)| (secret_key(name), value.clone().into()))
+            .collect();
+        Self::new(serde_json::json!({
+            "env": env,
+            "vars": workflow.vars,
+            "secrets": secrets,
+            "steps": {},
+            "run": {"id": run_id, "iteration": 1},
+            "ado": ado,
+        }))
+    }
+
+    /// Records a finished step as `steps.<id>.status` / `steps.<id>.outputs`.
+    pub fn set_step_result(
+        &mut self,
+        id: &str,
+        status: StepStatus,
+        outputs: &IndexMap<String, String>,
+    ) {
+        let steps = self
+            .context
+            .entry("steps")
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        if let serde_json::Value::Object(steps) = steps {
+            steps.insert(
+                id.to_owned(),
+                serde_json::json!({"status": status, "outputs": outputs}),
+            );
         }
     }
 
-    pub fn render(&self, template: &Template) -> Result<String, minijinja::Error> {
-        self.env.render_str(template.source(), &self.context)
+    /// Starts a new iteration: sets `run.iteration` and forgets the previous step results.
+    pub fn start_iteration(&mut self, iteration: u32) {
+        if let Some(serde_json::Value::Object(run)) = self.context.get_mut("run") {
+            run.insert("iteration".into(), iteration.into());
+        }
+        self.context
+            .insert("steps".into(), serde_json::Value::Object(serde_json::Map::new()));
+    }
+
+    /// The renderer for one step: this context plus `parameters`, the values bound where the
+    /// step's template was included. Steps not from a template get a plain copy.
+    pub fn for_step(&self, step: &Step) -> Result<Renderer, RenderError> {
+        let mut renderer = Renderer {
+            env: self.env.clone(),
+            context: self.context.clone(),
+        };
+        if let Some(scope) = &step.template {
+            let parameters = self.parameters(scope).map_err(|source| RenderError {
+                span: scope.included_at.clone(),
+                source,
+            })?;
+            renderer.context.insert("parameters".into(), parameters);
+        }
+        Ok(renderer)
+    }
+
+    pub fn render(&self, template: &Template) -> Result<String, RenderError> {
+        self.render_with(template, &[])
     }
 
     /// Renders with extra top-level values (a flow's captured values, say) over the run context.
@@ -61,11 +209,101 @@ impl Renderer {
         &self,
         template: &Template,
         extra: &[(&str, minijinja::Value)],
-    ) -> Result<String, minijinja::Error> {
-        let extra = minijinja::Value::from_iter(extra.iter().map(|(k, v)| (*k, v.clone())));
-        let context = minijinja::context! { ..extra, ..self.context.clone() };
-        self.env.render_str(template.source(), context)
+    ) -> Result<String, RenderError> {
+        self.env
+            .render_str(template.source(), self.context_value(extra))
+            .map_err(|source| RenderError {
+                span: template.span().clone(),
+                source,
+            })
     }
+
+    /// Evaluates an expression such as an `if:` (`steps.build.status == 'passed'`) to a bool.
+    pub fn evaluate(&self, expression: &Template) -> Result<bool, RenderError> {
+        let fail = |source| RenderError {
+            span: expression.span().clone(),
+            source,
+        };
+        let compiled = self
+            .env
+            .compile_expression(expression.source())
+            .map_err(fail)?;
+        let value = compiled.eval(self.context_value(&[])).map_err(fail)?;
+        Ok(value.is_true())
+    }
+
+    fn context_value(&self, extra: &[(&str, minijinja::Value)]) -> minijinja::Value {
+        let base = json_value(&serde_json::Value::Object(self.context.clone()));
+        if extra.is_empty() {
+            return base;
+        }
+        let extra = minijinja::Value::from_iter(extra.iter().map(|(k, v)| (*k, v.clone())));
+        minijinja::context! { ..extra, ..base }
+    }
+
+    /// A scope's parameter values, their strings rendered where they were written: in the
+    /// context of the include site, whose own `parameters` are its parent scope's.
+    fn parameters(&self, scope: &TemplateScope) -> Result<serde_json::Value, minijinja::Error> {
+        let mut context = self.context.clone();
+        match &scope.parent {
+            Some(parent) => {
+                context.insert("parameters".into(), self.parameters(parent)?);
+            }
+            None => {
+                context.remove("parameters");
+            }
+        }
+        let context = json_value(&serde_json::Value::Object(context));
+        let mut values = serde_json::Map::new();
+        for (name, parameter) in &scope.parameters {
+            values.insert(
+                name.clone(),
+                self.render_strings(&parameter.value, &context)?,
+            );
+        }
+        Ok(serde_json::Value::Object(values))
+    }
+
+    fn render_strings(
+        &self,
+        value: &serde_json::Value,
+        context: &minijinja::Value,
+    ) -> Result<serde_json::Value, minijinja::Error> {
+        Ok(match value {
+            serde_json::Value::String(text) => {
+                serde_json::Value::String(self.env.render_str(text, context)?)
+            }
+            serde_json::Value::Array(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|item| self.render_strings(item, context))
+                    .collect::<Result<_, _>>()?,
+            ),
+            serde_json::Value::Object(entries) => serde_json::Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), self.render_strings(v, context)?)))
+                    .collect::<Result<_, minijinja::Error>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+}
+
+impl fmt::Debug for Renderer {
+    // Never print the context: it holds secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Renderer").finish_non_exhaustive()
+    }
+}
+
+fn json_value(value: &serde_json::Value) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(value))
+}
+
+/// How a secret's name appears under `secrets`: `openai-api-key` is `secrets.openai_api_key`.
+pub(crate) fn secret_key(name: &str) -> String {
+    name.replace('-', "_")
 }
 
 /// Quotes a value as one POSIX shell word, so a template value never changes a command's shape.

@@ -1,0 +1,348 @@
+//! Semantic checks on a decoded workflow: references, ids, limits and every template's variables.
+//!
+//! All checks run and all problems are reported, each pointing at the node it is about.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::decode::DecodedStep;
+use super::diagnostic::{Diagnostic, DiagnosticKind, did_you_mean, one_of};
+use super::expand::TemplateScope;
+use super::model::{StepKind, Workflow};
+use super::node::Node;
+use super::span::Span;
+use super::template::{CONTEXT_ROOTS, RUN_FIELDS, STEP_FIELDS, secret_key};
+
+/// `complete` is false when some steps did not decode: references to steps are then not
+/// checked, since the step referred to may be one of those.
+pub(crate) fn validate(
+    workflow: &Workflow,
+    decoded: &[DecodedStep],
+    root: &Node,
+    complete: bool,
+) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    step_ids(workflow, &mut diagnostics);
+    agents(workflow, &mut diagnostics);
+    if complete {
+        rollback_targets(workflow, &mut diagnostics);
+    }
+    safety(workflow, root, &mut diagnostics);
+    let checker = TemplateChecker::new(workflow, complete);
+    checker.check_workflow(workflow, decoded, &mut diagnostics);
+    diagnostics
+}
+
+fn step_ids(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
+    let mut seen: HashMap<&str, &Span> = HashMap::new();
+    for step in workflow.all_steps() {
+        match seen.get(step.id.value.as_str()) {
+            Some(first) => diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticKind::DuplicateId,
+                    format!("duplicate step id `{}`", step.id.value),
+                    step.id.span.clone(),
+                )
+                .with_note(format!("`{}` is first defined here", step.id.value), Some((*first).clone()))
+                .with_help("step ids must be unique across `steps`, `repair` and `on_give_up`"),
+            ),
+            None => {
+                seen.insert(&step.id.value, &step.id.span);
+            }
+        }
+    }
+}
+
+fn agents(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
+    let agent_names = || workflow.agents.keys().map(String::as_str);
+    for step in workflow.all_steps() {
+        let agent = match &step.kind {
+            StepKind::Fix(config) => Some(&config.agent),
+            StepKind::Review(config) => Some(&config.agent),
+            _ => None,
+        };
+        if let Some(agent) = agent {
+            if !workflow.agents.contains_key(&agent.value) {
+                let mut diagnostic = Diagnostic::new(
+                    DiagnosticKind::UnknownReference,
+                    format!("unknown agent `{}`", agent.value),
+                    agent.span.clone(),
+                )
+                .with_help(if workflow.agents.is_empty() {
+                    "declare it under `agents:`".to_owned()
+                } else {
+                    format!("the agents are {}", one_of(agent_names()))
+                });
+                diagnostic.label = did_you_mean(&agent.value, agent_names());
+                diagnostics.push(diagnostic);
+            }
+        }
+    }
+}
+
+fn rollback_targets(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
+    let deploy_ids = || {
+        workflow.all_steps().filter_map(|step| match step.kind {
+            StepKind::Deploy(_) => Some(step.id.value.as_str()),
+            _ => None,
+        })
+    };
+    for step in workflow.all_steps() {
+        if let StepKind::Rollback(config) = &step.kind {
+            if let Some(target) = &config.deployment {
+                if !deploy_ids().any(|id| id == target.value) {
+                    let mut diagnostic = Diagnostic::new(
+                        DiagnosticKind::UnknownReference,
+                        format!("`{}` is not a deploy step", target.value),
+                        target.span.clone(),
+                    )
+                    .with_help(match deploy_ids().count() {
+                        0 => "the workflow has no deploy step".to_owned(),
+                        _ => format!("the deploy steps are {}", one_of(deploy_ids())),
+                    });
+                    diagnostic.label = did_you_mean(&target.value, deploy_ids());
+                    diagnostics.push(diagnostic);
+                }
+            }
+        }
+    }
+}
+
+fn safety(workflow: &Workflow, root: &Node, diagnostics: &mut Vec<Diagnostic>) {
+    let node = root.get("safety").map(|(_, node)| node);
+    let span_of = |key: &str| {
+        node.and_then(|n| n.get(key))
+            .map_or_else(|| root.span.clone(), |(_, value)| value.span.clone())
+    };
+    let limits = [
+        ("max_iterations", workflow.safety.max_iterations),
+        ("no_progress_threshold", workflow.safety.no_progress_threshold),
+    ];
+    for (key, value) in limits {
+        if value < 1 {
+            diagnostics.push(Diagnostic::new(
+                DiagnosticKind::InvalidValue,
+                format!("`{key}` must be at least 1, found {value}"),
+                span_of(key),
+            ));
+        }
+    }
+    for glob in &workflow.safety.never_delete {
+        if let Err(err) = globset::Glob::new(&glob.value) {
+            diagnostics.push(Diagnostic::new(
+                DiagnosticKind::InvalidValue,
+                format!("invalid glob `{}`: {}", glob.value, err.kind()),
+                glob.span.clone(),
+            ));
+        }
+    }
+}
+
+/// Checks every template statically: it must parse, and every variable it reads must exist
+/// when it is rendered.
+struct TemplateChecker<'a> {
+    env: minijinja::Environment<'static>,
+    workflow: &'a Workflow,
+    step_ids: HashSet<&'a str>,
+    /// Whether every step decoded, so that `steps.<id>` can be checked.
+    complete: bool,
+    secrets: Vec<String>,
+}
+
+impl<'a> TemplateChecker<'a> {
+    fn new(workflow: &'a Workflow, complete: bool) -> Self {
+        let mut env = minijinja::Environment::new();
+        env.add_filter("shell_quote", super::template::shell_quote);
+        Self {
+            env,
+            workflow,
+            step_ids: workflow.all_steps().map(|s| s.id.value.as_str()).collect(),
+            complete,
+            secrets: workflow
+                .secrets
+                .iter()
+                .flat_map(|s| &s.names)
+                .map(|name| secret_key(&name.value))
+                .collect(),
+        }
+    }
+
+    fn check_workflow(
+        &self,
+        workflow: &Workflow,
+        decoded: &[DecodedStep],
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        let mut scopes_checked = HashSet::new();
+        for (step, decoded) in workflow.all_steps().zip(decoded) {
+            let scope = step.template.as_deref();
+            for template in &decoded.templates {
+                self.check(template.source(), template.span(), scope, false, diagnostics);
+            }
+            if let Some(condition) = &step.condition {
+                self.check(condition.source(), condition.span(), scope, true, diagnostics);
+            }
+            // Parameter values are templates of their include site, checked once per include.
+            let mut scope = step.template.as_ref();
+            while let Some(current) = scope {
+                if !scopes_checked.insert(Arc::as_ptr(current)) {
+                    break;
+                }
+                for parameter in current.parameters.values() {
+                    for (text, span) in &parameter.strings {
+                        self.check(text, span, current.parent.as_deref(), false, diagnostics);
+                    }
+                }
+                scope = current.parent.as_ref();
+            }
+        }
+    }
+
+    fn check(
+        &self,
+        source: &str,
+        span: &Span,
+        scope: Option<&TemplateScope>,
+        expression: bool,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        let variables = if expression {
+            self.env
+                .compile_expression(source)
+                .map(|expr| expr.undeclared_variables(true))
+        } else {
+            self.env
+                .template_from_str(source)
+                .map(|template| template.undeclared_variables(true))
+        };
+        let variables = match variables {
+            Ok(variables) => variables,
+            Err(err) => {
+                let at = err
+                    .range()
+                    .and_then(|range| source.get(range))
+                    .map_or_else(|| span.clone(), |text| span_within(span, text));
+                diagnostics.push(Diagnostic::new(
+                    DiagnosticKind::TemplateSyntax,
+                    format!(
+                        "invalid {}: {}",
+                        if expression { "expression" } else { "template" },
+                        err.detail().unwrap_or("syntax error")
+                    ),
+                    at,
+                ));
+                return;
+            }
+        };
+        let mut variables: Vec<String> = variables.into_iter().collect();
+        variables.sort();
+        for variable in variables {
+            if let Some(diagnostic) = self.undefined(&variable, scope) {
+                diagnostics.push(Diagnostic {
+                    span: span_within(span, &variable),
+                    ..diagnostic
+                });
+            }
+        }
+    }
+
+    /// A diagnostic (without its span) when `variable` will not exist at render time.
+    fn undefined(&self, variable: &str, scope: Option<&TemplateScope>) -> Option<Diagnostic> {
+        let parts: Vec<&str> = variable.split('.').collect();
+        let (root, field, subfield) = (parts[0], parts.get(1).copied(), parts.get(2).copied());
+        let undefined = |help: String, candidates: Vec<&str>| {
+            let mut diagnostic = Diagnostic::new(
+                DiagnosticKind::UndefinedVariable,
+                format!("undefined variable `{variable}`"),
+                Span::detached(),
+            )
+            .with_help(help);
+            let last = parts.last().copied().unwrap_or(root);
+            diagnostic.label = did_you_mean(last, candidates);
+            Some(diagnostic)
+        };
+        let missing = |what: &str, known: Vec<&str>| {
+            let help = if known.is_empty() {
+                format!("there are no {what}")
+            } else {
+                format!("the {what} are {}", one_of(known.iter().copied()))
+            };
+            undefined(help, known)
+        };
+        match (root, field) {
+            (root, _) if !CONTEXT_ROOTS.contains(&root) => missing("template roots", CONTEXT_ROOTS.to_vec()),
+            ("ado", _) | ("vars" | "steps" | "run" | "secrets", None) => None,
+            ("vars", Some(name)) => (!self.workflow.vars.contains_key(name))
+                .then(|| missing("vars", self.workflow.vars.keys().map(String::as_str).collect()))
+                .flatten(),
+            ("env", field) => match self.workflow.environment() {
+                None => undefined(
+                    "no environment is selected: declare `environments` and pick one with `--env`".into(),
+                    Vec::new(),
+                ),
+                Some((_, values)) => {
+                    let name = field?;
+                    let mut known: Vec<&str> = vec!["name"];
+                    known.extend(values.0.keys().map(String::as_str));
+                    (!known.contains(&name))
+                        .then(|| missing("environment's values", known))
+                        .flatten()
+                }
+            },
+            ("steps", Some(_)) if !self.complete => None,
+            ("steps", Some(id)) => {
+                if !self.step_ids.contains(id) {
+                    let mut ids: Vec<&str> = self.step_ids.iter().copied().collect();
+                    ids.sort_unstable();
+                    return missing("step ids", ids);
+                }
+                match subfield {
+                    Some(sub) if !STEP_FIELDS.contains(&sub) => missing("fields of a step", STEP_FIELDS.to_vec()),
+                    _ => None,
+                }
+            }
+            ("run", Some(name)) => (!RUN_FIELDS.contains(&name))
+                .then(|| missing("fields of `run`", RUN_FIELDS.to_vec()))
+                .flatten(),
+            ("secrets", Some(name)) => (!self.secrets.iter().any(|s| s == name))
+                .then(|| missing("secrets", self.secrets.iter().map(String::as_str).collect()))
+                .flatten(),
+            ("parameters", field) => match scope {
+                None => undefined(
+                    "`parameters` exists only in steps included from a template".into(),
+                    Vec::new(),
+                ),
+                Some(scope) => {
+                    let name = field?;
+                    (!scope.parameters.contains_key(name))
+                        .then(|| {
+                            missing(
+                                "template's parameters",
+                                scope.parameters.keys().map(String::as_str).collect(),
+                            )
+                        })
+                        .flatten()
+                }
+            },
+            _ => None,
+        }
+    }
+}
+
+/// The span of `needle` inside a template's value, when the value is written on one line of
+/// the file as it is (plain or quoted); otherwise the whole value.
+fn span_within(span: &Span, needle: &str) -> Span {
+    let found = span.file.as_ref().and_then(|file| {
+        let line = file.line(span.line)?;
+        let start = span.column.saturating_sub(1);
+        let rest: String = line.chars().skip(start).collect();
+        let offset = rest.find(needle)?;
+        Some(Span {
+            file: Some(Arc::clone(file)),
+            line: span.line,
+            column: span.column + rest[..offset].chars().count(),
+            len: needle.chars().count(),
+        })
+    });
+    found.unwrap_or_else(|| span.clone())
+}
