@@ -8,11 +8,11 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 
-use super::diagnostic::{Diagnostic, DiagnosticKind, did_you_mean, one_of};
+use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean, one_of};
 use super::duration::DurationSpec;
 use super::expand::ExpandedStep;
 use super::model::{
-    AgentConfig, Safety, SecretsConfig, Step, StepKind, Workflow,
+    AgentConfig, ExpandedWorkflow, Safety, SecretsConfig, Step, StepKind, Workflow,
 };
 use super::node::{Key, Node, Value};
 use super::node_deserializer::from_node;
@@ -34,7 +34,8 @@ pub(crate) const TOP_LEVEL_KEYS: [&str; 10] = [
 ];
 
 /// The keys every step kind shares.
-pub(crate) const COMMON_STEP_KEYS: [&str; 6] = ["id", "name", "required", "if", "timeout", "retries"];
+pub(crate) const COMMON_STEP_KEYS: [&str; 6] =
+    ["id", "name", "required", "if", "timeout", "retries"];
 
 /// A decoded step with the templates its kind's settings hold, for the static check.
 pub(crate) struct DecodedStep {
@@ -80,7 +81,7 @@ impl Decoder {
                     format!("unknown key `{}` in workflow", key.name),
                     key.span.clone(),
                 )
-                .with_help(format!("valid keys here: {}", one_of(TOP_LEVEL_KEYS)));
+                .with_help(format!("valid keys here: {}", all_of(TOP_LEVEL_KEYS)));
                 diagnostic.label = did_you_mean(&key.name, TOP_LEVEL_KEYS);
                 self.diagnostics.push(diagnostic);
             }
@@ -101,7 +102,9 @@ impl Decoder {
         };
         let description = get("description").and_then(|(_, node)| self.decode(node));
         let environments = match get("environments") {
-            Some((key, node)) => Spanned::new(self.named_map(node, "environment"), key.span.clone()),
+            Some((key, node)) => {
+                Spanned::new(self.named_map(node, "environment"), key.span.clone())
+            }
             None => Spanned::new(IndexMap::new(), root.span.clone()),
         };
         let vars = match get("vars") {
@@ -145,7 +148,7 @@ impl Decoder {
             steps,
             repair,
             on_give_up,
-            expanded,
+            expanded: ExpandedWorkflow(expanded),
         };
         (workflow, decoded)
     }
@@ -158,7 +161,10 @@ impl Decoder {
             _ => {
                 self.diagnostics.push(Diagnostic::new(
                     DiagnosticKind::InvalidValue,
-                    format!("expected a mapping of {what}s by name, found {}", node.describe()),
+                    format!(
+                        "expected a mapping of {what}s by name, found {}",
+                        node.describe()
+                    ),
                     node.span.clone(),
                 ));
                 &[]
@@ -232,8 +238,8 @@ impl Decoder {
                 key.span.clone(),
             )
             .with_help(format!(
-                "a step has {} and one kind: {}",
-                one_of(COMMON_STEP_KEYS).replace(" or ", " and "),
+                "a step has the keys {}, plus one kind: {}",
+                all_of(COMMON_STEP_KEYS),
                 one_of(StepKind::KEYS)
             ));
             diagnostic.label = did_you_mean(&key.name, known_keys());
@@ -264,8 +270,12 @@ impl Decoder {
         }
         if id.is_none() && entries.iter().all(|(key, _)| key.name != "id") {
             self.diagnostics.push(
-                Diagnostic::new(DiagnosticKind::MissingKey, "missing key `id` in step", node.span.clone())
-                    .with_help("every step needs an `id`: other steps and reports refer to it"),
+                Diagnostic::new(
+                    DiagnosticKind::MissingKey,
+                    "missing key `id` in step",
+                    node.span.clone(),
+                )
+                .with_help("every step needs an `id`: other steps and reports refer to it"),
             );
             ok = false;
         }
@@ -309,37 +319,52 @@ impl Decoder {
     }
 }
 
-/// The workflow as plain data with the expanded step lists (see `plan`).
-fn expanded_view(root: &Node, phases: &[Vec<ExpandedStep>; 3]) -> serde_json::Value {
-    let mut view = match root.to_json() {
-        serde_json::Value::Object(map) => map,
-        _ => serde_json::Map::new(),
+/// The workflow as written, with the expanded step lists (see `plan`).
+fn expanded_view(root: &Node, phases: &[Vec<ExpandedStep>; 3]) -> Node {
+    let Some(entries) = root.as_map() else {
+        return root.clone();
     };
-    for (key, steps) in ["steps", "repair", "on_give_up"].iter().zip(phases) {
-        if !view.contains_key(*key) {
-            continue;
-        }
-        let steps = steps
-            .iter()
-            .map(|step| {
-                let mut json = step.node.to_json();
-                if let (Some(scope), serde_json::Value::Object(map)) = (&step.scope, &mut json) {
-                    map.insert("from_template".into(), scope.path.display().to_string().into());
-                    map.insert(
-                        "parameters".into(),
-                        scope
-                            .parameters
-                            .iter()
-                            .map(|(name, p)| (name.clone(), p.value.clone()))
-                            .collect(),
-                    );
-                }
-                json
-            })
-            .collect();
-        view.insert((*key).to_owned(), serde_json::Value::Array(steps));
-    }
-    serde_json::Value::Object(view)
+    let entries = entries
+        .iter()
+        .map(|(key, value)| {
+            let Some(index) = ["steps", "repair", "on_give_up"]
+                .iter()
+                .position(|list| *list == key.name)
+            else {
+                return (key.clone(), value.clone());
+            };
+            let steps = phases[index].iter().map(expanded_step).collect();
+            (
+                key.clone(),
+                Node::new(Value::Seq(steps), value.span.clone()),
+            )
+        })
+        .collect();
+    Node::new(Value::Map(entries), root.span.clone())
+}
+
+/// A step as written; one from a template also shows the file and its bound parameters.
+fn expanded_step(step: &ExpandedStep) -> Node {
+    let (Some(scope), Value::Map(entries)) = (&step.scope, &step.node.value) else {
+        return step.node.clone();
+    };
+    let key = |name: &str| Key {
+        name: name.to_owned(),
+        span: Span::detached(),
+    };
+    let text = |text: String| Node::new(Value::String(text), Span::detached());
+    let parameters = scope
+        .parameters
+        .iter()
+        .map(|(name, parameter)| (key(name), parameter.node.clone()))
+        .collect();
+    let mut entries = entries.clone();
+    entries.push((key("from_template"), text(scope.path.display().to_string())));
+    entries.push((
+        key("parameters"),
+        Node::new(Value::Map(parameters), Span::detached()),
+    ));
+    Node::new(Value::Map(entries), step.node.span.clone())
 }
 
 /// The span of the first string node under `node` whose text is `text`.
@@ -347,7 +372,9 @@ fn locate_string(node: &Node, text: &str) -> Option<Span> {
     match &node.value {
         Value::String(s) if s == text => Some(node.span.clone()),
         Value::Seq(items) => items.iter().find_map(|item| locate_string(item, text)),
-        Value::Map(entries) => entries.iter().find_map(|(_, value)| locate_string(value, text)),
+        Value::Map(entries) => entries
+            .iter()
+            .find_map(|(_, value)| locate_string(value, text)),
         _ => None,
     }
 }

@@ -114,7 +114,21 @@ impl Diagnostic {
         let error = palette.paint(palette.error, "error");
         let message = palette.paint(palette.bold, &format!(": {}", self.message));
         let _ = writeln!(out, "{error}{message}");
-        render_snippet(&mut out, &palette, &self.span, '^', self.label.as_deref());
+        // One gutter width for the whole diagnostic, so every `|` and `=` lines up.
+        let width = std::iter::once(&self.span)
+            .chain(self.notes.iter().filter_map(|note| note.span.as_ref()))
+            .map(|span| span.line.to_string().len())
+            .max()
+            .unwrap_or(1);
+        let pad = " ".repeat(width);
+        render_snippet(
+            &mut out,
+            &palette,
+            &self.span,
+            width,
+            '^',
+            self.label.as_deref(),
+        );
         for note in &self.notes {
             match &note.span {
                 Some(span) if span.file.is_some() => {
@@ -124,12 +138,12 @@ impl Diagnostic {
                         palette.paint(palette.note, "note"),
                         note.message
                     );
-                    render_snippet(&mut out, &palette, span, '-', None);
+                    render_snippet(&mut out, &palette, span, width, '-', None);
                 }
                 _ => {
                     let _ = writeln!(
                         out,
-                        "  {} {}: {}",
+                        "{pad} {} {}: {}",
                         palette.paint(palette.gutter, "="),
                         palette.paint(palette.bold, "note"),
                         note.message
@@ -140,7 +154,7 @@ impl Diagnostic {
         if let Some(help) = &self.help {
             let _ = writeln!(
                 out,
-                "  {} {}: {help}",
+                "{pad} {} {}: {help}",
                 palette.paint(palette.gutter, "="),
                 palette.paint(palette.bold, "help")
             );
@@ -150,12 +164,19 @@ impl Diagnostic {
 }
 
 /// Writes `--> file:line:col` and the quoted line with its underline.
-fn render_snippet(out: &mut String, palette: &Palette, span: &Span, mark: char, label: Option<&str>) {
+fn render_snippet(
+    out: &mut String,
+    palette: &Palette,
+    span: &Span,
+    width: usize,
+    mark: char,
+    label: Option<&str>,
+) {
     let Some(file) = &span.file else {
         return;
     };
-    let line_number = span.line.to_string();
-    let pad = " ".repeat(line_number.len());
+    let line_number = format!("{:>width$}", span.line);
+    let pad = " ".repeat(width);
     let arrow = palette.paint(palette.gutter, "-->");
     let _ = writeln!(out, "{pad}{arrow} {span}");
     let Some(text) = file.line(span.line) else {
@@ -179,7 +200,11 @@ fn render_snippet(out: &mut String, palette: &Palette, span: &Span, mark: char, 
         .map(|c| if c == '\t' { '\t' } else { ' ' })
         .collect();
     let marks: String = std::iter::repeat_n(mark, len).collect();
-    let style = if mark == '^' { palette.error } else { palette.note };
+    let style = if mark == '^' {
+        palette.error
+    } else {
+        palette.note
+    };
     let mut underline = format!("{indent}{}", palette.paint(style, &marks));
     if let Some(label) = label {
         underline.push(' ');
@@ -231,7 +256,11 @@ impl Diagnostics {
         }
         if self.0.len() > 1 {
             let summary = format!("{} errors in workflow", self.0.len());
-            let _ = write!(out, "\n{}\n", Palette::new(color).paint(Palette::new(color).error, &summary));
+            let _ = write!(
+                out,
+                "\n{}\n",
+                Palette::new(color).paint(Palette::new(color).error, &summary)
+            );
         }
         out
     }
@@ -288,6 +317,15 @@ pub(crate) fn did_you_mean<'a>(
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, candidate)| format!("did you mean `{candidate}`?"))
+}
+
+/// "`a`, `b` and `c`", for help text listing what there is.
+pub(crate) fn all_of<'a>(candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let listed = one_of(candidates);
+    match listed.rfind("` or `") {
+        Some(at) => format!("{} and {}", &listed[..at + 1], &listed[at + 5..]),
+        None => listed,
+    }
 }
 
 /// "`a`, `b` or `c`", for help text listing what is allowed.
@@ -352,6 +390,33 @@ mod tests {
         assert!(
             text.contains("note: first defined here\n --> workflows/demo.yaml:2:9\n  |\n2 |   - id: build\n  |         -----\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn lists_read_naturally() {
+        assert_eq!(one_of(["a", "b", "c"]), "`a`, `b` or `c`");
+        assert_eq!(all_of(["a", "b", "c"]), "`a`, `b` and `c`");
+        assert_eq!(all_of(["a"]), "`a`");
+        assert_eq!(one_of([]), "nothing");
+    }
+
+    #[test]
+    fn the_gutter_fits_the_widest_line_number() {
+        let text: String = (1..=12).map(|n| format!("line {n}\n")).collect();
+        let at = |line| Span {
+            file: Some(SourceFile::new("w.yaml", text.clone())),
+            line,
+            column: 1,
+            len: 4,
+        };
+        let rendered = Diagnostic::new(DiagnosticKind::DuplicateId, "dup", at(12))
+            .with_note("first", Some(at(3)))
+            .with_help("fix it")
+            .render(false);
+        assert_eq!(
+            rendered,
+            "error: dup\n  --> w.yaml:12:1\n   |\n12 | line 12\n   | ^^^^\nnote: first\n  --> w.yaml:3:1\n   |\n 3 | line 3\n   | ----\n   = help: fix it\n"
         );
     }
 

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use super::diagnostic::{Diagnostic, DiagnosticKind, did_you_mean, one_of};
+use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean};
 use super::node::{Key, Node, Value, parse};
 use super::span::{SourceFile, Span};
 
@@ -54,6 +54,8 @@ pub struct TemplateScope {
 #[derive(Clone, Debug)]
 pub struct ParameterValue {
     pub value: serde_json::Value,
+    /// The value as written, for `plan`.
+    pub(crate) node: Node,
     /// Where the value was written (the include site, or the default in the template file).
     pub span: Span,
     /// Every string inside the value, with its span, for the static template check.
@@ -149,7 +151,10 @@ impl<'a> Expander<'a> {
         let Some(written) = path_node.as_str() else {
             self.diagnostics.push(Diagnostic::new(
                 DiagnosticKind::InvalidValue,
-                format!("expected a template file path, found {}", path_node.describe()),
+                format!(
+                    "expected a template file path, found {}",
+                    path_node.describe()
+                ),
                 path_node.span.clone(),
             ));
             return None;
@@ -168,12 +173,11 @@ impl<'a> Expander<'a> {
                 )
                 .with_help(format!(
                     "looked in {}",
-                    one_of(
+                    all_of(
                         lookup_candidates(written, includer_dir, self.project_root)
                             .iter()
                             .map(|p| p.to_str().unwrap_or("?"))
                     )
-                    .replace(" or ", " and ")
                 )),
             );
             return None;
@@ -270,7 +274,10 @@ impl<'a> Expander<'a> {
                 self.diagnostics.push(
                     Diagnostic::new(
                         DiagnosticKind::InvalidValue,
-                        format!("expected a mapping of parameter names, found {}", node.describe()),
+                        format!(
+                            "expected a mapping of parameter names, found {}",
+                            node.describe()
+                        ),
                         node.span.clone(),
                     )
                     .with_help("write `parameters: {name: , other: {default: value}}`"),
@@ -295,8 +302,7 @@ impl<'a> Expander<'a> {
                                     field.span.clone(),
                                 )
                                 .with_help("a parameter has only `default` and `description`");
-                                diagnostic.label =
-                                    did_you_mean(other, ["default", "description"]);
+                                diagnostic.label = did_you_mean(other, ["default", "description"]);
                                 self.diagnostics.push(diagnostic);
                             }
                         }
@@ -335,7 +341,10 @@ impl<'a> Expander<'a> {
                 _ => {
                     self.diagnostics.push(Diagnostic::new(
                         DiagnosticKind::InvalidValue,
-                        format!("expected a mapping of parameter values, found {}", node.describe()),
+                        format!(
+                            "expected a mapping of parameter values, found {}",
+                            node.describe()
+                        ),
                         node.span.clone(),
                     ));
                     return None;
@@ -355,7 +364,7 @@ impl<'a> Expander<'a> {
                 self.diagnostics.push(if declared.is_empty() {
                     diagnostic.with_help("the template declares no parameters")
                 } else {
-                    diagnostic.with_help(format!("its parameters are {}", one_of(names())))
+                    diagnostic.with_help(format!("its parameters are {}", all_of(names())))
                 });
                 ok = false;
             }
@@ -401,13 +410,18 @@ fn parameter_value(node: &Node) -> ParameterValue {
     strings(node, &mut found);
     ParameterValue {
         value: node.to_json(),
+        node: node.clone(),
         span: node.span.clone(),
         strings: found,
     }
 }
 
 /// The places a relative path is looked for, in order (see the module docs).
-pub(crate) fn lookup_candidates(written: &str, includer_dir: &Path, project_root: &Path) -> Vec<PathBuf> {
+pub(crate) fn lookup_candidates(
+    written: &str,
+    includer_dir: &Path,
+    project_root: &Path,
+) -> Vec<PathBuf> {
     let path = Path::new(written);
     if path.is_absolute() {
         return vec![path.to_path_buf()];
@@ -422,7 +436,11 @@ pub(crate) fn lookup_candidates(written: &str, includer_dir: &Path, project_root
 }
 
 /// The first existing candidate for a relative path (see the module docs).
-pub(crate) fn find_file(written: &str, includer_dir: &Path, project_root: &Path) -> Option<PathBuf> {
+pub(crate) fn find_file(
+    written: &str,
+    includer_dir: &Path,
+    project_root: &Path,
+) -> Option<PathBuf> {
     lookup_candidates(written, includer_dir, project_root)
         .into_iter()
         .find(|candidate| candidate.is_file())
@@ -503,7 +521,14 @@ mod tests {
         assert_eq!(scope.parameters["base"].value, "{{ env.url }}");
         assert_eq!(scope.parameters["path"].value, "/login");
         // The included step's span points into the template file.
-        assert!(steps[1].node.span.path().unwrap().ends_with("templates/flows.yaml"));
+        assert!(
+            steps[1]
+                .node
+                .span
+                .path()
+                .unwrap()
+                .ends_with("templates/flows.yaml")
+        );
         assert_eq!(steps[1].node.span.line, 5);
         assert!(steps[0].scope.is_none());
     }
@@ -511,12 +536,18 @@ mod tests {
     #[test]
     fn nested_templates_chain_their_scopes() {
         let project = Project::new(&[
-            ("w.yaml", "steps:\n  - template: outer.yaml\n    parameters: {x: 1}\n"),
+            (
+                "w.yaml",
+                "steps:\n  - template: outer.yaml\n    parameters: {x: 1}\n",
+            ),
             (
                 "outer.yaml",
                 "parameters: {x: }\nsteps:\n  - template: inner.yaml\n    parameters: {y: \"{{ parameters.x }}\"}\n",
             ),
-            ("inner.yaml", "parameters: {y: }\nsteps:\n  - id: deep\n    gate: \"echo {{ parameters.y }}\"\n"),
+            (
+                "inner.yaml",
+                "parameters: {y: }\nsteps:\n  - id: deep\n    gate: \"echo {{ parameters.y }}\"\n",
+            ),
         ]);
         let (steps, diagnostics) = project.expand("w.yaml");
         assert_eq!(diagnostics, vec![]);
@@ -531,7 +562,10 @@ mod tests {
         let project = Project::new(&[
             ("w.yaml", "steps:\n  - template: a.yaml\n"),
             ("a.yaml", "steps:\n  - template: b.yaml\n"),
-            ("b.yaml", "steps:\n  - id: ok\n    gate: x\n  - template: a.yaml\n"),
+            (
+                "b.yaml",
+                "steps:\n  - id: ok\n    gate: x\n  - template: a.yaml\n",
+            ),
         ]);
         let (_, diagnostics) = project.expand("w.yaml");
         assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::decode::Decoder;
-use super::diagnostic::{Diagnostic, DiagnosticKind, Diagnostics, did_you_mean, one_of};
+use super::diagnostic::{Diagnostic, DiagnosticKind, Diagnostics, all_of, did_you_mean, one_of};
 use super::expand::{Expander, find_file, lookup_candidates, project_root};
 use super::model::Workflow;
 use super::node::parse;
@@ -63,9 +63,16 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Workflow, Diagnostics>
     }
 }
 
-fn override_vars(workflow: &mut Workflow, vars: &[(String, String)], diagnostics: &mut Vec<Diagnostic>) {
+fn override_vars(
+    workflow: &mut Workflow,
+    vars: &[(String, String)],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     for (name, value) in vars {
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if valid {
             workflow.vars.insert(name.clone(), value.clone().into());
@@ -92,15 +99,21 @@ fn select_environment(
     match &options.environment {
         Some(name) if environments.value.contains_key(name) => Some(name.clone()),
         Some(name) => {
+            // Point at `environments:`; without one, `--env` has no place in the file.
+            let span = if environments.value.is_empty() {
+                Span::detached()
+            } else {
+                environments.span.clone()
+            };
             let mut diagnostic = Diagnostic::new(
                 DiagnosticKind::UnknownReference,
                 format!("unknown environment `{name}`"),
-                environments.span.clone(),
+                span,
             )
             .with_help(if environments.value.is_empty() {
                 "the workflow declares no `environments`".to_owned()
             } else {
-                format!("the environments are {}", one_of(names()))
+                format!("the environments are {}", all_of(names()))
             });
             diagnostic.label = did_you_mean(name, names());
             diagnostics.push(diagnostic);
@@ -133,10 +146,11 @@ fn find_prompts(workflow: &mut Workflow, diagnostics: &mut Vec<Diagnostic>) {
         };
         agent.prompt_path = find_file(&prompt.value, &dir, &workflow.project_root);
         if agent.prompt_path.is_none() {
-            let looked_in: Vec<String> = lookup_candidates(&prompt.value, &dir, &workflow.project_root)
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
+            let looked_in: Vec<String> =
+                lookup_candidates(&prompt.value, &dir, &workflow.project_root)
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
             diagnostics.push(
                 Diagnostic::new(
                     DiagnosticKind::TemplateNotFound,
@@ -145,7 +159,7 @@ fn find_prompts(workflow: &mut Workflow, diagnostics: &mut Vec<Diagnostic>) {
                 )
                 .with_help(format!(
                     "looked in {}",
-                    one_of(looked_in.iter().map(String::as_str)).replace(" or ", " and ")
+                    all_of(looked_in.iter().map(String::as_str))
                 )),
             );
         }

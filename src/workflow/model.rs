@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::duration::DurationSpec;
 use super::expand::TemplateScope;
+use super::node::Node;
 use super::span::{Span, Spanned};
 use super::template::Template;
 use crate::steps::deploy::DeployConfig;
@@ -43,8 +44,13 @@ pub struct Workflow {
     pub repair: Vec<Step>,
     pub on_give_up: Vec<Step>,
     /// The workflow as written, with templates inlined: what `plan` shows.
-    pub expanded: serde_json::Value,
+    pub expanded: ExpandedWorkflow,
 }
+
+/// The workflow file's data with templates inlined, in written order; serializes as YAML/JSON.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(transparent)]
+pub struct ExpandedWorkflow(pub(crate) Node);
 
 impl Workflow {
     /// The directory of the workflow file; relative paths in steps start here.

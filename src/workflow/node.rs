@@ -90,13 +90,44 @@ impl Node {
             Value::Float(f) => serde_json::Number::from_f64(*f)
                 .map_or(serde_json::Value::Null, serde_json::Value::Number),
             Value::String(s) => serde_json::Value::String(s.clone()),
-            Value::Seq(items) => serde_json::Value::Array(items.iter().map(Node::to_json).collect()),
+            Value::Seq(items) => {
+                serde_json::Value::Array(items.iter().map(Node::to_json).collect())
+            }
             Value::Map(entries) => serde_json::Value::Object(
                 entries
                     .iter()
                     .map(|(key, value)| (key.name.clone(), value.to_json()))
                     .collect(),
             ),
+        }
+    }
+}
+
+impl serde::Serialize for Node {
+    // Mappings keep their written order, so a plan reads like the file it came from.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match &self.value {
+            Value::Null => serializer.serialize_unit(),
+            Value::Bool(b) => serializer.serialize_bool(*b),
+            Value::Int(i) => serializer.serialize_i64(*i),
+            Value::UInt(u) => serializer.serialize_u64(*u),
+            Value::Float(f) => serializer.serialize_f64(*f),
+            Value::String(text) => serializer.serialize_str(text),
+            Value::Seq(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Value::Map(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    map.serialize_entry(&key.name, value)?;
+                }
+                map.end()
+            }
         }
     }
 }
@@ -112,8 +143,8 @@ pub(crate) fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostic> {
     if file.text.trim().is_empty() {
         return Ok(Node::new(Value::Null, span_at(file, 1, 1, 0)));
     }
-    let raw: serde_saphyr::Spanned<Raw> =
-        serde_saphyr::from_str_with_options(&file.text, options).map_err(|err| {
+    let raw: serde_saphyr::Spanned<Raw> = serde_saphyr::from_str_with_options(&file.text, options)
+        .map_err(|err| {
             let err = err.without_snippet();
             let message = serde_saphyr::UserMessageFormatter.format_message(err);
             let span = match err.location() {

@@ -8,11 +8,10 @@
 use std::fmt;
 
 use serde::de::{
-    self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess,
-    VariantAccess, Visitor,
+    self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
 
-use super::diagnostic::{Diagnostic, DiagnosticKind, did_you_mean, one_of};
+use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean, one_of};
 use super::node::{Key, Node, Value};
 use super::span::{SPAN_HANDOFF, SPANNED_MAGIC, Span};
 
@@ -100,7 +99,10 @@ impl de::Error for DecodeError {
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
         let mut err = Self::new(DiagnosticKind::UnknownKey, format!("unknown key `{field}`"));
         err.label = did_you_mean(field, expected.iter().copied());
-        err.help = Some(format!("valid keys here: {}", one_of(expected.iter().copied())));
+        err.help = Some(format!(
+            "valid keys here: {}",
+            all_of(expected.iter().copied())
+        ));
         err
     }
 
@@ -119,7 +121,10 @@ impl de::Error for DecodeError {
     }
 
     fn duplicate_field(field: &'static str) -> Self {
-        Self::new(DiagnosticKind::InvalidValue, format!("key `{field}` given twice"))
+        Self::new(
+            DiagnosticKind::InvalidValue,
+            format!("key `{field}` given twice"),
+        )
     }
 }
 
@@ -162,7 +167,12 @@ impl<'a> NodeDeserializer<'a> {
             format!("expected {expected}, found {}", self.node.describe()),
         )
         .at(&self.node.span);
-        if expected == "a string" && matches!(self.node.value, Value::Bool(_) | Value::Int(_) | Value::Float(_)) {
+        if expected == "a string"
+            && matches!(
+                self.node.value,
+                Value::Bool(_) | Value::Int(_) | Value::Float(_)
+            )
+        {
             err.help = Some("quote the value to make it a string".into());
         }
         err
@@ -349,10 +359,7 @@ impl<'de, 'a: 'de> Deserializer<'de> for NodeDeserializer<'a> {
         .map_err(|err| err.at(&self.node.span))
     }
 
-    fn deserialize_ignored_any<V: Visitor<'de>>(
-        self,
-        visitor: V,
-    ) -> Result<V::Value, DecodeError> {
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
         visitor.visit_unit()
     }
 }
@@ -575,7 +582,10 @@ mod tests {
         assert_eq!(at_span(&check.url.span), (1, 6));
         assert_eq!(at_span(&check.headers["a"].span), (3, 6));
         assert_eq!(check.retries, 2);
-        assert_eq!(check.timeout, Some(DurationSpec(std::time::Duration::from_secs(5))));
+        assert_eq!(
+            check.timeout,
+            Some(DurationSpec(std::time::Duration::from_secs(5)))
+        );
     }
 
     fn at_span(span: &Span) -> (usize, usize) {
@@ -594,17 +604,27 @@ mod tests {
     #[test]
     fn wrong_types_point_at_the_value() {
         let err = decode::<Check>("url: x\nretries: lots\n").unwrap_err();
-        assert_eq!(err.message, "expected a non-negative integer, found a string");
+        assert_eq!(
+            err.message,
+            "expected a non-negative integer, found a string"
+        );
         assert_eq!(at(&err), (2, 10));
         let err = decode::<Check>("url: x\nretries: -1\n").unwrap_err();
-        assert_eq!(err.message, "invalid value an integer `-1`: expected a non-negative integer");
+        assert_eq!(
+            err.message,
+            "invalid value an integer `-1`: expected a non-negative integer"
+        );
         assert_eq!(at(&err), (2, 10));
     }
 
     #[test]
     fn bad_durations_point_at_the_value() {
         let err = decode::<Check>("url: x\ntimeout: 5 parsecs\n").unwrap_err();
-        assert!(err.message.starts_with("invalid duration `5 parsecs`"), "{}", err.message);
+        assert!(
+            err.message.starts_with("invalid duration `5 parsecs`"),
+            "{}",
+            err.message
+        );
         assert_eq!(at(&err), (2, 10));
     }
 

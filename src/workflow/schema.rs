@@ -108,7 +108,10 @@ mod tests {
     #[test]
     fn every_step_kind_has_a_schema_branch() {
         let mut generator = SchemaSettings::draft2020_12().into_generator();
-        let keys: Vec<&str> = kind_schemas(&mut generator).iter().map(|(k, _)| *k).collect();
+        let keys: Vec<&str> = kind_schemas(&mut generator)
+            .iter()
+            .map(|(k, _)| *k)
+            .collect();
         assert_eq!(keys, StepKind::KEYS);
     }
 }

@@ -183,10 +183,8 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
             T::deserialize(deserializer).map(Spanned::detached)
         }
 
-        deserializer.deserialize_newtype_struct(
-            SPANNED_MAGIC,
-            SpannedVisitor(std::marker::PhantomData),
-        )
+        deserializer
+            .deserialize_newtype_struct(SPANNED_MAGIC, SpannedVisitor(std::marker::PhantomData))
     }
 }
 

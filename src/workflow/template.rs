@@ -100,8 +100,15 @@ fn detail(err: &minijinja::Error) -> String {
 }
 
 /// The roots a template may refer to; anything else is an undefined variable.
-pub(crate) const CONTEXT_ROOTS: [&str; 7] =
-    ["env", "vars", "secrets", "steps", "run", "ado", "parameters"];
+pub(crate) const CONTEXT_ROOTS: [&str; 7] = [
+    "env",
+    "vars",
+    "secrets",
+    "steps",
+    "run",
+    "ado",
+    "parameters",
+];
 
 /// What `steps.<id>` holds.
 pub(crate) const STEP_FIELDS: [&str; 2] = ["status", "outputs"];
@@ -179,8 +186,10 @@ impl Renderer {
         if let Some(serde_json::Value::Object(run)) = self.context.get_mut("run") {
             run.insert("iteration".into(), iteration.into());
         }
-        self.context
-            .insert("steps".into(), serde_json::Value::Object(serde_json::Map::new()));
+        self.context.insert(
+            "steps".into(),
+            serde_json::Value::Object(serde_json::Map::new()),
+        );
     }
 
     /// The renderer for one step: this context plus `parameters`, the values bound where the

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::decode::DecodedStep;
-use super::diagnostic::{Diagnostic, DiagnosticKind, did_you_mean, one_of};
+use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean};
 use super::expand::TemplateScope;
 use super::model::{StepKind, Workflow};
 use super::node::Node;
@@ -43,7 +43,10 @@ fn step_ids(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
                     format!("duplicate step id `{}`", step.id.value),
                     step.id.span.clone(),
                 )
-                .with_note(format!("`{}` is first defined here", step.id.value), Some((*first).clone()))
+                .with_note(
+                    format!("`{}` is first defined here", step.id.value),
+                    Some((*first).clone()),
+                )
                 .with_help("step ids must be unique across `steps`, `repair` and `on_give_up`"),
             ),
             None => {
@@ -71,7 +74,7 @@ fn agents(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
                 .with_help(if workflow.agents.is_empty() {
                     "declare it under `agents:`".to_owned()
                 } else {
-                    format!("the agents are {}", one_of(agent_names()))
+                    format!("the agents are {}", all_of(agent_names()))
                 });
                 diagnostic.label = did_you_mean(&agent.value, agent_names());
                 diagnostics.push(diagnostic);
@@ -98,7 +101,7 @@ fn rollback_targets(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
                     )
                     .with_help(match deploy_ids().count() {
                         0 => "the workflow has no deploy step".to_owned(),
-                        _ => format!("the deploy steps are {}", one_of(deploy_ids())),
+                        _ => format!("the deploy steps are {}", all_of(deploy_ids())),
                     });
                     diagnostic.label = did_you_mean(&target.value, deploy_ids());
                     diagnostics.push(diagnostic);
@@ -116,7 +119,10 @@ fn safety(workflow: &Workflow, root: &Node, diagnostics: &mut Vec<Diagnostic>) {
     };
     let limits = [
         ("max_iterations", workflow.safety.max_iterations),
-        ("no_progress_threshold", workflow.safety.no_progress_threshold),
+        (
+            "no_progress_threshold",
+            workflow.safety.no_progress_threshold,
+        ),
     ];
     for (key, value) in limits {
         if value < 1 {
@@ -177,10 +183,22 @@ impl<'a> TemplateChecker<'a> {
         for (step, decoded) in workflow.all_steps().zip(decoded) {
             let scope = step.template.as_deref();
             for template in &decoded.templates {
-                self.check(template.source(), template.span(), scope, false, diagnostics);
+                self.check(
+                    template.source(),
+                    template.span(),
+                    scope,
+                    false,
+                    diagnostics,
+                );
             }
             if let Some(condition) = &step.condition {
-                self.check(condition.source(), condition.span(), scope, true, diagnostics);
+                self.check(
+                    condition.source(),
+                    condition.span(),
+                    scope,
+                    true,
+                    diagnostics,
+                );
             }
             // Parameter values are templates of their include site, checked once per include.
             let mut scope = step.template.as_ref();
@@ -250,34 +268,45 @@ impl<'a> TemplateChecker<'a> {
     fn undefined(&self, variable: &str, scope: Option<&TemplateScope>) -> Option<Diagnostic> {
         let parts: Vec<&str> = variable.split('.').collect();
         let (root, field, subfield) = (parts[0], parts.get(1).copied(), parts.get(2).copied());
-        let undefined = |help: String, candidates: Vec<&str>| {
+        // `wrong` is the part of the path that does not exist; suggestions are for it.
+        let undefined = |help: String, wrong: &str, candidates: Vec<&str>| {
             let mut diagnostic = Diagnostic::new(
                 DiagnosticKind::UndefinedVariable,
                 format!("undefined variable `{variable}`"),
                 Span::detached(),
             )
             .with_help(help);
-            let last = parts.last().copied().unwrap_or(root);
-            diagnostic.label = did_you_mean(last, candidates);
+            diagnostic.label = did_you_mean(wrong, candidates);
             Some(diagnostic)
         };
-        let missing = |what: &str, known: Vec<&str>| {
+        let missing = |what: &str, wrong: &str, known: Vec<&str>| {
             let help = if known.is_empty() {
                 format!("there are no {what}")
             } else {
-                format!("the {what} are {}", one_of(known.iter().copied()))
+                format!("the {what} are {}", all_of(known.iter().copied()))
             };
-            undefined(help, known)
+            undefined(help, wrong, known)
         };
         match (root, field) {
-            (root, _) if !CONTEXT_ROOTS.contains(&root) => missing("template roots", CONTEXT_ROOTS.to_vec()),
+            (root, _) if !CONTEXT_ROOTS.contains(&root) => {
+                missing("template roots", root, CONTEXT_ROOTS.to_vec())
+            }
             ("ado", _) | ("vars" | "steps" | "run" | "secrets", None) => None,
             ("vars", Some(name)) => (!self.workflow.vars.contains_key(name))
-                .then(|| missing("vars", self.workflow.vars.keys().map(String::as_str).collect()))
+                .then(|| {
+                    missing(
+                        "vars",
+                        name,
+                        self.workflow.vars.keys().map(String::as_str).collect(),
+                    )
+                })
                 .flatten(),
             ("env", field) => match self.workflow.environment() {
+                // The environment selection failed and is reported already.
+                None if !self.workflow.environments.value.is_empty() => None,
                 None => undefined(
-                    "no environment is selected: declare `environments` and pick one with `--env`".into(),
+                    "the workflow declares no `environments`".into(),
+                    root,
                     Vec::new(),
                 ),
                 Some((_, values)) => {
@@ -285,7 +314,7 @@ impl<'a> TemplateChecker<'a> {
                     let mut known: Vec<&str> = vec!["name"];
                     known.extend(values.0.keys().map(String::as_str));
                     (!known.contains(&name))
-                        .then(|| missing("environment's values", known))
+                        .then(|| missing("environment's values", name, known))
                         .flatten()
                 }
             },
@@ -294,22 +323,31 @@ impl<'a> TemplateChecker<'a> {
                 if !self.step_ids.contains(id) {
                     let mut ids: Vec<&str> = self.step_ids.iter().copied().collect();
                     ids.sort_unstable();
-                    return missing("step ids", ids);
+                    return missing("step ids", id, ids);
                 }
                 match subfield {
-                    Some(sub) if !STEP_FIELDS.contains(&sub) => missing("fields of a step", STEP_FIELDS.to_vec()),
+                    Some(sub) if !STEP_FIELDS.contains(&sub) => {
+                        missing("fields of a step", sub, STEP_FIELDS.to_vec())
+                    }
                     _ => None,
                 }
             }
             ("run", Some(name)) => (!RUN_FIELDS.contains(&name))
-                .then(|| missing("fields of `run`", RUN_FIELDS.to_vec()))
+                .then(|| missing("fields of `run`", name, RUN_FIELDS.to_vec()))
                 .flatten(),
             ("secrets", Some(name)) => (!self.secrets.iter().any(|s| s == name))
-                .then(|| missing("secrets", self.secrets.iter().map(String::as_str).collect()))
+                .then(|| {
+                    missing(
+                        "secrets",
+                        name,
+                        self.secrets.iter().map(String::as_str).collect(),
+                    )
+                })
                 .flatten(),
             ("parameters", field) => match scope {
                 None => undefined(
                     "`parameters` exists only in steps included from a template".into(),
+                    root,
                     Vec::new(),
                 ),
                 Some(scope) => {
@@ -318,6 +356,7 @@ impl<'a> TemplateChecker<'a> {
                         .then(|| {
                             missing(
                                 "template's parameters",
+                                name,
                                 scope.parameters.keys().map(String::as_str).collect(),
                             )
                         })
