@@ -54,7 +54,7 @@ impl Decoder {
     }
 
     fn decode<T: DeserializeOwned>(&mut self, node: &Node) -> Option<T> {
-        from_node(node).map_err(|d| self.diagnostics.push(d)).ok()
+        from_node(node).map_err(|d| self.diagnostics.push(*d)).ok()
     }
 
     /// Decodes the top-level mapping; the step lists come already expanded.
@@ -137,7 +137,7 @@ impl Decoder {
         let workflow = Workflow {
             path: Default::default(),
             project_root: Default::default(),
-            selected_environment: None,
+            environment: None,
             name: name.unwrap_or_else(|| Spanned::new(String::new(), root.span.clone())),
             description,
             environments,
@@ -217,20 +217,20 @@ impl Decoder {
         let known_keys = || COMMON_STEP_KEYS.iter().chain(&StepKind::KEYS).copied();
         let mut kind_typos = 0;
         for key in &unknown {
-            if kinds.is_empty() {
-                if let Some(suggestion) = did_you_mean(&key.name, StepKind::KEYS) {
-                    kind_typos += 1;
-                    self.diagnostics.push(
-                        Diagnostic::new(
-                            DiagnosticKind::UnknownStepKind,
-                            format!("unknown step kind `{}`", key.name),
-                            key.span.clone(),
-                        )
-                        .with_label(suggestion)
-                        .with_help(format!("a step kind is one of {}", one_of(StepKind::KEYS))),
-                    );
-                    continue;
-                }
+            if kinds.is_empty()
+                && let Some(suggestion) = did_you_mean(&key.name, StepKind::KEYS)
+            {
+                kind_typos += 1;
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        DiagnosticKind::UnknownStepKind,
+                        format!("unknown step kind `{}`", key.name),
+                        key.span.clone(),
+                    )
+                    .with_label(suggestion)
+                    .with_help(format!("a step kind is one of {}", one_of(StepKind::KEYS))),
+                );
+                continue;
             }
             let mut diagnostic = Diagnostic::new(
                 DiagnosticKind::UnknownKey,

@@ -214,7 +214,7 @@ impl<'a> Expander<'a> {
         let root = match parse(&file) {
             Ok(root) => root,
             Err(diagnostic) => {
-                self.diagnostics.push(diagnostic);
+                self.diagnostics.push(*diagnostic);
                 return None;
             }
         };
@@ -455,10 +455,10 @@ pub(crate) fn project_root(workflow_path: &Path) -> PathBuf {
         return found.to_path_buf();
     }
     // A relative path may start below the repository root: look further up from the cwd.
-    if let Ok(absolute) = std::path::absolute(dir) {
-        if let Some(found) = absolute.ancestors().find(|a| a.join(".git").exists()) {
-            return found.to_path_buf();
-        }
+    if let Ok(absolute) = std::path::absolute(dir)
+        && let Some(found) = absolute.ancestors().find(|a| a.join(".git").exists())
+    {
+        return found.to_path_buf();
     }
     PathBuf::new()
 }
@@ -473,23 +473,25 @@ mod tests {
 
     impl Project {
         fn new(files: &[(&str, &str)]) -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::create_dir(dir.path().join(".git")).unwrap();
+            let dir = tempfile::tempdir().expect("test fixture");
+            std::fs::create_dir(dir.path().join(".git")).expect("test fixture");
             for (path, text) in files {
                 let path = dir.path().join(path);
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(path, text).unwrap();
+                std::fs::create_dir_all(path.parent().expect("test fixture"))
+                    .expect("test fixture");
+                std::fs::write(path, text).expect("test fixture");
             }
             Self { dir }
         }
 
         fn expand(&self, workflow: &str) -> (Vec<ExpandedStep>, Vec<Diagnostic>) {
             let path = self.dir.path().join(workflow);
-            let file = SourceFile::new(&path, std::fs::read_to_string(&path).unwrap());
-            let root = parse(&file).unwrap();
+            let file =
+                SourceFile::new(&path, std::fs::read_to_string(&path).expect("test fixture"));
+            let root = parse(&file).expect("test fixture");
             let project_root = project_root(&path);
             let mut expander = Expander::new(&path, &project_root);
-            let steps = expander.expand_list(root.get("steps").unwrap().1, None);
+            let steps = expander.expand_list(root.get("steps").expect("test fixture").1, None);
             (steps, expander.diagnostics)
         }
     }
@@ -497,7 +499,14 @@ mod tests {
     fn ids(steps: &[ExpandedStep]) -> Vec<&str> {
         steps
             .iter()
-            .map(|s| s.node.get("id").unwrap().1.as_str().unwrap())
+            .map(|s| {
+                s.node
+                    .get("id")
+                    .expect("test fixture")
+                    .1
+                    .as_str()
+                    .expect("test fixture")
+            })
             .collect()
     }
 
@@ -516,7 +525,7 @@ mod tests {
         let (steps, diagnostics) = project.expand("workflows/w.yaml");
         assert_eq!(diagnostics, vec![]);
         assert_eq!(ids(&steps), ["a", "login", "z"]);
-        let scope = steps[1].scope.as_ref().unwrap();
+        let scope = steps[1].scope.as_ref().expect("test fixture");
         assert!(scope.path.ends_with("templates/flows.yaml"));
         assert_eq!(scope.parameters["base"].value, "{{ env.url }}");
         assert_eq!(scope.parameters["path"].value, "/login");
@@ -526,7 +535,7 @@ mod tests {
                 .node
                 .span
                 .path()
-                .unwrap()
+                .expect("test fixture")
                 .ends_with("templates/flows.yaml")
         );
         assert_eq!(steps[1].node.span.line, 5);
@@ -552,9 +561,12 @@ mod tests {
         let (steps, diagnostics) = project.expand("w.yaml");
         assert_eq!(diagnostics, vec![]);
         assert_eq!(ids(&steps), ["deep"]);
-        let scope = steps[0].scope.as_ref().unwrap();
+        let scope = steps[0].scope.as_ref().expect("test fixture");
         assert_eq!(scope.parameters["y"].value, "{{ parameters.x }}");
-        assert_eq!(scope.parent.as_ref().unwrap().parameters["x"].value, 1);
+        assert_eq!(
+            scope.parent.as_ref().expect("test fixture").parameters["x"].value,
+            1
+        );
     }
 
     #[test]
@@ -571,7 +583,7 @@ mod tests {
         assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
         let cycle = &diagnostics[0];
         assert_eq!(cycle.kind, DiagnosticKind::TemplateCycle);
-        assert!(cycle.span.path().unwrap().ends_with("b.yaml"));
+        assert!(cycle.span.path().expect("test fixture").ends_with("b.yaml"));
         let chain = &cycle.notes[0].message;
         assert!(
             chain.contains("a.yaml` -> `") && chain.matches("a.yaml").count() == 2,

@@ -31,7 +31,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Workflow, Diagnostics>
         )
     })?;
     let file = SourceFile::new(path, text);
-    let root = parse(&file)?;
+    let root = parse(&file).map_err(|diagnostic| Diagnostics::from(*diagnostic))?;
     let project_root = project_root(path);
 
     let mut expander = Expander::new(path, &project_root);
@@ -48,7 +48,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Workflow, Diagnostics>
     workflow.project_root = project_root;
 
     override_vars(&mut workflow, &options.vars, &mut diagnostics);
-    workflow.selected_environment = select_environment(&workflow, options, &mut diagnostics);
+    workflow.environment = select_environment(&workflow, options, &mut diagnostics);
     find_prompts(&mut workflow, &mut diagnostics);
     // A step that did not decode is missing from the model: references to it would be
     // reported as unknown, which is noise, so those checks wait for a complete decode.

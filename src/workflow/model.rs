@@ -30,7 +30,7 @@ pub struct Workflow {
     /// The nearest ancestor of the workflow file containing `.git` (else the current directory).
     pub project_root: PathBuf,
     /// The environment chosen with `--env` (or the only one declared).
-    pub selected_environment: Option<String>,
+    pub environment: Option<String>,
     pub name: Spanned<String>,
     pub description: Option<String>,
     /// Free-form per-environment values, exposed to templates as `env`.
@@ -58,9 +58,9 @@ impl Workflow {
         self.path.parent().unwrap_or(Path::new(""))
     }
 
-    /// The selected environment, with its name.
-    pub fn environment(&self) -> Option<(&str, &Environment)> {
-        let name = self.selected_environment.as_deref()?;
+    /// The selected environment's name and values.
+    pub fn environment_values(&self) -> Option<(&str, &Environment)> {
+        let name = self.environment.as_deref()?;
         self.environments.value.get(name).map(|env| (name, env))
     }
 

@@ -136,7 +136,7 @@ impl serde::Serialize for Node {
 ///
 /// Only YAML 1.2 booleans (`true`/`false`) are booleans: `yes`, `no`, `on` and `off` stay
 /// strings, so `country: no` means Norway. Duplicate keys are errors.
-pub(crate) fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostic> {
+pub(crate) fn parse(file: &Arc<SourceFile>) -> Result<Node, Box<Diagnostic>> {
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
@@ -151,11 +151,11 @@ pub(crate) fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostic> {
                 Some(location) => span_from(file, &location),
                 None => span_at(file, 1, 1, 0),
             };
-            Diagnostic::new(
+            Box::new(Diagnostic::new(
                 DiagnosticKind::Syntax,
                 format!("invalid YAML: {}", lowercase_first(&message)),
                 span,
-            )
+            ))
         })?;
     Ok(convert(file, raw))
 }
@@ -311,7 +311,7 @@ impl<'de> Visitor<'de> for RawVisitor {
 mod tests {
     use super::*;
 
-    fn parse_text(text: &str) -> Result<Node, Diagnostic> {
+    fn parse_text(text: &str) -> Result<Node, Box<Diagnostic>> {
         parse(&SourceFile::new("test.yaml", text))
     }
 
@@ -321,15 +321,16 @@ mod tests {
 
     #[test]
     fn keys_and_values_keep_their_positions() {
-        let node = parse_text("name: demo\nsteps:\n  - id: build\n    gate: make\n").unwrap();
-        let (name_key, name) = node.get("name").unwrap();
+        let node = parse_text("name: demo\nsteps:\n  - id: build\n    gate: make\n")
+            .expect("test fixture");
+        let (name_key, name) = node.get("name").expect("test fixture");
         assert_eq!(position(&name_key.span), (1, 1, 4));
         assert_eq!(position(&name.span), (1, 7, 4));
-        let (_, steps) = node.get("steps").unwrap();
+        let (_, steps) = node.get("steps").expect("test fixture");
         let Value::Seq(items) = &steps.value else {
             panic!("steps is {steps:?}")
         };
-        let (gate_key, gate) = items[0].get("gate").unwrap();
+        let (gate_key, gate) = items[0].get("gate").expect("test fixture");
         assert_eq!(position(&gate_key.span), (4, 5, 4));
         assert_eq!(gate.as_str(), Some("make"));
         assert_eq!(position(&gate.span), (4, 11, 4));
@@ -338,10 +339,10 @@ mod tests {
 
     #[test]
     fn yes_and_no_are_strings_and_true_is_a_boolean() {
-        let node = parse_text("a: yes\nb: off\nc: true\nd: 3\ne: 1.5\nf:\n").unwrap();
+        let node = parse_text("a: yes\nb: off\nc: true\nd: 3\ne: 1.5\nf:\n").expect("test fixture");
         let values: Vec<_> = node
             .as_map()
-            .unwrap()
+            .expect("test fixture")
             .iter()
             .map(|(_, v)| v.value.clone())
             .collect();
@@ -360,7 +361,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_point_at_the_problem() {
-        let err = parse_text("steps:\n  - id: [unclosed\n").unwrap_err();
+        let err = parse_text("steps:\n  - id: [unclosed\n").expect_err("should fail");
         assert_eq!(err.kind, DiagnosticKind::Syntax);
         assert!(err.message.starts_with("invalid YAML: "), "{}", err.message);
         assert_eq!((err.span.line, err.span.column), (2, 9), "{err:?}");
@@ -368,7 +369,7 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_errors_at_the_second_key() {
-        let err = parse_text("name: a\nname: b\n").unwrap_err();
+        let err = parse_text("name: a\nname: b\n").expect_err("should fail");
         assert!(err.message.contains("duplicate"), "{}", err.message);
         assert_eq!((err.span.line, err.span.column), (2, 1));
     }

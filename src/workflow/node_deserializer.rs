@@ -16,8 +16,11 @@ use super::node::{Key, Node, Value};
 use super::span::{SPAN_HANDOFF, SPANNED_MAGIC, Span};
 
 /// Decodes a typed value from a node; the error is a ready-to-show diagnostic.
-pub(crate) fn from_node<'de, T: de::Deserialize<'de>>(node: &'de Node) -> Result<T, Diagnostic> {
-    T::deserialize(NodeDeserializer { node }).map_err(|err| err.into_diagnostic(&node.span))
+pub(crate) fn from_node<'de, T: de::Deserialize<'de>>(
+    node: &'de Node,
+) -> Result<T, Box<Diagnostic>> {
+    T::deserialize(NodeDeserializer { node })
+        .map_err(|err| Box::new(err.into_diagnostic(&node.span)))
 }
 
 /// A decode error: a message and, once known, the span of the node it is about.
@@ -565,8 +568,8 @@ mod tests {
         headers: IndexMap<String, Spanned<String>>,
     }
 
-    fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, Diagnostic> {
-        let node = parse(&SourceFile::new("t.yaml", text)).unwrap();
+    fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, Box<Diagnostic>> {
+        let node = parse(&SourceFile::new("t.yaml", text)).expect("test fixture");
         from_node(&node)
     }
 
@@ -576,8 +579,8 @@ mod tests {
 
     #[test]
     fn spanned_values_get_their_node_positions() {
-        let check: Check =
-            decode("url: http://x\nheaders:\n  a: b\nretries: 2\ntimeout: 5s\n").unwrap();
+        let check: Check = decode("url: http://x\nheaders:\n  a: b\nretries: 2\ntimeout: 5s\n")
+            .expect("test fixture");
         assert_eq!(check.url.value, "http://x");
         assert_eq!(at_span(&check.url.span), (1, 6));
         assert_eq!(at_span(&check.headers["a"].span), (3, 6));
@@ -594,7 +597,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_point_at_the_key_with_a_suggestion() {
-        let err = decode::<Check>("url: x\nretires: 3\n").unwrap_err();
+        let err = decode::<Check>("url: x\nretires: 3\n").expect_err("should fail");
         assert_eq!(err.kind, DiagnosticKind::UnknownKey);
         assert_eq!(err.message, "unknown key `retires`");
         assert_eq!(err.label.as_deref(), Some("did you mean `retries`?"));
@@ -603,13 +606,13 @@ mod tests {
 
     #[test]
     fn wrong_types_point_at_the_value() {
-        let err = decode::<Check>("url: x\nretries: lots\n").unwrap_err();
+        let err = decode::<Check>("url: x\nretries: lots\n").expect_err("should fail");
         assert_eq!(
             err.message,
             "expected a non-negative integer, found a string"
         );
         assert_eq!(at(&err), (2, 10));
-        let err = decode::<Check>("url: x\nretries: -1\n").unwrap_err();
+        let err = decode::<Check>("url: x\nretries: -1\n").expect_err("should fail");
         assert_eq!(
             err.message,
             "invalid value an integer `-1`: expected a non-negative integer"
@@ -619,7 +622,7 @@ mod tests {
 
     #[test]
     fn bad_durations_point_at_the_value() {
-        let err = decode::<Check>("url: x\ntimeout: 5 parsecs\n").unwrap_err();
+        let err = decode::<Check>("url: x\ntimeout: 5 parsecs\n").expect_err("should fail");
         assert!(
             err.message.starts_with("invalid duration `5 parsecs`"),
             "{}",
@@ -630,14 +633,15 @@ mod tests {
 
     #[test]
     fn missing_keys_point_at_the_mapping() {
-        let err = decode::<IndexMap<String, Check>>("a:\n  retries: 1\n").unwrap_err();
+        let err = decode::<IndexMap<String, Check>>("a:\n  retries: 1\n").expect_err("should fail");
         assert_eq!(err.message, "missing key `url`");
         assert_eq!(at(&err), (2, 3));
     }
 
     #[test]
     fn nested_errors_keep_the_innermost_position() {
-        let err = decode::<Vec<Check>>("- url: a\n- url: b\n  headers: {x: [1]}\n").unwrap_err();
+        let err = decode::<Vec<Check>>("- url: a\n- url: b\n  headers: {x: [1]}\n")
+            .expect_err("should fail");
         assert_eq!(err.message, "expected a string, found a list");
         assert_eq!(at(&err), (3, 16));
     }

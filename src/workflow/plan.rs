@@ -11,7 +11,7 @@ pub fn plan(workflow: &Workflow) -> String {
         "# agent-orch plan of {}: templates expanded, nothing run\n",
         workflow.path.display()
     );
-    if let Some(environment) = &workflow.selected_environment {
+    if let Some(environment) = &workflow.environment {
         header.push_str(&format!("# environment: {environment}\n"));
     }
     match serde_saphyr::to_string(&workflow.expanded) {

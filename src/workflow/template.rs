@@ -7,11 +7,15 @@
 //! |---|---|
 //! | `env` | the selected environment's values, plus `env.name` |
 //! | `vars` | the workflow's `vars`, after `--var` overrides |
-//! | `secrets` | the fetched secrets, by name with `-` written as `_` (`secrets.openai_api_key`) |
-//! | `steps.<id>` | `status` (`passed`, `failed`, `inconclusive`, `skipped`, `cancelled`) and `outputs` of steps that have finished this iteration |
-//! | `run` | `id` and `iteration` (1-based) |
+//! | `secrets` | the fetched secrets, keyed by [`secret_key`] (`secrets.openai_api_key`) |
+//! | `steps.<id>` | `status` (`passed`, `failed`, ...), `message`, `exit_code`, `outputs` |
+//! | `run` | `id`, `iteration`, `max_iterations` |
 //! | `ado` | Azure DevOps values (`build_id`, `branch`, ...); empty outside a pipeline |
 //! | `parameters` | inside a template: the values bound where it was included |
+//!
+//! The engine builds that context (`engine::template_context`) and hands it to
+//! [`Renderer::new`]; [`Renderer::for_step`] adds the step's `parameters`. The loader checks
+//! every template against the same names (`validate`), so these tables must agree.
 //!
 //! Undefined values are errors (minijinja's strict mode): a typo fails the step instead of
 //! rendering "". The `default` filter still works for values that may be missing, as in
@@ -20,13 +24,11 @@
 use std::cell::RefCell;
 use std::fmt;
 
-use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 
 use super::expand::TemplateScope;
-use super::model::{Step, Workflow};
+use super::model::Step;
 use super::span::{Span, Spanned};
-use crate::steps::StepStatus;
 
 /// A string that may contain `{{ ... }}` expressions, rendered when its step runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,10 +113,10 @@ pub(crate) const CONTEXT_ROOTS: [&str; 7] = [
 ];
 
 /// What `steps.<id>` holds.
-pub(crate) const STEP_FIELDS: [&str; 2] = ["status", "outputs"];
+pub(crate) const STEP_FIELDS: [&str; 4] = ["status", "message", "exit_code", "outputs"];
 
 /// What `run` holds.
-pub(crate) const RUN_FIELDS: [&str; 2] = ["id", "iteration"];
+pub(crate) const RUN_FIELDS: [&str; 3] = ["id", "iteration", "max_iterations"];
 
 /// Renders templates against the run's context (see the module docs for what it holds).
 pub struct Renderer {
@@ -133,63 +135,6 @@ impl Renderer {
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.add_filter("shell_quote", shell_quote);
         Self { env, context }
-    }
-
-    /// The context for one run of `workflow`: its selected environment and vars, the fetched
-    /// `secrets` (keyed by secret name) and Azure DevOps values (empty outside a pipeline).
-    pub fn for_run(
-        workflow: &Workflow,
-        run_id: &str,
-        secrets: &IndexMap<String, String>,
-        ado: &IndexMap<String, String>,
-    ) -> Self {
-        let mut env = serde_json::Map::new();
-        if let Some((name, values)) = workflow.environment() {
-            env.insert("name".into(), name.into());
-            env.extend(values.0.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        let secrets: serde_json::Map<_, _> = secrets
-            .iter()
-            .map(|(name, value)| (secret_key(name), value.clone().into()))
-            .collect();
-        Self::new(serde_json::json!({
-            "env": env,
-            "vars": workflow.vars,
-            "secrets": secrets,
-            "steps": {},
-            "run": {"id": run_id, "iteration": 1},
-            "ado": ado,
-        }))
-    }
-
-    /// Records a finished step as `steps.<id>.status` / `steps.<id>.outputs`.
-    pub fn set_step_result(
-        &mut self,
-        id: &str,
-        status: StepStatus,
-        outputs: &IndexMap<String, String>,
-    ) {
-        let steps = self
-            .context
-            .entry("steps")
-            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-        if let serde_json::Value::Object(steps) = steps {
-            steps.insert(
-                id.to_owned(),
-                serde_json::json!({"status": status, "outputs": outputs}),
-            );
-        }
-    }
-
-    /// Starts a new iteration: sets `run.iteration` and forgets the previous step results.
-    pub fn start_iteration(&mut self, iteration: u32) {
-        if let Some(serde_json::Value::Object(run)) = self.context.get_mut("run") {
-            run.insert("iteration".into(), iteration.into());
-        }
-        self.context.insert(
-            "steps".into(),
-            serde_json::Value::Object(serde_json::Map::new()),
-        );
     }
 
     /// The renderer for one step: this context plus `parameters`, the values bound where the
@@ -311,7 +256,7 @@ fn json_value(value: &serde_json::Value) -> minijinja::Value {
 }
 
 /// How a secret's name appears under `secrets`: `openai-api-key` is `secrets.openai_api_key`.
-pub(crate) fn secret_key(name: &str) -> String {
+pub fn secret_key(name: &str) -> String {
     name.replace('-', "_")
 }
 
@@ -325,4 +270,130 @@ pub fn shell_quote(value: &str) -> String {
         return value.to_owned();
     }
     format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::workflow::{LoadOptions, load};
+
+    fn template(source: &str) -> Template {
+        Template(Spanned::detached(source.to_owned()))
+    }
+
+    fn run_context() -> serde_json::Value {
+        json!({
+            "env": {"name": "staging", "url": "https://staging.test"},
+            "vars": {"registry": "acr.test", "who": "it's me"},
+            "secrets": {},
+            "steps": {"build": {"status": "passed", "outputs": {"version": "1.2"}}},
+            "run": {"id": "r1", "iteration": 2, "max_iterations": 5},
+            "ado": {},
+        })
+    }
+
+    #[test]
+    fn renders_the_run_context() {
+        let renderer = Renderer::new(run_context());
+        let rendered = renderer
+            .render(&template(
+                "{{ vars.registry }}/app:{{ steps.build.outputs.version }} {{ ado.build_id | default('local') }} #{{ run.iteration }}",
+            ))
+            .expect("renders");
+        assert_eq!(rendered, "acr.test/app:1.2 local #2");
+    }
+
+    #[test]
+    fn undefined_values_are_errors_naming_the_template() {
+        let renderer = Renderer::new(run_context());
+        let file = crate::workflow::span::SourceFile::new("w.yaml", "gate: x\n");
+        let span = Span {
+            file: Some(file),
+            line: 1,
+            column: 7,
+            len: 1,
+        };
+        let err = renderer
+            .render(&Template(Spanned::new("{{ vars.nope }}".into(), span)))
+            .expect_err("strict undefined");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("failed to render template at w.yaml:1:7: "),
+            "{message}"
+        );
+        assert!(message.contains("undefined"), "{message}");
+    }
+
+    #[test]
+    fn shell_quote_makes_one_word() {
+        assert_eq!(shell_quote("plain-word_1.2"), "plain-word_1.2");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's; rm -rf /"), r"'it'\''s; rm -rf /'");
+        let renderer = Renderer::new(run_context());
+        let rendered = renderer
+            .render(&template("echo {{ vars.who | shell_quote }}"))
+            .expect("renders");
+        assert_eq!(rendered, r"echo 'it'\''s me'");
+    }
+
+    #[test]
+    fn conditions_evaluate_to_booleans() {
+        let renderer = Renderer::new(run_context());
+        let holds = |expression: &str| renderer.evaluate(&template(expression)).expect("evaluates");
+        assert!(holds("steps.build.status == 'passed'"));
+        assert!(!holds("env.name == 'prod'"));
+        assert!(holds("run.iteration > 1 and env.name != 'prod'"));
+        assert!(
+            renderer
+                .evaluate(&template("steps.nope.status == 'x'"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn template_parameters_render_in_their_include_site_context() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join(".git")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("w.yaml"),
+            "name: w\nenvironments: {staging: {url: x}}\nsteps:\n  - template: outer.yaml\n    parameters: {base: \"{{ env.url }}\"}\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("outer.yaml"),
+            "parameters: {base: }\nsteps:\n  - template: inner.yaml\n    parameters: {url: \"{{ parameters.base }}/login\"}\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("inner.yaml"),
+            "parameters: {url: , method: {default: GET}}\nsteps:\n  - id: login\n    verify: {http: {url: \"{{ parameters.method }} {{ parameters.url }}\"}}\n",
+        )
+        .expect("write");
+        let workflow = load(&dir.path().join("w.yaml"), &LoadOptions::default())
+            .unwrap_or_else(|d| panic!("{}", d.render(false)));
+        let step = &workflow.steps[0];
+        let crate::workflow::model::StepKind::Verify(verify) = &step.kind else {
+            panic!("not a verify step: {step:?}");
+        };
+        let url = &verify.http.as_ref().expect("http check").url;
+        let renderer = Renderer::new(run_context())
+            .for_step(step)
+            .expect("parameters render");
+        assert_eq!(
+            renderer.render(url).expect("renders"),
+            "GET https://staging.test/login"
+        );
+        // Without the step's scope, `parameters` is undefined: a plain renderer refuses.
+        assert!(Renderer::new(run_context()).render(url).is_err());
+        assert!(
+            url.span()
+                .path()
+                .is_some_and(|p| p.ends_with(Path::new("inner.yaml")))
+        );
+    }
 }

@@ -64,21 +64,21 @@ fn agents(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
             StepKind::Review(config) => Some(&config.agent),
             _ => None,
         };
-        if let Some(agent) = agent {
-            if !workflow.agents.contains_key(&agent.value) {
-                let mut diagnostic = Diagnostic::new(
-                    DiagnosticKind::UnknownReference,
-                    format!("unknown agent `{}`", agent.value),
-                    agent.span.clone(),
-                )
-                .with_help(if workflow.agents.is_empty() {
-                    "declare it under `agents:`".to_owned()
-                } else {
-                    format!("the agents are {}", all_of(agent_names()))
-                });
-                diagnostic.label = did_you_mean(&agent.value, agent_names());
-                diagnostics.push(diagnostic);
-            }
+        if let Some(agent) = agent
+            && !workflow.agents.contains_key(&agent.value)
+        {
+            let mut diagnostic = Diagnostic::new(
+                DiagnosticKind::UnknownReference,
+                format!("unknown agent `{}`", agent.value),
+                agent.span.clone(),
+            )
+            .with_help(if workflow.agents.is_empty() {
+                "declare it under `agents:`".to_owned()
+            } else {
+                format!("the agents are {}", all_of(agent_names()))
+            });
+            diagnostic.label = did_you_mean(&agent.value, agent_names());
+            diagnostics.push(diagnostic);
         }
     }
 }
@@ -91,22 +91,21 @@ fn rollback_targets(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
         })
     };
     for step in workflow.all_steps() {
-        if let StepKind::Rollback(config) = &step.kind {
-            if let Some(target) = &config.deployment {
-                if !deploy_ids().any(|id| id == target.value) {
-                    let mut diagnostic = Diagnostic::new(
-                        DiagnosticKind::UnknownReference,
-                        format!("`{}` is not a deploy step", target.value),
-                        target.span.clone(),
-                    )
-                    .with_help(match deploy_ids().count() {
-                        0 => "the workflow has no deploy step".to_owned(),
-                        _ => format!("the deploy steps are {}", all_of(deploy_ids())),
-                    });
-                    diagnostic.label = did_you_mean(&target.value, deploy_ids());
-                    diagnostics.push(diagnostic);
-                }
-            }
+        if let StepKind::Rollback(config) = &step.kind
+            && let Some(target) = &config.deployment
+            && !deploy_ids().any(|id| id == target.value)
+        {
+            let mut diagnostic = Diagnostic::new(
+                DiagnosticKind::UnknownReference,
+                format!("`{}` is not a deploy step", target.value),
+                target.span.clone(),
+            )
+            .with_help(match deploy_ids().count() {
+                0 => "the workflow has no deploy step".to_owned(),
+                _ => format!("the deploy steps are {}", all_of(deploy_ids())),
+            });
+            diagnostic.label = did_you_mean(&target.value, deploy_ids());
+            diagnostics.push(diagnostic);
         }
     }
 }
@@ -301,7 +300,7 @@ impl<'a> TemplateChecker<'a> {
                     )
                 })
                 .flatten(),
-            ("env", field) => match self.workflow.environment() {
+            ("env", field) => match self.workflow.environment_values() {
                 // The environment selection failed and is reported already.
                 None if !self.workflow.environments.value.is_empty() => None,
                 None => undefined(

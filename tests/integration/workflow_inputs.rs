@@ -17,7 +17,7 @@ fn relative(path: &Path) -> PathBuf {
 }
 
 fn options(path: &Path) -> LoadOptions {
-    let text = std::fs::read_to_string(path).unwrap();
+    let text = std::fs::read_to_string(path).expect("test fixture");
     let mut options = LoadOptions::default();
     let Some(args) = text.lines().next().and_then(|l| l.strip_prefix("# args:")) else {
         return options;
@@ -82,7 +82,7 @@ fn the_fleet_deploy_example_loads_for_each_environment() {
             Ok(workflow) => workflow,
             Err(diagnostics) => panic!("{}", diagnostics.render(false)),
         };
-        assert_eq!(workflow.selected_environment.as_deref(), Some(environment));
+        assert_eq!(workflow.environment.as_deref(), Some(environment));
         let ids: Vec<&str> = workflow.steps.iter().map(|s| s.id.value.as_str()).collect();
         assert_eq!(
             ids,
@@ -114,7 +114,7 @@ fn the_fleet_deploy_example_needs_an_environment() {
         Path::new("workflows/fleet-deploy.yaml"),
         &LoadOptions::default(),
     )
-    .unwrap_err();
+    .expect_err("should fail");
     assert_eq!(err.len(), 1);
     let rendered = err.render(false);
     assert!(rendered.contains("no environment selected"), "{rendered}");
@@ -122,14 +122,15 @@ fn the_fleet_deploy_example_needs_an_environment() {
 }
 
 fn yaml_as_json(path: &Path) -> serde_json::Value {
-    serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    serde_saphyr::from_str(&std::fs::read_to_string(path).expect("test fixture"))
+        .expect("test fixture")
 }
 
 fn valid_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     for dir in ["tests/inputs", "workflows"] {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
+        for entry in std::fs::read_dir(dir).expect("test fixture") {
+            let path = entry.expect("test fixture").path();
             if path.extension().is_some_and(|e| e == "yaml") && !is_error_fixture(&path) {
                 files.push(path);
             }
@@ -158,7 +159,7 @@ fn valid_workflows_match_the_generated_schema() {
 #[test]
 fn the_schema_rejects_what_the_loader_rejects() {
     let schema = workflow::schema();
-    let validator = jsonschema::validator_for(&schema).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("test fixture");
     for fixture in [
         "err_unknown_key.yaml",
         "err_wrong_type.yaml",
