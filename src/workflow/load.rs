@@ -6,7 +6,7 @@ use super::decode::Decoder;
 use super::diagnostic::{Diagnostic, DiagnosticKind, Diagnostics, all_of, did_you_mean, one_of};
 use super::expand::{Expander, find_file, lookup_candidates, project_root};
 use super::model::Workflow;
-use super::node::parse;
+use super::node::{Key, Node, Value, parse};
 use super::span::{SourceFile, Span};
 use super::validate::validate;
 
@@ -76,6 +76,7 @@ fn override_vars(
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if valid {
             workflow.vars.insert(name.clone(), value.clone().into());
+            show_var_override(&mut workflow.expanded.0, name, value);
         } else {
             diagnostics.push(
                 Diagnostic::new(
@@ -85,6 +86,33 @@ fn override_vars(
                 )
                 .with_help("a var name is letters, digits and `_`, not starting with a digit"),
             );
+        }
+    }
+}
+
+/// Makes `plan` show the value a `--var` gave, in place of the written one.
+fn show_var_override(root: &mut Node, name: &str, value: &str) {
+    let Value::Map(entries) = &mut root.value else {
+        return;
+    };
+    let key = |name: &str| Key {
+        name: name.to_owned(),
+        span: Span::detached(),
+    };
+    let value = Node::new(Value::String(value.to_owned()), Span::detached());
+    if !entries.iter().any(|(k, _)| k.name == "vars") {
+        entries.push((key("vars"), Node::new(Value::Null, Span::detached())));
+    }
+    let Some((_, vars)) = entries.iter_mut().find(|(k, _)| k.name == "vars") else {
+        return;
+    };
+    if let Value::Null = vars.value {
+        vars.value = Value::Map(Vec::new());
+    }
+    if let Value::Map(vars) = &mut vars.value {
+        match vars.iter_mut().find(|(k, _)| k.name == name) {
+            Some((_, existing)) => *existing = value,
+            None => vars.push((key(name), value)),
         }
     }
 }
