@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean, one_of};
 use super::duration::DurationSpec;
-use super::expand::ExpandedStep;
+use super::expand::{ExpandedStep, TemplateScope};
 use super::model::{
     AgentConfig, ExpandedWorkflow, Safety, SecretsConfig, Step, StepKind, Workflow,
 };
@@ -37,9 +37,12 @@ pub(crate) const TOP_LEVEL_KEYS: [&str; 10] = [
 pub(crate) const COMMON_STEP_KEYS: [&str; 6] =
     ["id", "name", "required", "if", "timeout", "retries"];
 
-/// A decoded step with the templates its kind's settings hold, for the static check.
+/// What the static template check needs of a step: its templates, its `if:` and its scope.
+/// Kept even for a step that failed to decode, so its templates are still checked.
 pub(crate) struct DecodedStep {
     pub(crate) templates: Vec<Template>,
+    pub(crate) condition: Option<Template>,
+    pub(crate) scope: Option<Arc<TemplateScope>>,
 }
 
 pub(crate) struct Decoder {
@@ -127,9 +130,8 @@ impl Decoder {
         let mut lists: [Vec<Step>; 3] = Default::default();
         for (steps, list) in phases.into_iter().zip(&mut lists) {
             for expanded in &steps {
-                if let Some((step, templates)) = self.step(expanded) {
+                if let Some(step) = self.step(expanded, &mut decoded) {
                     list.push(step);
-                    decoded.push(DecodedStep { templates });
                 }
             }
         }
@@ -176,7 +178,7 @@ impl Decoder {
             .collect()
     }
 
-    fn step(&mut self, expanded: &ExpandedStep) -> Option<(Step, Vec<Template>)> {
+    fn step(&mut self, expanded: &ExpandedStep, checks: &mut Vec<DecodedStep>) -> Option<Step> {
         let node = &expanded.node;
         let Some(entries) = node.as_map() else {
             self.diagnostics.push(Diagnostic::new(
@@ -289,10 +291,15 @@ impl Decoder {
                     .unwrap_or_else(|| kind_node.span.clone());
             }
         }
+        checks.push(DecodedStep {
+            templates,
+            condition: condition.clone(),
+            scope: expanded.scope.clone(),
+        });
         if !ok {
             return None;
         }
-        let step = Step {
+        Some(Step {
             id: id?,
             name,
             kind,
@@ -302,8 +309,7 @@ impl Decoder {
             retries,
             span: node.span.clone(),
             template: expanded.scope.as_ref().map(Arc::clone),
-        };
-        Some((step, templates))
+        })
     }
 
     fn kind(&mut self, key: &str, node: &Node) -> Option<StepKind> {
@@ -314,7 +320,15 @@ impl Decoder {
             "fix" => self.decode(node).map(StepKind::Fix),
             "review" => self.decode(node).map(StepKind::Review),
             "rollback" => self.decode(node).map(StepKind::Rollback),
-            _ => None,
+            // A key in `StepKind::KEYS` without an arm here: say so rather than drop the step.
+            other => {
+                self.diagnostics.push(Diagnostic::new(
+                    DiagnosticKind::UnknownStepKind,
+                    format!("step kind `{other}` cannot be decoded (missing in `Decoder::kind`)"),
+                    node.span.clone(),
+                ));
+                None
+            }
         }
     }
 }

@@ -10,6 +10,12 @@
 //! Every stage reports [`Diagnostic`]s pointing at `file:line:col`; [`load`] returns all of
 //! them at once. [`template::Renderer`] renders templates lazily when steps run, [`schema()`]
 //! describes the format as JSON Schema and [`plan()`] shows the expanded workflow.
+//!
+//! Adding a step kind: its settings type in `crate::steps::<kind>` (serde `Deserialize` with
+//! `deny_unknown_fields`, and `JsonSchema`), a variant and key in [`model::StepKind`], an arm in
+//! `decode::Decoder::kind` and an entry in `schema::kind_schemas` (a test checks it against
+//! `StepKind::KEYS`). Anything a step renders should be a [`template::Template`]: the loader
+//! checks every one of them statically.
 
 mod decode;
 pub mod diagnostic;

@@ -29,7 +29,7 @@ pub(crate) fn validate(
     }
     safety(workflow, root, &mut diagnostics);
     let checker = TemplateChecker::new(workflow, complete);
-    checker.check_workflow(workflow, decoded, &mut diagnostics);
+    checker.check_steps(decoded, &mut diagnostics);
     diagnostics
 }
 
@@ -172,16 +172,11 @@ impl<'a> TemplateChecker<'a> {
         }
     }
 
-    fn check_workflow(
-        &self,
-        workflow: &Workflow,
-        decoded: &[DecodedStep],
-        diagnostics: &mut Vec<Diagnostic>,
-    ) {
+    fn check_steps(&self, decoded: &[DecodedStep], diagnostics: &mut Vec<Diagnostic>) {
         let mut scopes_checked = HashSet::new();
-        for (step, decoded) in workflow.all_steps().zip(decoded) {
-            let scope = step.template.as_deref();
-            for template in &decoded.templates {
+        for step in decoded {
+            let scope = step.scope.as_deref();
+            for template in &step.templates {
                 self.check(
                     template.source(),
                     template.span(),
@@ -200,7 +195,7 @@ impl<'a> TemplateChecker<'a> {
                 );
             }
             // Parameter values are templates of their include site, checked once per include.
-            let mut scope = step.template.as_ref();
+            let mut scope = step.scope.as_ref();
             while let Some(current) = scope {
                 if !scopes_checked.insert(Arc::as_ptr(current)) {
                     break;
@@ -251,7 +246,12 @@ impl<'a> TemplateChecker<'a> {
                 return;
             }
         };
-        let mut variables: Vec<String> = variables.into_iter().collect();
+        // minijinja's global functions (`range`, `dict`, `namespace`) are not context values.
+        let globals: HashSet<&str> = self.env.globals().map(|(name, _)| name).collect();
+        let mut variables: Vec<String> = variables
+            .into_iter()
+            .filter(|v| !globals.contains(v.split('.').next().unwrap_or(v)))
+            .collect();
         variables.sort();
         for variable in variables {
             if let Some(diagnostic) = self.undefined(&variable, scope) {
@@ -383,4 +383,52 @@ fn span_within(span: &Span, needle: &str) -> Span {
         })
     });
     found.unwrap_or_else(|| span.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::workflow::{DiagnosticKind, LoadOptions, load};
+
+    fn load_text(
+        text: &str,
+    ) -> Result<crate::workflow::model::Workflow, crate::workflow::Diagnostics> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.yaml");
+        std::fs::write(&path, text).expect("write");
+        load(Path::new(&path), &LoadOptions::default())
+    }
+
+    #[test]
+    fn loop_variables_and_global_functions_are_not_undefined() {
+        let loaded = load_text(
+            "name: w\nvars: {hosts: [a, b]}\nsteps:\n  - id: ping\n    gate: \"{% for h in vars.hosts %}ping {{ h }} {{ loop.index }}; {% endfor %}{% for i in range(2) %}{{ i }}{% endfor %}\"\n",
+        );
+        assert!(
+            loaded.is_ok(),
+            "{}",
+            loaded.err().map(|d| d.render(false)).unwrap_or_default()
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_just_the_first() {
+        let diagnostics = load_text(
+            "name: w\nsteps:\n  - {id: a, gate: \"{{ vars.x }} {{ env.y }}\", timeout: soon}\n  - {id: a, gat: x}\n",
+        )
+        .expect_err("broken");
+        let kinds: Vec<DiagnosticKind> = diagnostics.iter().map(|d| d.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                DiagnosticKind::UndefinedVariable,
+                DiagnosticKind::UndefinedVariable,
+                DiagnosticKind::InvalidValue,
+                DiagnosticKind::UnknownStepKind,
+            ],
+            "{}",
+            diagnostics.render(false)
+        );
+    }
 }
