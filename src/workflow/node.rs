@@ -373,4 +373,22 @@ mod tests {
         assert!(err.message.contains("duplicate"), "{}", err.message);
         assert_eq!((err.span.line, err.span.column), (2, 1));
     }
+
+    #[test]
+    fn odd_documents_are_values_or_diagnostics_never_panics() {
+        let numeric_key = parse_text("1: one\ntrue: yes\n").expect("scalar keys are text");
+        let keys: Vec<&str> = numeric_key
+            .as_map()
+            .expect("a mapping")
+            .iter()
+            .map(|(k, _)| k.name.as_str())
+            .collect();
+        assert_eq!(keys, ["1", "true"]);
+        assert_eq!(parse_text("").expect("empty").value, Value::Null);
+        assert_eq!(parse_text("# only a comment\n").expect("comment").value, Value::Null);
+        let two_documents = parse_text("a: 1\n---\nb: 2\n").expect_err("one document only");
+        assert_eq!(two_documents.kind, DiagnosticKind::Syntax);
+        let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
+        assert_eq!(parse_text(&deep).expect_err("too deep").kind, DiagnosticKind::Syntax);
+    }
 }
