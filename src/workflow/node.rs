@@ -385,10 +385,16 @@ mod tests {
             .collect();
         assert_eq!(keys, ["1", "true"]);
         assert_eq!(parse_text("").expect("empty").value, Value::Null);
-        assert_eq!(parse_text("# only a comment\n").expect("comment").value, Value::Null);
+        assert_eq!(
+            parse_text("# only a comment\n").expect("comment").value,
+            Value::Null
+        );
         let two_documents = parse_text("a: 1\n---\nb: 2\n").expect_err("one document only");
         assert_eq!(two_documents.kind, DiagnosticKind::Syntax);
         let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
-        assert_eq!(parse_text(&deep).expect_err("too deep").kind, DiagnosticKind::Syntax);
+        assert_eq!(
+            parse_text(&deep).expect_err("too deep").kind,
+            DiagnosticKind::Syntax
+        );
     }
 }

@@ -233,7 +233,7 @@ impl<'a> TemplateChecker<'a> {
                 let at = err
                     .range()
                     .and_then(|range| source.get(range))
-                    .map_or_else(|| span.clone(), |text| span_within(span, text));
+                    .map_or_else(|| span.clone(), |text| span_within(span, text, source));
                 diagnostics.push(Diagnostic::new(
                     DiagnosticKind::TemplateSyntax,
                     format!(
@@ -256,7 +256,7 @@ impl<'a> TemplateChecker<'a> {
         for variable in variables {
             if let Some(diagnostic) = self.undefined(&variable, scope) {
                 diagnostics.push(Diagnostic {
-                    span: span_within(span, &variable),
+                    span: span_within(span, &variable, source),
                     ..diagnostic
                 });
             }
@@ -367,19 +367,26 @@ impl<'a> TemplateChecker<'a> {
     }
 }
 
-/// The span of `needle` inside a template's value, when the value is written on one line of
-/// the file as it is (plain or quoted); otherwise the whole value.
-fn span_within(span: &Span, needle: &str) -> Span {
+/// The span of `needle` inside a template's value, searched in the lines the value spans
+/// (a block scalar's text starts on the line after its `|`); otherwise the whole value.
+fn span_within(span: &Span, needle: &str, source: &str) -> Span {
     let found = span.file.as_ref().and_then(|file| {
-        let line = file.line(span.line)?;
-        let start = span.column.saturating_sub(1);
-        let rest: String = line.chars().skip(start).collect();
-        let offset = rest.find(needle)?;
-        Some(Span {
-            file: Some(Arc::clone(file)),
-            line: span.line,
-            column: span.column + rest[..offset].chars().count(),
-            len: needle.chars().count(),
+        let lines = source.lines().count() + 1;
+        (span.line..span.line + lines).find_map(|number| {
+            let line = file.line(number)?;
+            let skip = if number == span.line {
+                span.column.saturating_sub(1)
+            } else {
+                0
+            };
+            let rest: String = line.chars().skip(skip).collect();
+            let offset = rest.find(needle)?;
+            Some(Span {
+                file: Some(Arc::clone(file)),
+                line: number,
+                column: skip + 1 + rest[..offset].chars().count(),
+                len: needle.chars().count(),
+            })
         })
     });
     found.unwrap_or_else(|| span.clone())
@@ -410,6 +417,19 @@ mod tests {
             "{}",
             loaded.err().map(|d| d.render(false)).unwrap_or_default()
         );
+    }
+
+    #[test]
+    fn undefined_variables_in_block_scalars_point_at_their_line() {
+        let diagnostics = load_text(
+            "name: w\nsteps:\n  - id: build\n    gate: |\n      make\n      echo {{ vars.nope }}\n",
+        )
+        .expect_err("undefined");
+        let found: Vec<(usize, usize, usize)> = diagnostics
+            .iter()
+            .map(|d| (d.span.line, d.span.column, d.span.len))
+            .collect();
+        assert_eq!(found, [(6, 15, 9)], "{}", diagnostics.render(false));
     }
 
     #[test]
