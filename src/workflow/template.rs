@@ -145,10 +145,7 @@ impl Renderer {
             context: self.context.clone(),
         };
         if let Some(scope) = &step.template {
-            let parameters = self.parameters(scope).map_err(|source| RenderError {
-                span: scope.included_at.clone(),
-                source,
-            })?;
+            let parameters = self.parameters(scope)?;
             renderer.context.insert("parameters".into(), parameters);
         }
         Ok(renderer)
@@ -197,7 +194,7 @@ impl Renderer {
 
     /// A scope's parameter values, their strings rendered where they were written: in the
     /// context of the include site, whose own `parameters` are its parent scope's.
-    fn parameters(&self, scope: &TemplateScope) -> Result<serde_json::Value, minijinja::Error> {
+    fn parameters(&self, scope: &TemplateScope) -> Result<serde_json::Value, RenderError> {
         let mut context = self.context.clone();
         match &scope.parent {
             Some(parent) => {
@@ -210,10 +207,13 @@ impl Renderer {
         let context = json_value(&serde_json::Value::Object(context));
         let mut values = serde_json::Map::new();
         for (name, parameter) in &scope.parameters {
-            values.insert(
-                name.clone(),
-                self.render_strings(&parameter.value, &context)?,
-            );
+            let value = self
+                .render_strings(&parameter.value, &context)
+                .map_err(|source| RenderError {
+                    span: parameter.span.clone(),
+                    source,
+                })?;
+            values.insert(name.clone(), value);
         }
         Ok(serde_json::Value::Object(values))
     }
