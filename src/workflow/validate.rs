@@ -9,7 +9,7 @@ use super::decode::DecodedStep;
 use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean};
 use super::expand::TemplateScope;
 use super::model::{StepKind, Workflow};
-use super::node::Node;
+use super::node::{Node, Value};
 use super::span::Span;
 use super::template::{CONTEXT_ROOTS, RUN_FIELDS, STEP_FIELDS, secret_key};
 
@@ -28,6 +28,7 @@ pub(crate) fn validate(
         rollback_targets(workflow, &mut diagnostics);
     }
     safety(workflow, root, &mut diagnostics);
+    approvals(root, &mut diagnostics);
     let checker = TemplateChecker::new(workflow, complete);
     checker.check_steps(decoded, &mut diagnostics);
     diagnostics
@@ -139,6 +140,32 @@ fn safety(workflow: &Workflow, root: &Node, diagnostics: &mut Vec<Diagnostic>) {
                 format!("invalid glob `{}`: {}", glob.value, err.kind()),
                 glob.span.clone(),
             ));
+        }
+    }
+}
+
+/// `require_approval` guards production: `yes` (a string in YAML 1.2) must not read as false.
+fn approvals(root: &Node, diagnostics: &mut Vec<Diagnostic>) {
+    let Some((_, environments)) = root.get("environments") else {
+        return;
+    };
+    for (_, environment) in environments.as_map().unwrap_or_default() {
+        if let Some((_, value)) = environment.get("require_approval")
+            && !matches!(value.value, Value::Bool(_))
+        {
+            diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticKind::InvalidValue,
+                    format!(
+                        "`require_approval` must be `true` or `false`, found {}",
+                        value.describe()
+                    ),
+                    value.span.clone(),
+                )
+                .with_help(
+                    "only `true` and `false` are booleans: `yes`, `no`, `on` and `off` are strings",
+                ),
+            );
         }
     }
 }
