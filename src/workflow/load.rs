@@ -173,7 +173,15 @@ fn find_prompts(workflow: &mut Workflow, diagnostics: &mut Vec<Diagnostic>) {
             continue;
         };
         agent.prompt_path = find_file(&prompt.value, &dir, &workflow.project_root);
-        if agent.prompt_path.is_none() {
+        if let Some(path) = &agent.prompt_path {
+            if let Some(problem) = prompt_problem(path) {
+                diagnostics.push(Diagnostic::new(
+                    DiagnosticKind::TemplateSyntax,
+                    format!("invalid prompt template `{}`: {problem}", path.display()),
+                    prompt.span.clone(),
+                ));
+            }
+        } else {
             let looked_in: Vec<String> =
                 lookup_candidates(&prompt.value, &dir, &workflow.project_root)
                     .iter()
@@ -192,4 +200,20 @@ fn find_prompts(workflow: &mut Workflow, diagnostics: &mut Vec<Diagnostic>) {
             );
         }
     }
+}
+
+/// Why a prompt file cannot be used, if it cannot: unreadable, or not a valid minijinja template.
+/// Its variables are the fix/review step's business; only its syntax is checked here.
+fn prompt_problem(path: &Path) -> Option<String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) => return Some(format!("failed to read it: {err}")),
+    };
+    let env = minijinja::Environment::new();
+    let err = env.template_from_str(&text).err()?;
+    let detail = err.detail().unwrap_or("syntax error");
+    Some(match err.line() {
+        Some(line) => format!("{detail} (line {line})"),
+        None => detail.to_owned(),
+    })
 }
