@@ -12,6 +12,7 @@
 //! | `run` | `id`, `iteration`, `max_iterations` |
 //! | `ado` | Azure DevOps values (`build_id`, `branch`, ...); empty outside a pipeline |
 //! | `parameters` | inside a template: the values bound where it was included |
+//! | `flow` | inside a verify flow: values captured from earlier responses |
 //!
 //! The engine builds that context (`engine::template_context`) and hands it to
 //! [`Renderer::new`]; [`Renderer::for_step`] adds the step's `parameters`. The loader checks
@@ -112,6 +113,10 @@ pub(crate) const CONTEXT_ROOTS: [&str; 7] = [
     "parameters",
 ];
 
+/// Roots a step kind adds for its own templates through [`Renderer::render_with`]: a verify
+/// flow's captured values (`{{ flow.token }}`). Their fields are known only at run time.
+pub(crate) const STEP_KIND_ROOTS: [&str; 1] = ["flow"];
+
 /// What `steps.<id>` holds.
 pub(crate) const STEP_FIELDS: [&str; 4] = ["status", "message", "exit_code", "outputs"];
 
@@ -170,7 +175,7 @@ impl Renderer {
     }
 
     /// Evaluates an expression such as an `if:` (`steps.build.status == 'passed'`) to a bool.
-    pub fn evaluate(&self, expression: &Template) -> Result<bool, RenderError> {
+    pub fn evaluate_condition(&self, expression: &Template) -> Result<bool, RenderError> {
         let fail = |source| RenderError {
             span: expression.span().clone(),
             source,
@@ -188,7 +193,13 @@ impl Renderer {
         if extra.is_empty() {
             return base;
         }
-        let extra = minijinja::Value::from_iter(extra.iter().map(|(k, v)| (*k, v.clone())));
+        // A map: `Value::from_iter` over pairs would build a list of pairs.
+        let extra = minijinja::Value::from_object(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect::<std::collections::BTreeMap<String, minijinja::Value>>(),
+        );
         minijinja::context! { ..extra, ..base }
     }
 
@@ -329,6 +340,19 @@ mod tests {
     }
 
     #[test]
+    fn extra_values_sit_beside_the_run_context() {
+        let renderer = Renderer::new(run_context());
+        let flow = minijinja::Value::from(minijinja::value::Serde(json!({"token": "t0k"})));
+        let rendered = renderer
+            .render_with(
+                &template("{{ env.url }}/me?t={{ flow.token }}"),
+                &[("flow", flow)],
+            )
+            .expect("renders");
+        assert_eq!(rendered, "https://staging.test/me?t=t0k");
+    }
+
+    #[test]
     fn shell_quote_makes_one_word() {
         assert_eq!(shell_quote("plain-word_1.2"), "plain-word_1.2");
         assert_eq!(shell_quote(""), "''");
@@ -344,13 +368,17 @@ mod tests {
     #[test]
     fn conditions_evaluate_to_booleans() {
         let renderer = Renderer::new(run_context());
-        let holds = |expression: &str| renderer.evaluate(&template(expression)).expect("evaluates");
+        let holds = |expression: &str| {
+            renderer
+                .evaluate_condition(&template(expression))
+                .expect("evaluates")
+        };
         assert!(holds("steps.build.status == 'passed'"));
         assert!(!holds("env.name == 'prod'"));
         assert!(holds("run.iteration > 1 and env.name != 'prod'"));
         assert!(
             renderer
-                .evaluate(&template("steps.nope.status == 'x'"))
+                .evaluate_condition(&template("steps.nope.status == 'x'"))
                 .is_err()
         );
     }

@@ -11,7 +11,7 @@ use super::expand::TemplateScope;
 use super::model::{StepKind, Workflow};
 use super::node::{Node, Value};
 use super::span::Span;
-use super::template::{CONTEXT_ROOTS, RUN_FIELDS, STEP_FIELDS, secret_key};
+use super::template::{CONTEXT_ROOTS, RUN_FIELDS, STEP_FIELDS, STEP_KIND_ROOTS, secret_key};
 
 /// `complete` is false when some steps did not decode: references to steps are then not
 /// checked, since the step referred to may be one of those.
@@ -314,10 +314,11 @@ impl<'a> TemplateChecker<'a> {
             undefined(help, wrong, known)
         };
         match (root, field) {
-            (root, _) if !CONTEXT_ROOTS.contains(&root) => {
+            (root, _) if !CONTEXT_ROOTS.contains(&root) && !STEP_KIND_ROOTS.contains(&root) => {
                 missing("template roots", root, CONTEXT_ROOTS.to_vec())
             }
             ("ado", _) | ("vars" | "steps" | "run" | "secrets", None) => None,
+            (root, _) if STEP_KIND_ROOTS.contains(&root) => None,
             ("vars", Some(name)) => (!self.workflow.vars.contains_key(name))
                 .then(|| {
                     missing(
