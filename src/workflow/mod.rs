@@ -33,5 +33,6 @@ mod validate;
 
 pub use diagnostic::{Diagnostic, DiagnosticKind, Diagnostics};
 pub use load::{LoadOptions, load};
+pub use model::Workflow;
 pub use plan::plan;
 pub use schema::schema;

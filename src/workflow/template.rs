@@ -399,27 +399,28 @@ mod tests {
         .expect("write");
         std::fs::write(
             dir.path().join("inner.yaml"),
-            "parameters: {url: , method: {default: GET}}\nsteps:\n  - id: login\n    verify: {http: {url: \"{{ parameters.method }} {{ parameters.url }}\"}}\n",
+            "parameters: {url: , method: {default: GET}}\nsteps:\n  - id: login\n    gate: \"curl -X {{ parameters.method }} {{ parameters.url }}\"\n",
         )
         .expect("write");
         let workflow = load(&dir.path().join("w.yaml"), &LoadOptions::default())
             .unwrap_or_else(|d| panic!("{}", d.render(false)));
         let step = &workflow.steps[0];
-        let crate::workflow::model::StepKind::Verify(verify) = &step.kind else {
-            panic!("not a verify step: {step:?}");
+        let crate::workflow::model::StepKind::Gate(gate) = &step.kind else {
+            panic!("not a gate step: {step:?}");
         };
-        let url = &verify.http.as_ref().expect("http check").url;
+        let command = &gate.run;
         let renderer = Renderer::new(run_context())
             .for_step(step)
             .expect("parameters render");
         assert_eq!(
-            renderer.render(url).expect("renders"),
-            "GET https://staging.test/login"
+            renderer.render(command).expect("renders"),
+            "curl -X GET https://staging.test/login"
         );
         // Without the step's scope, `parameters` is undefined: a plain renderer refuses.
-        assert!(Renderer::new(run_context()).render(url).is_err());
+        assert!(Renderer::new(run_context()).render(command).is_err());
         assert!(
-            url.span()
+            command
+                .span()
                 .path()
                 .is_some_and(|p| p.ends_with(Path::new("inner.yaml")))
         );
