@@ -37,9 +37,10 @@ pub(crate) const TOP_LEVEL_KEYS: [&str; 10] = [
 pub(crate) const COMMON_STEP_KEYS: [&str; 6] =
     ["id", "name", "required", "if", "timeout", "retries"];
 
-/// What the static template check needs of a step: its templates, its `if:` and its scope.
-/// Kept even for a step that failed to decode, so its templates are still checked.
-pub(crate) struct DecodedStep {
+/// Templates read from one place (a step, or the agents), for the static check: with the
+/// `if:` expression and the template scope they render in. Kept even for a step that failed
+/// to decode, so its templates are still checked.
+pub(crate) struct TemplateSite {
     pub(crate) templates: Vec<Template>,
     pub(crate) condition: Option<Template>,
     pub(crate) scope: Option<Arc<TemplateScope>>,
@@ -65,7 +66,7 @@ impl Decoder {
         &mut self,
         root: &Node,
         phases: [Vec<ExpandedStep>; 3],
-    ) -> (Workflow, Vec<DecodedStep>) {
+    ) -> (Workflow, Vec<TemplateSite>) {
         let entries = match root.as_map() {
             Some(entries) => entries,
             None => {
@@ -117,20 +118,26 @@ impl Decoder {
             None => IndexMap::new(),
         };
         let secrets: Option<SecretsConfig> = get("secrets").and_then(|(_, node)| self.decode(node));
-        let agents: IndexMap<String, AgentConfig> = match get("agents") {
-            Some((_, node)) => self.named_map(node, "agent"),
-            None => IndexMap::new(),
-        };
+        // Agents hold templates too (`api_key: "{{ secrets.openai_api_key }}"`).
+        let (agents, agent_templates): (IndexMap<String, AgentConfig>, _) =
+            collect_templates(|| match get("agents") {
+                Some((_, node)) => self.named_map(node, "agent"),
+                None => IndexMap::new(),
+            });
         let safety: Safety = get("safety")
             .and_then(|(_, node)| self.decode(node))
             .unwrap_or_default();
 
         let expanded = expanded_view(root, &phases);
-        let mut decoded = Vec::new();
+        let mut sites = vec![TemplateSite {
+            templates: agent_templates,
+            condition: None,
+            scope: None,
+        }];
         let mut lists: [Vec<Step>; 3] = Default::default();
         for (steps, list) in phases.into_iter().zip(&mut lists) {
             for expanded in &steps {
-                if let Some(step) = self.step(expanded, &mut decoded) {
+                if let Some(step) = self.step(expanded, &mut sites) {
                     list.push(step);
                 }
             }
@@ -152,7 +159,7 @@ impl Decoder {
             on_give_up,
             expanded: ExpandedWorkflow(expanded),
         };
-        (workflow, decoded)
+        (workflow, sites)
     }
 
     /// A mapping of named entries (environments, agents), each decoded on its own.
@@ -178,7 +185,7 @@ impl Decoder {
             .collect()
     }
 
-    fn step(&mut self, expanded: &ExpandedStep, checks: &mut Vec<DecodedStep>) -> Option<Step> {
+    fn step(&mut self, expanded: &ExpandedStep, sites: &mut Vec<TemplateSite>) -> Option<Step> {
         let node = &expanded.node;
         let Some(entries) = node.as_map() else {
             self.diagnostics.push(Diagnostic::new(
@@ -291,7 +298,7 @@ impl Decoder {
                     .unwrap_or_else(|| kind_node.span.clone());
             }
         }
-        checks.push(DecodedStep {
+        sites.push(TemplateSite {
             templates,
             condition: condition.clone(),
             scope: expanded.scope.clone(),

@@ -42,7 +42,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Workflow, Diagnostics>
     let mut diagnostics = expander.diagnostics;
 
     let mut decoder = Decoder::new();
-    let (mut workflow, decoded) = decoder.workflow(&root, lists);
+    let (mut workflow, template_sites) = decoder.workflow(&root, lists);
     diagnostics.extend(decoder.diagnostics);
     workflow.path = path.to_path_buf();
     workflow.project_root = project_root;
@@ -53,7 +53,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Workflow, Diagnostics>
     // A step that did not decode is missing from the model: references to it would be
     // reported as unknown, which is noise, so those checks wait for a complete decode.
     let complete = diagnostics.is_empty();
-    diagnostics.extend(validate(&workflow, &decoded, &root, complete));
+    diagnostics.extend(validate(&workflow, &template_sites, &root, complete));
     if diagnostics.is_empty() {
         Ok(workflow)
     } else {

@@ -111,10 +111,11 @@ pub struct AgentConfig {
     pub temperature: Option<f32>,
     #[serde(default)]
     pub max_tokens: Option<u32>,
-    /// A minijinja prompt template, found like a `template:` file (see `workflow::expand`).
+    /// A minijinja prompt template, relative to the workflow file.
     #[serde(default)]
     pub prompt: Option<Spanned<String>>,
-    /// Where `prompt` was found when the workflow was loaded.
+    /// Where `prompt` was found when the workflow was loaded: like a `template:` file,
+    /// relative to the workflow file, the project root or `<root>/templates/`.
     #[serde(skip)]
     #[schemars(skip)]
     pub prompt_path: Option<PathBuf>,

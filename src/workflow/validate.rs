@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::decode::DecodedStep;
+use super::decode::TemplateSite;
 use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean};
 use super::expand::TemplateScope;
 use super::model::{StepKind, Workflow};
@@ -17,7 +17,7 @@ use super::template::{CONTEXT_ROOTS, RUN_FIELDS, STEP_FIELDS, STEP_KIND_ROOTS, s
 /// checked, since the step referred to may be one of those.
 pub(crate) fn validate(
     workflow: &Workflow,
-    decoded: &[DecodedStep],
+    sites: &[TemplateSite],
     root: &Node,
     complete: bool,
 ) -> Vec<Diagnostic> {
@@ -30,7 +30,7 @@ pub(crate) fn validate(
     safety(workflow, root, &mut diagnostics);
     approvals(root, &mut diagnostics);
     let checker = TemplateChecker::new(workflow, complete);
-    checker.check_steps(decoded, &mut diagnostics);
+    checker.check_sites(sites, &mut diagnostics);
     diagnostics
 }
 
@@ -199,11 +199,11 @@ impl<'a> TemplateChecker<'a> {
         }
     }
 
-    fn check_steps(&self, decoded: &[DecodedStep], diagnostics: &mut Vec<Diagnostic>) {
+    fn check_sites(&self, sites: &[TemplateSite], diagnostics: &mut Vec<Diagnostic>) {
         let mut scopes_checked = HashSet::new();
-        for step in decoded {
-            let scope = step.scope.as_deref();
-            for template in &step.templates {
+        for site in sites {
+            let scope = site.scope.as_deref();
+            for template in &site.templates {
                 self.check(
                     template.source(),
                     template.span(),
@@ -212,7 +212,7 @@ impl<'a> TemplateChecker<'a> {
                     diagnostics,
                 );
             }
-            if let Some(condition) = &step.condition {
+            if let Some(condition) = &site.condition {
                 self.check(
                     condition.source(),
                     condition.span(),
@@ -222,7 +222,7 @@ impl<'a> TemplateChecker<'a> {
                 );
             }
             // Parameter values are templates of their include site, checked once per include.
-            let mut scope = step.scope.as_ref();
+            let mut scope = site.scope.as_ref();
             while let Some(current) = scope {
                 if !scopes_checked.insert(Arc::as_ptr(current)) {
                     break;
