@@ -93,7 +93,7 @@ impl de::Error for DecodeError {
             DiagnosticKind::InvalidValue,
             format!(
                 "invalid value {}: expected {}",
-                plain_unexpected(&unexpected),
+                quoted_value(&unexpected),
                 plain_expected(&expected.to_string())
             ),
         )
@@ -141,6 +141,18 @@ fn plain_expected(expected: &str) -> String {
         "a map" | "map" => "a mapping".into(),
         other if other.starts_with("struct ") => "a mapping".into(),
         other => other.into(),
+    }
+}
+
+/// The value itself where it is a scalar (`` `-1` ``), else what it is.
+fn quoted_value(unexpected: &de::Unexpected<'_>) -> String {
+    match unexpected {
+        de::Unexpected::Bool(b) => format!("`{b}`"),
+        de::Unexpected::Unsigned(n) => format!("`{n}`"),
+        de::Unexpected::Signed(n) => format!("`{n}`"),
+        de::Unexpected::Float(n) => format!("`{n}`"),
+        de::Unexpected::Str(s) => format!("`{s}`"),
+        other => plain_unexpected(other),
     }
 }
 
@@ -615,7 +627,7 @@ mod tests {
         let err = decode::<Check>("url: x\nretries: -1\n").expect_err("should fail");
         assert_eq!(
             err.message,
-            "invalid value an integer `-1`: expected a non-negative integer"
+            "invalid value `-1`: expected a non-negative integer"
         );
         assert_eq!(at(&err), (2, 10));
     }
