@@ -92,7 +92,8 @@ impl<'a> Expander<'a> {
         }
     }
 
-    /// Expands a list of step nodes written in `file` (a `steps:`/`repair:` list).
+    /// Expands a `steps:`/`repair:`/`on_give_up:` list (or a template file's `steps:`); the
+    /// steps get `scope`, the scope of the file the list is written in.
     pub(crate) fn expand_list(
         &mut self,
         list: &Node,

@@ -1,7 +1,7 @@
 //! The workflow as the engine sees it: typed, with every node's span kept for diagnostics.
 //!
 //! Step-kind settings (`GateConfig`, `VerifyConfig`, ...) live beside their execution in
-//! `crate::steps`, so adding a step kind touches one file there and the `StepKind` enum here.
+//! `crate::steps`; adding a step kind is described in `crate::workflow`'s module docs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
