@@ -201,3 +201,26 @@ impl<T: schemars::JsonSchema> schemars::JsonSchema for Spanned<T> {
         T::inline_schema()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::de::IntoDeserializer;
+    use serde::de::value::{Error as ValueError, StrDeserializer};
+
+    use super::*;
+
+    #[test]
+    fn other_deserializers_give_detached_values() {
+        let from_json: Spanned<String> =
+            serde_json::from_value(serde_json::json!("x")).expect("json string");
+        assert_eq!(from_json, Spanned::detached("x".to_owned()));
+        let plain: StrDeserializer<'_, ValueError> = "y".into_deserializer();
+        let from_str = Spanned::<String>::deserialize(plain).expect("plain string");
+        assert_eq!(from_str, Spanned::detached("y".to_owned()));
+        let list: Spanned<Vec<u8>> =
+            serde_json::from_value(serde_json::json!([1, 2])).expect("json list");
+        assert_eq!(list.value, [1, 2]);
+        // Nothing was left behind for the next value to pick up.
+        assert!(SPAN_HANDOFF.with(|slot| slot.borrow().is_none()));
+    }
+}
