@@ -1,0 +1,30 @@
+//! agent-orch: self-healing deploy workflows written as YAML data.
+//!
+//! The data flow, from the file a user writes to the reports a run leaves:
+//!
+//! ```text
+//! cli → commands/ (run, validate, plan, schema)
+//!   → workflow/ (load → template expansion → decode → validate → model)
+//!   → engine/ (the iteration loop, safety limits, failure fingerprints, interrupts)
+//!       → steps/ (one file per step kind: gate, service, verify, deploy, fix, review, rollback)
+//!           → integrations: process/, http, llm/, patch/, cluster/, ado/
+//!   → engine::events::Event stream → report/ (console, run.log, junit, audit, metrics, summary)
+//! ```
+
+pub mod ado;
+mod app;
+pub mod cli;
+mod commands;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod llm;
+pub mod patch;
+pub mod process;
+pub mod redact;
+pub mod report;
+pub mod settings;
+pub mod steps;
+pub mod workflow;
+
+pub use app::run;

@@ -13,8 +13,11 @@ impl<'de> Deserialize<'de> for DurationSpec {
         humantime::parse_duration(&text)
             .map(DurationSpec)
             .map_err(|err| {
+                // humantime appends its whole unit list; the examples below say it shorter.
+                let err = err.to_string();
+                let reason = err.split(", supported units").next().unwrap_or(&err);
                 serde::de::Error::custom(format!(
-                    "invalid duration `{text}`: {err} (write it like `10s`, `5m` or `1h30m`)"
+                    "invalid duration `{text}` ({reason}): write it like `10s`, `5m` or `1h30m`"
                 ))
             })
     }

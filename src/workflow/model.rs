@@ -1,13 +1,18 @@
 //! The workflow as the engine sees it: typed, with every node's span kept for diagnostics.
 //!
 //! Step-kind settings (`GateConfig`, `VerifyConfig`, ...) live beside their execution in
-//! `crate::steps`, so adding a step kind touches one file there and the `StepKind` enum here.
+//! `crate::steps`; adding a step kind is described in `crate::workflow`'s module docs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::duration::DurationSpec;
+use super::expand::TemplateScope;
+use super::node::Node;
 use super::span::{Span, Spanned};
 use super::template::Template;
 use crate::steps::deploy::DeployConfig;
@@ -20,6 +25,12 @@ use crate::steps::verify::VerifyConfig;
 /// A loaded, template-expanded workflow.
 #[derive(Clone, Debug)]
 pub struct Workflow {
+    /// The workflow file, as given.
+    pub path: PathBuf,
+    /// The nearest ancestor of the workflow file containing `.git` (else the current directory).
+    pub project_root: PathBuf,
+    /// The environment chosen with `--env` (or the only one declared).
+    pub environment: Option<String>,
     pub name: Spanned<String>,
     pub description: Option<String>,
     /// Free-form per-environment values, exposed to templates as `env`.
@@ -32,9 +43,27 @@ pub struct Workflow {
     pub steps: Vec<Step>,
     pub repair: Vec<Step>,
     pub on_give_up: Vec<Step>,
+    /// The workflow as written, with templates inlined: what `plan` shows.
+    pub expanded: ExpandedWorkflow,
 }
 
+/// The workflow file's data with templates inlined, in written order; serializes as YAML/JSON.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(transparent)]
+pub struct ExpandedWorkflow(pub(crate) Node);
+
 impl Workflow {
+    /// The directory of the workflow file; relative paths in steps start here.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new(""))
+    }
+
+    /// The selected environment's name and values.
+    pub fn environment_values(&self) -> Option<(&str, &Environment)> {
+        let name = self.environment.as_deref()?;
+        self.environments.value.get(name).map(|env| (name, env))
+    }
+
     /// Every step of every phase, in declaration order.
     pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
         self.steps
@@ -119,6 +148,11 @@ pub struct AgentConfig {
     /// A minijinja prompt template, relative to the workflow file.
     #[serde(default)]
     pub prompt: Option<Spanned<String>>,
+    /// Where `prompt` was found when the workflow was loaded: like a `template:` file,
+    /// relative to the workflow file, the project root or `<root>/templates/`.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub prompt_path: Option<PathBuf>,
 }
 
 /// Which API an agent talks to.
@@ -195,6 +229,8 @@ pub struct Step {
     pub retries: u32,
     /// The step's node in the file it was written in (a template file, if included).
     pub span: Span,
+    /// The template file the step came from, with the `parameters` bound at its include site.
+    pub template: Option<Arc<TemplateScope>>,
 }
 
 impl Step {

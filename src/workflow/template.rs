@@ -1,8 +1,35 @@
-//! Template strings: minijinja source kept with its span, rendered lazily when a step runs.
+//! Template strings and their lazy rendering.
+//!
+//! A [`Template`] is minijinja source kept with its span. It is rendered when its step runs,
+//! by a [`Renderer`] holding the run's context:
+//!
+//! | name | value |
+//! |---|---|
+//! | `env` | the selected environment's values, plus `env.name` |
+//! | `vars` | the workflow's `vars`, after `--var` overrides |
+//! | `secrets` | the fetched secrets, keyed by [`secret_key`] (`secrets.openai_api_key`) |
+//! | `steps.<id>` | `status` (`passed`, `failed`, ...), `message`, `exit_code`, `outputs` |
+//! | `run` | `id`, `iteration`, `max_iterations` |
+//! | `ado` | Azure DevOps values (`build_id`, `branch`, ...); empty outside a pipeline |
+//! | `parameters` | inside a template: the values bound where it was included |
+//! | `flow` | inside a verify flow: values captured from earlier responses |
+//!
+//! The engine builds that context (`engine::template_context`) and hands it to
+//! [`Renderer::new`]; [`Renderer::for_step`] adds the step's `parameters`. The loader checks
+//! every template against the same names (`validate`), so these tables must agree.
+//!
+//! Undefined values are errors (minijinja's strict mode): a typo fails the step instead of
+//! rendering "". The `default` filter still works for values that may be missing, as in
+//! `{{ ado.build_id | default('local') }}`. The `shell_quote` filter makes a value one shell word.
+
+use std::cell::RefCell;
+use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
-use super::span::Spanned;
+use super::expand::TemplateScope;
+use super::model::Step;
+use super::span::{Span, Spanned};
 
 /// A string that may contain `{{ ... }}` expressions, rendered when its step runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,11 +39,37 @@ impl Template {
     pub fn source(&self) -> &str {
         &self.0.value
     }
+
+    pub fn span(&self) -> &Span {
+        &self.0.span
+    }
+}
+
+thread_local! {
+    /// Templates deserialized while [`collect_templates`] runs, so the loader can check each one.
+    static COLLECTED: RefCell<Option<Vec<Template>>> = const { RefCell::new(None) };
+}
+
+/// Runs `decode` and returns, with its result, every [`Template`] it deserialized.
+///
+/// Step-kind configs are plain serde types owned by each step kind; this lets the loader find
+/// their templates for the static check without knowing their shapes.
+pub(crate) fn collect_templates<R>(decode: impl FnOnce() -> R) -> (R, Vec<Template>) {
+    let outer = COLLECTED.with(|slot| slot.borrow_mut().replace(Vec::new()));
+    let result = decode();
+    let collected = COLLECTED.with(|slot| std::mem::replace(&mut *slot.borrow_mut(), outer));
+    (result, collected.unwrap_or_default())
 }
 
 impl<'de> Deserialize<'de> for Template {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Spanned::<String>::deserialize(deserializer).map(Template)
+        let template = Spanned::<String>::deserialize(deserializer).map(Template)?;
+        COLLECTED.with(|slot| {
+            if let Some(collected) = slot.borrow_mut().as_mut() {
+                collected.push(template.clone());
+            }
+        });
+        Ok(template)
     }
 }
 
@@ -33,27 +86,78 @@ impl schemars::JsonSchema for Template {
     }
 }
 
-/// Renders templates against the run's context (`env`, `vars`, `secrets`, `steps`, `run`, ...).
-///
-/// Undefined values are errors: a typo in a template fails the step instead of rendering "".
+/// A template that failed to render, with the span of the template in its workflow file.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to render template at {span}: {}", detail(.source))]
+pub struct RenderError {
+    pub span: Span,
+    #[source]
+    pub source: minijinja::Error,
+}
+
+fn detail(err: &minijinja::Error) -> String {
+    match err.detail() {
+        Some(detail) => format!("{} ({detail})", err.kind()),
+        None => err.kind().to_string(),
+    }
+}
+
+/// The roots a template may refer to; anything else is an undefined variable.
+pub(crate) const CONTEXT_ROOTS: [&str; 7] = [
+    "env",
+    "vars",
+    "secrets",
+    "steps",
+    "run",
+    "ado",
+    "parameters",
+];
+
+/// Roots a step kind adds for its own templates through [`Renderer::render_with`]: a verify
+/// flow's captured values (`{{ flow.token }}`). Their fields are known only at run time.
+pub(crate) const STEP_KIND_ROOTS: [&str; 1] = ["flow"];
+
+/// What `steps.<id>` holds.
+pub(crate) const STEP_FIELDS: [&str; 4] = ["status", "message", "exit_code", "outputs"];
+
+/// What `run` holds.
+pub(crate) const RUN_FIELDS: [&str; 3] = ["id", "iteration", "max_iterations"];
+
+/// Renders templates against the run's context (see the module docs for what it holds).
 pub struct Renderer {
     env: minijinja::Environment<'static>,
-    context: minijinja::Value,
+    context: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Renderer {
+    /// A renderer over a context given whole, as a JSON object of the roots.
     pub fn new(context: serde_json::Value) -> Self {
+        let context = match context {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.add_filter("shell_quote", shell_quote);
-        Self {
-            env,
-            context: minijinja::Value::from(minijinja::value::Serde(context)),
-        }
+        Self { env, context }
     }
 
-    pub fn render(&self, template: &Template) -> Result<String, minijinja::Error> {
-        self.env.render_str(template.source(), &self.context)
+    /// The renderer for one step: this context plus `parameters`, the values bound where the
+    /// step's template was included. Steps not from a template get a plain copy.
+    pub fn for_step(&self, step: &Step) -> Result<Renderer, RenderError> {
+        let mut renderer = Renderer {
+            env: self.env.clone(),
+            context: self.context.clone(),
+        };
+        if let Some(scope) = &step.template {
+            let parameters = self.parameters(scope)?;
+            renderer.context.insert("parameters".into(), parameters);
+        }
+        Ok(renderer)
+    }
+
+    pub fn render(&self, template: &Template) -> Result<String, RenderError> {
+        self.render_with(template, &[])
     }
 
     /// Renders with extra top-level values (a flow's captured values, say) over the run context.
@@ -61,7 +165,34 @@ impl Renderer {
         &self,
         template: &Template,
         extra: &[(&str, minijinja::Value)],
-    ) -> Result<String, minijinja::Error> {
+    ) -> Result<String, RenderError> {
+        self.env
+            .render_str(template.source(), self.context_value(extra))
+            .map_err(|source| RenderError {
+                span: template.span().clone(),
+                source,
+            })
+    }
+
+    /// Evaluates an expression such as an `if:` (`steps.build.status == 'passed'`) to a bool.
+    pub fn evaluate_condition(&self, expression: &Template) -> Result<bool, RenderError> {
+        let fail = |source| RenderError {
+            span: expression.span().clone(),
+            source,
+        };
+        let compiled = self
+            .env
+            .compile_expression(expression.source())
+            .map_err(fail)?;
+        let value = compiled.eval(self.context_value(&[])).map_err(fail)?;
+        Ok(value.is_true())
+    }
+
+    fn context_value(&self, extra: &[(&str, minijinja::Value)]) -> minijinja::Value {
+        let base = json_value(&serde_json::Value::Object(self.context.clone()));
+        if extra.is_empty() {
+            return base;
+        }
         // A map: `Value::from_iter` over pairs would build a list of pairs.
         let extra = minijinja::Value::from_object(
             extra
@@ -69,9 +200,75 @@ impl Renderer {
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect::<std::collections::BTreeMap<String, minijinja::Value>>(),
         );
-        let context = minijinja::context! { ..extra, ..self.context.clone() };
-        self.env.render_str(template.source(), context)
+        minijinja::context! { ..extra, ..base }
     }
+
+    /// A scope's parameter values, their strings rendered where they were written: in the
+    /// context of the include site, whose own `parameters` are its parent scope's.
+    fn parameters(&self, scope: &TemplateScope) -> Result<serde_json::Value, RenderError> {
+        let mut context = self.context.clone();
+        match &scope.parent {
+            Some(parent) => {
+                context.insert("parameters".into(), self.parameters(parent)?);
+            }
+            None => {
+                context.remove("parameters");
+            }
+        }
+        let context = json_value(&serde_json::Value::Object(context));
+        let mut values = serde_json::Map::new();
+        for (name, parameter) in &scope.parameters {
+            let value = self
+                .render_strings(&parameter.value, &context)
+                .map_err(|source| RenderError {
+                    span: parameter.span.clone(),
+                    source,
+                })?;
+            values.insert(name.clone(), value);
+        }
+        Ok(serde_json::Value::Object(values))
+    }
+
+    fn render_strings(
+        &self,
+        value: &serde_json::Value,
+        context: &minijinja::Value,
+    ) -> Result<serde_json::Value, minijinja::Error> {
+        Ok(match value {
+            serde_json::Value::String(text) => {
+                serde_json::Value::String(self.env.render_str(text, context)?)
+            }
+            serde_json::Value::Array(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|item| self.render_strings(item, context))
+                    .collect::<Result<_, _>>()?,
+            ),
+            serde_json::Value::Object(entries) => serde_json::Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), self.render_strings(v, context)?)))
+                    .collect::<Result<_, minijinja::Error>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+}
+
+impl fmt::Debug for Renderer {
+    // Never print the context: it holds secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Renderer").finish_non_exhaustive()
+    }
+}
+
+fn json_value(value: &serde_json::Value) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(value))
+}
+
+/// How a secret's name appears under `secrets`: `openai-api-key` is `secrets.openai_api_key`.
+pub fn secret_key(name: &str) -> String {
+    name.replace('-', "_")
 }
 
 /// Quotes a value as one POSIX shell word, so a template value never changes a command's shape.
@@ -84,4 +281,148 @@ pub fn shell_quote(value: &str) -> String {
         return value.to_owned();
     }
     format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::workflow::{LoadOptions, load};
+
+    fn template(source: &str) -> Template {
+        Template(Spanned::detached(source.to_owned()))
+    }
+
+    fn run_context() -> serde_json::Value {
+        json!({
+            "env": {"name": "staging", "url": "https://staging.test"},
+            "vars": {"registry": "acr.test", "who": "it's me"},
+            "secrets": {},
+            "steps": {"build": {"status": "passed", "outputs": {"version": "1.2"}}},
+            "run": {"id": "r1", "iteration": 2, "max_iterations": 5},
+            "ado": {},
+        })
+    }
+
+    #[test]
+    fn renders_the_run_context() {
+        let renderer = Renderer::new(run_context());
+        let rendered = renderer
+            .render(&template(
+                "{{ vars.registry }}/app:{{ steps.build.outputs.version }} {{ ado.build_id | default('local') }} #{{ run.iteration }}",
+            ))
+            .expect("renders");
+        assert_eq!(rendered, "acr.test/app:1.2 local #2");
+    }
+
+    #[test]
+    fn undefined_values_are_errors_naming_the_template() {
+        let renderer = Renderer::new(run_context());
+        let file = crate::workflow::span::SourceFile::new("w.yaml", "gate: x\n");
+        let span = Span {
+            file: Some(file),
+            line: 1,
+            column: 7,
+            len: 1,
+        };
+        let err = renderer
+            .render(&Template(Spanned::new("{{ vars.nope }}".into(), span)))
+            .expect_err("strict undefined");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("failed to render template at w.yaml:1:7: "),
+            "{message}"
+        );
+        assert!(message.contains("undefined"), "{message}");
+    }
+
+    #[test]
+    fn extra_values_sit_beside_the_run_context() {
+        let renderer = Renderer::new(run_context());
+        let flow = minijinja::Value::from(minijinja::value::Serde(json!({"token": "t0k"})));
+        let rendered = renderer
+            .render_with(
+                &template("{{ env.url }}/me?t={{ flow.token }}"),
+                &[("flow", flow)],
+            )
+            .expect("renders");
+        assert_eq!(rendered, "https://staging.test/me?t=t0k");
+    }
+
+    #[test]
+    fn shell_quote_makes_one_word() {
+        assert_eq!(shell_quote("plain-word_1.2"), "plain-word_1.2");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's; rm -rf /"), r"'it'\''s; rm -rf /'");
+        let renderer = Renderer::new(run_context());
+        let rendered = renderer
+            .render(&template("echo {{ vars.who | shell_quote }}"))
+            .expect("renders");
+        assert_eq!(rendered, r"echo 'it'\''s me'");
+    }
+
+    #[test]
+    fn conditions_evaluate_to_booleans() {
+        let renderer = Renderer::new(run_context());
+        let holds = |expression: &str| {
+            renderer
+                .evaluate_condition(&template(expression))
+                .expect("evaluates")
+        };
+        assert!(holds("steps.build.status == 'passed'"));
+        assert!(!holds("env.name == 'prod'"));
+        assert!(holds("run.iteration > 1 and env.name != 'prod'"));
+        assert!(
+            renderer
+                .evaluate_condition(&template("steps.nope.status == 'x'"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn template_parameters_render_in_their_include_site_context() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join(".git")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("w.yaml"),
+            "name: w\nenvironments: {staging: {url: x}}\nsteps:\n  - template: outer.yaml\n    parameters: {base: \"{{ env.url }}\"}\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("outer.yaml"),
+            "parameters: {base: }\nsteps:\n  - template: inner.yaml\n    parameters: {url: \"{{ parameters.base }}/login\"}\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("inner.yaml"),
+            "parameters: {url: , method: {default: GET}}\nsteps:\n  - id: login\n    gate: \"curl -X {{ parameters.method }} {{ parameters.url }}\"\n",
+        )
+        .expect("write");
+        let workflow = load(&dir.path().join("w.yaml"), &LoadOptions::default())
+            .unwrap_or_else(|d| panic!("{}", d.render(false)));
+        let step = &workflow.steps[0];
+        let crate::workflow::model::StepKind::Gate(gate) = &step.kind else {
+            panic!("not a gate step: {step:?}");
+        };
+        let command = &gate.run;
+        let renderer = Renderer::new(run_context())
+            .for_step(step)
+            .expect("parameters render");
+        assert_eq!(
+            renderer.render(command).expect("renders"),
+            "curl -X GET https://staging.test/login"
+        );
+        // Without the step's scope, `parameters` is undefined: a plain renderer refuses.
+        assert!(Renderer::new(run_context()).render(command).is_err());
+        assert!(
+            command
+                .span()
+                .path()
+                .is_some_and(|p| p.ends_with(Path::new("inner.yaml")))
+        );
+    }
 }

@@ -17,3 +17,4 @@ mod llm;
 mod patch_corpus;
 mod run_cli;
 mod verify;
+mod workflow_inputs;

@@ -1,0 +1,117 @@
+//! The JSON Schema of workflow files, generated from the Rust types (`agent-orch schema`).
+//!
+//! Editors use it to complete and check workflow files (VS Code's YAML extension:
+//! `# yaml-language-server: $schema=...`). Section types come from their `JsonSchema` derives;
+//! the step is assembled here because its shape (common keys plus exactly one kind key) is
+//! decoded by hand: one `oneOf` branch per kind, plus the `template:` include.
+
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+
+use super::duration::DurationSpec;
+use super::model::{AgentConfig, Environment, Safety, SecretsConfig};
+use crate::steps::deploy::DeployConfig;
+use crate::steps::fix::FixConfig;
+use crate::steps::gate::GateConfig;
+use crate::steps::review::ReviewConfig;
+use crate::steps::rollback::RollbackConfig;
+use crate::steps::verify::VerifyConfig;
+
+/// The JSON Schema (draft 2020-12) of a workflow file.
+pub fn schema() -> Value {
+    let mut generator = SchemaSettings::draft2020_12().into_generator();
+    let kinds = kind_schemas(&mut generator);
+    let common = json!({
+        "id": {"type": "string", "description": "Unique among all steps; other steps refer to it as `steps.<id>`."},
+        "name": {"type": "string", "description": "Shown in reports instead of the id."},
+        "required": {"type": "boolean", "default": true, "description": "A failed step with `required: false` is a warning."},
+        "if": {"type": "string", "description": "A minijinja expression; the step is skipped when it is false."},
+        "timeout": generator.subschema_for::<DurationSpec>().to_value(),
+        "retries": {"type": "integer", "minimum": 0, "description": "Extra attempts when the step fails."},
+    });
+    let mut branches: Vec<Value> = kinds
+        .into_iter()
+        .map(|(key, kind)| {
+            let mut properties = common.as_object().cloned().unwrap_or_default();
+            properties.insert(key.to_owned(), kind);
+            json!({
+                "type": "object",
+                "title": key,
+                "properties": properties,
+                "required": ["id", key],
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    branches.push(json!({
+        "type": "object",
+        "title": "template",
+        "description": "Steps from a template file, with values for its parameters.",
+        "properties": {
+            "template": {"type": "string", "description": "A template file: relative to this file, the project root, or `<root>/templates/`."},
+            "parameters": {"type": "object"},
+        },
+        "required": ["template"],
+        "additionalProperties": false,
+    }));
+    let step_list = json!({"type": "array", "items": {"$ref": "#/$defs/Step"}});
+    let environment = generator.subschema_for::<Environment>().to_value();
+    let secrets = generator.subschema_for::<SecretsConfig>().to_value();
+    let agent = generator.subschema_for::<AgentConfig>().to_value();
+    let safety = generator.subschema_for::<Safety>().to_value();
+    let mut definitions: Map<String, Value> = generator.take_definitions(true);
+    definitions.insert("Step".into(), json!({"oneOf": branches}));
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/agent-orch/agent-orch/workflow.schema.json",
+        "title": "agent-orch workflow",
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "environments": {"type": "object", "additionalProperties": environment, "description": "Picked with `--env`; exposed to templates as `env`."},
+            "vars": {"type": "object", "description": "Exposed to templates as `vars`; `--var NAME=VALUE` overrides."},
+            "secrets": secrets,
+            "agents": {"type": "object", "additionalProperties": agent},
+            "safety": safety,
+            "steps": step_list,
+            "repair": step_list,
+            "on_give_up": step_list,
+        },
+        "required": ["name"],
+        "additionalProperties": false,
+        "$defs": definitions,
+    })
+}
+
+/// One schema per step kind, keyed like [`StepKind::KEYS`].
+fn kind_schemas(generator: &mut SchemaGenerator) -> [(&'static str, Value); 6] {
+    fn of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
+        generator.subschema_for::<T>().to_value()
+    }
+    [
+        ("gate", of::<GateConfig>(generator)),
+        ("deploy", of::<DeployConfig>(generator)),
+        ("verify", of::<VerifyConfig>(generator)),
+        ("fix", of::<FixConfig>(generator)),
+        ("review", of::<ReviewConfig>(generator)),
+        ("rollback", of::<RollbackConfig>(generator)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::model::StepKind;
+
+    #[test]
+    fn every_step_kind_has_a_schema_branch() {
+        let mut generator = SchemaSettings::draft2020_12().into_generator();
+        let keys: Vec<&str> = kind_schemas(&mut generator)
+            .iter()
+            .map(|(k, _)| *k)
+            .collect();
+        assert_eq!(keys, StepKind::KEYS);
+    }
+}
