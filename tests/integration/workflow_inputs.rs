@@ -179,3 +179,20 @@ fn the_schema_rejects_what_the_loader_rejects() {
         );
     }
 }
+
+#[test]
+fn templates_keep_their_positions_in_both_gate_forms() {
+    let path = Path::new("tests/inputs/full.yaml");
+    let workflow =
+        workflow::load(path, &options(path)).unwrap_or_else(|d| panic!("{}", d.render(false)));
+    let positions: Vec<(usize, usize)> = workflow.steps[..2]
+        .iter()
+        .map(|step| match &step.kind {
+            agent_orch::workflow::model::StepKind::Gate(gate) => {
+                (gate.run.span().line, gate.run.span().column)
+            }
+            other => panic!("not a gate: {other:?}"),
+        })
+        .collect();
+    assert_eq!(positions, [(26, 11), (31, 12)]);
+}
