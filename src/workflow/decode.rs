@@ -17,7 +17,7 @@ use super::model::{
 use super::node::{Key, Node, Value};
 use super::node_deserializer::from_node;
 use super::span::{Span, Spanned};
-use super::template::{Template, collect_templates};
+use super::template::Template;
 
 /// The top-level keys of a workflow file.
 pub(crate) const TOP_LEVEL_KEYS: [&str; 10] = [
@@ -37,7 +37,7 @@ pub(crate) const TOP_LEVEL_KEYS: [&str; 10] = [
 pub(crate) const COMMON_STEP_KEYS: [&str; 6] =
     ["id", "name", "required", "if", "timeout", "retries"];
 
-/// Templates read from one place (a step, or the agents), for the static check: with the
+/// Templates written in one place (a step, or the agents), for the static check: with the
 /// `if:` expression and the template scope they render in. Kept even for a step that failed
 /// to decode, so its templates are still checked.
 pub(crate) struct TemplateSite {
@@ -118,12 +118,12 @@ impl Decoder {
             None => IndexMap::new(),
         };
         let secrets: Option<SecretsConfig> = get("secrets").and_then(|(_, node)| self.decode(node));
+        let agents: IndexMap<String, AgentConfig> = match get("agents") {
+            Some((_, node)) => self.named_map(node, "agent"),
+            None => IndexMap::new(),
+        };
         // Agents hold templates too (`api_key: "{{ secrets.openai_api_key }}"`).
-        let (agents, agent_templates): (IndexMap<String, AgentConfig>, _) =
-            collect_templates(|| match get("agents") {
-                Some((_, node)) => self.named_map(node, "agent"),
-                None => IndexMap::new(),
-            });
+        let agent_templates = get("agents").map_or_else(Vec::new, |(_, node)| templates_in(node));
         let safety: Safety = get("safety")
             .and_then(|(_, node)| self.decode(node))
             .unwrap_or_default();
@@ -289,20 +289,13 @@ impl Decoder {
             ok = false;
         }
         let (kind_key, kind_node) = kinds.first().copied()?;
-        let (kind, mut templates) = collect_templates(|| self.kind(&kind_key.name, kind_node));
-        let kind = kind?;
-        // Kinds buffered by serde (`untagged`) hand out templates without spans: find them.
-        for template in &mut templates {
-            if template.0.span.file.is_none() {
-                template.0.span = locate_string(kind_node, template.source())
-                    .unwrap_or_else(|| kind_node.span.clone());
-            }
-        }
+        let kind = self.kind(&kind_key.name, kind_node);
         sites.push(TemplateSite {
-            templates,
+            templates: templates_in(kind_node),
             condition: condition.clone(),
             scope: expanded.scope.clone(),
         });
+        let kind = kind?;
         if !ok {
             return None;
         }
@@ -388,14 +381,23 @@ fn expanded_step(step: &ExpandedStep) -> Node {
     Node::new(Value::Map(entries), step.node.span.clone())
 }
 
-/// The span of the first string node under `node` whose text is `text`.
-fn locate_string(node: &Node, text: &str) -> Option<Span> {
-    match &node.value {
-        Value::String(s) if s == text => Some(node.span.clone()),
-        Value::Seq(items) => items.iter().find_map(|item| locate_string(item, text)),
-        Value::Map(entries) => entries
-            .iter()
-            .find_map(|(_, value)| locate_string(value, text)),
-        _ => None,
+/// Every string under `node` that uses template syntax, as a template with its own span.
+///
+/// Found on the node tree rather than the decoded settings, so the check does not depend on
+/// how each step kind's types read their templates (a short form, a hand-written visitor).
+/// Strings without `{{`, `{%` or `{#` render as themselves and need no check.
+fn templates_in(node: &Node) -> Vec<Template> {
+    fn walk(node: &Node, found: &mut Vec<Template>) {
+        match &node.value {
+            Value::String(text) if ["{{", "{%", "{#"].iter().any(|m| text.contains(m)) => {
+                found.push(Template(Spanned::new(text.clone(), node.span.clone())));
+            }
+            Value::Seq(items) => items.iter().for_each(|item| walk(item, found)),
+            Value::Map(entries) => entries.iter().for_each(|(_, value)| walk(value, found)),
+            _ => {}
+        }
     }
+    let mut found = Vec::new();
+    walk(node, &mut found);
+    found
 }

@@ -56,7 +56,14 @@ pub fn schema() -> Value {
         "additionalProperties": false,
     }));
     let step_list = json!({"type": "array", "items": {"$ref": "#/$defs/Step"}});
-    let environment = generator.subschema_for::<Environment>().to_value();
+    // Free-form values, except the one the engine reads: a real boolean, as `validate` demands.
+    let mut environment = generator.subschema_for::<Environment>().to_value();
+    if let Some(object) = environment.as_object_mut() {
+        object.insert(
+            "properties".into(),
+            json!({"require_approval": {"type": "boolean", "description": "Ask a human before deploying here."}}),
+        );
+    }
     let secrets = generator.subschema_for::<SecretsConfig>().to_value();
     let agent = generator.subschema_for::<AgentConfig>().to_value();
     let safety = generator.subschema_for::<Safety>().to_value();

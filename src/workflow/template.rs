@@ -22,7 +22,6 @@
 //! rendering "". The `default` filter still works for values that may be missing, as in
 //! `{{ ado.build_id | default('local') }}`. The `shell_quote` filter makes a value one shell word.
 
-use std::cell::RefCell;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer};
@@ -45,31 +44,9 @@ impl Template {
     }
 }
 
-thread_local! {
-    /// Templates deserialized while [`collect_templates`] runs, so the loader can check each one.
-    static COLLECTED: RefCell<Option<Vec<Template>>> = const { RefCell::new(None) };
-}
-
-/// Runs `decode` and returns, with its result, every [`Template`] it deserialized.
-///
-/// Step-kind configs are plain serde types owned by each step kind; this lets the loader find
-/// their templates for the static check without knowing their shapes.
-pub(crate) fn collect_templates<R>(decode: impl FnOnce() -> R) -> (R, Vec<Template>) {
-    let outer = COLLECTED.with(|slot| slot.borrow_mut().replace(Vec::new()));
-    let result = decode();
-    let collected = COLLECTED.with(|slot| std::mem::replace(&mut *slot.borrow_mut(), outer));
-    (result, collected.unwrap_or_default())
-}
-
 impl<'de> Deserialize<'de> for Template {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let template = Spanned::<String>::deserialize(deserializer).map(Template)?;
-        COLLECTED.with(|slot| {
-            if let Some(collected) = slot.borrow_mut().as_mut() {
-                collected.push(template.clone());
-            }
-        });
-        Ok(template)
+        Spanned::<String>::deserialize(deserializer).map(Template)
     }
 }
 
@@ -418,9 +395,9 @@ mod tests {
         );
         // Without the step's scope, `parameters` is undefined: a plain renderer refuses.
         assert!(Renderer::new(run_context()).render(command).is_err());
+        // The step itself is located in the template file it came from.
         assert!(
-            command
-                .span()
+            step.span
                 .path()
                 .is_some_and(|p| p.ends_with(Path::new("inner.yaml")))
         );

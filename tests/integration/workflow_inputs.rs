@@ -121,9 +121,12 @@ fn the_fleet_deploy_example_needs_an_environment() {
     assert!(rendered.contains("`staging` or `prod`"), "{rendered}");
 }
 
+/// The file as an editor's YAML 1.2 language server sees it (`yes` is a string).
 fn yaml_as_json(path: &Path) -> serde_json::Value {
-    serde_saphyr::from_str(&std::fs::read_to_string(path).expect("test fixture"))
-        .expect("test fixture")
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    let text = std::fs::read_to_string(path).expect("test fixture");
+    serde_saphyr::from_str_with_options(&text, options).expect("test fixture")
 }
 
 fn valid_files() -> Vec<PathBuf> {
@@ -167,6 +170,7 @@ fn the_schema_rejects_what_the_loader_rejects() {
         "err_two_kinds.yaml",
         "err_missing_id.yaml",
         "err_bad_duration.yaml",
+        "err_yaml11_boolean.yaml",
     ] {
         let instance = yaml_as_json(&Path::new("tests/inputs").join(fixture));
         assert!(
