@@ -1,9 +1,9 @@
 //! One file per subcommand.
 
-pub mod plan;
-pub mod run;
-pub mod schema;
-pub mod validate;
+pub(crate) mod plan;
+pub(crate) mod run;
+pub(crate) mod schema;
+pub(crate) mod validate;
 
 use crate::cli::WorkflowArgs;
 use crate::error::Error;

@@ -5,7 +5,7 @@ use std::io::Write;
 use crate::cli::PlanArgs;
 use crate::error::{Error, ExitStatus};
 
-pub fn run(args: &PlanArgs) -> Result<ExitStatus, Error> {
+pub(crate) fn run(args: &PlanArgs) -> Result<ExitStatus, Error> {
     let workflow = super::load(&args.workflow, false)?;
     let text = crate::workflow::plan(&workflow);
     std::io::stdout()

@@ -13,7 +13,7 @@ use crate::error::{Error, ExitStatus};
 use crate::report::console::Console;
 use crate::report::{Reporter, Reporters};
 
-pub fn run(args: &RunArgs, color_choice: ColorChoice, color: bool) -> Result<ExitStatus, Error> {
+pub(crate) fn run(args: &RunArgs, color_choice: ColorChoice, color: bool) -> Result<ExitStatus, Error> {
     let workflow = super::load(&args.workflow, color)?;
     let settings = RunSettings::resolve(args, &workflow);
     std::fs::create_dir_all(&settings.artifacts_dir).map_err(|source| Error::Artifacts {

@@ -6,7 +6,7 @@ use crate::cli::ValidateArgs;
 use crate::error::{Error, ExitStatus};
 use crate::workflow::{self, LoadOptions};
 
-pub fn run(args: &ValidateArgs, color: bool) -> Result<ExitStatus, Error> {
+pub(crate) fn run(args: &ValidateArgs, color: bool) -> Result<ExitStatus, Error> {
     let mut status = ExitStatus::Success;
     let mut stderr = std::io::stderr().lock();
     for file in &args.files {

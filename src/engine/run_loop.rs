@@ -14,6 +14,7 @@ use super::fingerprint::{FailureSignature, fingerprint};
 use super::interrupt::Interrupts;
 use super::template_context::TemplateContext;
 use crate::report::Reporter;
+use crate::steps::service::Services;
 use crate::steps::{self, RunInfo, StepContext, StepOutcome, StepStatus};
 use crate::workflow::model::{Phase, Step, Workflow};
 
@@ -71,6 +72,7 @@ pub struct Engine<'a> {
     reporter: &'a mut dyn Reporter,
     interrupts: Interrupts,
     context: TemplateContext,
+    services: Services,
     started: Instant,
 }
 
@@ -88,6 +90,7 @@ impl<'a> Engine<'a> {
             reporter,
             interrupts,
             context,
+            services: Services::default(),
             started: Instant::now(),
         }
     }
@@ -103,6 +106,8 @@ impl<'a> Engine<'a> {
             at: SystemTime::now(),
         });
         let summary = self.iterate().await;
+        // `on_give_up` may have started services too.
+        self.services.stop_all().await;
         self.emit(Event::RunFinished {
             outcome: summary.outcome,
             reason: summary.reason.clone(),
@@ -131,11 +136,11 @@ impl<'a> Engine<'a> {
             optional_failures += result.optional_failures;
 
             if result.cancelled {
-                self.finish_iteration(iteration, None, None);
+                self.finish_iteration(iteration, None, None).await;
                 return self.give_up(iteration, RunOutcome::Interrupted, "interrupted".into()).await;
             }
             let Some(failure) = result.failure else {
-                self.finish_iteration(iteration, None, None);
+                self.finish_iteration(iteration, None, None).await;
                 let outcome = if optional_failures > 0 {
                     RunOutcome::SucceededWithIssues
                 } else {
@@ -159,7 +164,8 @@ impl<'a> Engine<'a> {
                 message: &failure.outcome.message,
                 output_tail: &failure.outcome.output_tail,
             });
-            self.finish_iteration(iteration, Some(&fingerprint), Some(&failure));
+            self.finish_iteration(iteration, Some(&fingerprint), Some(&failure))
+                .await;
             let count = seen.entry(fingerprint.clone()).or_default();
             *count += 1;
 
@@ -228,12 +234,14 @@ impl<'a> Engine<'a> {
         (self.started.elapsed() >= limit).then_some(limit)
     }
 
-    fn finish_iteration(
+    /// Stops the iteration's services (the next one starts the repaired code) and reports it.
+    async fn finish_iteration(
         &mut self,
         iteration: u32,
         fingerprint: Option<&str>,
         failure: Option<&Failure>,
     ) {
+        self.services.stop_all().await;
         self.emit(Event::IterationFinished {
             iteration,
             passed: failure.is_none(),
@@ -344,7 +352,10 @@ impl<'a> Engine<'a> {
         step: &Step,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> StepOutcome {
-        let renderer = self.context.renderer_for(step);
+        let renderer = match self.context.renderer_for(step) {
+            Ok(renderer) => renderer,
+            Err(err) => return StepOutcome::failed(err.to_string()),
+        };
         if let Some(condition) = &step.condition {
             match renderer.evaluate_condition(condition) {
                 Ok(true) => {}
@@ -383,6 +394,7 @@ impl<'a> Engine<'a> {
                 echo: self.settings.echo,
                 cancel: cancel.child_token(),
                 timeout,
+                services: &self.services,
             };
             if let Some(dir) = ctx.log_path.parent()
                 && let Err(err) = std::fs::create_dir_all(dir)

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::steps::StepOutcome;
 use crate::workflow::model::{Step, Workflow};
-use crate::workflow::template::Renderer;
+use crate::workflow::template::{RenderError, Renderer};
 
 pub struct TemplateContext {
     root: Map<String, Value>,
@@ -72,12 +72,7 @@ impl TemplateContext {
     }
 
     /// A renderer for one step: the run's values plus the step's template `parameters`.
-    pub fn renderer_for(&self, step: &Step) -> Renderer {
-        let mut root = self.root.clone();
-        root.insert(
-            "parameters".into(),
-            Value::Object(step.parameters.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        );
-        Renderer::new(Value::Object(root))
+    pub fn renderer_for(&self, step: &Step) -> Result<Renderer, RenderError> {
+        Renderer::new(Value::Object(self.root.clone())).for_step(step)
     }
 }

@@ -116,10 +116,15 @@ impl LlmSession {
             };
             Some(ChatClient::new(&connection, timeout, retry).map_err(error)?)
         };
+        // The loader already found the prompt file (workflow dir, project root, templates/);
+        // fall back to the workflow dir for configs built in code.
         let prompt = config
             .prompt
             .as_ref()
-            .map(|path| PromptTemplate::load(&setup.workflow_dir.join(&path.value)))
+            .map(|path| {
+                let found = config.prompt_path.clone();
+                PromptTemplate::load(&found.unwrap_or_else(|| setup.workflow_dir.join(&path.value)))
+            })
             .transpose()
             .map_err(error)?;
         let max_context_tokens = config

@@ -61,7 +61,10 @@ impl Connection {
                 .map(|t| renderer.render(t))
                 .transpose()
                 .map(|value| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()))
-                .map_err(|source| LlmErrorKind::RenderSetting { field, source })
+                .map_err(|err| LlmErrorKind::RenderSetting {
+                    field,
+                    source: err.source,
+                })
         };
         let from_env = |name: &str| {
             env(name)

@@ -315,6 +315,7 @@ impl Decoder {
     fn kind(&mut self, key: &str, node: &Node) -> Option<StepKind> {
         match key {
             "gate" => self.decode(node).map(StepKind::Gate),
+            "service" => self.decode(node).map(StepKind::Service),
             "deploy" => self.decode(node).map(StepKind::Deploy),
             "verify" => self.decode(node).map(StepKind::Verify),
             "fix" => self.decode(node).map(StepKind::Fix),

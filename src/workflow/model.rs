@@ -242,6 +242,8 @@ impl Step {
 #[derive(Clone, Debug)]
 pub enum StepKind {
     Gate(GateConfig),
+    /// A long-running local process, stopped when the iteration ends.
+    Service(GateConfig),
     Deploy(DeployConfig),
     Verify(VerifyConfig),
     Fix(FixConfig),
@@ -251,11 +253,14 @@ pub enum StepKind {
 
 impl StepKind {
     /// The YAML key that selects this kind.
-    pub const KEYS: [&'static str; 6] = ["gate", "deploy", "verify", "fix", "review", "rollback"];
+    pub const KEYS: [&'static str; 7] = [
+        "gate", "service", "deploy", "verify", "fix", "review", "rollback",
+    ];
 
     pub fn key(&self) -> &'static str {
         match self {
             StepKind::Gate(_) => "gate",
+            StepKind::Service(_) => "service",
             StepKind::Deploy(_) => "deploy",
             StepKind::Verify(_) => "verify",
             StepKind::Fix(_) => "fix",

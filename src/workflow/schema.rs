@@ -93,12 +93,13 @@ pub fn schema() -> Value {
 }
 
 /// One schema per step kind, keyed like [`StepKind::KEYS`].
-fn kind_schemas(generator: &mut SchemaGenerator) -> [(&'static str, Value); 6] {
+fn kind_schemas(generator: &mut SchemaGenerator) -> [(&'static str, Value); 7] {
     fn of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
         generator.subschema_for::<T>().to_value()
     }
     [
         ("gate", of::<GateConfig>(generator)),
+        ("service", of::<GateConfig>(generator)),
         ("deploy", of::<DeployConfig>(generator)),
         ("verify", of::<VerifyConfig>(generator)),
         ("fix", of::<FixConfig>(generator)),
