@@ -14,6 +14,7 @@ fn load(args: &WorkflowArgs, color: bool) -> Result<Workflow, Error> {
     let options = LoadOptions {
         environment: args.environment.clone(),
         vars: args.vars.clone(),
+        every_environment: false,
     };
     workflow::load(&args.file, &options).map_err(|diagnostics| Error::Workflow {
         rendered: diagnostics.render(color),

@@ -13,6 +13,7 @@ pub(crate) fn run(args: &ValidateArgs, color: bool) -> Result<ExitStatus, Error>
         let options = LoadOptions {
             environment: args.environment.clone(),
             vars: Vec::new(),
+            every_environment: true,
         };
         match workflow::load(file, &options) {
             Ok(_) => {

@@ -17,6 +17,9 @@ pub struct LoadOptions {
     pub environment: Option<String>,
     /// `--var NAME=VALUE`, in order: each overrides (or adds) `vars.NAME`, as a string.
     pub vars: Vec<(String, String)>,
+    /// With no `environment` given, check the workflow against each of its environments
+    /// instead of asking for one (what `validate` does; a run needs one).
+    pub every_environment: bool,
 }
 
 /// Loads a workflow: parses it, expands its templates, decodes and validates it.
@@ -48,12 +51,28 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Workflow, Diagnostics>
     workflow.project_root = project_root;
 
     override_vars(&mut workflow, &options.vars, &mut diagnostics);
-    workflow.environment = select_environment(&workflow, options, &mut diagnostics);
     find_prompts(&mut workflow, &mut diagnostics);
     // A step that did not decode is missing from the model: references to it would be
     // reported as unknown, which is noise, so those checks wait for a complete decode.
     let complete = diagnostics.is_empty();
-    diagnostics.extend(validate(&workflow, &template_sites, &root, complete));
+    let each: Vec<String> = workflow.environments.value.keys().cloned().collect();
+    if options.every_environment && options.environment.is_none() && each.len() > 1 {
+        let mut found = Vec::new();
+        for name in each {
+            workflow.environment = Some(name);
+            for diagnostic in validate(&workflow, &template_sites, &root, complete) {
+                // The same mistake seen through several environments is one mistake.
+                if !found.contains(&diagnostic) {
+                    found.push(diagnostic);
+                }
+            }
+        }
+        workflow.environment = None;
+        diagnostics.extend(found);
+    } else {
+        workflow.environment = select_environment(&workflow, options, &mut diagnostics);
+        diagnostics.extend(validate(&workflow, &template_sites, &root, complete));
+    }
     if diagnostics.is_empty() {
         Ok(workflow)
     } else {

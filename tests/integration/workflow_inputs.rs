@@ -76,7 +76,7 @@ fn the_fleet_deploy_example_loads_for_each_environment() {
     for environment in ["staging", "prod"] {
         let options = LoadOptions {
             environment: Some(environment.to_owned()),
-            vars: Vec::new(),
+            ..LoadOptions::default()
         };
         let workflow = match workflow::load(path, &options) {
             Ok(workflow) => workflow,

@@ -57,7 +57,7 @@ pub(crate) async fn probe(
     redactor: &mut Redactor,
 ) -> ProbeResult {
     let method = spec.method.as_str();
-    let (request, body_contains) = match render(spec, cx, redactor) {
+    let (request, body_contains, expect_json) = match render(spec, cx, redactor) {
         Ok(rendered) => rendered,
         Err(reason) => {
             return ProbeResult {
@@ -86,7 +86,7 @@ pub(crate) async fn probe(
     let expectations = RenderedExpectations {
         status: spec.expect.status,
         body_contains: body_contains.as_deref(),
-        json: spec.expect.json,
+        json: &expect_json,
         max_latency: spec.expect.max_latency,
         success_condition: spec.expect.success_condition,
         failure_condition: spec.expect.failure_condition,
@@ -106,11 +106,14 @@ pub(crate) async fn probe(
     }
 }
 
+/// The request, `expect_body_contains` and `expect_json`, rendered.
+type Rendered = (RenderedRequest, Option<String>, IndexMap<String, serde_json::Value>);
+
 fn render(
     spec: &RequestSpec<'_>,
     cx: &ProbeContext<'_>,
     redactor: &mut Redactor,
-) -> Result<(RenderedRequest, Option<String>), String> {
+) -> Result<Rendered, String> {
     let render = |what: &str, template: &Template| {
         cx.renderer
             .render_with(template, cx.scope)
@@ -141,6 +144,13 @@ fn render(
         .body_contains
         .map(|template| render("expect_body_contains", template))
         .transpose()?;
+    // Expected values may come from earlier steps: `/version: "{{ steps.build.outputs.version }}"`.
+    let expect_json = spec
+        .expect
+        .json
+        .iter()
+        .map(|(pointer, expected)| Ok((pointer.clone(), render_json(expected, &render)?)))
+        .collect::<Result<IndexMap<_, _>, String>>()?;
     let request = RenderedRequest {
         method: spec.method,
         url,
@@ -148,7 +158,7 @@ fn render(
         body,
         timeout: spec.timeout,
     };
-    Ok((request, body_contains))
+    Ok((request, body_contains, expect_json))
 }
 
 /// Renders every string in a JSON body as a template; keys and other values stay as written.
