@@ -3,8 +3,9 @@
 # `sh -c 'CMD | tee FILE > /dev/null'`, with a peak RSS of at most 64 MiB.
 #
 # Usage: bench/gate-output.sh [RUNS]     (env: SIZE bytes, default 1 GiB; TMPDIR)
-# Runs the gate (release build of benches/gate_output.rs) and the tee baseline RUNS times
-# each (default 3), interleaved, and compares the medians.
+# Runs the real binary (`agent-orch run` of a one-gate workflow, output echoed to stderr,
+# which goes to /dev/null, and written to the step log) and the tee baseline RUNS times each
+# (default 3), interleaved, and compares the medians. Peak RSS is agent-orch's own (GNU time).
 set -eu
 
 runs=${1:-3}
@@ -14,7 +15,15 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/gate-output.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 
 cd "$(dirname "$0")/.."
-cargo bench --bench gate_output --no-run >/dev/null 2>&1 || cargo bench --bench gate_output --no-run
+cargo build --release --quiet
+bin=${CARGO_TARGET_DIR:-target}/release/agent-orch
+cat >"$work/gate.yaml" <<YAML
+name: gate-output
+safety: {max_iterations: 1}
+steps:
+  - id: big
+    gate: "$cmd"
+YAML
 
 now() { date +%s.%N; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -30,13 +39,14 @@ while [ "$i" -lt "$runs" ]; do
     want=$(wc -c <"$work/tee.log")
     rm -f "$work/tee.log"
 
-    line=$(cargo bench --bench gate_output -- "$cmd" "$work/gate.log" 2>/dev/null)
-    case $line in *status=Passed*) ;; *) echo "gate run failed: $line" >&2; exit 1 ;; esac
-    got=$(wc -c <"$work/gate.log")
+    rm -rf "$work/artifacts"
+    /usr/bin/time -f '%e %M' -o "$work/time" \
+        "$bin" run --color never --artifacts "$work/artifacts" "$work/gate.yaml" 2>/dev/null \
+        || { echo "agent-orch run failed" >&2; exit 1; }
+    got=$(wc -c <"$work/artifacts/steps/1-steps/big.log")
     [ "$got" -eq "$want" ] || { echo "gate log has $got bytes, tee's has $want" >&2; exit 1; }
-    rm -f "$work/gate.log"
-    echo "$line" | sed 's/.*elapsed_s=\([0-9.]*\).*/\1/' >>"$work/gate"
-    echo "$line" | sed 's/.*peak_rss_kib=\([0-9]*\).*/\1/' >>"$work/rss"
+    cut -d' ' -f1 "$work/time" >>"$work/gate"
+    cut -d' ' -f2 "$work/time" >>"$work/rss"
     echo "run $i: gate $(tail -n1 "$work/gate")s (peak RSS $(tail -n1 "$work/rss") KiB), tee $(tail -n1 "$work/tee")s"
 done
 

@@ -80,7 +80,10 @@ fn children_peak_rss_mib() -> f64 {
 fn report(workflow: &Path, ours: Duration, baseline: Duration, per_step: Duration, rss: f64) {
     let verdict = |ok: bool| if ok { "ok" } else { "OVER THE FLOOR" };
     let lines = [
-        format!("workflow: {} ({STEPS} gates of `true`), {RUNS} runs, medians", workflow.display()),
+        format!(
+            "workflow: {} ({STEPS} gates of `true`), {RUNS} runs, medians",
+            workflow.display()
+        ),
         format!("agent-orch run:            {:>8.1} ms", ms(ours)),
         format!("{STEPS} x `sh -c true`:       {:>8.1} ms", ms(baseline)),
         format!(

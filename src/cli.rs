@@ -124,7 +124,15 @@ mod tests {
     #[test]
     fn vars_parse_as_key_value_pairs() {
         let cli = Cli::try_parse_from([
-            "agent-orch", "run", "w.yaml", "--var", "a=1", "--var", "b=x=y", "--env", "staging",
+            "agent-orch",
+            "run",
+            "w.yaml",
+            "--var",
+            "a=1",
+            "--var",
+            "b=x=y",
+            "--env",
+            "staging",
         ])
         .expect("valid arguments");
         let Command::Run(run) = cli.command else {
@@ -136,6 +144,8 @@ mod tests {
         );
         assert_eq!(run.workflow.environment.as_deref(), Some("staging"));
         assert!(Cli::try_parse_from(["agent-orch", "run", "w.yaml", "--var", "novalue"]).is_err());
-        assert!(Cli::try_parse_from(["agent-orch", "run", "w.yaml", "--max-iterations", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from(["agent-orch", "run", "w.yaml", "--max-iterations", "0"]).is_err()
+        );
     }
 }

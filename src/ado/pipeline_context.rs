@@ -165,7 +165,9 @@ mod tests {
 
     fn render(context: &PipelineContext, source: &str) -> Result<String, minijinja::Error> {
         let renderer = Renderer::new(json!({ "ado": context.to_template_value() }));
-        renderer.render(&Template(Spanned::detached(source.to_owned())))
+        renderer
+            .render(&Template(Spanned::detached(source.to_owned())))
+            .map_err(|err| err.source)
     }
 
     #[test]

@@ -13,7 +13,11 @@ use crate::error::{Error, ExitStatus};
 use crate::report::console::Console;
 use crate::report::{Reporter, Reporters};
 
-pub(crate) fn run(args: &RunArgs, color_choice: ColorChoice, color: bool) -> Result<ExitStatus, Error> {
+pub(crate) fn run(
+    args: &RunArgs,
+    color_choice: ColorChoice,
+    color: bool,
+) -> Result<ExitStatus, Error> {
     let workflow = super::load(&args.workflow, color)?;
     let settings = RunSettings::resolve(args, &workflow);
     std::fs::create_dir_all(&settings.artifacts_dir).map_err(|source| Error::Artifacts {
@@ -24,38 +28,39 @@ pub(crate) fn run(args: &RunArgs, color_choice: ColorChoice, color: bool) -> Res
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    let status = runtime.block_on(async {
-        let interrupts = Interrupts::listen().map_err(Error::Signals)?;
-        let console = Console::stderr(match color_choice {
-            ColorChoice::Auto => anstream::ColorChoice::Auto,
-            ColorChoice::Always => anstream::ColorChoice::Always,
-            ColorChoice::Never => anstream::ColorChoice::Never,
-        });
-        let mut reporters = Reporters::for_run(&settings.artifacts_dir, Some(console))
-            .map_err(|source| Error::Artifacts {
-                path: settings.artifacts_dir.clone(),
-                source,
-            })?;
-        let context = TemplateContext::new(
-            &workflow,
-            &settings.run_id,
-            settings.max_iterations,
-            Map::new(),
-            Map::new(),
-        );
-        let summary = Engine::new(&workflow, &settings, context, &mut reporters, interrupts)
-            .run()
-            .await;
-        if let Err(err) = reporters.finish() {
-            // The run's outcome stands; a report that could not be written is said, not fatal.
-            report_warning(&err);
-        }
-        Ok::<_, Error>(match summary.outcome {
-            RunOutcome::Succeeded | RunOutcome::SucceededWithIssues => ExitStatus::Success,
-            RunOutcome::Failed => ExitStatus::RunFailed,
-            RunOutcome::Interrupted => ExitStatus::Interrupted,
-        })
-    })?;
+    let status =
+        runtime.block_on(async {
+            let interrupts = Interrupts::listen().map_err(Error::Signals)?;
+            let console = Console::stderr(match color_choice {
+                ColorChoice::Auto => anstream::ColorChoice::Auto,
+                ColorChoice::Always => anstream::ColorChoice::Always,
+                ColorChoice::Never => anstream::ColorChoice::Never,
+            });
+            let mut reporters = Reporters::for_run(&settings.artifacts_dir, Some(console))
+                .map_err(|source| Error::Artifacts {
+                    path: settings.artifacts_dir.clone(),
+                    source,
+                })?;
+            let context = TemplateContext::new(
+                &workflow,
+                &settings.run_id,
+                settings.max_iterations,
+                Map::new(),
+                Map::new(),
+            );
+            let summary = Engine::new(&workflow, &settings, context, &mut reporters, interrupts)
+                .run()
+                .await;
+            if let Err(err) = reporters.finish() {
+                // The run's outcome stands; a report that could not be written is said, not fatal.
+                report_warning(&err);
+            }
+            Ok::<_, Error>(match summary.outcome {
+                RunOutcome::Succeeded | RunOutcome::SucceededWithIssues => ExitStatus::Success,
+                RunOutcome::Failed => ExitStatus::RunFailed,
+                RunOutcome::Interrupted => ExitStatus::Interrupted,
+            })
+        })?;
     // A step that ignored cancellation must not keep the process alive after the reports.
     runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(status)

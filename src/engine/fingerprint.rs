@@ -131,7 +131,10 @@ mod tests {
     #[test]
     fn different_errors_differ() {
         let a = fp("exit code 1", "error: expected `;`\n");
-        let b = fp("exit code 1", "error: cannot find value `x` in this scope\n");
+        let b = fp(
+            "exit code 1",
+            "error: cannot find value `x` in this scope\n",
+        );
         assert_ne!(a, b);
         assert_ne!(fp("exit code 1", ""), fp("exit code 2", ""));
     }

@@ -137,7 +137,9 @@ impl<'a> Engine<'a> {
 
             if result.cancelled {
                 self.finish_iteration(iteration, None, None).await;
-                return self.give_up(iteration, RunOutcome::Interrupted, "interrupted".into()).await;
+                return self
+                    .give_up(iteration, RunOutcome::Interrupted, "interrupted".into())
+                    .await;
             }
             let Some(failure) = result.failure else {
                 self.finish_iteration(iteration, None, None).await;
@@ -186,17 +188,17 @@ impl<'a> Engine<'a> {
                         failure.describe()
                     ),
                 ))
-            } else if let Some(limit) = self.wall_time_exceeded() {
-                Some((
-                    "budget",
-                    format!(
-                        "wall-time budget of {} used up; last failure: {}",
-                        humantime::format_duration(limit),
-                        failure.describe()
-                    ),
-                ))
             } else {
-                None
+                self.wall_time_exceeded().map(|limit| {
+                    (
+                        "budget",
+                        format!(
+                            "wall-time budget of {} used up; last failure: {}",
+                            humantime::format_duration(limit),
+                            failure.describe()
+                        ),
+                    )
+                })
             };
             if let Some((kind, reason)) = stop {
                 self.emit(Event::Decision {
@@ -409,8 +411,10 @@ impl<'a> Engine<'a> {
             } else {
                 run_with_backstop(&ctx, timeout).await
             };
-            let retry = matches!(outcome.status, StepStatus::Failed | StepStatus::Inconclusive)
-                && attempt < step.retries
+            let retry = matches!(
+                outcome.status,
+                StepStatus::Failed | StepStatus::Inconclusive
+            ) && attempt < step.retries
                 && !cancel.is_cancelled();
             if !retry {
                 return outcome;

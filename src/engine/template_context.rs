@@ -39,7 +39,13 @@ impl TemplateContext {
         root.insert("env".into(), Value::Object(env));
         root.insert(
             "vars".into(),
-            Value::Object(workflow.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            Value::Object(
+                workflow
+                    .vars
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
         );
         root.insert("secrets".into(), Value::Object(secrets));
         root.insert("steps".into(), Value::Object(Map::new()));

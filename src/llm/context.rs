@@ -152,6 +152,7 @@ mod tests {
                 column: 5,
                 len: 0,
             },
+            template: None,
         }
     }
 

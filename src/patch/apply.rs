@@ -455,7 +455,6 @@ fn eof_newline(placed: &[HunkLine]) -> Option<bool> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use std::fs;
 

@@ -263,7 +263,6 @@ fn matches(
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
     use crate::patch::text::TextFile;

@@ -422,7 +422,6 @@ impl fmt::Display for Violation {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use std::fs;
 

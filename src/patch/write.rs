@@ -185,7 +185,6 @@ fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> ApplyE
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 

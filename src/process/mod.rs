@@ -44,7 +44,7 @@ use self::group::ProcessGroup;
 use self::output_sink::{Captured, OpenSink};
 
 /// How long a stopped command's processes get between SIGTERM and SIGKILL.
-pub const KILL_GRACE: Duration = Duration::from_secs(1);
+pub const KILL_GRACE: Duration = Duration::from_millis(500);
 
 /// How long output is still read after the command ended and its group was killed.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);

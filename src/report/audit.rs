@@ -160,7 +160,6 @@ pub enum AuditChainErrorKind {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a test should fail loudly on any error")]
 mod tests {
     use super::*;
     use crate::report::test_events::two_iteration_run;

@@ -252,7 +252,6 @@ impl<W: Write> Reporter for Console<W> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a test should fail loudly on any error")]
 mod tests {
     use super::*;
     use crate::report::test_events::{crashed_run, interrupted_run, two_iteration_run};

@@ -174,7 +174,6 @@ fn unfinished_case(workflow: &str, step: &UnfinishedStep) -> TestCase {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a test should fail loudly on any error")]
 mod tests {
     use std::time::Duration;
 

@@ -175,7 +175,6 @@ fn metrics(record: &RunRecord) -> Metrics<'_> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a test should fail loudly on any error")]
 mod tests {
     use serde_json::json;
 

@@ -156,7 +156,6 @@ pub struct ReportError {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a test should fail loudly on any error")]
 mod tests {
     use super::*;
     use crate::report::test_events::two_iteration_run;

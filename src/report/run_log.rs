@@ -156,7 +156,6 @@ fn describe(event: &Event) -> String {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a test should fail loudly on any error")]
 mod tests {
     use super::*;
     use crate::report::test_events::{interrupted_run, two_iteration_run};

@@ -248,7 +248,6 @@ fn escape(text: &str) -> String {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a test should fail loudly on any error")]
 mod tests {
     use super::*;
     use crate::report::test_events::{crashed_run, two_iteration_run};

@@ -234,11 +234,14 @@ pub async fn run_masked(
 }
 
 /// Renders the step's templates into the command to run.
-pub(crate) fn command_spec(config: &GateConfig, ctx: &StepContext<'_>) -> Result<CommandSpec, String> {
+pub(crate) fn command_spec(
+    config: &GateConfig,
+    ctx: &StepContext<'_>,
+) -> Result<CommandSpec, String> {
     let render = |field: &str, template: &Template| {
         ctx.renderer
             .render(template)
-            .map_err(|err| format!("failed to render `{field}`: {err}"))
+            .map_err(|err| format!("failed to render `{field}`: {}", err.reason()))
     };
     let script = render("run", &config.run)?;
     let workdir = match &config.workdir {

@@ -72,10 +72,11 @@ pub async fn run(config: &GateConfig, ctx: &StepContext<'_>) -> StepOutcome {
     };
     let mut outcome = match settled {
         None => {
-            ctx.services.running.lock().await.push(RunningService {
-                stop,
-                task,
-            });
+            ctx.services
+                .running
+                .lock()
+                .await
+                .push(RunningService { stop, task });
             StepOutcome::passed("running")
         }
         Some(Ok(Ok(result))) => {

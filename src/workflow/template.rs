@@ -72,6 +72,13 @@ pub struct RenderError {
     pub source: minijinja::Error,
 }
 
+impl RenderError {
+    /// What went wrong, without the position: `undefined value (`vars.x` is undefined)`.
+    pub fn reason(&self) -> String {
+        detail(&self.source)
+    }
+}
+
 fn detail(err: &minijinja::Error) -> String {
     match err.detail() {
         Some(detail) => format!("{} ({detail})", err.kind()),

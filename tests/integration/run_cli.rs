@@ -33,12 +33,21 @@ steps:
 
     let audit = project.read("artifacts/audit.jsonl");
     let events: Vec<serde_json::Value> = audit.lines().map(json).collect();
-    assert_eq!(events.first().map(|e| e["event"].clone()), Some("run_started".into()));
-    assert_eq!(events.last().map(|e| e["event"].clone()), Some("run_finished".into()));
+    assert_eq!(
+        events.first().map(|e| e["event"].clone()),
+        Some("run_started".into())
+    );
+    assert_eq!(
+        events.last().map(|e| e["event"].clone()),
+        Some("run_finished".into())
+    );
 
     let lint_log = project.read("artifacts/steps/1-steps/lint.log");
     assert!(lint_log.contains("linting"), "{lint_log}");
-    assert!(lint_log.contains("warning: unused"), "stderr goes to the log too: {lint_log}");
+    assert!(
+        lint_log.contains("warning: unused"),
+        "stderr goes to the log too: {lint_log}"
+    );
     assert!(project.read("artifacts/summary.md").contains("lint"));
     assert!(project.read("artifacts/run.log").contains("test"));
 }
@@ -63,7 +72,10 @@ steps:
 
     let metrics = json(&project.read("artifacts/metrics.json"));
     assert_eq!(metrics["outcome"], "failed");
-    assert_eq!(metrics["iterations"], 2, "timestamps must not defeat the fingerprint");
+    assert_eq!(
+        metrics["iterations"], 2,
+        "timestamps must not defeat the fingerprint"
+    );
     assert!(
         !project.path().join("after-ran").exists(),
         "steps after a failed required step are skipped"
@@ -88,7 +100,11 @@ steps:
     );
     let result = project.run_workflow("w.yaml", &[]);
     result.assert_code(1);
-    assert!(result.stderr.contains("max iterations"), "{}", result.stderr);
+    assert!(
+        result.stderr.contains("max iterations"),
+        "{}",
+        result.stderr
+    );
     assert_eq!(project.read("count").lines().count(), 3);
 }
 
@@ -141,10 +157,17 @@ steps:
     );
     let result = project.run_workflow("w.yaml", &[]);
     result.assert_code(2);
-    assert!(result.stderr.contains("w.yaml:4:"), "{}", result.stderr);
-    assert!(result.stderr.contains("timeout"), "did-you-mean: {}", result.stderr);
+    assert!(result.stderr.contains("w.yaml:5:32"), "{}", result.stderr);
+    assert!(
+        result.stderr.contains("timeout"),
+        "did-you-mean: {}",
+        result.stderr
+    );
     assert!(!project.path().join("ran").exists());
-    assert!(!project.artifacts().exists(), "no artifacts for a run that never started");
+    assert!(
+        !project.artifacts().exists(),
+        "no artifacts for a run that never started"
+    );
 }
 
 #[test]
@@ -183,7 +206,11 @@ steps:
     let started = Instant::now();
     let result = project.run_workflow("w.yaml", &[]);
     result.assert_code(1);
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(project.read("artifacts/junit.xml").contains("timed out"));
 }
 
@@ -194,7 +221,9 @@ fn dry_run_executes_nothing() {
         "w.yaml",
         "name: dry\nsteps:\n  - {id: a, gate: \"touch ran\"}\n",
     );
-    project.run_workflow("w.yaml", &["--dry-run"]).assert_code(0);
+    project
+        .run_workflow("w.yaml", &["--dry-run"])
+        .assert_code(0);
     assert!(!project.path().join("ran").exists());
 }
 
@@ -212,7 +241,11 @@ mod signals {
             {
                 return text;
             }
-            assert!(Instant::now() < deadline, "{} never appeared", path.display());
+            assert!(
+                Instant::now() < deadline,
+                "{} never appeared",
+                path.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -248,7 +281,11 @@ on_give_up:
         let sent = Instant::now();
         kill(Pid::from_raw(child.id() as i32), signal).expect("signal");
         let status = child.wait().expect("wait");
-        assert!(sent.elapsed() < Duration::from_secs(5), "{:?}", sent.elapsed());
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            sent.elapsed()
+        );
         assert_eq!(status.code(), Some(130));
 
         // The whole process group died with the step: no orphan sleep.
@@ -257,7 +294,10 @@ on_give_up:
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(!alive(grandchild), "grandchild {grandchild} survived");
-        assert!(project.path().join("cleanup-ran").exists(), "on_give_up runs after an interrupt");
+        assert!(
+            project.path().join("cleanup-ran").exists(),
+            "on_give_up runs after an interrupt"
+        );
         let metrics = json(&project.read("artifacts/metrics.json"));
         assert_eq!(metrics["outcome"], "interrupted");
         assert!(project.read("artifacts/junit.xml").contains("long"));

@@ -93,9 +93,8 @@ fn the_fleet_deploy_example_loads_for_each_environment() {
                 "deploy",
                 "health",
                 "smoke",
-                "login-page",
-                "home-page",
-                "vehicles-api"
+                "authentication",
+                "dashboard"
             ]
         );
         let fixer = &workflow.agents["fixer"];

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::steps::RunInfo;
+use crate::steps::service::Services;
 use crate::workflow::model::{Step, StepKind};
 use crate::workflow::span::Span;
 use crate::workflow::template::Renderer;
@@ -78,6 +79,7 @@ struct Harness {
     renderer: Renderer,
     cancel: CancellationToken,
     timeout: Option<Duration>,
+    services: Services,
 }
 
 impl Harness {
@@ -99,6 +101,7 @@ impl Harness {
             timeout: None,
             retries: 0,
             span: Span::detached(),
+            template: None,
         };
         let renderer = Renderer::new(json!({
             "vars": {"greeting": "hello", "dir": "sub"},
@@ -112,6 +115,7 @@ impl Harness {
             renderer,
             cancel: CancellationToken::new(),
             timeout: None,
+            services: Services::default(),
         }
     }
 
@@ -128,6 +132,7 @@ impl Harness {
             echo: false,
             cancel: self.cancel.clone(),
             timeout: self.timeout,
+            services: &self.services,
         }
     }
 

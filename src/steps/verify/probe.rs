@@ -107,7 +107,11 @@ pub(crate) async fn probe(
 }
 
 /// The request, `expect_body_contains` and `expect_json`, rendered.
-type Rendered = (RenderedRequest, Option<String>, IndexMap<String, serde_json::Value>);
+type Rendered = (
+    RenderedRequest,
+    Option<String>,
+    IndexMap<String, serde_json::Value>,
+);
 
 fn render(
     spec: &RequestSpec<'_>,

@@ -9,24 +9,24 @@ pub(crate) struct Project {
 }
 
 pub(crate) struct RunResult {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Project {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         // A `.git` folder makes the temp dir the project root, as a real checkout would be.
         std::fs::create_dir(dir.path().join(".git")).expect("create .git");
         Self { dir }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn file(&self, relative: &str, contents: &str) -> &Self {
+    pub(crate) fn file(&self, relative: &str, contents: &str) -> &Self {
         let path = self.dir.path().join(relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).expect("create parent");
@@ -35,17 +35,17 @@ impl Project {
         self
     }
 
-    pub fn read(&self, relative: &str) -> String {
+    pub(crate) fn read(&self, relative: &str) -> String {
         let path = self.dir.path().join(relative);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
     }
 
-    pub fn artifacts(&self) -> PathBuf {
+    pub(crate) fn artifacts(&self) -> PathBuf {
         self.dir.path().join("artifacts")
     }
 
     /// The binary, run in the project folder with colours off and no inherited agent-orch env.
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_agent-orch"));
         command
             .args(args)
@@ -59,13 +59,13 @@ impl Project {
         command
     }
 
-    pub fn run(&self, args: &[&str]) -> RunResult {
+    pub(crate) fn run(&self, args: &[&str]) -> RunResult {
         let output = self.command(args).output().expect("binary runs");
         RunResult::from(output)
     }
 
     /// `agent-orch run FILE --artifacts <project>/artifacts --quiet` plus `extra` arguments.
-    pub fn run_workflow(&self, file: &str, extra: &[&str]) -> RunResult {
+    pub(crate) fn run_workflow(&self, file: &str, extra: &[&str]) -> RunResult {
         let artifacts = self.artifacts();
         let artifacts = artifacts.to_str().expect("utf-8 path");
         let mut args = vec!["run", file, "--artifacts", artifacts, "--quiet"];
@@ -86,7 +86,7 @@ impl From<Output> for RunResult {
 
 impl RunResult {
     #[track_caller]
-    pub fn assert_code(&self, expected: i32) -> &Self {
+    pub(crate) fn assert_code(&self, expected: i32) -> &Self {
         assert_eq!(
             self.code,
             Some(expected),

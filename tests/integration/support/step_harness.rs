@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agent_orch::steps::service::Services;
 use agent_orch::steps::{RunInfo, StepContext};
 use agent_orch::workflow::model::{Step, StepKind};
 use agent_orch::workflow::span::{Span, Spanned};
@@ -18,6 +19,7 @@ pub(crate) struct StepHarness {
     renderer: Renderer,
     pub(crate) cancel: CancellationToken,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) services: Services,
 }
 
 impl StepHarness {
@@ -38,6 +40,7 @@ impl StepHarness {
             timeout: None,
             retries: 0,
             span: Span::detached(),
+            template: None,
         };
         Self {
             dir,
@@ -46,6 +49,7 @@ impl StepHarness {
             renderer: Renderer::new(context),
             cancel: CancellationToken::new(),
             timeout: None,
+            services: Services::default(),
         }
     }
 
@@ -63,6 +67,7 @@ impl StepHarness {
             echo: false,
             cancel: self.cancel.clone(),
             timeout: self.timeout,
+            services: &self.services,
         }
     }
 
