@@ -22,7 +22,8 @@ name: gate-output
 safety: {max_iterations: 1}
 steps:
   - id: big
-    gate: "$cmd"
+    gate: |
+      $cmd
 YAML
 
 now() { date +%s.%N; }

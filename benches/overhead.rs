@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const STEPS: usize = 20;
-const RUNS: usize = 15;
+const RUNS: usize = 21;
 const MAX_OVERHEAD_PER_STEP: Duration = Duration::from_millis(2);
 const MAX_RSS_MIB: f64 = 20.0;
 
@@ -25,18 +25,17 @@ fn main() {
     std::fs::write(&workflow, format!("name: overhead\nsteps:\n{steps}")).expect("write workflow");
 
     let binary = env!("CARGO_BIN_EXE_agent-orch");
-    // agent-orch first, so the children's peak RSS below is agent-orch's, not a shell's.
-    let ours = median((0..RUNS).map(|run| {
+    // Interleaved, so a busy moment on the machine weighs on both sides alike.
+    let mut ours = Vec::with_capacity(RUNS);
+    let mut baseline = Vec::with_capacity(RUNS);
+    for run in 0..RUNS {
         let artifacts = dir.path().join(format!("run-{run}"));
-        time(
+        ours.push(time(
             Command::new(binary)
                 .args(["run", "--quiet", "--color", "never", "--artifacts"])
                 .arg(&artifacts)
                 .arg(&workflow),
-        )
-    }));
-    let peak_rss_mib = children_peak_rss_mib();
-    let baseline = median((0..RUNS).map(|_| {
+        ));
         let start = Instant::now();
         for _ in 0..STEPS {
             let status = Command::new("sh")
@@ -45,8 +44,11 @@ fn main() {
                 .expect("sh runs");
             assert!(status.success());
         }
-        start.elapsed()
-    }));
+        baseline.push(start.elapsed());
+    }
+    // The largest resident set among the waited-for children: agent-orch's (a shell is smaller).
+    let peak_rss_mib = children_peak_rss_mib();
+    let (ours, baseline) = (median(ours), median(baseline));
 
     let per_step = ours.saturating_sub(baseline) / STEPS as u32;
     report(&workflow, ours, baseline, per_step, peak_rss_mib);
@@ -64,8 +66,7 @@ fn time(command: &mut Command) -> Duration {
     elapsed
 }
 
-fn median(samples: impl Iterator<Item = Duration>) -> Duration {
-    let mut samples: Vec<Duration> = samples.collect();
+fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }

@@ -13,7 +13,7 @@ use crate::workflow::Workflow;
 impl RunSettings {
     pub fn resolve(args: &RunArgs, workflow: &Workflow) -> Self {
         let run_id = new_run_id();
-        let workdir = project_root(&args.workflow.file);
+        let workdir = absolute_dir(&workflow.project_root);
         let artifacts_dir = args
             .artifacts
             .clone()
@@ -44,19 +44,15 @@ fn new_run_id() -> String {
     format!("{stamp}-{}", hex::encode(&digest[..2]))
 }
 
-/// The nearest ancestor of the workflow file holding `.git`, else the workflow's folder:
-/// where gates run, as a CI system would run them from the repository root.
-pub fn project_root(workflow_file: &Path) -> PathBuf {
-    let absolute = std::path::absolute(workflow_file).unwrap_or_else(|_| workflow_file.into());
-    let folder = absolute
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    folder
-        .ancestors()
-        .find(|dir| dir.join(".git").exists())
-        .map(Path::to_path_buf)
-        .unwrap_or(folder)
+/// Commands run in the project root the loader found (where `.git` is), made absolute so a
+/// step's `workdir` never depends on where the process happens to be.
+fn absolute_dir(dir: &Path) -> PathBuf {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 #[cfg(test)]
@@ -73,11 +69,8 @@ mod tests {
     }
 
     #[test]
-    fn project_root_is_the_git_root() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join(".git")).expect("mkdir");
-        std::fs::create_dir_all(dir.path().join("workflows")).expect("mkdir");
-        let root = project_root(&dir.path().join("workflows").join("w.yaml"));
-        assert_eq!(root, std::path::absolute(dir.path()).expect("absolute"));
+    fn the_workdir_is_absolute() {
+        assert!(absolute_dir(Path::new("")).is_absolute());
+        assert!(absolute_dir(Path::new("sub")).ends_with("sub"));
     }
 }
