@@ -391,7 +391,7 @@ impl<'a> Engine<'a> {
                     .settings
                     .artifacts_dir
                     .join("steps")
-                    .join(format!("{iteration}-{}", phase_dir(phase)))
+                    .join(format!("{iteration}-{}", phase.key()))
                     .join(log_name),
                 echo: self.settings.echo,
                 cancel: cancel.child_token(),
@@ -452,13 +452,5 @@ async fn run_with_backstop(ctx: &StepContext<'_>, timeout: Option<Duration>) -> 
                 humantime::format_duration(limit)
             )),
         },
-    }
-}
-
-fn phase_dir(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Steps => "steps",
-        Phase::Repair => "repair",
-        Phase::OnGiveUp => "on_give_up",
     }
 }

@@ -3,8 +3,6 @@
 use std::time::Duration;
 
 use crate::engine::events::RunOutcome;
-use crate::steps::StepStatus;
-use crate::workflow::model::Phase;
 
 /// `0.4s`, `12.3s`, `2m 05s`, `1h 02m`: short enough for a console column.
 pub(crate) fn human_duration(duration: Duration) -> String {
@@ -19,25 +17,6 @@ pub(crate) fn human_duration(duration: Duration) -> String {
             whole_seconds / 3600,
             (whole_seconds % 3600) / 60
         )
-    }
-}
-
-/// The YAML list a phase's steps come from, as reports name it.
-pub(crate) fn phase_key(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Steps => "steps",
-        Phase::Repair => "repair",
-        Phase::OnGiveUp => "on_give_up",
-    }
-}
-
-pub(crate) fn status_word(status: StepStatus) -> &'static str {
-    match status {
-        StepStatus::Passed => "passed",
-        StepStatus::Failed => "failed",
-        StepStatus::Inconclusive => "inconclusive",
-        StepStatus::Skipped => "skipped",
-        StepStatus::Cancelled => "cancelled",
     }
 }
 

@@ -23,7 +23,7 @@ use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, Te
 
 use super::Reporter;
 use super::atomic_file::write_atomically;
-use super::format::{output_excerpt, phase_key};
+use super::format::output_excerpt;
 use super::run_record::{IterationRecord, RunRecord, StepRecord, UnfinishedStep};
 use crate::engine::events::Event;
 use crate::steps::StepStatus;
@@ -125,7 +125,7 @@ fn step_case(workflow: &str, step: &StepRecord) -> TestCase {
         StepStatus::Cancelled => skipped_status(&outcome.message, Some("cancelled")),
     };
     let mut case = TestCase::new(&step.step_id, status);
-    case.set_classname(format!("{workflow}.{}", phase_key(step.phase)))
+    case.set_classname(format!("{workflow}.{}", step.phase.key()))
         .set_time(step.duration);
     if step.step_name != step.step_id {
         case.add_property(Property::new("name", &step.step_name));
@@ -166,7 +166,7 @@ fn unfinished_case(workflow: &str, step: &UnfinishedStep) -> TestCase {
         Some("interrupted"),
     );
     let mut case = TestCase::new(&step.step_id, status);
-    case.set_classname(format!("{workflow}.{}", phase_key(step.phase)));
+    case.set_classname(format!("{workflow}.{}", step.phase.key()));
     if step.step_name != step.step_id {
         case.add_property(Property::new("name", &step.step_name));
     }

@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use super::Reporter;
 use super::atomic_file::write_atomically;
-use super::format::phase_key;
 use super::run_record::RunRecord;
 use crate::engine::events::{Event, RunOutcome};
 use crate::steps::StepStatus;
@@ -115,7 +114,7 @@ fn metrics(record: &RunRecord) -> Metrics<'_> {
         let entry = steps
             .entry(step.step_id.as_str())
             .or_insert_with(|| StepMetrics {
-                phase: phase_key(step.phase),
+                phase: step.phase.key(),
                 count: 0,
                 failures: 0,
                 skipped: 0,

@@ -7,10 +7,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::Reporter;
-use super::format::{
-    decision_summary, human_duration, iterations_phrase, one_line, outcome_words, phase_key,
-    status_word,
-};
+use super::format::{decision_summary, human_duration, iterations_phrase, one_line, outcome_words};
 use crate::engine::events::Event;
 use crate::steps::StepStatus;
 
@@ -78,7 +75,7 @@ fn describe(event: &Event) -> String {
             ..
         } => format!(
             "[{iteration}] {}/{step_id} started ({kind}, {index}/{total})",
-            phase_key(*phase)
+            phase.key()
         ),
         Event::StepFinished {
             iteration,
@@ -91,8 +88,8 @@ fn describe(event: &Event) -> String {
         } => {
             let mut line = format!(
                 "[{iteration}] {}/{step_id} {}",
-                phase_key(*phase),
-                status_word(outcome.status)
+                phase.key(),
+                outcome.status.as_str()
             );
             if !required && !outcome.status.is_success() {
                 line.push_str(" (not required)");

@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 
 use super::Reporter;
 use super::atomic_file::write_atomically;
-use super::format::{decision_summary, human_duration, one_line, outcome_words, phase_key};
+use super::format::{decision_summary, human_duration, one_line, outcome_words};
 use super::run_record::{RunRecord, StepRecord};
 use crate::engine::events::{Event, RunOutcome};
 use crate::steps::StepStatus;
@@ -124,7 +124,7 @@ fn summary(record: &RunRecord) -> String {
         for ((phase, step_id), cells) in &rows {
             let label = match phase {
                 Phase::Steps => escape(step_id),
-                other => format!("{}: {}", phase_key(*other), escape(step_id)),
+                other => format!("{}: {}", other.key(), escape(step_id)),
             };
             let _ = write!(page, "| {label} |");
             for iteration in &record.iterations {

@@ -80,6 +80,17 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
+    /// The status as reports write it: `passed`, `failed`, `inconclusive`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Passed => "passed",
+            StepStatus::Failed => "failed",
+            StepStatus::Inconclusive => "inconclusive",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+
     pub fn is_success(self) -> bool {
         matches!(self, StepStatus::Passed | StepStatus::Skipped)
     }

@@ -214,6 +214,17 @@ pub enum Phase {
     OnGiveUp,
 }
 
+impl Phase {
+    /// The YAML list the phase's steps come from: `steps`, `repair`, `on_give_up`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Phase::Steps => "steps",
+            Phase::Repair => "repair",
+            Phase::OnGiveUp => "on_give_up",
+        }
+    }
+}
+
 /// One step: the keys every kind shares, plus exactly one kind.
 #[derive(Clone, Debug)]
 pub struct Step {

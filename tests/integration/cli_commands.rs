@@ -31,11 +31,27 @@ fn validate_reports_every_error_of_every_file_and_exits_2() {
     );
     let result = project.run(&["validate", "good.yaml", "bad.yaml"]);
     result.assert_code(2);
-    assert!(result.stdout.is_empty(), "diagnostics are for people: {}", result.stdout);
+    assert!(
+        result.stdout.is_empty(),
+        "diagnostics are for people: {}",
+        result.stdout
+    );
     assert!(result.stderr.contains("good.yaml: ok"), "{}", result.stderr);
-    assert!(result.stderr.contains("bad.yaml:3:"), "undefined variable: {}", result.stderr);
-    assert!(result.stderr.contains("bad.yaml:4:"), "second error too: {}", result.stderr);
-    assert!(result.stderr.contains("gate"), "did-you-mean for `gaet`: {}", result.stderr);
+    assert!(
+        result.stderr.contains("bad.yaml:3:"),
+        "undefined variable: {}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("bad.yaml:4:"),
+        "second error too: {}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("gate"),
+        "did-you-mean for `gaet`: {}",
+        result.stderr
+    );
 
     project.run(&["validate", "good.yaml"]).assert_code(0);
     project
@@ -52,11 +68,22 @@ fn plan_prints_the_expanded_workflow_on_stdout() {
     project.file("good.yaml", GOOD).file("t.yaml", TEMPLATE);
     let result = project.run(&["plan", "good.yaml", "--env", "prod", "--var", "greeting=hi"]);
     result.assert_code(0);
-    assert!(result.stdout.contains("wave"), "template inlined: {}", result.stdout);
-    assert!(result.stdout.contains("hi"), "--var shown: {}", result.stdout);
+    assert!(
+        result.stdout.contains("wave"),
+        "template inlined: {}",
+        result.stdout
+    );
+    assert!(
+        result.stdout.contains("hi"),
+        "--var shown: {}",
+        result.stdout
+    );
     let parsed: Result<serde_json::Value, _> = serde_saphyr::from_str(&result.stdout);
     assert!(parsed.is_ok(), "plan output is YAML: {parsed:?}");
-    assert!(!project.path().join("artifacts").exists(), "plan runs nothing");
+    assert!(
+        !project.path().join("artifacts").exists(),
+        "plan runs nothing"
+    );
 }
 
 #[test]
@@ -69,11 +96,17 @@ fn schema_is_json_on_stdout_and_accepts_the_shipped_workflows() {
     for file in ["workflows/demo.yaml", "workflows/fleet-deploy.yaml"] {
         let text = std::fs::read_to_string(file).expect("shipped workflow");
         let instance: serde_json::Value = serde_saphyr::from_str(&text).expect("YAML");
-        let errors: Vec<String> = validator.iter_errors(&instance).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{file}: {errors:?}");
     }
     let wrong: serde_json::Value = serde_json::json!({"name": "x", "steps": [{"id": "a"}]});
-    assert!(!validator.is_valid(&wrong), "a step without a kind is rejected");
+    assert!(
+        !validator.is_valid(&wrong),
+        "a step without a kind is rejected"
+    );
 }
 
 #[test]

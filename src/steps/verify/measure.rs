@@ -128,7 +128,7 @@ where
     }
     log.line(&format!(
         "result: {}: {}",
-        status_word(outcome.status),
+        outcome.status.as_str(),
         outcome.message
     ))
     .await;
@@ -157,15 +157,5 @@ fn with_suffix(text: &str, suffix: &str) -> String {
         text.to_owned()
     } else {
         format!("{text} {suffix}")
-    }
-}
-
-fn status_word(status: StepStatus) -> &'static str {
-    match status {
-        StepStatus::Passed => "passed",
-        StepStatus::Failed => "failed",
-        StepStatus::Inconclusive => "inconclusive",
-        StepStatus::Skipped => "skipped",
-        StepStatus::Cancelled => "cancelled",
     }
 }
