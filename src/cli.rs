@@ -76,6 +76,19 @@ pub struct RunArgs {
     /// Do not stream step output to the terminal (it still goes to the step logs).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Approve patches whose added lines match `safety.require_confirmation` (a human's
+    /// decision; without it such a patch stops the run). Never lifts any other policy rule.
+    #[arg(long, env = "AGENT_ORCH_APPROVE")]
+    pub approve: bool,
+
+    /// Save every LLM exchange of the run to this JSONL file, for `--replay`.
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+
+    /// Serve LLM replies from a file written by `--record`: nothing leaves the machine.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
