@@ -115,7 +115,11 @@ impl<'a> Repair<'a> {
     pub fn new(workflow: &'a Workflow, settings: &'a RunSettings, secrets: &Value) -> Self {
         let redactor = Redactor::builder()
             .secrets_in_json(secrets)
-            .secret_env_vars(std::env::vars())
+            // `vars()` would panic on a variable that is not UTF-8; such values cannot be
+            // matched in text anyway.
+            .secret_env_vars(std::env::vars_os().filter_map(|(name, value)| {
+                Some((name.into_string().ok()?, value.into_string().ok()?))
+            }))
             .build();
         Self {
             workflow,
@@ -756,4 +760,43 @@ fn file_list(files: &[String]) -> String {
 
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::{Rule, RuleCheck, Verdict, Violation};
+
+    #[test]
+    fn the_approval_stop_names_each_pattern_and_where_it_matched() {
+        let violation = |file: &str, line, pattern: &str| Violation {
+            rule: Rule::RequireConfirmation,
+            file: file.to_owned(),
+            line,
+            pattern: Some(pattern.to_owned()),
+            message: String::new(),
+        };
+        let decision = PolicyDecision {
+            verdict: Verdict::NeedsApproval,
+            human_approved: false,
+            patch_sha256: String::new(),
+            files: vec!["db/clean.sql".to_owned()],
+            lines_added: 2,
+            lines_removed: 0,
+            rules: vec![RuleCheck {
+                rule: Rule::RequireConfirmation,
+                passed: false,
+            }],
+            violations: vec![
+                violation("db/clean.sql", Some(4), "DROP"),
+                violation("run.sh", None, "rm -rf"),
+            ],
+        };
+        assert_eq!(
+            approval_reason(&decision),
+            "the proposed patch needs human approval: `DROP` in `db/clean.sql:4`, `rm -rf` in \
+             `run.sh` matches `safety.require_confirmation`; rerun with `--approve` to allow it \
+             (a pipeline run stops here)"
+        );
+    }
 }

@@ -15,6 +15,7 @@ mod ado_task;
 mod ado_vsix;
 mod llm;
 mod patch_corpus;
+mod repair;
 mod run_cli;
 mod verify;
 mod workflow_inputs;
