@@ -748,7 +748,8 @@ fn approval_reason(decision: &PolicyDecision) -> String {
         .collect();
     format!(
         "the proposed patch needs human approval: {} matches `safety.require_confirmation`; \
-         rerun with `--approve` to allow it (a pipeline run stops here)",
+         rerun with `--approve` (the task input `approveDangerousChanges` in a pipeline) to \
+         allow it",
         matches.join(", ")
     )
 }
@@ -795,8 +796,8 @@ mod tests {
         assert_eq!(
             approval_reason(&decision),
             "the proposed patch needs human approval: `DROP` in `db/clean.sql:4`, `rm -rf` in \
-             `run.sh` matches `safety.require_confirmation`; rerun with `--approve` to allow it \
-             (a pipeline run stops here)"
+             `run.sh` matches `safety.require_confirmation`; rerun with `--approve` (the task \
+             input `approveDangerousChanges` in a pipeline) to allow it"
         );
     }
 }

@@ -540,3 +540,85 @@ async fn a_recorded_run_replays_offline_with_the_same_outcome() {
         "the same prompts, deterministically"
     );
 }
+
+/// Context lines that are nowhere in the file.
+const STALE_FIX: &str = "```diff\n--- a/src/greet.sh\n+++ b/src/greet.sh\n@@ -1,3 +1,3 @@\n #!/bin/bash\n # Says hello to whoever calls.\n-echo \"Hello, wrld!!\"\n+echo \"Hello, world\"\n```\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hunk_that_does_not_apply_is_reported_back_once_with_the_reason() {
+    let fake = OpenAiFake::start().await;
+    fake.push(Route::OpenAi, Reply::text(STALE_FIX))
+        .push(Route::OpenAi, Reply::text(WEAKEN_TEST))
+        .push(Route::OpenAi, reject())
+        .push(Route::OpenAi, Reply::text(GOOD_FIX))
+        .push(Route::OpenAi, approve());
+    let project = broken_project(SAFETY);
+
+    run(&project, Some(&fake), &[]).await.assert_code(0);
+
+    assert_eq!(project.read("src/greet.sh"), FIXED_GREETING);
+    let unusable = decision(&project, "patch.unusable");
+    assert_eq!(unusable["stage"], "apply");
+    let reason = unusable["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("does not apply") && reason.contains("src/greet.sh"),
+        "{reason}"
+    );
+    let fixer = fixer_requests(&fake);
+    assert_eq!(fixer.len(), 3);
+    let told = |request: &ReceivedRequest| {
+        request
+            .message("user")
+            .contains("Your previous patch could not be applied: the patch does not apply")
+    };
+    assert!(!told(&fixer[0]));
+    assert!(told(&fixer[1]), "{}", fixer[1].message("user"));
+    assert!(!told(&fixer[2]), "only once: {}", fixer[2].message("user"));
+    assert!(fixer[2].message("user").contains(SUGGESTION));
+    assert_eq!(
+        reviewer_requests(&fake).len(),
+        2,
+        "the patch that does not apply is never reviewed"
+    );
+}
+
+/// Breaks the script's syntax: the failure moves to an earlier step.
+const BREAKING_FIX: &str = "```diff\n--- a/src/greet.sh\n+++ b/src/greet.sh\n@@ -1,3 +1,3 @@\n #!/bin/sh\n # Prints the greeting the service answers with.\n-echo \"Hello, wrld\"\n+if echo \"Hello, world\"\n```\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_that_makes_things_worse_is_reverted_and_the_fixer_told() {
+    let fake = OpenAiFake::start().await;
+    fake.push(Route::OpenAi, Reply::text(BREAKING_FIX))
+        .push(Route::OpenAi, approve())
+        .push(Route::OpenAi, Reply::text(GOOD_FIX))
+        .push(Route::OpenAi, approve());
+    let project = broken_project(SAFETY);
+    let workflow = project.read("w.yaml").replace(
+        "steps:\n",
+        "steps:\n  - {id: syntax, gate: \"sh -n src/greet.sh\"}\n",
+    );
+    project.file("w.yaml", &workflow);
+
+    run(&project, Some(&fake), &[]).await.assert_code(0);
+
+    assert_eq!(project.read("src/greet.sh"), FIXED_GREETING);
+    let reverted = decisions(&project)
+        .into_iter()
+        .find(|(_, kind, _)| kind == "patch.reverted")
+        .unwrap();
+    assert_eq!(reverted.0, 2);
+    assert_eq!(reverted.2["reason"], "fewer steps pass (0 instead of 1)");
+    let fixer = fixer_requests(&fake);
+    assert_eq!(fixer.len(), 2);
+    let second = fixer[1].message("user");
+    assert!(
+        second.contains("reverted: fewer steps pass") && second.contains("+if echo"),
+        "{second}"
+    );
+    assert!(
+        second.contains("FAIL: src/greet.sh:3"),
+        "after the revert the original failure is the one to repair: {second}"
+    );
+    assert!(patch_file(&project, 1).contains("+if echo"));
+    assert!(patch_file(&project, 2).contains("+echo \"Hello, world\""));
+}
