@@ -161,4 +161,25 @@ mod tests {
             Cli::try_parse_from(["agent-orch", "run", "w.yaml", "--max-iterations", "0"]).is_err()
         );
     }
+
+    #[test]
+    fn record_and_replay_exclude_each_other() {
+        let run = |args: &[&str]| {
+            let mut all = vec!["agent-orch", "run", "w.yaml"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| match cli.command {
+                Command::Run(run) => (run.approve, run.record, run.replay),
+                _ => panic!("expected run"),
+            })
+        };
+        assert_eq!(
+            run(&["--approve", "--replay", "t.jsonl"]).expect("valid"),
+            (true, None, Some(PathBuf::from("t.jsonl")))
+        );
+        assert_eq!(
+            run(&["--record", "t.jsonl"]).expect("valid"),
+            (false, Some(PathBuf::from("t.jsonl")), None)
+        );
+        assert!(run(&["--record", "a.jsonl", "--replay", "b.jsonl"]).is_err());
+    }
 }

@@ -52,7 +52,7 @@ pub struct RepairStop {
 }
 
 /// How far an iteration got: the measure of progress between a patch and the next run.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IterationState {
     pub fingerprint: String,
     /// Required and optional steps that failed.
@@ -233,14 +233,11 @@ impl Repair<'_> {
             Ok(agent) => agent,
             Err(reason) => return StepOutcome::failed(reason),
         };
-        let result = tokio::select! {
-            () = cancel.cancelled() => return cancelled(),
-            result = agent.propose_fix(&context) => result,
-        };
-        let mut outcome = fix::outcome(&result);
+        let (mut outcome, result) = fix::run(agent, &context, cancel).await;
         let proposal = match result {
-            Ok(proposal) => proposal,
-            Err(err) => {
+            None => return outcome,
+            Some(Ok(proposal)) => proposal,
+            Some(Err(err)) => {
                 self.stop_if_refused_for_budget(&err);
                 return outcome;
             }
@@ -359,14 +356,11 @@ impl Repair<'_> {
             Ok(agent) => agent,
             Err(reason) => return StepOutcome::failed(reason),
         };
-        let result = tokio::select! {
-            () = cancel.cancelled() => return cancelled(),
-            result = agent.review(&context) => result,
-        };
-        let mut outcome = review::outcome(&result);
+        let (mut outcome, result) = review::run(agent, &context, cancel).await;
         let verdict = match result {
-            Ok(verdict) => verdict,
-            Err(err) => {
+            None => return outcome,
+            Some(Ok(verdict)) => verdict,
+            Some(Err(err)) => {
                 self.stop_if_refused_for_budget(&err);
                 return outcome;
             }
@@ -473,11 +467,7 @@ impl Repair<'_> {
         self.applied = Some(Applied {
             patch: applied,
             iteration,
-            before: self.current.clone().unwrap_or(IterationState {
-                fingerprint: String::new(),
-                failing_steps: 0,
-                passed_steps: 0,
-            }),
+            before: self.current.clone().unwrap_or_default(),
             diff_index: self.previous_patches.len().saturating_sub(1),
         });
         self.last_phase_applied = Some(true);
@@ -714,10 +704,6 @@ fn tokens(usage: Usage) -> Value {
         "completion": usage.completion_tokens,
         "estimated": usage.estimated,
     })
-}
-
-fn cancelled() -> StepOutcome {
-    StepOutcome::new(StepStatus::Cancelled, "cancelled")
 }
 
 fn failed_with(mut outcome: StepOutcome, message: String) -> StepOutcome {
