@@ -76,6 +76,19 @@ pub struct RunArgs {
     /// Do not stream step output to the terminal (it still goes to the step logs).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Approve patches whose added lines match `safety.require_confirmation` (a human's
+    /// decision; without it such a patch stops the run). Never lifts any other policy rule.
+    #[arg(long, env = "AGENT_ORCH_APPROVE")]
+    pub approve: bool,
+
+    /// Save every LLM exchange of the run to this JSONL file, for `--replay`.
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+
+    /// Serve LLM replies from a file written by `--record`: nothing leaves the machine.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -147,5 +160,26 @@ mod tests {
         assert!(
             Cli::try_parse_from(["agent-orch", "run", "w.yaml", "--max-iterations", "0"]).is_err()
         );
+    }
+
+    #[test]
+    fn record_and_replay_exclude_each_other() {
+        let run = |args: &[&str]| {
+            let mut all = vec!["agent-orch", "run", "w.yaml"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| match cli.command {
+                Command::Run(run) => (run.approve, run.record, run.replay),
+                _ => panic!("expected run"),
+            })
+        };
+        assert_eq!(
+            run(&["--approve", "--replay", "t.jsonl"]).expect("valid"),
+            (true, None, Some(PathBuf::from("t.jsonl")))
+        );
+        assert_eq!(
+            run(&["--record", "t.jsonl"]).expect("valid"),
+            (false, Some(PathBuf::from("t.jsonl")), None)
+        );
+        assert!(run(&["--record", "a.jsonl", "--replay", "b.jsonl"]).is_err());
     }
 }

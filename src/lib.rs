@@ -5,7 +5,8 @@
 //! ```text
 //! cli → commands/ (run, validate, plan, schema)
 //!   → workflow/ (load → template expansion → decode → validate → model)
-//!   → engine/ (the iteration loop, safety limits, failure fingerprints, interrupts)
+//!   → engine/ (the iteration loop, the repair phase, safety limits, failure fingerprints,
+//!       interrupts)
 //!       → steps/ (one file per step kind: gate, service, verify, deploy, fix, review, rollback)
 //!           → integrations: process/, http, llm/, patch/, cluster/, ado/
 //!   → engine::events::Event stream → report/ (console, run.log, junit, audit, metrics, summary)

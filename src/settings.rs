@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cli::RunArgs;
 use crate::engine::run_loop::RunSettings;
+use crate::llm::TapeMode;
 use crate::workflow::Workflow;
 
 impl RunSettings {
@@ -29,6 +30,12 @@ impl RunSettings {
                 .unwrap_or(workflow.safety.max_iterations),
             echo: !args.quiet,
             dry_run: args.dry_run,
+            approve: args.approve,
+            tape: match (&args.record, &args.replay) {
+                (_, Some(path)) => TapeMode::Replay(path.clone()),
+                (Some(path), None) => TapeMode::Record(path.clone()),
+                (None, None) => TapeMode::Live,
+            },
         }
     }
 }

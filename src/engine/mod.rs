@@ -3,5 +3,6 @@
 pub mod events;
 pub mod fingerprint;
 pub mod interrupt;
+pub mod repair;
 pub mod run_loop;
 pub mod template_context;

@@ -1,6 +1,7 @@
 //! The iteration loop of design.md: run the steps; on a required failure, fingerprint it,
 //! stop if there is no progress or no budget left, otherwise repair and try again; when giving
-//! up (or interrupted), run `on_give_up`.
+//! up (or interrupted), run `on_give_up`. The repair phase's own logic (agents, policy,
+//! applying and reverting patches) lives in [`super::repair`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,11 +13,13 @@ use serde_json::json;
 use super::events::{Event, RunOutcome};
 use super::fingerprint::{FailureSignature, fingerprint};
 use super::interrupt::Interrupts;
+use super::repair::{IterationState, Repair};
 use super::template_context::TemplateContext;
+use crate::llm::TapeMode;
 use crate::report::Reporter;
 use crate::steps::service::Services;
 use crate::steps::{self, RunInfo, StepContext, StepOutcome, StepStatus};
-use crate::workflow::model::{Phase, Step, Workflow};
+use crate::workflow::model::{Phase, Step, StepKind, Workflow};
 
 /// How long a step may overrun its own `timeout` before the engine abandons it (dropping the
 /// step kills its process group).
@@ -36,6 +39,10 @@ pub struct RunSettings {
     pub echo: bool,
     /// Render and report every step of one iteration without running anything.
     pub dry_run: bool,
+    /// `--approve`: a human approved patches that match `safety.require_confirmation`.
+    pub approve: bool,
+    /// Whether LLM exchanges go live, are recorded (`--record`) or replayed (`--replay`).
+    pub tape: TapeMode,
 }
 
 /// How a run ended.
@@ -47,22 +54,24 @@ pub struct RunSummary {
 }
 
 /// The first required failure of an iteration.
-struct Failure {
+struct Failure<'a> {
+    step: &'a Step,
     step_id: String,
     kind: &'static str,
     outcome: Arc<StepOutcome>,
 }
 
-impl Failure {
+impl Failure<'_> {
     fn describe(&self) -> String {
         format!("{}: {}", self.step_id, self.outcome.message)
     }
 }
 
 #[derive(Default)]
-struct PhaseResult {
-    failure: Option<Failure>,
+struct PhaseResult<'a> {
+    failure: Option<Failure<'a>>,
     optional_failures: usize,
+    passed: usize,
     cancelled: bool,
 }
 
@@ -73,6 +82,7 @@ pub struct Engine<'a> {
     interrupts: Interrupts,
     context: TemplateContext,
     services: Services,
+    repair: Repair<'a>,
     started: Instant,
 }
 
@@ -84,6 +94,7 @@ impl<'a> Engine<'a> {
         reporter: &'a mut dyn Reporter,
         interrupts: Interrupts,
     ) -> Self {
+        let repair = Repair::new(workflow, settings, context.secrets());
         Self {
             workflow,
             settings,
@@ -91,6 +102,7 @@ impl<'a> Engine<'a> {
             interrupts,
             context,
             services: Services::default(),
+            repair,
             started: Instant::now(),
         }
     }
@@ -168,8 +180,26 @@ impl<'a> Engine<'a> {
             });
             self.finish_iteration(iteration, Some(&fingerprint), Some(&failure))
                 .await;
+            let state = IterationState {
+                fingerprint: fingerprint.clone(),
+                failing_steps: result.optional_failures + 1,
+                passed_steps: result.passed,
+            };
+            // Reverting a patch that did not help comes before any stop: a run never ends with
+            // a failed repair attempt left in the files.
+            self.repair.after_failed_iteration(
+                iteration,
+                state,
+                failure.step,
+                &failure.outcome,
+                &mut *self.reporter,
+            );
             let count = seen.entry(fingerprint.clone()).or_default();
-            *count += 1;
+            // A repair phase that changed nothing (a rejected or unusable patch) is not a try
+            // that failed to make progress: the failure is bound to repeat.
+            if !self.repair.last_phase_changed_nothing() {
+                *count += 1;
+            }
 
             let stop = if *count >= self.workflow.safety.no_progress_threshold {
                 Some((
@@ -219,12 +249,23 @@ impl<'a> Engine<'a> {
                 }),
             });
             if !self.workflow.repair.is_empty() {
+                self.repair.begin_phase();
                 let repair = self
                     .run_phase(iteration, Phase::Repair, &self.workflow.repair)
                     .await;
                 if repair.cancelled {
                     return self
                         .give_up(iteration, RunOutcome::Interrupted, "interrupted".into())
+                        .await;
+                }
+                if let Some(stop) = self.repair.take_stop() {
+                    self.emit(Event::Decision {
+                        iteration,
+                        kind: format!("stop.{}", stop.kind),
+                        detail: json!({ "reason": stop.reason }),
+                    });
+                    return self
+                        .give_up(iteration, RunOutcome::Failed, stop.reason)
                         .await;
                 }
             }
@@ -241,7 +282,7 @@ impl<'a> Engine<'a> {
         &mut self,
         iteration: u32,
         fingerprint: Option<&str>,
-        failure: Option<&Failure>,
+        failure: Option<&Failure<'_>>,
     ) {
         self.services.stop_all().await;
         self.emit(Event::IterationFinished {
@@ -273,7 +314,12 @@ impl<'a> Engine<'a> {
         }
     }
 
-    async fn run_phase(&mut self, iteration: u32, phase: Phase, steps: &'a [Step]) -> PhaseResult {
+    async fn run_phase(
+        &mut self,
+        iteration: u32,
+        phase: Phase,
+        steps: &'a [Step],
+    ) -> PhaseResult<'a> {
         let mut result = PhaseResult::default();
         let cancel = match phase {
             Phase::OnGiveUp => self.interrupts.cleanup.clone(),
@@ -334,13 +380,15 @@ impl<'a> Engine<'a> {
                 StepStatus::Failed | StepStatus::Inconclusive => {
                     if result.failure.is_none() {
                         result.failure = Some(Failure {
+                            step,
                             step_id: step.id.value.clone(),
                             kind: step.kind.key(),
                             outcome,
                         });
                     }
                 }
-                StepStatus::Passed | StepStatus::Skipped => {}
+                StepStatus::Passed => result.passed += 1,
+                StepStatus::Skipped => {}
             }
         }
         result
@@ -408,6 +456,20 @@ impl<'a> Engine<'a> {
             }
             let outcome = if self.settings.dry_run {
                 StepOutcome::new(StepStatus::Skipped, "dry run: not executed")
+            } else if let StepKind::Fix(_) | StepKind::Review(_) = step.kind {
+                let repair = self.repair.run_step(
+                    step,
+                    iteration,
+                    &renderer,
+                    &ctx.cancel,
+                    &mut *self.reporter,
+                );
+                match timeout {
+                    None => repair.await,
+                    Some(limit) => tokio::time::timeout(limit, repair)
+                        .await
+                        .unwrap_or_else(|_| timed_out(limit)),
+                }
             } else {
                 run_with_backstop(&ctx, timeout).await
             };
@@ -415,7 +477,8 @@ impl<'a> Engine<'a> {
                 outcome.status,
                 StepStatus::Failed | StepStatus::Inconclusive
             ) && attempt < step.retries
-                && !cancel.is_cancelled();
+                && !cancel.is_cancelled()
+                && !self.repair.stopped();
             if !retry {
                 return outcome;
             }
@@ -447,10 +510,14 @@ async fn run_with_backstop(ctx: &StepContext<'_>, timeout: Option<Duration>) -> 
         None => step.await,
         Some(limit) => match tokio::time::timeout(limit + TIMEOUT_GRACE, step).await {
             Ok(outcome) => outcome,
-            Err(_) => StepOutcome::failed(format!(
-                "timed out after {}",
-                humantime::format_duration(limit)
-            )),
+            Err(_) => timed_out(limit),
         },
     }
+}
+
+fn timed_out(limit: Duration) -> StepOutcome {
+    StepOutcome::failed(format!(
+        "timed out after {}",
+        humantime::format_duration(limit)
+    ))
 }

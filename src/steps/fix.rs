@@ -1,7 +1,8 @@
 //! `fix`: ask the fixer agent for a unified diff that repairs the last failure.
 //!
-//! The step passes when the agent replied; the reply (a fenced diff, usually) goes to the patch
-//! module, which parses, checks and applies it. The step never parses the diff itself.
+//! [`outcome`] passes when the agent replied; the reply (a fenced diff, usually) goes to the
+//! patch module, which parses, checks and applies it. In a run, `engine::repair` drives the
+//! step: it builds the context, and parses, checks and applies the reply.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -18,19 +19,16 @@ pub struct FixConfig {
     pub agent: Spanned<String>,
 }
 
-/// Asks `agent` for a patch, unless the run is cancelled first. The proposal is `None` when
-/// the step failed or was cancelled.
+/// Asks `agent` for a patch, unless the run is cancelled first. The result is `None` when
+/// the step was cancelled; an error is kept for the caller (a refused budget stops the run).
 pub async fn run(
     agent: &Agent,
     ctx: &FixContext,
     cancel: &CancellationToken,
-) -> (StepOutcome, Option<FixProposal>) {
+) -> (StepOutcome, Option<Result<FixProposal, LlmError>>) {
     tokio::select! {
         () = cancel.cancelled() => (StepOutcome::new(StepStatus::Cancelled, "cancelled"), None),
-        result = agent.propose_fix(ctx) => {
-            let outcome = outcome(&result);
-            (outcome, result.ok())
-        }
+        result = agent.propose_fix(ctx) => (outcome(&result), Some(result)),
     }
 }
 

@@ -57,12 +57,16 @@ pub async fn run(ctx: &StepContext<'_>) -> StepOutcome {
         StepKind::Gate(config) => gate::run(config, ctx).await,
         StepKind::Service(config) => service::run(config, ctx).await,
         StepKind::Verify(config) => verify::run(config, ctx).await,
-        StepKind::Deploy(_) | StepKind::Rollback(_) | StepKind::Fix(_) | StepKind::Review(_) => {
-            StepOutcome::failed(format!(
-                "`{}` steps are not available in this build",
-                ctx.step.kind.key()
-            ))
-        }
+        // They need the run's repair state (agents, the failure, the proposed patch): the
+        // engine runs them itself (`engine::repair`).
+        StepKind::Fix(_) | StepKind::Review(_) => StepOutcome::failed(format!(
+            "`{}` steps run only in a workflow's `repair:` phase",
+            ctx.step.kind.key()
+        )),
+        StepKind::Deploy(_) | StepKind::Rollback(_) => StepOutcome::failed(format!(
+            "`{}` steps are not available in this build",
+            ctx.step.kind.key()
+        )),
     }
 }
 

@@ -19,19 +19,16 @@ pub struct ReviewConfig {
     pub agent: Spanned<String>,
 }
 
-/// Asks `agent` for a verdict, unless the run is cancelled first. The review is `None` when
-/// there is no verdict (error or cancellation).
+/// Asks `agent` for a verdict, unless the run is cancelled first. The result is `None` when
+/// the step was cancelled; an error is kept for the caller (a refused budget stops the run).
 pub async fn run(
     agent: &Agent,
     ctx: &ReviewContext,
     cancel: &CancellationToken,
-) -> (StepOutcome, Option<Review>) {
+) -> (StepOutcome, Option<Result<Review, LlmError>>) {
     tokio::select! {
         () = cancel.cancelled() => (StepOutcome::new(StepStatus::Cancelled, "cancelled"), None),
-        result = agent.review(ctx) => {
-            let outcome = outcome(&result);
-            (outcome, result.ok())
-        }
+        result = agent.review(ctx) => (outcome(&result), Some(result)),
     }
 }
 

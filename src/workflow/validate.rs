@@ -24,6 +24,7 @@ pub(crate) fn validate(
     let mut diagnostics = Vec::new();
     step_ids(workflow, &mut diagnostics);
     agents(workflow, &mut diagnostics);
+    repair_steps(workflow, &mut diagnostics);
     if complete {
         rollback_targets(workflow, &mut diagnostics);
     }
@@ -80,6 +81,49 @@ fn agents(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
             });
             diagnostic.label = did_you_mean(&agent.value, agent_names());
             diagnostics.push(diagnostic);
+        }
+    }
+}
+
+/// `fix` and `review` need the failure being repaired, so they only run in `repair:`; a
+/// `review` needs a `fix` before it to have a patch to look at.
+fn repair_steps(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
+    let is_repair_kind = |kind: &StepKind| matches!(kind, StepKind::Fix(_) | StepKind::Review(_));
+    for step in workflow
+        .steps
+        .iter()
+        .chain(&workflow.on_give_up)
+        .filter(|step| is_repair_kind(&step.kind))
+    {
+        diagnostics.push(
+            Diagnostic::new(
+                DiagnosticKind::InvalidValue,
+                format!(
+                    "`{}` step `{}` outside `repair:`",
+                    step.kind.key(),
+                    step.id.value
+                ),
+                step.id.span.clone(),
+            )
+            .with_help("`fix` and `review` steps repair a failure: move them under `repair:`"),
+        );
+    }
+    let mut fix_seen = false;
+    for step in &workflow.repair {
+        match step.kind {
+            StepKind::Fix(_) => fix_seen = true,
+            StepKind::Review(_) if !fix_seen => diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticKind::InvalidValue,
+                    format!(
+                        "review step `{}` has no `fix` step before it",
+                        step.id.value
+                    ),
+                    step.id.span.clone(),
+                )
+                .with_help("a review judges the patch a `fix` step proposed: put a `fix` first"),
+            ),
+            _ => {}
         }
     }
 }
@@ -458,6 +502,30 @@ mod tests {
             .map(|d| (d.span.line, d.span.column, d.span.len))
             .collect();
         assert_eq!(found, [(6, 15, 9)], "{}", diagnostics.render(false));
+    }
+
+    #[test]
+    fn repair_steps_belong_in_repair_after_a_fix() {
+        let diagnostics = load_text(
+            "name: w\nagents: {a: {model: m}}\nsteps:\n  - {id: early, fix: {agent: a}}\nrepair:\n  - {id: judge, review: {agent: a}}\n  - {id: propose, fix: {agent: a}}\n",
+        )
+        .expect_err("misplaced");
+        let found: Vec<(usize, String)> = diagnostics
+            .iter()
+            .map(|d| (d.span.line, d.message.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (4, "`fix` step `early` outside `repair:`".to_owned()),
+                (
+                    6,
+                    "review step `judge` has no `fix` step before it".to_owned()
+                ),
+            ],
+            "{}",
+            diagnostics.render(false)
+        );
     }
 
     #[test]

@@ -704,7 +704,7 @@ async fn review_step_outcome_carries_the_suggestion() {
     assert_eq!(outcome.status, StepStatus::Failed);
     assert_eq!(outcome.message, "rejected (high risk): drops a check");
     assert_eq!(outcome.outputs["suggestion"], "keep the check");
-    assert!(review.is_some_and(|r| !r.verdict.approved));
+    assert!(review.is_some_and(|r| r.is_ok_and(|r| !r.verdict.approved)));
 }
 
 #[tokio::test]

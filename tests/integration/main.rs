@@ -16,6 +16,7 @@ mod ado_vsix;
 mod cli_commands;
 mod llm;
 mod patch_corpus;
+mod repair;
 mod run_cli;
 mod verify;
 mod workflow_inputs;
