@@ -10,6 +10,7 @@
 //! ```
 
 pub mod cli;
+pub mod cluster;
 pub mod engine;
 pub mod process;
 pub mod report;

@@ -1,0 +1,917 @@
+//! The rollout simulator: on every tick it does what the deployment and replica set controllers
+//! and the kubelet would do, with pod lifecycles derived from their age and injected failures.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::FakeOptions;
+use super::failure::Failure;
+use super::resources::ResourceType;
+use super::store::{ContainerLogs, ObjectKey, Store, ensure_object, now_rfc3339};
+
+pub(crate) const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+pub(crate) const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
+
+/// Simulation bookkeeping that is not part of any API object.
+#[derive(Default)]
+pub(crate) struct SimState {
+    pods: HashMap<(String, String), PodSim>,
+    /// (namespace, deployment) → (template hash, when its rollout started).
+    progress: HashMap<(String, String), (String, Instant)>,
+    /// (namespace, deployment) → (reason, when a pod or the deployment first reported it).
+    pub(crate) reported: HashMap<(String, String), (&'static str, Instant)>,
+    /// Failures injected per (namespace, deployment), applied to pods created afterwards.
+    pub(crate) injected: HashMap<(String, String), Failure>,
+    counter: u64,
+}
+
+struct PodSim {
+    created: Instant,
+    deployment: String,
+    /// Per container, in spec order.
+    failures: Vec<Option<Failure>>,
+    /// Event reasons already emitted for this pod, so each fires once.
+    emitted: Vec<String>,
+}
+
+fn resource(plural: &str) -> &'static ResourceType {
+    let group = if matches!(plural, "deployments" | "replicasets") {
+        "apps"
+    } else {
+        ""
+    };
+    match ResourceType::find(group, "v1", plural) {
+        Some(resource) => resource,
+        None => unreachable!("`{plural}` is in the fake's resource table"),
+    }
+}
+
+pub(crate) fn deployments() -> &'static ResourceType {
+    resource("deployments")
+}
+
+pub(crate) fn replica_sets() -> &'static ResourceType {
+    resource("replicasets")
+}
+
+pub(crate) fn pods() -> &'static ResourceType {
+    resource("pods")
+}
+
+pub(crate) fn events() -> &'static ResourceType {
+    resource("events")
+}
+
+/// A stable short hash of a pod template, independent of key order.
+pub(crate) fn template_hash(template: &Value) -> String {
+    let mut canonical = String::new();
+    write_canonical(template, &mut canonical);
+    let digest = Sha256::digest(canonical.as_bytes());
+    hex::encode(&digest[..5])
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<_> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for key in keys {
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+                out.push(',');
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for item in items {
+                write_canonical(item, out);
+                out.push(',');
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn owned_by(object: &Value, uid: &str) -> bool {
+    object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+        })
+}
+
+fn name_of(object: &Value) -> String {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn revision_of(object: &Value) -> u64 {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(REVISION_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+fn owner_reference(kind: &str, api_version: &str, owner: &Value) -> Value {
+    json!([{
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name_of(owner),
+        "uid": owner.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    }])
+}
+
+/// One simulation step over every deployment.
+pub(crate) fn tick(store: &mut Store, sim: &mut SimState, options: &FakeOptions, now: Instant) {
+    for deployment in store.list(deployments(), None) {
+        reconcile_deployment(store, sim, options, now, deployment);
+    }
+    // Pods whose deployment is gone are forgotten.
+    sim.pods
+        .retain(|(ns, name), _| store.get(&ObjectKey::new(pods(), ns, name)).is_some());
+}
+
+fn reconcile_deployment(
+    store: &mut Store,
+    sim: &mut SimState,
+    options: &FakeOptions,
+    now: Instant,
+    mut deployment: Value,
+) {
+    let Ok(typed) = serde_json::from_value::<Deployment>(deployment.clone()) else {
+        return;
+    };
+    let Some(spec) = typed.spec.as_ref() else {
+        return;
+    };
+    let namespace = typed.metadata.namespace.clone().unwrap_or_default();
+    let name = typed.metadata.name.clone().unwrap_or_default();
+    let Some(uid) = typed.metadata.uid.clone() else {
+        return;
+    };
+    let desired = u64::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
+    let deadline = Duration::from_secs(
+        u64::try_from(spec.progress_deadline_seconds.unwrap_or(600)).unwrap_or(600),
+    );
+    let template = deployment
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let hash = template_hash(&template);
+    let key = (namespace.clone(), name.clone());
+
+    // Replica sets: one per distinct template; the current one has the highest revision.
+    let owned: Vec<Value> = store
+        .list(replica_sets(), Some(&namespace))
+        .into_iter()
+        .filter(|rs| owned_by(rs, &uid))
+        .collect();
+    let max_revision = owned.iter().map(revision_of).max().unwrap_or(0);
+    let new_rs_name = format!("{name}-{hash}");
+    let mut new_rs = match owned.iter().find(|rs| name_of(rs) == new_rs_name) {
+        Some(rs) if revision_of(rs) == max_revision => rs.clone(),
+        Some(rs) => {
+            // A template that was live before comes back (a rollback): it becomes the newest.
+            let mut rs = rs.clone();
+            ensure_object(&mut rs, "metadata");
+            ensure_object(&mut rs["metadata"], "annotations").insert(
+                REVISION_ANNOTATION.into(),
+                json!((max_revision + 1).to_string()),
+            );
+            rs
+        }
+        None => {
+            let mut rs_template = template.clone();
+            ensure_object(&mut rs_template, "metadata");
+            ensure_object(&mut rs_template["metadata"], "labels")
+                .insert(TEMPLATE_HASH_LABEL.into(), json!(hash));
+            let mut selector = deployment
+                .pointer("/spec/selector")
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            ensure_object(&mut selector, "matchLabels")
+                .insert(TEMPLATE_HASH_LABEL.into(), json!(hash));
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {
+                    "name": new_rs_name,
+                    "namespace": namespace,
+                    "labels": rs_template.pointer("/metadata/labels").cloned().unwrap_or(Value::Null),
+                    "annotations": {REVISION_ANNOTATION: (max_revision + 1).to_string()},
+                    "ownerReferences": owner_reference("Deployment", "apps/v1", &deployment),
+                },
+                "spec": {"replicas": desired, "selector": selector, "template": rs_template},
+            })
+        }
+    };
+    new_rs["spec"]["replicas"] = json!(desired);
+    let new_rs = store.put(
+        ObjectKey::new(replica_sets(), &namespace, &new_rs_name),
+        new_rs,
+    );
+    let revision = revision_of(&new_rs);
+
+    let since = match sim.progress.get(&key) {
+        Some((h, since)) if *h == hash => *since,
+        _ => {
+            sim.progress.insert(key.clone(), (hash.clone(), now));
+            sim.reported.remove(&key);
+            now
+        }
+    };
+
+    // Pods of the new replica set: create what is missing, remove what is extra.
+    let all_rs_names: Vec<String> = owned
+        .iter()
+        .map(name_of)
+        .chain([new_rs_name.clone()])
+        .collect();
+    let deployment_pods: Vec<Value> = store
+        .list(pods(), Some(&namespace))
+        .into_iter()
+        .filter(|pod| {
+            pod.pointer("/metadata/ownerReferences/0/name")
+                .and_then(Value::as_str)
+                .is_some_and(|owner| all_rs_names.iter().any(|n| n == owner))
+        })
+        .collect();
+    let is_new = |pod: &Value| {
+        pod.pointer("/metadata/ownerReferences/0/name")
+            .and_then(Value::as_str)
+            == Some(new_rs_name.as_str())
+    };
+    let mut new_pod_names: Vec<String> = deployment_pods
+        .iter()
+        .filter(|p| is_new(p))
+        .map(name_of)
+        .collect();
+    while (new_pod_names.len() as u64) < desired {
+        let pod_name = create_pod(store, sim, now, &new_rs, &name, &key);
+        new_pod_names.push(pod_name);
+    }
+    while (new_pod_names.len() as u64) > desired {
+        if let Some(extra) = new_pod_names.pop() {
+            delete_pod(store, sim, &namespace, &extra);
+        }
+    }
+
+    // Advance every pod's lifecycle.
+    let mut ready_new = 0u64;
+    let mut ready_total = 0u64;
+    let mut total = 0u64;
+    let mut old_pods = Vec::new();
+    for pod in store.list(pods(), Some(&namespace)) {
+        let pod_name = name_of(&pod);
+        let owner = pod
+            .pointer("/metadata/ownerReferences/0/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !all_rs_names.contains(&owner) {
+            continue;
+        }
+        total += 1;
+        let ready = advance_pod(store, sim, options, now, pod, &key);
+        if ready {
+            ready_total += 1;
+        }
+        if owner == new_rs_name {
+            if ready {
+                ready_new += 1;
+            }
+        } else {
+            old_pods.push(pod_name);
+        }
+    }
+
+    // Old replica sets scale down once the new one is fully ready.
+    let complete = ready_new >= desired;
+    if complete {
+        for pod_name in old_pods.drain(..) {
+            delete_pod(store, sim, &namespace, &pod_name);
+            total -= 1;
+        }
+        ready_total = ready_new;
+    }
+    for rs in owned.iter().filter(|rs| name_of(rs) != new_rs_name) {
+        let mut rs = rs.clone();
+        let old_count = if complete {
+            0
+        } else {
+            old_pods
+                .iter()
+                .filter(|p| p.starts_with(&format!("{}-", name_of(&rs))))
+                .count() as u64
+        };
+        rs["spec"]["replicas"] = json!(old_count);
+        rs["status"] = json!({"replicas": old_count, "observedGeneration": 1});
+        store.put(
+            ObjectKey::new(replica_sets(), &namespace, &name_of(&rs)),
+            rs,
+        );
+    }
+    let mut new_rs = new_rs;
+    new_rs["status"] = json!({
+        "replicas": new_pod_names.len(),
+        "readyReplicas": ready_new,
+        "availableReplicas": ready_new,
+        "fullyLabeledReplicas": new_pod_names.len(),
+        "observedGeneration": 1,
+    });
+    store.put(
+        ObjectKey::new(replica_sets(), &namespace, &new_rs_name),
+        new_rs,
+    );
+
+    // Deployment status, as the deployment controller writes it.
+    let deadline_exceeded = !complete && now.duration_since(since) > deadline;
+    if deadline_exceeded {
+        sim.reported
+            .entry(key.clone())
+            .or_insert(("ProgressDeadlineExceeded", now));
+    }
+    let previous_conditions = deployment
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let available = if ready_total >= desired {
+        (
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.".to_owned(),
+        )
+    } else {
+        (
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.".to_owned(),
+        )
+    };
+    let progressing = if complete {
+        (
+            "True",
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{new_rs_name}\" has successfully progressed."),
+        )
+    } else if deadline_exceeded {
+        (
+            "False",
+            "ProgressDeadlineExceeded",
+            format!("ReplicaSet \"{new_rs_name}\" has timed out progressing."),
+        )
+    } else {
+        (
+            "True",
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{new_rs_name}\" is progressing."),
+        )
+    };
+    let conditions = vec![
+        condition(&previous_conditions, "Available", available),
+        condition(&previous_conditions, "Progressing", progressing),
+    ];
+    let generation = deployment
+        .pointer("/metadata/generation")
+        .cloned()
+        .unwrap_or(json!(1));
+    let mut status = json!({
+        "observedGeneration": generation,
+        "replicas": total,
+        "updatedReplicas": new_pod_names.len(),
+        "readyReplicas": ready_total,
+        "availableReplicas": ready_total,
+        "conditions": conditions,
+    });
+    if total > ready_total {
+        status["unavailableReplicas"] = json!(total - ready_total);
+    }
+    deployment["status"] = status;
+    ensure_object(&mut deployment, "metadata");
+    ensure_object(&mut deployment["metadata"], "annotations")
+        .insert(REVISION_ANNOTATION.into(), json!(revision.to_string()));
+    store.put(ObjectKey::new(deployments(), &namespace, &name), deployment);
+}
+
+/// A condition that keeps its timestamps while its status and reason stay the same.
+fn condition(
+    previous: &[Value],
+    kind: &str,
+    (status, reason, message): (&str, &str, String),
+) -> Value {
+    let old = previous
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(kind));
+    let unchanged = old.is_some_and(|c| {
+        c.get("status").and_then(Value::as_str) == Some(status)
+            && c.get("reason").and_then(Value::as_str) == Some(reason)
+    });
+    if unchanged && let Some(old) = old {
+        return old.clone();
+    }
+    let now = now_rfc3339();
+    json!({
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastUpdateTime": now,
+        "lastTransitionTime": now,
+    })
+}
+
+fn pod_suffix(counter: u64) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut n = counter + 5_000_000;
+    let mut suffix = String::new();
+    for _ in 0..5 {
+        suffix.push(char::from(ALPHABET[(n % ALPHABET.len() as u64) as usize]));
+        n /= ALPHABET.len() as u64;
+    }
+    suffix
+}
+
+fn create_pod(
+    store: &mut Store,
+    sim: &mut SimState,
+    now: Instant,
+    rs: &Value,
+    deployment: &str,
+    key: &(String, String),
+) -> String {
+    sim.counter += 1;
+    let rs_name = name_of(rs);
+    let pod_name = format!("{rs_name}-{}", pod_suffix(sim.counter));
+    let namespace = key.0.clone();
+    let template = rs.pointer("/spec/template").cloned().unwrap_or_default();
+    let containers = template
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let injected = sim.injected.get(key).copied();
+    let failures = containers
+        .iter()
+        .enumerate()
+        .map(|(index, container)| {
+            let from_image = container
+                .get("image")
+                .and_then(Value::as_str)
+                .and_then(Failure::from_image);
+            from_image.or(if index == 0 { injected } else { None })
+        })
+        .collect();
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name,
+            "namespace": namespace,
+            "labels": template.pointer("/metadata/labels").cloned().unwrap_or(Value::Null),
+            "ownerReferences": owner_reference("ReplicaSet", "apps/v1", rs),
+        },
+        "spec": template.get("spec").cloned().unwrap_or_default(),
+        "status": {"phase": "Pending"},
+    });
+    store.put(ObjectKey::new(pods(), &namespace, &pod_name), pod);
+    sim.pods.insert(
+        (namespace, pod_name.clone()),
+        PodSim {
+            created: now,
+            deployment: deployment.to_owned(),
+            failures,
+            emitted: Vec::new(),
+        },
+    );
+    pod_name
+}
+
+fn delete_pod(store: &mut Store, sim: &mut SimState, namespace: &str, name: &str) {
+    store.remove(&ObjectKey::new(pods(), namespace, name));
+    sim.pods.remove(&(namespace.to_owned(), name.to_owned()));
+    store
+        .logs
+        .retain(|(ns, pod, _), _| !(ns == namespace && pod == name));
+}
+
+/// What one container is doing at a given age of its pod.
+struct ContainerView {
+    status: Value,
+    ready: bool,
+    running: bool,
+    /// The failure reason the container shows now, if any.
+    reported: Option<&'static str>,
+    logs: ContainerLogs,
+    events: Vec<(&'static str, &'static str, String)>,
+}
+
+fn container_view(
+    name: &str,
+    image: &str,
+    failure: Option<Failure>,
+    age: Duration,
+    options: &FakeOptions,
+) -> ContainerView {
+    let start = options.start_delay;
+    let tick = options.tick;
+    let started_at = now_rfc3339();
+    let waiting =
+        |reason: &str, message: String| json!({"waiting": {"reason": reason, "message": message}});
+    let base_status = |state: Value, ready: bool, restarts: u32, last: Value| {
+        json!({
+            "name": name,
+            "image": image,
+            "imageID": "",
+            "ready": ready,
+            "started": state.get("running").is_some(),
+            "restartCount": restarts,
+            "state": state,
+            "lastState": last,
+        })
+    };
+    let mut view = ContainerView {
+        status: base_status(
+            waiting("ContainerCreating", String::new()),
+            false,
+            0,
+            json!({}),
+        ),
+        ready: false,
+        running: false,
+        reported: None,
+        logs: ContainerLogs::default(),
+        events: vec![("Normal", "Pulling", format!("Pulling image \"{image}\""))],
+    };
+    if age < start {
+        return view;
+    }
+    let running = json!({"running": {"startedAt": started_at}});
+    let healthy_log = format!("starting {name}\nlistening on :8080\n");
+    let crash_log = format!(
+        "starting {name}\nError: connect ECONNREFUSED 10.0.4.12:5432\n    at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1555:16)\nfatal: database unreachable, exiting\n"
+    );
+    let oom_log = format!("starting {name}\nloading fleet cache (2.1 GiB)...\n");
+    let terminated = |reason: &str, code: i32| json!({"terminated": {"reason": reason, "exitCode": code, "startedAt": started_at, "finishedAt": started_at}});
+    match failure {
+        None => {
+            let ready = age >= options.ready_delay;
+            view.status = base_status(running, ready, 0, json!({}));
+            view.ready = ready;
+            view.running = true;
+            view.logs.current = healthy_log;
+            view.events
+                .push(("Normal", "Started", format!("Started container {name}")));
+        }
+        Some(Failure::Unready) => {
+            view.status = base_status(running, false, 0, json!({}));
+            view.running = true;
+            view.reported = Some("Unready");
+            view.logs.current =
+                format!("starting {name}\nwarming up: waiting for upstream fleet-api\n");
+            view.events
+                .push(("Normal", "Started", format!("Started container {name}")));
+            view.events.push((
+                "Warning",
+                "Unhealthy",
+                "Readiness probe failed: HTTP probe failed with statuscode: 503".to_owned(),
+            ));
+        }
+        Some(Failure::Unschedulable) => {
+            // Never reaches a node: handled at the pod level.
+        }
+        Some(
+            failure @ (Failure::ImagePullBackOff
+            | Failure::ErrImagePull
+            | Failure::InvalidImageName
+            | Failure::CreateContainerConfigError),
+        ) => {
+            let message = match failure {
+                Failure::ImagePullBackOff => format!("Back-off pulling image \"{image}\""),
+                Failure::ErrImagePull => format!(
+                    "failed to pull and unpack image \"{image}\": failed to resolve reference: not found"
+                ),
+                Failure::InvalidImageName => format!(
+                    "Failed to apply default image tag \"{image}\": couldn't parse image name: invalid reference format"
+                ),
+                _ => "secret \"fleet-db-credentials\" not found".to_owned(),
+            };
+            view.status = base_status(
+                waiting(failure.reason(), message.clone()),
+                false,
+                0,
+                json!({}),
+            );
+            view.reported = Some(failure.reason());
+            let event_reason = if failure == Failure::ImagePullBackOff {
+                "BackOff"
+            } else {
+                "Failed"
+            };
+            view.events.push(("Warning", event_reason, message));
+        }
+        Some(Failure::CrashLoopBackOff) => {
+            view.events
+                .push(("Normal", "Started", format!("Started container {name}")));
+            if age < start + tick * 2 {
+                view.status = base_status(running, false, 0, json!({}));
+                view.running = true;
+                view.logs.current = format!("starting {name}\n");
+            } else {
+                let message = format!("back-off 10s restarting failed container={name}");
+                view.status = base_status(
+                    waiting("CrashLoopBackOff", message),
+                    false,
+                    1,
+                    terminated("Error", 1),
+                );
+                view.reported = Some("CrashLoopBackOff");
+                view.logs.previous = Some(crash_log);
+                view.events.push((
+                    "Warning",
+                    "BackOff",
+                    format!("Back-off restarting failed container {name}"),
+                ));
+            }
+        }
+        Some(Failure::OomKilled) => {
+            view.events
+                .push(("Normal", "Started", format!("Started container {name}")));
+            view.logs.current = oom_log.clone();
+            if age < start + tick * 2 {
+                view.status = base_status(running, false, 0, json!({}));
+                view.running = true;
+            } else if age < start + tick * 4 {
+                view.status = base_status(running, false, 1, terminated("OOMKilled", 137));
+                view.running = true;
+                view.logs.previous = Some(oom_log);
+            } else {
+                let message = format!("back-off 20s restarting failed container={name}");
+                view.status = base_status(
+                    waiting("CrashLoopBackOff", message),
+                    false,
+                    2,
+                    terminated("OOMKilled", 137),
+                );
+                view.reported = Some("OOMKilled");
+                view.logs.current = String::new();
+                view.logs.previous = Some(oom_log);
+                view.events.push((
+                    "Warning",
+                    "BackOff",
+                    format!("Back-off restarting failed container {name}"),
+                ));
+            }
+        }
+    }
+    view
+}
+
+/// Writes a pod's status for its age; returns whether the pod is ready.
+fn advance_pod(
+    store: &mut Store,
+    sim: &mut SimState,
+    options: &FakeOptions,
+    now: Instant,
+    mut pod: Value,
+    key: &(String, String),
+) -> bool {
+    let namespace = key.0.clone();
+    let pod_name = name_of(&pod);
+    let sim_key = (namespace.clone(), pod_name.clone());
+    if !sim.pods.contains_key(&sim_key) {
+        // A pod from before a restart of the fake: treat it as new.
+        sim.pods.insert(
+            sim_key.clone(),
+            PodSim {
+                created: now,
+                deployment: key.1.clone(),
+                failures: Vec::new(),
+                emitted: Vec::new(),
+            },
+        );
+    }
+    let Some(pod_sim) = sim.pods.get(&sim_key) else {
+        return false;
+    };
+    let age = now.duration_since(pod_sim.created);
+    let failures = pod_sim.failures.clone();
+    let containers = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let unschedulable = failures.contains(&Some(Failure::Unschedulable));
+
+    let mut events: Vec<(&'static str, &'static str, String)> = Vec::new();
+    let mut statuses = Vec::new();
+    let mut all_ready = !containers.is_empty();
+    let mut any_running = false;
+    let mut reported = None;
+    let mut pending_start = true;
+    if unschedulable {
+        events.push((
+            "Warning",
+            "FailedScheduling",
+            "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.".to_owned(),
+        ));
+        all_ready = false;
+    } else {
+        events.push((
+            "Normal",
+            "Scheduled",
+            format!("Successfully assigned {namespace}/{pod_name} to fake-node-1"),
+        ));
+        for (index, container) in containers.iter().enumerate() {
+            let name = container
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("app");
+            let image = container
+                .get("image")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let failure = failures.get(index).copied().flatten();
+            let view = container_view(name, image, failure, age, options);
+            all_ready &= view.ready;
+            any_running |= view.running;
+            pending_start &= age < options.start_delay;
+            reported = reported.or(view.reported);
+            events.extend(view.events);
+            store.logs.insert(
+                (namespace.clone(), pod_name.clone(), name.to_owned()),
+                view.logs,
+            );
+            statuses.push(view.status);
+        }
+    }
+    let now_text = now_rfc3339();
+    let previous_start = pod
+        .pointer("/status/startTime")
+        .cloned()
+        .unwrap_or_else(|| json!(now_text));
+    let ready_text = if all_ready { "True" } else { "False" };
+    let mut conditions = vec![json!({
+        "type": "PodScheduled",
+        "status": if unschedulable { "False" } else { "True" },
+    })];
+    if unschedulable {
+        conditions[0]["reason"] = json!("Unschedulable");
+        conditions[0]["message"] = json!("0/3 nodes are available: 3 Insufficient cpu.");
+    } else {
+        conditions.push(json!({"type": "Initialized", "status": "True"}));
+        conditions.push(json!({"type": "ContainersReady", "status": ready_text}));
+        conditions.push(json!({"type": "Ready", "status": ready_text}));
+    }
+    let phase = if any_running || (!pending_start && !unschedulable && reported.is_none()) {
+        "Running"
+    } else {
+        "Pending"
+    };
+    // Keep the container timestamps stable across ticks so unchanged pods cause no events.
+    let old_statuses = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (new, old) in statuses.iter_mut().zip(old_statuses.iter()) {
+        stabilize_timestamps(new, old);
+    }
+    let mut status = json!({
+        "phase": phase,
+        "conditions": conditions,
+        "hostIP": "10.0.0.2",
+        "podIP": "10.244.0.17",
+        "startTime": previous_start,
+        "qosClass": "BestEffort",
+    });
+    if !unschedulable {
+        status["containerStatuses"] = Value::Array(statuses);
+    }
+    pod["status"] = status;
+    store.put(ObjectKey::new(pods(), &namespace, &pod_name), pod.clone());
+
+    if let Some(reason) = reported {
+        sim.reported.entry(key.clone()).or_insert((reason, now));
+    }
+    emit_events(store, sim, &sim_key, &pod, events);
+    all_ready
+}
+
+fn stabilize_timestamps(new: &mut Value, old: &Value) {
+    for field in ["state", "lastState"] {
+        let same_kind = match (new.get(field), old.get(field)) {
+            (Some(Value::Object(a)), Some(Value::Object(b))) => {
+                a.keys().collect::<Vec<_>>() == b.keys().collect::<Vec<_>>()
+            }
+            _ => false,
+        };
+        if same_kind
+            && new.get("restartCount") == old.get("restartCount")
+            && let Some(old_value) = old.get(field)
+        {
+            new[field] = old_value.clone();
+        }
+    }
+}
+
+fn emit_events(
+    store: &mut Store,
+    sim: &mut SimState,
+    sim_key: &(String, String),
+    pod: &Value,
+    pending: Vec<(&'static str, &'static str, String)>,
+) {
+    let Some(pod_sim) = sim.pods.get_mut(sim_key) else {
+        return;
+    };
+    for (kind, reason, message) in pending {
+        let marker = format!("{reason}:{message}");
+        if pod_sim.emitted.contains(&marker) {
+            continue;
+        }
+        pod_sim.emitted.push(marker);
+        sim.counter += 1;
+        let name = format!("{}.{:x}", sim_key.1, 0x1800_0000_0000_u64 + sim.counter);
+        let now = now_rfc3339();
+        let event = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": sim_key.0},
+            "involvedObject": {
+                "kind": "Pod",
+                "apiVersion": "v1",
+                "name": sim_key.1,
+                "namespace": sim_key.0,
+                "uid": pod.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+            },
+            "reason": reason,
+            "message": message,
+            "type": kind,
+            "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "source": {"component": if reason == "FailedScheduling" { "default-scheduler" } else { "kubelet" }},
+            "related": {"kind": "Deployment", "name": pod_sim.deployment},
+        });
+        store.put(ObjectKey::new(events(), &sim_key.0, &name), event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_hash_ignores_key_order() {
+        let a = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"x": 1}});
+        let b = json!({"spec": {"x": 1}, "metadata": {"labels": {"b": "2", "a": "1"}}});
+        assert_eq!(template_hash(&a), template_hash(&b));
+        assert_ne!(template_hash(&a), template_hash(&json!({"spec": {"x": 2}})));
+        assert_eq!(template_hash(&a).len(), 10);
+    }
+
+    #[test]
+    fn crash_loop_container_reports_after_its_first_crash() {
+        let options = FakeOptions::default();
+        let early = container_view(
+            "app",
+            "web:crashloop",
+            Some(Failure::CrashLoopBackOff),
+            options.start_delay,
+            &options,
+        );
+        assert_eq!(early.reported, None);
+        let late = container_view(
+            "app",
+            "web:crashloop",
+            Some(Failure::CrashLoopBackOff),
+            options.start_delay + options.tick * 3,
+            &options,
+        );
+        assert_eq!(late.reported, Some("CrashLoopBackOff"));
+        assert_eq!(late.status["restartCount"], json!(1));
+        assert!(
+            late.logs
+                .previous
+                .is_some_and(|l| l.contains("ECONNREFUSED"))
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! Kubernetes: cluster access, manifest apply, rollout status and waiting, rollback, and a fake
+//! API server for tests and demos. Named `cluster` so it does not shadow the `kube` crate.
+
+pub mod fake;

@@ -1,0 +1,1 @@
+//! Shared fakes and helpers, one file per fake.
