@@ -5,3 +5,4 @@ pub mod access;
 pub mod error;
 pub mod fake;
 pub mod manifest;
+pub mod rollout_status;

@@ -13,8 +13,7 @@ use super::failure::Failure;
 use super::resources::ResourceType;
 use super::store::{ContainerLogs, ObjectKey, Store, ensure_object, now_rfc3339};
 
-pub(crate) const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
-pub(crate) const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
+pub(crate) use crate::cluster::rollout_status::{REVISION_ANNOTATION, TEMPLATE_HASH_LABEL};
 
 /// Simulation bookkeeping that is not part of any API object.
 #[derive(Default)]
