@@ -8,5 +8,6 @@ pub mod evidence;
 pub mod fake;
 pub mod ledger;
 pub mod manifest;
+pub mod rollback;
 pub mod rollout;
 pub mod rollout_status;
