@@ -9,6 +9,7 @@ pub mod fix;
 pub mod gate;
 pub mod review;
 pub mod rollback;
+mod step_log;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::ledger::DeployLedger;
 use crate::workflow::model::Step;
 use crate::workflow::template::Renderer;
 
@@ -46,6 +48,8 @@ pub struct StepContext<'a> {
     pub cancel: CancellationToken,
     /// The step's own `timeout`, if any.
     pub timeout: Option<Duration>,
+    /// What this run deployed and what was live before: deploy steps record, rollback reads.
+    pub deployments: &'a DeployLedger,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
