@@ -122,9 +122,15 @@ pub fn parse_manifests(path: &Path, text: &str) -> Result<Vec<Manifest>, Manifes
 fn yaml_message(error: &serde_saphyr::Error) -> String {
     let text = error.to_string();
     let first = text.lines().next().unwrap_or_default();
-    match first.find(" at line ") {
-        Some(index) => first[..index].to_owned(),
-        None => first.to_owned(),
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // `line 4 column 9: unclosed bracket` counts within the document, not the file.
+    let without_position = first
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+        .map_or(first, |(_, message)| message);
+    match without_position.find(" at line ") {
+        Some(index) => without_position[..index].to_owned(),
+        None => without_position.to_owned(),
     }
 }
 

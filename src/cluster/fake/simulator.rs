@@ -816,19 +816,27 @@ fn advance_pod(
 
 fn stabilize_timestamps(new: &mut Value, old: &Value) {
     for field in ["state", "lastState"] {
-        let same_kind = match (new.get(field), old.get(field)) {
-            (Some(Value::Object(a)), Some(Value::Object(b))) => {
-                a.keys().collect::<Vec<_>>() == b.keys().collect::<Vec<_>>()
-            }
+        let same_apart_from_times = match (new.get(field), old.get(field)) {
+            (Some(a), Some(b)) => without_times(a) == without_times(b),
             _ => false,
         };
-        if same_kind
-            && new.get("restartCount") == old.get("restartCount")
-            && let Some(old_value) = old.get(field)
-        {
+        if same_apart_from_times && let Some(old_value) = old.get(field) {
             new[field] = old_value.clone();
         }
     }
+}
+
+fn without_times(state: &Value) -> Value {
+    let mut state = state.clone();
+    if let Value::Object(kinds) = &mut state {
+        for detail in kinds.values_mut() {
+            if let Value::Object(fields) = detail {
+                fields.remove("startedAt");
+                fields.remove("finishedAt");
+            }
+        }
+    }
+    state
 }
 
 fn emit_events(
