@@ -201,21 +201,21 @@ mod tests {
 
     #[test]
     fn first_record_wins_and_survives_a_reload() {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = DeployLedger::in_artifacts(dir.path()).unwrap();
-        ledger.record_before(entry("web")).unwrap();
+        let dir = tempfile::tempdir().expect("should succeed");
+        let ledger = DeployLedger::in_artifacts(dir.path()).expect("should succeed");
+        ledger.record_before(entry("web")).expect("should succeed");
         let mut second = entry("web");
         second.before = Some(PriorRevision {
             revision: Some(9),
             template_hash: None,
             template: serde_json::json!({}),
         });
-        ledger.record_before(second).unwrap();
+        ledger.record_before(second).expect("should succeed");
         ledger
             .record_deployed("ns", "web", Some(2), vec!["web=web:2".into()])
-            .unwrap();
+            .expect("should succeed");
 
-        let reloaded = DeployLedger::in_artifacts(dir.path()).unwrap();
+        let reloaded = DeployLedger::in_artifacts(dir.path()).expect("should succeed");
         let entries = reloaded.entries();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].before, None, "the state before the run is kept");

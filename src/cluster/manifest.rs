@@ -271,7 +271,8 @@ mod tests {
 
     #[test]
     fn splits_documents_and_keeps_their_lines() {
-        let manifests = parse_manifests(Path::new("k8s/app.yaml"), TWO_DOCS).unwrap();
+        let manifests =
+            parse_manifests(Path::new("k8s/app.yaml"), TWO_DOCS).expect("should succeed");
         let found: Vec<_> = manifests
             .iter()
             .map(|m| (m.display_name(), m.location(), m.gvk.group.clone()))
@@ -296,7 +297,7 @@ mod tests {
     #[test]
     fn yaml_error_names_file_line_and_column() {
         let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n";
-        let error = parse_manifests(Path::new("k8s/bad.yaml"), text).unwrap_err();
+        let error = parse_manifests(Path::new("k8s/bad.yaml"), text).expect_err("should fail");
         assert_eq!(error.path, Path::new("k8s/bad.yaml"));
         assert!((9..=10).contains(&error.line), "{error}");
         assert!(error.to_string().starts_with("k8s/bad.yaml:"), "{error}");
@@ -309,13 +310,13 @@ mod tests {
             Path::new("a.yaml"),
             "---\napiVersion: v1\nmetadata: {name: x}\n",
         )
-        .unwrap_err();
+        .expect_err("should fail");
         assert_eq!(
             (error.line, error.message.as_str()),
             (2, "a manifest document needs `apiVersion` and `kind`")
         );
-        let error =
-            parse_manifests(Path::new("a.yaml"), "apiVersion: v1\nkind: Service\n").unwrap_err();
+        let error = parse_manifests(Path::new("a.yaml"), "apiVersion: v1\nkind: Service\n")
+            .expect_err("should fail");
         assert_eq!(
             error.to_string(),
             "a.yaml:1:1: Service has no `metadata.name`"
@@ -324,9 +325,9 @@ mod tests {
 
     #[test]
     fn image_overrides_by_all_and_by_name() {
-        let mut manifests = parse_manifests(Path::new("a.yaml"), TWO_DOCS).unwrap();
+        let mut manifests = parse_manifests(Path::new("a.yaml"), TWO_DOCS).expect("should succeed");
         let per: IndexMap<String, String> = [("sidecar".to_owned(), "proxy:2".to_owned())].into();
-        let changes = override_images(&mut manifests, Some("web:2"), &per).unwrap();
+        let changes = override_images(&mut manifests, Some("web:2"), &per).expect("should succeed");
         let images: Vec<_> = changes
             .iter()
             .map(|c| format!("{}={}", c.container, c.image))
@@ -337,7 +338,7 @@ mod tests {
         assert_eq!(containers["initContainers"][0]["image"], "web:1");
 
         let per: IndexMap<String, String> = [("api".to_owned(), "api:2".to_owned())].into();
-        let error = override_images(&mut manifests, None, &per).unwrap_err();
+        let error = override_images(&mut manifests, None, &per).expect_err("should fail");
         assert!(
             error.contains("no such container (containers: web, sidecar, migrate)"),
             "{error}"

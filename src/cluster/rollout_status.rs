@@ -320,7 +320,7 @@ mod tests {
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {}},
             "status": status,
         }))
-        .unwrap()
+        .expect("should succeed")
     }
 
     fn replica_sets() -> Vec<ReplicaSet> {
@@ -331,7 +331,7 @@ mod tests {
                              "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d-1"}]},
                 "spec": {"selector": {}},
             }))
-            .unwrap()
+            .expect("should succeed")
         };
         vec![rs("old", "1"), rs("new", "2")]
     }
@@ -341,7 +341,7 @@ mod tests {
             "metadata": {"name": name, "labels": {TEMPLATE_HASH_LABEL: hash}},
             "status": {"containerStatuses": [container]},
         }))
-        .unwrap()
+        .expect("should succeed")
     }
 
     fn waiting(reason: &str) -> serde_json::Value {
@@ -354,7 +354,7 @@ mod tests {
     }
 
     fn now() -> Timestamp {
-        "2026-11-22T08:00:00Z".parse().unwrap()
+        "2026-11-22T08:00:00Z".parse().expect("should succeed")
     }
 
     #[test]

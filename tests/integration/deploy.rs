@@ -39,8 +39,11 @@ async fn good_rollout_applies_everything_and_records_the_revision() {
     );
     assert_eq!(outcome.outputs["revision"], "1");
     assert_eq!(outcome.outputs["images"], "app=registry.local/web:1.0.0");
-    let deployment = cluster.fake.deployment(NAMESPACE, "web").unwrap();
-    let status = deployment.status.unwrap();
+    let deployment = cluster
+        .fake
+        .deployment(NAMESPACE, "web")
+        .expect("should succeed");
+    let status = deployment.status.expect("should succeed");
     assert_eq!(
         (
             status.replicas,
@@ -63,10 +66,11 @@ async fn good_rollout_applies_everything_and_records_the_revision() {
         "the deployment did not exist before the run"
     );
     assert_eq!(entries[0].deployed_revision, Some(1));
-    let saved =
-        std::fs::read_to_string(cluster.artifacts().join("artifacts/deployments.json")).unwrap();
+    let saved = std::fs::read_to_string(cluster.artifacts().join("artifacts/deployments.json"))
+        .expect("should succeed");
     assert!(saved.contains("\"deployed_revision\": 1"), "{saved}");
-    let log = std::fs::read_to_string(outcome.log_path.unwrap()).unwrap();
+    let log =
+        std::fs::read_to_string(outcome.log_path.expect("should succeed")).expect("should succeed");
     assert!(
         log.contains("applied Deployment/web (k8s/app.yaml:8)"),
         "{log}"
@@ -132,7 +136,10 @@ async fn assert_detected(
         );
     }
     if expected != "ReadinessNeverReached" {
-        let (reported, at) = cluster.fake.failure_reported(NAMESPACE, name).unwrap();
+        let (reported, at) = cluster
+            .fake
+            .failure_reported(NAMESPACE, name)
+            .expect("should succeed");
         assert_eq!(reported, expected);
         let latency = finished.duration_since(at);
         assert!(
@@ -266,15 +273,17 @@ async fn rollback_after_a_failed_verify_restores_the_revision_live_before_the_ru
     let status = cluster
         .fake
         .deployment(NAMESPACE, "web")
-        .unwrap()
+        .expect("should succeed")
         .status
-        .unwrap();
+        .expect("should succeed");
     assert_eq!(status.available_replicas, Some(2));
     let pods = cluster.fake.pods(NAMESPACE, "web");
-    assert!(
-        pods.iter()
-            .all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("web:1.0.0"))
-    );
+    assert!(pods.iter().all(|p| {
+        p.spec.as_ref().expect("should succeed").containers[0]
+            .image
+            .as_deref()
+            == Some("web:1.0.0")
+    }));
 
     // Idempotent: a second rollback changes nothing.
     let outcome = cluster.rollback("{}").await;
@@ -298,16 +307,17 @@ async fn rollback_after_a_crash_loop_and_after_a_crash_of_agent_orch() {
     assert_eq!(outcome.outputs["failure_reason"], "CrashLoopBackOff");
 
     // The process died here: a new ledger read from the artifacts folder still knows.
-    let reloaded = DeployLedger::in_artifacts(&cluster.artifacts().join("artifacts")).unwrap();
+    let reloaded =
+        DeployLedger::in_artifacts(&cluster.artifacts().join("artifacts")).expect("should succeed");
     let outcome = cluster.rollback_with("{}", &reloaded).await;
     assert_eq!(outcome.status, StepStatus::Passed, "{outcome:#?}");
     assert_eq!(cluster.image_of("web").as_deref(), Some("web:1.0.0"));
     let status = cluster
         .fake
         .deployment(NAMESPACE, "web")
-        .unwrap()
+        .expect("should succeed")
         .status
-        .unwrap();
+        .expect("should succeed");
     assert_eq!(status.ready_replicas, Some(2));
 }
 
@@ -442,7 +452,7 @@ async fn an_unreachable_api_server_is_retried_within_bounds() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         fake.come_up().await
     });
-    came_up.unwrap();
+    came_up.expect("should succeed");
     assert_eq!(outcome.status, StepStatus::Passed, "{outcome:#?}");
 }
 
@@ -470,7 +480,12 @@ async fn the_step_timeout_and_cancel_end_the_wait_with_evidence() {
         "{}",
         outcome.message
     );
-    assert!(outcome.evidence.unwrap().contains("FailedScheduling"));
+    assert!(
+        outcome
+            .evidence
+            .expect("should succeed")
+            .contains("FailedScheduling")
+    );
 
     let cancel = cluster.cancel.clone();
     let started = Instant::now();

@@ -519,10 +519,10 @@ fn patch_object(
     if object.get("spec").is_some() {
         ensure_object(&mut object, "metadata").insert("generation".into(), json!(next_generation));
     }
-    if target.resource.plural == "deployments" {
-        if let Some(problem) = default_and_validate_deployment(&mut object) {
-            return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &problem);
-        }
+    if target.resource.plural == "deployments"
+        && let Some(problem) = default_and_validate_deployment(&mut object)
+    {
+        return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &problem);
     }
     let stored = state.store.put(key, object);
     json_response(StatusCode::OK, stored)
@@ -676,7 +676,7 @@ mod tests {
             "selector": {"matchLabels": {"app": "api"}},
             "template": {"metadata": {"labels": {"app": "web"}}},
         }});
-        let problem = default_and_validate_deployment(&mut bad).unwrap();
+        let problem = default_and_validate_deployment(&mut bad).expect("should succeed");
         assert!(problem.contains("does not match"), "{problem}");
     }
 }

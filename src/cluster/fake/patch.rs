@@ -136,12 +136,13 @@ mod tests {
                 {"op": "add", "path": "/metadata/a~1b", "value": "v"},
             ]),
         )
-        .unwrap();
+        .expect("should succeed");
         assert_eq!(
             target,
             json!({"spec": {"template": {"y": 2}}, "list": [1, 2], "metadata": {"a/b": "v"}})
         );
-        json_patch(&mut target, &json!([{"op": "remove", "path": "/list/0"}])).unwrap();
+        json_patch(&mut target, &json!([{"op": "remove", "path": "/list/0"}]))
+            .expect("should succeed");
         assert_eq!(target["list"], json!([2]));
         let err = json_patch(
             &mut target,

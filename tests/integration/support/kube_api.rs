@@ -28,12 +28,18 @@ pub(crate) struct TestCluster {
 
 impl TestCluster {
     pub(crate) async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fake = fake::serve(listener, FakeOptions::default()).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("should succeed");
+        let fake = fake::serve(listener, FakeOptions::default())
+            .await
+            .expect("should succeed");
+        let dir = tempfile::tempdir().expect("should succeed");
         let kubeconfig = dir.path().join("kubeconfig.yaml");
-        fake.write_kubeconfig(&kubeconfig, "default").unwrap();
-        let ledger = DeployLedger::in_artifacts(&dir.path().join("artifacts")).unwrap();
+        fake.write_kubeconfig(&kubeconfig, "default")
+            .expect("should succeed");
+        let ledger =
+            DeployLedger::in_artifacts(&dir.path().join("artifacts")).expect("should succeed");
         let renderer = Renderer::new(serde_json::json!({
             "env": {"namespace": NAMESPACE},
             "vars": {"registry": "registry.local", "replicas": 2},
@@ -50,8 +56,8 @@ impl TestCluster {
 
     pub(crate) fn write(&self, relative: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
+        std::fs::create_dir_all(path.parent().expect("should succeed")).expect("should succeed");
+        std::fs::write(&path, text).expect("should succeed");
         path
     }
 
@@ -62,7 +68,7 @@ impl TestCluster {
         } else {
             format!("{yaml}\nkubeconfig: {}\n", self.kubeconfig.display())
         };
-        serde_saphyr::from_str(&yaml).unwrap()
+        serde_saphyr::from_str(&yaml).expect("should succeed")
     }
 
     fn run_info(&self) -> RunInfo {
@@ -124,7 +130,7 @@ impl TestCluster {
     }
 
     pub(crate) async fn rollback_with(&self, yaml: &str, ledger: &DeployLedger) -> StepOutcome {
-        let config: RollbackConfig = serde_saphyr::from_str(yaml).unwrap();
+        let config: RollbackConfig = serde_saphyr::from_str(yaml).expect("should succeed");
         let step = Self::step("undo", StepKind::Rollback(config.clone()));
         let run = self.run_info();
         let ctx = StepContext {
