@@ -1,7 +1,7 @@
 //! The rollout simulator: on every tick it does what the deployment and replica set controllers
 //! and the kubelet would do, with pod lifecycles derived from their age and injected failures.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -25,7 +25,15 @@ pub(crate) struct SimState {
     pub(crate) reported: HashMap<(String, String), (&'static str, Instant)>,
     /// Failures injected per (namespace, deployment), applied to pods created afterwards.
     pub(crate) injected: HashMap<(String, String), Failure>,
+    /// Deployments with nothing left to simulate until a change or a deadline: skipped.
+    quiet: HashMap<(String, String), Quiet>,
     counter: u64,
+}
+
+struct Quiet {
+    /// The deployment's and its dependents' resource versions when it went quiet.
+    versions: Vec<String>,
+    until: Instant,
 }
 
 struct PodSim {
@@ -99,16 +107,6 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-fn owned_by(object: &Value, uid: &str) -> bool {
-    object
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter()
-                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
-        })
-}
-
 fn name_of(object: &Value) -> String {
     object
         .pointer("/metadata/name")
@@ -140,31 +138,53 @@ fn owner_reference(kind: &str, api_version: &str, owner: &Value) -> Value {
 /// One simulation step over every deployment.
 pub(crate) fn tick(store: &mut Store, sim: &mut SimState, options: &FakeOptions, now: Instant) {
     for deployment in store.list(deployments(), None) {
-        reconcile_deployment(store, sim, options, now, deployment);
+        let meta = |field: &str| {
+            deployment
+                .pointer(&format!("/metadata/{field}"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let key = (meta("namespace"), meta("name"));
+        let mut versions = vec![meta("resourceVersion")];
+        versions.extend(store.dependents_version(&meta("uid")));
+        if sim
+            .quiet
+            .get(&key)
+            .is_some_and(|q| q.versions == versions && now < q.until)
+        {
+            continue;
+        }
+        let before = store.resource_version();
+        let settled_until = reconcile_deployment(store, sim, options, now, deployment);
+        match settled_until {
+            Some(until) if store.resource_version() == before => {
+                sim.quiet.insert(key, Quiet { versions, until });
+            }
+            _ => {
+                sim.quiet.remove(&key);
+            }
+        }
     }
     // Pods whose deployment is gone are forgotten.
     sim.pods
         .retain(|(ns, name), _| store.get(&ObjectKey::new(pods(), ns, name)).is_some());
 }
 
+/// Moves one deployment's rollout on; returns until when it needs no further ticks, if it is
+/// settled (every pod past its last timed transition).
 fn reconcile_deployment(
     store: &mut Store,
     sim: &mut SimState,
     options: &FakeOptions,
     now: Instant,
     mut deployment: Value,
-) {
-    let Ok(typed) = serde_json::from_value::<Deployment>(deployment.clone()) else {
-        return;
-    };
-    let Some(spec) = typed.spec.as_ref() else {
-        return;
-    };
+) -> Option<Instant> {
+    let typed = serde_json::from_value::<Deployment>(deployment.clone()).ok()?;
+    let spec = typed.spec.as_ref()?;
     let namespace = typed.metadata.namespace.clone().unwrap_or_default();
     let name = typed.metadata.name.clone().unwrap_or_default();
-    let Some(uid) = typed.metadata.uid.clone() else {
-        return;
-    };
+    let uid = typed.metadata.uid.clone()?;
     let desired = u64::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
     let deadline = Duration::from_secs(
         u64::try_from(spec.progress_deadline_seconds.unwrap_or(600)).unwrap_or(600),
@@ -177,11 +197,7 @@ fn reconcile_deployment(
     let key = (namespace.clone(), name.clone());
 
     // Replica sets: one per distinct template; the current one has the highest revision.
-    let owned: Vec<Value> = store
-        .list(replica_sets(), Some(&namespace))
-        .into_iter()
-        .filter(|rs| owned_by(rs, &uid))
-        .collect();
+    let owned: Vec<Value> = store.owned_by(&uid);
     let max_revision = owned.iter().map(revision_of).max().unwrap_or(0);
     let new_rs_name = format!("{name}-{hash}");
     let mut new_rs = match owned.iter().find(|rs| name_of(rs) == new_rs_name) {
@@ -243,15 +259,17 @@ fn reconcile_deployment(
         .map(name_of)
         .chain([new_rs_name.clone()])
         .collect();
-    let deployment_pods: Vec<Value> = store
-        .list(pods(), Some(&namespace))
-        .into_iter()
-        .filter(|pod| {
-            pod.pointer("/metadata/ownerReferences/0/name")
-                .and_then(Value::as_str)
-                .is_some_and(|owner| all_rs_names.iter().any(|n| n == owner))
-        })
-        .collect();
+    let owned_pods = |store: &Store| -> Vec<Value> {
+        owned
+            .iter()
+            .chain([&new_rs])
+            .filter_map(|rs| rs.pointer("/metadata/uid").and_then(Value::as_str))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .flat_map(|rs_uid| store.owned_by(rs_uid))
+            .collect()
+    };
+    let deployment_pods = owned_pods(store);
     let is_new = |pod: &Value| {
         pod.pointer("/metadata/ownerReferences/0/name")
             .and_then(Value::as_str)
@@ -277,7 +295,7 @@ fn reconcile_deployment(
     let mut ready_total = 0u64;
     let mut total = 0u64;
     let mut old_pods = Vec::new();
-    for pod in store.list(pods(), Some(&namespace)) {
+    for pod in owned_pods(store) {
         let pod_name = name_of(&pod);
         let owner = pod
             .pointer("/metadata/ownerReferences/0/name")
@@ -408,6 +426,21 @@ fn reconcile_deployment(
     ensure_object(&mut deployment["metadata"], "annotations")
         .insert(REVISION_ANNOTATION.into(), json!(revision.to_string()));
     store.put(ObjectKey::new(deployments(), &namespace, &name), deployment);
+
+    // Pod stages follow age up to the last OOM kill; after that only the deadline moves.
+    let settle_age =
+        (options.start_delay + options.tick * 5).max(options.ready_delay + options.tick);
+    let pods_settled = sim
+        .pods
+        .iter()
+        .filter(|((ns, _), pod)| *ns == namespace && pod.deployment == name)
+        .all(|(_, pod)| now.duration_since(pod.created) >= settle_age);
+    let far = now + Duration::from_secs(3600);
+    match (pods_settled, complete || deadline_exceeded) {
+        (false, _) => None,
+        (true, true) => Some(far),
+        (true, false) => Some(since + deadline),
+    }
 }
 
 /// A condition that keeps its timestamps while its status and reason stay the same.

@@ -1,7 +1,7 @@
 //! The fake cluster's object store: JSON objects by resource, namespace and name, a global
 //! resource version, and the change history that watches replay.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -64,6 +64,8 @@ pub(crate) struct Store {
     resource_version: u64,
     uid_counter: u64,
     objects: BTreeMap<ObjectKey, Value>,
+    /// Owner uid → the objects whose first owner reference names it (the simulator's lookups).
+    owned: HashMap<String, BTreeSet<ObjectKey>>,
     history: VecDeque<Change>,
     changes: broadcast::Sender<Change>,
     /// Container logs by (namespace, pod, container).
@@ -77,6 +79,7 @@ impl Store {
             resource_version: 1,
             uid_counter: 0,
             objects: BTreeMap::new(),
+            owned: HashMap::new(),
             history: VecDeque::new(),
             changes,
             logs: HashMap::new(),
@@ -114,13 +117,69 @@ impl Store {
     /// Objects of one resource, in one namespace or in all.
     pub(crate) fn list(&self, resource: &ResourceType, namespace: Option<&str>) -> Vec<Value> {
         let qualified = resource.qualified_name();
+        let start = ObjectKey {
+            resource: qualified.clone(),
+            namespace: namespace.unwrap_or_default().to_owned(),
+            name: String::new(),
+        };
         self.objects
-            .iter()
-            .filter(|(key, _)| {
+            .range(start..)
+            .take_while(|(key, _)| {
                 key.resource == qualified && namespace.is_none_or(|ns| key.namespace == ns)
             })
             .map(|(_, value)| value.clone())
             .collect()
+    }
+
+    /// Objects whose controller (first owner reference) has this uid.
+    pub(crate) fn owned_by(&self, owner_uid: &str) -> Vec<Value> {
+        self.owned
+            .get(owner_uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.objects.get(key).cloned())
+            .collect()
+    }
+
+    /// The resource versions of an object's dependents and theirs in turn: it changes whenever
+    /// any of them does.
+    pub(crate) fn dependents_version(&self, owner_uid: &str) -> Vec<String> {
+        let mut versions = Vec::new();
+        for key in self.owned.get(owner_uid).into_iter().flatten() {
+            let Some(object) = self.objects.get(key) else {
+                continue;
+            };
+            let meta = |field: &str| {
+                object
+                    .pointer(&format!("/metadata/{field}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            versions.push(meta("resourceVersion"));
+            versions.extend(self.dependents_version(&meta("uid")));
+        }
+        versions
+    }
+
+    fn index_owner(&mut self, key: &ObjectKey, object: Option<&Value>, add: bool) {
+        let Some(owner) = object
+            .and_then(|o| o.pointer("/metadata/ownerReferences/0/uid"))
+            .and_then(Value::as_str)
+        else {
+            return;
+        };
+        if add {
+            self.owned
+                .entry(owner.to_owned())
+                .or_default()
+                .insert(key.clone());
+        } else if let Some(keys) = self.owned.get_mut(owner) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.owned.remove(owner);
+            }
+        }
     }
 
     pub(crate) fn next_uid(&mut self) -> String {
@@ -168,6 +227,8 @@ impl Store {
         let rv = self.resource_version;
         ensure_object(&mut object, "metadata")
             .insert("resourceVersion".into(), Value::String(rv.to_string()));
+        self.index_owner(&key, existing.as_ref(), false);
+        self.index_owner(&key, Some(&object), true);
         self.objects.insert(key.clone(), object.clone());
         self.record(Change {
             resource_version: rv,
@@ -180,6 +241,7 @@ impl Store {
 
     pub(crate) fn remove(&mut self, key: &ObjectKey) -> Option<Value> {
         let mut object = self.objects.remove(key)?;
+        self.index_owner(key, Some(&object), false);
         self.resource_version += 1;
         let rv = self.resource_version;
         ensure_object(&mut object, "metadata")
