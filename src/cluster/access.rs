@@ -41,6 +41,13 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The time all retries may take: the sum of the waits between the attempts.
+    pub fn budget(&self) -> Duration {
+        (1..self.attempts)
+            .map(|attempt| self.backoff(attempt))
+            .sum()
+    }
+
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
         self.first_backoff
@@ -187,5 +194,6 @@ mod tests {
         assert_eq!(policy.backoff(4), Duration::from_millis(1600));
         assert_eq!(policy.backoff(5), Duration::from_secs(2));
         assert_eq!(policy.backoff(40), Duration::from_secs(2));
+        assert_eq!(policy.budget(), Duration::from_millis(3000));
     }
 }

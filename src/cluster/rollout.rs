@@ -239,21 +239,25 @@ pub async fn wait_for_rollout(
                 }
                 consecutive_errors += 1;
                 let since = *first_error_at.get_or_insert_with(Instant::now);
-                // Three watches fail together when the server goes away; count rounds, not streams.
-                if consecutive_errors >= retry.attempts * 3 {
+                // The three watches fail together when the server goes away: bound the outage by
+                // time (the retry policy's budget), not by how many streams reported it.
+                if since.elapsed() >= retry.budget() {
                     return Err(error(
                         RolloutErrorKind::Cluster(cluster.unreachable(
                             operation,
-                            consecutive_errors.div_ceil(3),
+                            consecutive_errors,
                             since,
                             &kube_error,
                         )),
                         None,
                     ));
                 }
+                let pause = retry
+                    .backoff(consecutive_errors.div_ceil(3))
+                    .min(retry.budget().saturating_sub(since.elapsed()));
                 tokio::select! {
                     () = options.cancel.cancelled() => return Err(error(RolloutErrorKind::Cancelled, None)),
-                    () = tokio::time::sleep(retry.backoff(consecutive_errors.div_ceil(3))) => {}
+                    () = tokio::time::sleep(pause) => {}
                 }
                 continue;
             }

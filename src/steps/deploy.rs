@@ -413,6 +413,15 @@ async fn deploy(config: &DeployConfig, ctx: &StepContext<'_>, log: &Mutex<StepLo
             .join(","),
     };
     outputs.insert("revision".to_owned(), revision.clone());
+    let slowest = done
+        .iter()
+        .map(|(_, r)| r.elapsed)
+        .max()
+        .unwrap_or_default();
+    outputs.insert(
+        "rollout_seconds".to_owned(),
+        format!("{:.2}", slowest.as_secs_f64()),
+    );
     let names: Vec<&str> = done.iter().map(|(n, _)| n.as_str()).collect();
     let mut outcome = StepOutcome::passed(format!(
         "rolled out {} (revision {revision}) in {:.1?}",

@@ -39,6 +39,8 @@ async fn good_rollout_applies_everything_and_records_the_revision() {
     );
     assert_eq!(outcome.outputs["revision"], "1");
     assert_eq!(outcome.outputs["images"], "app=registry.local/web:1.0.0");
+    let rollout: f64 = outcome.outputs["rollout_seconds"].parse().expect("seconds");
+    assert!(rollout > 0.0 && rollout < 10.0, "{rollout}");
     let deployment = cluster
         .fake
         .deployment(NAMESPACE, "web")
@@ -517,4 +519,82 @@ async fn a_named_context_picks_its_cluster() {
     let outcome = cluster.deploy(&config).await;
     assert_eq!(outcome.status, StepStatus::Passed, "{outcome:#?}");
     assert!(cluster.fake.deployment("other", "web").is_some());
+}
+
+#[tokio::test]
+async fn an_outage_during_the_wait_fails_within_the_retry_budget() {
+    let cluster = TestCluster::start().await;
+    cluster.write(
+        "k8s/web.yaml",
+        &deployment_manifest("web", "web:unready", ""),
+    );
+    let config = cluster.deploy_config("manifests: [k8s/web.yaml]\nreadiness_timeout: 60s");
+    let fake = &cluster.fake;
+    let started = Instant::now();
+    let (outcome, ()) = tokio::join!(cluster.deploy(&config), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        fake.go_down().await;
+    });
+    let took = started.elapsed();
+    assert_eq!(outcome.status, StepStatus::Failed, "{outcome:#?}");
+    assert!(
+        outcome.message.starts_with(&format!(
+            "rollout of deployment `web` in namespace `staging` could not be followed: failed to watch deployments.apps, replicasets.apps and pods in namespace `staging`: api server {} unreachable after",
+            cluster.fake.url()
+        )),
+        "{}",
+        outcome.message
+    );
+    // Half a second of rollout, then the three-second retry budget, with slack for a busy machine.
+    assert!(
+        took >= Duration::from_millis(3400) && took < Duration::from_secs(8),
+        "took {took:?}"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_exec_credential_plugin_supplies_the_token_and_it_is_never_logged() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    const TOKEN: &str = "s3cr3t-exec-t0ken";
+    let cluster = TestCluster::start().await;
+    cluster.fake.require_bearer_token(TOKEN);
+    let plugin = cluster.write(
+        "bin/fake-kubelogin",
+        &format!("#!/bin/sh\nprintf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{TOKEN}\"}}}}'\n"),
+    );
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let with_exec = cluster.fake.kubeconfig("default").replace(
+        "  user: {}\n",
+        &format!(
+            "  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: Never\n",
+            plugin.display()
+        ),
+    );
+    let exec_config = cluster.write("exec-kubeconfig.yaml", &with_exec);
+    cluster.write("k8s/web.yaml", &deployment_manifest("web", "web:1", ""));
+
+    // Without credentials the cluster refuses, and the step says so.
+    let outcome = cluster
+        .deploy(&cluster.deploy_config("manifests: [k8s/web.yaml]"))
+        .await;
+    assert_eq!(outcome.status, StepStatus::Failed);
+    assert!(
+        outcome.message.contains("Unauthorized"),
+        "{}",
+        outcome.message
+    );
+
+    let config = cluster.deploy_config(&format!(
+        "manifests: [k8s/web.yaml]\nkubeconfig: {}",
+        exec_config.display()
+    ));
+    let outcome = cluster.deploy(&config).await;
+    assert_eq!(outcome.status, StepStatus::Passed, "{outcome:#?}");
+    let log = std::fs::read_to_string(outcome.log_path.as_ref().expect("log")).expect("read log");
+    assert!(!log.contains(TOKEN) && !outcome.message.contains(TOKEN));
+    let ledger = std::fs::read_to_string(cluster.artifacts().join("artifacts/deployments.json"))
+        .expect("ledger");
+    assert!(!ledger.contains(TOKEN));
 }

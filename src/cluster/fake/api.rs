@@ -46,6 +46,16 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let required = lock(&shared.state).bearer_token.clone();
+    if let Some(token) = required {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if presented != Some(token.as_str()) {
+            return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+        }
+    }
     let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
         ["version"] => {

@@ -72,6 +72,8 @@ struct State {
     store: Store,
     sim: SimState,
     forbidden: Vec<ForbiddenRule>,
+    /// When set, requests without `Authorization: Bearer <token>` get 401.
+    bearer_token: Option<String>,
 }
 
 struct Shared {
@@ -109,6 +111,7 @@ pub async fn serve(listener: TcpListener, options: FakeOptions) -> std::io::Resu
             store: Store::new(),
             sim: SimState::default(),
             forbidden: Vec::new(),
+            bearer_token: None,
         }),
         down: Mutex::new(CancellationToken::new()),
     });
@@ -190,6 +193,11 @@ impl FakeCluster {
             resource: resource.to_owned(),
             namespace: namespace.map(str::to_owned),
         });
+    }
+
+    /// Answer 401 to requests that do not carry this bearer token (as from an exec plugin).
+    pub fn require_bearer_token(&self, token: &str) {
+        lock(&self.shared.state).bearer_token = Some(token.to_owned());
     }
 
     /// Stops listening and ends open connections: clients see connection refused.
