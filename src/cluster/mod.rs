@@ -1,5 +1,15 @@
-//! Kubernetes: cluster access, manifest apply, rollout status and waiting, rollback, and a fake
-//! API server for tests and demos. Named `cluster` so it does not shadow the `kube` crate.
+//! Kubernetes: everything the deploy and rollback steps do to a cluster, and a fake cluster to
+//! do it to in tests and demos. Named `cluster` so it does not shadow the `kube` crate.
+//!
+//! ```text
+//! manifest (split, file:line, images) → apply (discovery, server-side apply as `agent-orch`)
+//!     → rollout (watches) → rollout_status (pure: Progressing / Complete / Failed{reason})
+//!         → evidence (pod logs, events, conditions for the fix step)
+//! ledger (what the run changed, what was live before) → rollback (restore, wait)
+//! ```
+//!
+//! `access` makes the client (kubeconfig, context, exec plugins, in-cluster) and bounds retries
+//! against an unreachable API server; `error` says which verb, resource and namespace failed.
 
 pub mod access;
 pub mod apply;
