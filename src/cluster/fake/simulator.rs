@@ -928,6 +928,75 @@ mod tests {
         assert_eq!(template_hash(&a).len(), 10);
     }
 
+    fn deployment_with_image(store: &mut Store, image: &str) {
+        store.put(
+            ObjectKey::new(deployments(), "ns", "web"),
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "ns", "generation": 1},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                         "template": {"metadata": {"labels": {"app": "web"}},
+                                      "spec": {"containers": [{"name": "app", "image": image}]}}},
+            }),
+        );
+    }
+
+    fn container_state(store: &Store) -> Value {
+        let pods = store.list(pods(), Some("ns"));
+        assert_eq!(pods.len(), 1);
+        pods[0]["status"]["containerStatuses"][0]["state"].clone()
+    }
+
+    #[test]
+    fn a_pull_failure_replaces_container_creating() {
+        let mut store = Store::new();
+        let mut sim = SimState::default();
+        let options = FakeOptions::default();
+        deployment_with_image(&mut store, "web:imagepullbackoff");
+        let start = Instant::now();
+        tick(&mut store, &mut sim, &options, start);
+        assert_eq!(
+            container_state(&store)["waiting"]["reason"],
+            "ContainerCreating"
+        );
+        tick(&mut store, &mut sim, &options, start + options.start_delay);
+        assert_eq!(
+            container_state(&store)["waiting"]["reason"],
+            "ImagePullBackOff"
+        );
+        let reported = sim.reported.get(&("ns".to_owned(), "web".to_owned()));
+        assert_eq!(reported.map(|r| r.0), Some("ImagePullBackOff"));
+    }
+
+    #[test]
+    fn a_healthy_rollout_completes_and_goes_quiet() {
+        let mut store = Store::new();
+        let mut sim = SimState::default();
+        let options = FakeOptions::default();
+        deployment_with_image(&mut store, "web:1");
+        let start = Instant::now();
+        tick(&mut store, &mut sim, &options, start);
+        let later = start + options.ready_delay + options.tick * 6;
+        tick(&mut store, &mut sim, &options, later);
+        let deployment = store
+            .get(&ObjectKey::new(deployments(), "ns", "web"))
+            .cloned()
+            .expect("should succeed");
+        assert_eq!(deployment["status"]["availableReplicas"], 1);
+        assert_eq!(
+            deployment["metadata"]["annotations"][REVISION_ANNOTATION],
+            "1"
+        );
+        let rv = store.resource_version();
+        tick(&mut store, &mut sim, &options, later + options.tick);
+        tick(&mut store, &mut sim, &options, later + options.tick * 2);
+        assert_eq!(
+            store.resource_version(),
+            rv,
+            "a settled rollout writes nothing"
+        );
+    }
+
     #[test]
     fn crash_loop_container_reports_after_its_first_crash() {
         let options = FakeOptions::default();
