@@ -50,7 +50,7 @@ pub struct DeployConfig {
     /// Image per container name.
     #[serde(default)]
     pub images: IndexMap<String, Template>,
-    /// kubeconfig context; default: the current context.
+    /// kubeconfig context; default: `env.context`, else the kubeconfig's current context.
     #[serde(default)]
     pub context: Option<Template>,
     /// kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, then in-cluster config.
@@ -91,6 +91,15 @@ fn resolve_path(ctx: &StepContext<'_>, path: &str) -> PathBuf {
     }
 }
 
+/// `env.<key>` of the selected environment, when the workflow has one and it sets the key
+/// (an undefined value is not an error here).
+fn environment_value(ctx: &StepContext<'_>, key: &str) -> Option<String> {
+    ctx.renderer
+        .render(&Template(Spanned::detached(format!("{{{{ env.{key} }}}}"))))
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
 /// The rendered settings and the parsed, image-patched manifests.
 struct Prepared {
     access: ClusterAccess,
@@ -100,11 +109,10 @@ struct Prepared {
 }
 
 fn prepare(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Prepared, String> {
-    let context = config
-        .context
-        .as_ref()
-        .map(|t| render(ctx, "context", t))
-        .transpose()?;
+    let context = match &config.context {
+        Some(t) => Some(render(ctx, "context", t)?),
+        None => environment_value(ctx, "context"),
+    };
     let kubeconfig = config
         .kubeconfig
         .as_ref()
@@ -112,13 +120,7 @@ fn prepare(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Prepared, Str
         .transpose()?;
     let namespace = match &config.namespace {
         Some(t) => Some(render(ctx, "namespace", t)?),
-        // The environment's namespace when the workflow has one; undefined is not an error here.
-        None => ctx
-            .renderer
-            .render(&Template(Spanned::detached(
-                "{{ env.namespace }}".to_owned(),
-            )))
-            .ok(),
+        None => environment_value(ctx, "namespace"),
     }
     .filter(|ns| !ns.trim().is_empty());
 
