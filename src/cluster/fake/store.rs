@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 use super::resources::ResourceType;
 
 /// How many changes watches can resume from; older resource versions get `410 Gone`.
-const HISTORY_LIMIT: usize = 20_000;
+const HISTORY_LIMIT: usize = 5_000;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct ObjectKey {
