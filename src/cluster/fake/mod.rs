@@ -14,6 +14,7 @@
 
 mod api;
 mod failure;
+mod kubelet;
 mod patch;
 mod resources;
 mod simulator;
