@@ -1,5 +1,6 @@
 //! The rollout simulator: on every tick it does what the deployment and replica set controllers
-//! and the kubelet would do, with pod lifecycles derived from their age and injected failures.
+//! would do (a ReplicaSet per pod template, revisions, scaling, Deployment status and the
+//! progress deadline); `kubelet.rs` moves the pods along.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
