@@ -249,7 +249,10 @@ pub(super) fn advance_pod(
             let failure = failures.get(index).copied().flatten();
             let view = container_view(name, image, failure, age, options);
             all_ready &= view.ready;
-            any_running |= view.running;
+            // A container that has run once keeps its pod Running through restarts, as in a real
+            // crash loop; one that never started (pull or config errors) leaves it Pending.
+            let restarted = view.status["restartCount"].as_u64().unwrap_or(0) > 0;
+            any_running |= view.running || restarted;
             pending_start &= age < options.start_delay;
             reported = reported.or(view.reported);
             events.extend(view.events);
