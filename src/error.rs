@@ -52,6 +52,8 @@ pub enum Error {
     Runtime(#[source] std::io::Error),
     #[error("failed to listen for Ctrl-C / SIGTERM")]
     Signals(#[source] std::io::Error),
+    #[error("failed to prepare the deploy ledger")]
+    DeployLedger(#[source] crate::cluster::ledger::LedgerError),
     #[error("failed to write to stdout")]
     Stdout(#[source] std::io::Error),
 }
@@ -60,9 +62,11 @@ impl Error {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             Error::Workflow { .. } => ExitStatus::Invalid,
-            Error::Artifacts { .. } | Error::Runtime(_) | Error::Signals(_) | Error::Stdout(_) => {
-                ExitStatus::RunFailed
-            }
+            Error::Artifacts { .. }
+            | Error::Runtime(_)
+            | Error::Signals(_)
+            | Error::DeployLedger(_)
+            | Error::Stdout(_) => ExitStatus::RunFailed,
         }
     }
 }

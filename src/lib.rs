@@ -15,6 +15,7 @@
 pub mod ado;
 mod app;
 pub mod cli;
+pub mod cluster;
 mod commands;
 pub mod engine;
 pub mod error;

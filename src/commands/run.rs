@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::Map;
 
 use crate::cli::{ColorChoice, RunArgs};
+use crate::cluster::ledger::DeployLedger;
 use crate::engine::events::RunOutcome;
 use crate::engine::interrupt::Interrupts;
 use crate::engine::run_loop::{Engine, RunSettings};
@@ -48,9 +49,18 @@ pub(crate) fn run(
                 Map::new(),
                 Map::new(),
             );
-            let summary = Engine::new(&workflow, &settings, context, &mut reporters, interrupts)
-                .run()
-                .await;
+            let deployments =
+                DeployLedger::in_artifacts(&settings.artifacts_dir).map_err(Error::DeployLedger)?;
+            let summary = Engine::new(
+                &workflow,
+                &settings,
+                context,
+                &mut reporters,
+                interrupts,
+                deployments,
+            )
+            .run()
+            .await;
             if let Err(err) = reporters.finish() {
                 // The run's outcome stands; a report that could not be written is said, not fatal.
                 report_warning(&err);

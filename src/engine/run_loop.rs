@@ -15,6 +15,7 @@ use super::fingerprint::{FailureSignature, fingerprint};
 use super::interrupt::Interrupts;
 use super::repair::{IterationState, Repair};
 use super::template_context::TemplateContext;
+use crate::cluster::ledger::DeployLedger;
 use crate::llm::TapeMode;
 use crate::report::Reporter;
 use crate::steps::service::Services;
@@ -82,6 +83,8 @@ pub struct Engine<'a> {
     interrupts: Interrupts,
     context: TemplateContext,
     services: Services,
+    /// What this run deployed, for rollbacks (kept in the artifacts folder as well).
+    deployments: DeployLedger,
     repair: Repair<'a>,
     started: Instant,
 }
@@ -93,6 +96,7 @@ impl<'a> Engine<'a> {
         context: TemplateContext,
         reporter: &'a mut dyn Reporter,
         interrupts: Interrupts,
+        deployments: DeployLedger,
     ) -> Self {
         let repair = Repair::new(workflow, settings, context.secrets());
         Self {
@@ -102,6 +106,7 @@ impl<'a> Engine<'a> {
             interrupts,
             context,
             services: Services::default(),
+            deployments,
             repair,
             started: Instant::now(),
         }
@@ -445,6 +450,7 @@ impl<'a> Engine<'a> {
                 cancel: cancel.child_token(),
                 timeout,
                 services: &self.services,
+                deployments: &self.deployments,
             };
             if let Some(dir) = ctx.log_path.parent()
                 && let Err(err) = std::fs::create_dir_all(dir)

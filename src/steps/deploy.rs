@@ -1,16 +1,47 @@
 //! `deploy`: apply manifests to Kubernetes and wait for the rollout.
+//!
+//! The step renders its settings and the manifest files (the file contents are templates too),
+//! splits them into objects, sets images, resolves kinds through discovery, records in the
+//! [`DeployLedger`](crate::cluster::ledger::DeployLedger) what each Deployment ran before,
+//! server-side applies everything as `agent-orch`, then watches every Deployment's rollout at
+//! once; the first failure ends the step with the pod's logs, events and conditions as evidence.
 
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use indexmap::IndexMap;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::api::{Api, ListParams};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::step_log::StepLog;
+use super::{StepContext, StepOutcome, StepStatus};
+use crate::cluster::access::{Cluster, ClusterAccess, RetryPolicy};
+use crate::cluster::apply::{self, ResolvedManifest};
+use crate::cluster::error::Operation;
+use crate::cluster::ledger::{LedgerEntry, PriorRevision};
+use crate::cluster::manifest::{self, ImageChange, Manifest};
+use crate::cluster::rollout::{
+    RolloutDone, RolloutError, RolloutErrorKind, WaitOptions, wait_for_rollout,
+};
+use crate::cluster::rollout_status::{TEMPLATE_HASH_LABEL, current_replica_set, revision};
+use crate::workflow::duration::DurationSpec;
+use crate::workflow::span::Spanned;
 use crate::workflow::template::Template;
+
+/// How long a running container may stay unready before the rollout counts as failed.
+pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployConfig {
     /// Manifest files (multi-document YAML, templated), relative to the workflow's directory.
     pub manifests: Vec<Template>,
+    /// Namespace for namespaced objects; default: `env.namespace`, else the context's namespace.
     #[serde(default)]
     pub namespace: Option<Template>,
     /// Image for every container of the deployed workloads.
@@ -19,7 +50,391 @@ pub struct DeployConfig {
     /// Image per container name.
     #[serde(default)]
     pub images: IndexMap<String, Template>,
-    /// kubeconfig context; default: the current context.
+    /// kubeconfig context; default: `env.context`, else the kubeconfig's current context.
     #[serde(default)]
     pub context: Option<Template>,
+    /// kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, then in-cluster config.
+    #[serde(default)]
+    pub kubeconfig: Option<Template>,
+    /// Wait for the rollouts to finish (default true).
+    #[serde(default = "default_wait")]
+    pub wait: bool,
+    /// How long a running container may stay unready before the rollout fails (default `2m`).
+    #[serde(default)]
+    pub readiness_timeout: Option<DurationSpec>,
+}
+
+fn default_wait() -> bool {
+    true
+}
+
+/// Renders a template, naming the setting in the error.
+fn render(ctx: &StepContext<'_>, setting: &str, template: &Template) -> Result<String, String> {
+    ctx.renderer
+        .render(template)
+        .map_err(|err| format!("failed to render `{setting}`: {}", err.reason()))
+}
+
+fn resolve_path(ctx: &StepContext<'_>, path: &str) -> PathBuf {
+    let path = Path::new(path);
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        ctx.run.workdir.join(path)
+    }
+}
+
+/// `env.<key>` of the selected environment, when the workflow has one and it sets the key
+/// (an undefined value is not an error here).
+fn environment_value(ctx: &StepContext<'_>, key: &str) -> Option<String> {
+    ctx.renderer
+        .render(&Template(Spanned::detached(format!("{{{{ env.{key} }}}}"))))
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
+/// The rendered settings and the parsed, image-patched manifests.
+struct Prepared {
+    access: ClusterAccess,
+    namespace: Option<String>,
+    manifests: Vec<Manifest>,
+    images: Vec<ImageChange>,
+}
+
+fn prepare(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Prepared, String> {
+    let context = match &config.context {
+        Some(t) => Some(render(ctx, "context", t)?),
+        None => environment_value(ctx, "context"),
+    };
+    let kubeconfig = config
+        .kubeconfig
+        .as_ref()
+        .map(|t| render(ctx, "kubeconfig", t).map(|p| resolve_path(ctx, &p)))
+        .transpose()?;
+    let namespace = match &config.namespace {
+        Some(t) => Some(render(ctx, "namespace", t)?),
+        None => environment_value(ctx, "namespace"),
+    }
+    .filter(|ns| !ns.trim().is_empty());
+
+    let mut manifests = Vec::new();
+    for (index, template) in config.manifests.iter().enumerate() {
+        let shown = render(ctx, &format!("manifests[{index}]"), template)?;
+        let path = resolve_path(ctx, &shown);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|err| format!("failed to read manifest `{shown}`: {err}"))?;
+        let rendered = ctx
+            .renderer
+            .render(&Template(Spanned::detached(text)))
+            .map_err(|err| {
+                format!(
+                    "failed to render manifest `{shown}`: {shown}:{}: {}",
+                    err.source.line().unwrap_or(1),
+                    err.reason()
+                )
+            })?;
+        manifests.extend(
+            manifest::parse_manifests(Path::new(&shown), &rendered).map_err(|e| e.to_string())?,
+        );
+    }
+    if manifests.is_empty() {
+        return Err("the manifests hold no Kubernetes objects".to_owned());
+    }
+    let image = config
+        .image
+        .as_ref()
+        .map(|t| render(ctx, "image", t))
+        .transpose()?;
+    let mut per_container = IndexMap::new();
+    for (container, template) in &config.images {
+        per_container.insert(
+            container.clone(),
+            render(ctx, &format!("images.{container}"), template)?,
+        );
+    }
+    let images = manifest::override_images(&mut manifests, image.as_deref(), &per_container)?;
+    Ok(Prepared {
+        access: ClusterAccess {
+            kubeconfig,
+            context,
+        },
+        namespace,
+        manifests,
+        images,
+    })
+}
+
+/// What was live before the apply, for the ledger.
+async fn prior_revision(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<PriorRevision>, String> {
+    let Some(deployment) = apply::current_deployment(cluster, namespace, name)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let api: Api<ReplicaSet> = Api::namespaced(cluster.client().clone(), namespace);
+    let operation = Operation::new("list", "replicasets.apps").namespace(namespace);
+    let selector = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.as_ref())
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let params = ListParams::default().labels(&selector);
+    let sets = cluster
+        .call(operation, || api.list(&params))
+        .await
+        .map_err(|e| e.to_string())?;
+    let template_hash = current_replica_set(&deployment, &sets.items)
+        .and_then(|rs| rs.metadata.labels.as_ref())
+        .and_then(|l| l.get(TEMPLATE_HASH_LABEL))
+        .cloned();
+    Ok(Some(PriorRevision {
+        revision: revision(&deployment.metadata),
+        template_hash,
+        template: serde_json::to_value(deployment.spec.map(|s| s.template)).unwrap_or_default(),
+    }))
+}
+
+pub async fn run(config: &DeployConfig, ctx: &StepContext<'_>) -> StepOutcome {
+    let log = Mutex::new(StepLog::open(&ctx.log_path, ctx.echo));
+    let mut outcome = tokio::select! {
+        outcome = deploy(config, ctx, &log) => outcome,
+        () = ctx.cancel.cancelled() => StepOutcome::new(StepStatus::Cancelled, "cancelled"),
+    };
+    let mut log = log
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    log.line(&outcome.message);
+    outcome.output_tail = log.tail();
+    outcome.log_path = Some(ctx.log_path.clone());
+    outcome
+}
+
+fn say(log: &Mutex<StepLog>, text: &str) {
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .line(text);
+}
+
+async fn deploy(config: &DeployConfig, ctx: &StepContext<'_>, log: &Mutex<StepLog>) -> StepOutcome {
+    let started = Instant::now();
+    let deadline = ctx.timeout.map(|t| tokio::time::Instant::now() + t);
+    let prepared = match prepare(config, ctx) {
+        Ok(prepared) => prepared,
+        Err(message) => return StepOutcome::failed(message),
+    };
+    let cluster = match Cluster::connect(&prepared.access, RetryPolicy::default()).await {
+        Ok(cluster) => cluster,
+        Err(error) => return StepOutcome::failed(error.to_string()),
+    };
+    let namespace = prepared
+        .namespace
+        .clone()
+        .unwrap_or_else(|| cluster.default_namespace().to_owned());
+    say(
+        log,
+        &format!("deploying to {} namespace `{namespace}`", cluster.server()),
+    );
+
+    let resolved = match apply::resolve(&cluster, prepared.manifests, &namespace).await {
+        Ok(resolved) => resolved,
+        Err(error) => return StepOutcome::failed(error.to_string()),
+    };
+    let deployments: Vec<&ResolvedManifest> =
+        resolved.iter().filter(|r| r.is_deployment()).collect();
+    for item in &deployments {
+        let name = item.manifest.name();
+        let before = match prior_revision(&cluster, &namespace, name).await {
+            Ok(before) => before,
+            Err(message) => {
+                return StepOutcome::failed(format!(
+                    "{}: {message}; nothing was applied",
+                    item.manifest.location()
+                ));
+            }
+        };
+        say(
+            log,
+            &match &before {
+                Some(p) => format!(
+                    "deployment `{name}` is at revision {} before this deploy",
+                    p.revision.map_or_else(|| "?".to_owned(), |r| r.to_string())
+                ),
+                None => format!("deployment `{name}` does not exist yet"),
+            },
+        );
+        let entry = LedgerEntry {
+            step_id: ctx.step.id.value.clone(),
+            access: prepared.access.clone(),
+            namespace: namespace.clone(),
+            name: name.to_owned(),
+            before,
+            deployed_revision: None,
+            images: Vec::new(),
+            rolled_back: false,
+        };
+        if let Err(error) = ctx.deployments.record_before(entry) {
+            say(log, &format!("warning: {error}"));
+        }
+    }
+
+    let mut on_applied = |item: &ResolvedManifest| {
+        say(
+            log,
+            &format!(
+                "applied {} ({})",
+                item.manifest.display_name(),
+                item.manifest.location()
+            ),
+        );
+    };
+    if let Err(error) = apply::apply_all(&cluster, &resolved, &mut on_applied).await {
+        return StepOutcome::failed(error.to_string());
+    }
+    let image_list: Vec<String> = prepared
+        .images
+        .iter()
+        .map(|c| format!("{}={}", c.container, c.image))
+        .collect();
+    let mut outputs = IndexMap::new();
+    outputs.insert("images".to_owned(), image_list.join(","));
+    outputs.insert(
+        "deployments".to_owned(),
+        deployments
+            .iter()
+            .map(|d| d.manifest.name())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    if !config.wait || deployments.is_empty() {
+        outputs.insert("revision".to_owned(), String::new());
+        let mut outcome = StepOutcome::passed(format!(
+            "applied {} objects without waiting for rollouts",
+            resolved.len()
+        ));
+        outcome.outputs = outputs;
+        return outcome;
+    }
+
+    // Every rollout at once: the first failure stops the others.
+    let options = WaitOptions {
+        readiness_timeout: Some(
+            config
+                .readiness_timeout
+                .map_or(DEFAULT_READINESS_TIMEOUT, |d| d.0),
+        ),
+        deadline,
+        cancel: ctx.cancel.child_token(),
+    };
+    let mut waits: FuturesUnordered<_> = deployments
+        .iter()
+        .map(|item| {
+            let name = item.manifest.name().to_owned();
+            let cluster = &cluster;
+            let namespace = namespace.as_str();
+            let options = &options;
+            async move {
+                let mut progress = |text: &str| say(log, text);
+                let result =
+                    wait_for_rollout(cluster, namespace, &name, options, &mut progress).await;
+                (name, result)
+            }
+        })
+        .collect();
+    let mut done: Vec<(String, RolloutDone)> = Vec::new();
+    let mut failure: Option<RolloutError> = None;
+    while let Some((name, result)) = waits.next().await {
+        match result {
+            Ok(rollout) => {
+                say(
+                    log,
+                    &format!(
+                        "deployment `{name}` rolled out to revision {} in {:.1?}",
+                        rollout
+                            .revision
+                            .map_or_else(|| "?".to_owned(), |r| r.to_string()),
+                        rollout.elapsed
+                    ),
+                );
+                let images: Vec<String> = prepared
+                    .images
+                    .iter()
+                    .filter(|c| c.workload == format!("Deployment/{name}"))
+                    .map(|c| format!("{}={}", c.container, c.image))
+                    .collect();
+                if let Err(error) =
+                    ctx.deployments
+                        .record_deployed(&namespace, &name, rollout.revision, images)
+                {
+                    say(log, &format!("warning: {error}"));
+                }
+                done.push((name, rollout));
+            }
+            Err(error)
+                if matches!(error.kind, RolloutErrorKind::Cancelled) && failure.is_some() => {}
+            Err(error) => {
+                options.cancel.cancel();
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    drop(waits);
+    if let Some(error) = failure {
+        let status = match error.kind {
+            RolloutErrorKind::Cancelled => StepStatus::Cancelled,
+            _ => StepStatus::Failed,
+        };
+        let mut outcome = StepOutcome::new(status, error.to_string());
+        if let Some(failure) = error.failure() {
+            outputs.insert(
+                "failure_reason".to_owned(),
+                failure.reason.as_str().to_owned(),
+            );
+        }
+        outcome.outputs = outputs;
+        outcome.evidence = error.evidence;
+        return outcome;
+    }
+    let revision = match done.as_slice() {
+        [(_, only)] => only.revision.map(|r| r.to_string()).unwrap_or_default(),
+        many => many
+            .iter()
+            .map(|(name, r)| {
+                format!(
+                    "{name}={}",
+                    r.revision.map(|r| r.to_string()).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    outputs.insert("revision".to_owned(), revision.clone());
+    let slowest = done
+        .iter()
+        .map(|(_, r)| r.elapsed)
+        .max()
+        .unwrap_or_default();
+    outputs.insert(
+        "rollout_seconds".to_owned(),
+        format!("{:.2}", slowest.as_secs_f64()),
+    );
+    let names: Vec<&str> = done.iter().map(|(n, _)| n.as_str()).collect();
+    let mut outcome = StepOutcome::passed(format!(
+        "rolled out {} (revision {revision}) in {:.1?}",
+        names.join(", "),
+        started.elapsed()
+    ));
+    outcome.outputs = outputs;
+    outcome
 }

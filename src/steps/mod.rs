@@ -10,6 +10,7 @@ pub mod gate;
 pub mod review;
 pub mod rollback;
 pub mod service;
+mod step_log;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::ledger::DeployLedger;
 use crate::workflow::model::{Step, StepKind};
 use crate::workflow::template::Renderer;
 
@@ -49,6 +51,8 @@ pub struct StepContext<'a> {
     pub timeout: Option<Duration>,
     /// Services started in this iteration; the engine stops them when it ends.
     pub services: &'a service::Services,
+    /// What this run deployed and what was live before: deploy steps record, rollback reads.
+    pub deployments: &'a DeployLedger,
 }
 
 /// Runs one step once, whatever its kind.
@@ -63,10 +67,8 @@ pub async fn run(ctx: &StepContext<'_>) -> StepOutcome {
             "`{}` steps run only in a workflow's `repair:` phase",
             ctx.step.kind.key()
         )),
-        StepKind::Deploy(_) | StepKind::Rollback(_) => StepOutcome::failed(format!(
-            "`{}` steps are not available in this build",
-            ctx.step.kind.key()
-        )),
+        StepKind::Deploy(config) => deploy::run(config, ctx).await,
+        StepKind::Rollback(config) => rollback::run(config, ctx).await,
     }
 }
 

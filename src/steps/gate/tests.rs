@@ -7,6 +7,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::cluster::ledger::DeployLedger;
 use crate::steps::RunInfo;
 use crate::steps::service::Services;
 use crate::workflow::model::{Step, StepKind};
@@ -80,6 +81,7 @@ struct Harness {
     cancel: CancellationToken,
     timeout: Option<Duration>,
     services: Services,
+    deployments: DeployLedger,
 }
 
 impl Harness {
@@ -116,6 +118,7 @@ impl Harness {
             cancel: CancellationToken::new(),
             timeout: None,
             services: Services::default(),
+            deployments: DeployLedger::in_memory(),
         }
     }
 
@@ -133,6 +136,7 @@ impl Harness {
             cancel: self.cancel.clone(),
             timeout: self.timeout,
             services: &self.services,
+            deployments: &self.deployments,
         }
     }
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agent_orch::cluster::ledger::DeployLedger;
 use agent_orch::steps::service::Services;
 use agent_orch::steps::{RunInfo, StepContext};
 use agent_orch::workflow::model::{Step, StepKind};
@@ -20,6 +21,7 @@ pub(crate) struct StepHarness {
     pub(crate) cancel: CancellationToken,
     pub(crate) timeout: Option<Duration>,
     pub(crate) services: Services,
+    pub(crate) deployments: DeployLedger,
 }
 
 impl StepHarness {
@@ -50,6 +52,7 @@ impl StepHarness {
             cancel: CancellationToken::new(),
             timeout: None,
             services: Services::default(),
+            deployments: DeployLedger::in_memory(),
         }
     }
 
@@ -68,6 +71,7 @@ impl StepHarness {
             cancel: self.cancel.clone(),
             timeout: self.timeout,
             services: &self.services,
+            deployments: &self.deployments,
         }
     }
 

@@ -1,0 +1,23 @@
+//! Kubernetes: everything the deploy and rollback steps do to a cluster, and a fake cluster to
+//! do it to in tests and demos. Named `cluster` so it does not shadow the `kube` crate.
+//!
+//! ```text
+//! manifest (split, file:line, images) → apply (discovery, server-side apply as `agent-orch`)
+//!     → rollout (watches) → rollout_status (pure: Progressing / Complete / Failed{reason})
+//!         → evidence (pod logs, events, conditions for the fix step)
+//! ledger (what the run changed, what was live before) → rollback (restore, wait)
+//! ```
+//!
+//! `access` makes the client (kubeconfig, context, exec plugins, in-cluster) and bounds retries
+//! against an unreachable API server; `error` says which verb, resource and namespace failed.
+
+pub mod access;
+pub mod apply;
+pub mod error;
+pub mod evidence;
+pub mod fake;
+pub mod ledger;
+pub mod manifest;
+pub mod rollback;
+pub mod rollout;
+pub mod rollout_status;
