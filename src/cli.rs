@@ -39,6 +39,44 @@ pub enum Command {
     Plan(PlanArgs),
     /// Print the JSON Schema of the workflow format (for editors).
     Schema,
+    /// Run the sample workflow (workflows/demo.yaml) against a local fake Kubernetes cluster.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The demo workflow.
+    #[arg(long, default_value = "workflows/demo.yaml")]
+    pub workflow: PathBuf,
+
+    /// Deploy an image that fails this way, to watch the failure caught and rolled back.
+    #[arg(long = "break", value_enum, value_name = "REASON")]
+    pub break_with: Option<DemoFailure>,
+
+    /// Override a workflow variable, as with `run` (`--var port=18087`).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub vars: Vec<(String, String)>,
+
+    /// Folder for reports and logs [default: .agent-orch/runs/<run-id>].
+    #[arg(long, env = "AGENT_ORCH_ARTIFACTS")]
+    pub artifacts: Option<PathBuf>,
+
+    /// Do not stream step output to the terminal.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Failures the fake cluster plays for an image tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DemoFailure {
+    Crashloop,
+    Imagepullbackoff,
+    Errimagepull,
+    Configerror,
+    Invalidimagename,
+    Oomkilled,
+    Unready,
+    Unschedulable,
 }
 
 /// What selects and parametrizes a workflow.

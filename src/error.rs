@@ -52,6 +52,8 @@ pub enum Error {
     Runtime(#[source] std::io::Error),
     #[error("failed to listen for Ctrl-C / SIGTERM")]
     Signals(#[source] std::io::Error),
+    #[error("failed to start the demo's fake Kubernetes cluster")]
+    FakeCluster(#[source] std::io::Error),
     #[error("failed to prepare the deploy ledger")]
     DeployLedger(#[source] crate::cluster::ledger::LedgerError),
     #[error("failed to write to stdout")]
@@ -66,6 +68,7 @@ impl Error {
             | Error::Runtime(_)
             | Error::Signals(_)
             | Error::DeployLedger(_)
+            | Error::FakeCluster(_)
             | Error::Stdout(_) => ExitStatus::RunFailed,
         }
     }

@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub(crate) mod demo;
 pub(crate) mod plan;
 pub(crate) mod run;
 pub(crate) mod schema;

@@ -14,6 +14,7 @@ mod ado_task;
 #[cfg(unix)]
 mod ado_vsix;
 mod cli_commands;
+mod demo;
 mod deploy;
 mod llm;
 mod patch_corpus;
