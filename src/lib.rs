@@ -13,6 +13,7 @@
 
 pub mod ado;
 mod app;
+pub mod azure;
 pub mod cli;
 mod commands;
 pub mod engine;

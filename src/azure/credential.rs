@@ -1,0 +1,220 @@
+//! [`CredentialChain`]: how agent-orch signs in to Microsoft Entra ID, tried in order.
+//!
+//! The Azure SDK has no `DefaultAzureCredential`, and its order would not be ours anyway:
+//!
+//! - with a service connection (the task's `azureSubscription` input), that connection and
+//!   nothing else: workload identity federation through [`AzurePipelinesCredential`] (it asks
+//!   `SYSTEM_OIDCREQUESTURI` for an ID token and exchanges it as a client assertion), a client
+//!   secret, or the agent's managed identity. A pipeline must not quietly fall back to whatever
+//!   identity the agent machine happens to have;
+//! - without one: the managed identity (App Service style `IDENTITY_ENDPOINT` +
+//!   `IDENTITY_HEADER`, or IMDS inside a pipeline on an Azure VM), then the Azure CLI (`az login`
+//!   on a laptop).
+
+use std::fmt;
+use std::sync::Arc;
+
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use azure_core::error::{Error as AzureError, ErrorKind as AzureErrorKind};
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
+use azure_identity::{
+    AzureCliCredential, AzurePipelinesCredential, AzurePipelinesCredentialOptions,
+    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+};
+
+use crate::ado::service_connection::{AzureCredential, OidcSettings, ServiceConnection};
+
+/// Where credentials can come from, read from the environment by the caller.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CredentialSources<'a> {
+    /// The task's service connection, if any.
+    pub connection: Option<&'a ServiceConnection>,
+    /// `SYSTEM_OIDCREQUESTURI` + `SYSTEM_ACCESSTOKEN`, needed for federation.
+    pub oidc: Option<&'a OidcSettings>,
+    /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` are set (App Service style managed identity).
+    pub managed_identity_endpoint: bool,
+    /// Running in a pipeline job, where the agent may be an Azure VM with a managed identity.
+    pub in_pipeline: bool,
+}
+
+/// Credentials tried in order; the first token wins. Its errors name every credential tried.
+pub struct CredentialChain {
+    links: Vec<(&'static str, Arc<dyn TokenCredential>)>,
+}
+
+impl fmt::Debug for CredentialChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.links.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot sign in to Azure: {kind}")]
+pub struct CredentialError {
+    pub kind: CredentialErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialErrorKind {
+    #[error(
+        "service connection `{0}` uses a certificate, which agent-orch does not support yet; use workload identity federation"
+    )]
+    CertificateUnsupported(String),
+    #[error(
+        "service connection `{0}` uses workload identity federation, but `SYSTEM_OIDCREQUESTURI` or `SYSTEM_ACCESSTOKEN` is not set"
+    )]
+    FederationUnavailable(String),
+    #[error("failed to set up {credential}")]
+    Setup {
+        credential: &'static str,
+        #[source]
+        source: AzureError,
+    },
+}
+
+impl CredentialChain {
+    /// The chain for these sources; every credential sends its requests through `transport`.
+    pub fn new(
+        sources: CredentialSources<'_>,
+        transport: &Transport,
+    ) -> Result<Self, CredentialError> {
+        let options = || client_options(transport);
+        let setup = |credential: &'static str| {
+            move |source| CredentialError {
+                kind: CredentialErrorKind::Setup { credential, source },
+            }
+        };
+        let managed_identity = || -> Result<Arc<dyn TokenCredential>, CredentialError> {
+            Ok(
+                ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                    client_options: options(),
+                    ..Default::default()
+                }))
+                .map_err(setup("the managed identity credential"))?,
+            )
+        };
+        let mut links: Vec<(&'static str, Arc<dyn TokenCredential>)> = Vec::new();
+        match sources.connection {
+            Some(connection) => match &connection.credential {
+                AzureCredential::WorkloadIdentityFederation {
+                    tenant_id,
+                    client_id,
+                } => {
+                    let oidc = sources.oidc.ok_or_else(|| CredentialError {
+                        kind: CredentialErrorKind::FederationUnavailable(connection.id.clone()),
+                    })?;
+                    let credential = AzurePipelinesCredential::new(
+                        tenant_id.clone(),
+                        client_id.clone(),
+                        &connection.id,
+                        oidc.access_token.expose().to_owned(),
+                        Some(AzurePipelinesCredentialOptions {
+                            credential_options: ClientAssertionCredentialOptions {
+                                client_options: options(),
+                            },
+                        }),
+                    )
+                    .map_err(setup("workload identity federation"))?;
+                    links.push(("workload identity federation", credential));
+                }
+                AzureCredential::ServicePrincipalSecret {
+                    tenant_id,
+                    client_id,
+                    client_secret,
+                } => {
+                    let credential = ClientSecretCredential::new(
+                        tenant_id,
+                        client_id.clone(),
+                        client_secret.expose().to_owned().into(),
+                        Some(ClientSecretCredentialOptions {
+                            client_options: options(),
+                        }),
+                    )
+                    .map_err(setup("the service principal credential"))?;
+                    links.push(("service principal secret", credential));
+                }
+                AzureCredential::ServicePrincipalCertificate { .. } => {
+                    return Err(CredentialError {
+                        kind: CredentialErrorKind::CertificateUnsupported(connection.id.clone()),
+                    });
+                }
+                AzureCredential::ManagedIdentity { .. } => {
+                    links.push(("managed identity", managed_identity()?));
+                }
+            },
+            None => {
+                if sources.managed_identity_endpoint || sources.in_pipeline {
+                    links.push(("managed identity", managed_identity()?));
+                }
+                let cli =
+                    AzureCliCredential::new(None).map_err(setup("the Azure CLI credential"))?;
+                links.push(("Azure CLI", cli));
+            }
+        }
+        Ok(Self { links })
+    }
+
+    /// The credentials in the order they are tried, by name.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.links.iter().map(|(name, _)| *name).collect()
+    }
+}
+
+/// Client options shared by every Azure client: our transport, and few quick retries so an
+/// unreachable endpoint fails in seconds rather than after the SDK's minute of backoff.
+pub(crate) fn client_options(transport: &Transport) -> ClientOptions {
+    ClientOptions {
+        transport: Some(transport.clone()),
+        retry: RetryOptions::exponential(ExponentialRetryOptions {
+            max_retries: 2,
+            max_total_elapsed: azure_core::time::Duration::seconds(10),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for CredentialChain {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let mut failures = Vec::new();
+        for (name, credential) in &self.links {
+            match credential.get_token(scopes, options.clone()).await {
+                Ok(token) => return Ok(token),
+                Err(error) => failures.push(format!("{name}: {}", first_line(&error))),
+            }
+        }
+        Err(AzureError::with_message(
+            AzureErrorKind::Credential,
+            format!("no credential could sign in ({})", failures.join("; ")),
+        ))
+    }
+}
+
+/// The error's message and its sources, on one line.
+pub(crate) fn first_line(error: &AzureError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = cause_source(source);
+    }
+    text.replace(['\r', '\n'], " ")
+}
+
+fn cause_source<'a>(
+    error: Option<&'a (dyn std::error::Error + 'static)>,
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    error.and_then(std::error::Error::source)
+}
