@@ -73,6 +73,8 @@ pub struct Engine<'a> {
     interrupts: Interrupts,
     context: TemplateContext,
     services: Services,
+    /// Secret values steps must mask in what they write.
+    secrets: Vec<String>,
     started: Instant,
 }
 
@@ -91,8 +93,15 @@ impl<'a> Engine<'a> {
             interrupts,
             context,
             services: Services::default(),
+            secrets: Vec::new(),
             started: Instant::now(),
         }
+    }
+
+    /// Secret values (fetched from Key Vault) that every step masks in its log and output.
+    pub fn with_secrets(mut self, secrets: Vec<String>) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     pub async fn run(mut self) -> RunSummary {
@@ -397,6 +406,7 @@ impl<'a> Engine<'a> {
                 cancel: cancel.child_token(),
                 timeout,
                 services: &self.services,
+                secrets: &self.secrets,
             };
             if let Some(dir) = ctx.log_path.parent()
                 && let Err(err) = std::fs::create_dir_all(dir)

@@ -49,6 +49,8 @@ pub struct StepContext<'a> {
     pub timeout: Option<Duration>,
     /// Services started in this iteration; the engine stops them when it ends.
     pub services: &'a service::Services,
+    /// The run's secret values (from Key Vault): masked in the step's log, echo and messages.
+    pub secrets: &'a [String],
 }
 
 /// Runs one step once, whatever its kind.

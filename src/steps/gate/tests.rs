@@ -133,6 +133,7 @@ impl Harness {
             cancel: self.cancel.clone(),
             timeout: self.timeout,
             services: &self.services,
+            secrets: &[],
         }
     }
 

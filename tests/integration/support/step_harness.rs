@@ -68,6 +68,7 @@ impl StepHarness {
             cancel: self.cancel.clone(),
             timeout: self.timeout,
             services: &self.services,
+            secrets: &[],
         }
     }
 
