@@ -26,6 +26,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
         Command::Validate(args) => commands::validate::run(args, color),
         Command::Plan(args) => commands::plan::run(args),
         Command::Run(args) => commands::run::run(args, cli.color, color),
+        Command::Task => commands::task::run(cli.color, color),
     };
     match result {
         Ok(status) => status,

@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about = "Self-healing deploy workflows written as YAML data",
     after_help = "Exit codes: 0 success, 1 the workflow ran and did not succeed, \
-                  2 invalid workflow or usage (nothing ran), 130 interrupted."
+                  2 invalid workflow, usage or task inputs (nothing ran), 130 interrupted. \
+                  A Key Vault secret that cannot be fetched exits 1 before any step runs."
 )]
 pub struct Cli {
     /// When to use colours on the terminal (`NO_COLOR` is respected under `auto`).
@@ -39,6 +40,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Print the JSON Schema of the workflow format (for editors).
     Schema,
+    /// Run as the `AgentOrch@1` Azure Pipelines task: inputs from `INPUT_*`, the service
+    /// connection from `ENDPOINT_*`, logging commands on stdout.
+    Task,
 }
 
 /// What selects and parametrizes a workflow.

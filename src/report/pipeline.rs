@@ -21,7 +21,7 @@ use super::Reporter;
 use super::format::{decision_summary, human_duration, one_line, outcome_words};
 use crate::ado::logging::{self, Issue, LoggingCommand, TaskResult};
 use crate::engine::events::{Event, RunOutcome};
-use crate::steps::{StepOutcome, StepStatus};
+use crate::steps::StepStatus;
 use crate::workflow::model::{Phase, Workflow};
 
 const MAX_MESSAGE_CHARS: usize = 300;
@@ -118,16 +118,22 @@ impl<W: Write> PipelineConsole<W> {
         }
     }
 
-    fn step_finished(
-        &mut self,
-        iteration: u32,
-        phase: Phase,
-        step_id: &str,
-        step_name: &str,
-        required: bool,
-        outcome: &StepOutcome,
-        elapsed: String,
-    ) -> io::Result<()> {
+    fn step_finished(&mut self, event: &Event) -> io::Result<()> {
+        let Event::StepFinished {
+            iteration,
+            phase,
+            step_id,
+            step_name,
+            required,
+            duration,
+            outcome,
+            ..
+        } = event
+        else {
+            return Ok(());
+        };
+        let (iteration, phase, required) = (*iteration, *phase, *required);
+        let elapsed = human_duration(*duration);
         let message = one_line(&outcome.message, MAX_MESSAGE_CHARS);
         let failed = matches!(
             outcome.status,
@@ -240,24 +246,7 @@ impl<W: Write> Reporter for PipelineConsole<W> {
                 )?;
                 self.group_open = true;
             }
-            Event::StepFinished {
-                iteration,
-                phase,
-                step_id,
-                step_name,
-                required,
-                duration,
-                outcome,
-                ..
-            } => self.step_finished(
-                *iteration,
-                *phase,
-                step_id,
-                step_name,
-                *required,
-                outcome,
-                human_duration(*duration),
-            )?,
+            Event::StepFinished { .. } => self.step_finished(event)?,
             Event::IterationFinished { .. } => self.close_group()?,
             Event::Decision { kind, detail, .. } => {
                 let summary = one_line(&decision_summary(detail), MAX_MESSAGE_CHARS);
