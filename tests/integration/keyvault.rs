@@ -39,10 +39,8 @@ pub(crate) fn project(workflow: &str) -> Project {
 }
 
 pub(crate) fn vault(deny: bool) -> AzureServer {
-    let mut config = AzureConfig::with_secrets(&[
-        ("db-password", DB_PASSWORD),
-        ("openai-api-key", API_KEY),
-    ]);
+    let mut config =
+        AzureConfig::with_secrets(&[("db-password", DB_PASSWORD), ("openai-api-key", API_KEY)]);
     config.deny = deny;
     AzureServer::start(config)
 }
@@ -56,10 +54,7 @@ fn run_with_managed_identity(project: &Project, server: &AzureServer) -> RunResu
             "--artifacts",
             artifacts.to_str().unwrap(),
         ])
-        .env(
-            "AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE",
-            server.url(),
-        )
+        .env("AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE", server.url())
         .env(
             "IDENTITY_ENDPOINT",
             format!("http://localhost:41{}", managed_identity_fake::PATH),
@@ -121,7 +116,12 @@ fn managed_identity_reads_the_vault_after_its_challenge_and_secrets_stay_masked(
         ["/secrets/db-password/", "/secrets/openai-api-key/"]
     );
 
-    for secret in [DB_PASSWORD, API_KEY, MANAGED_IDENTITY_ACCESS_TOKEN, IDENTITY_HEADER] {
+    for secret in [
+        DB_PASSWORD,
+        API_KEY,
+        MANAGED_IDENTITY_ACCESS_TOKEN,
+        IDENTITY_HEADER,
+    ] {
         assert!(!result.stdout.contains(secret), "{}", result.stdout);
         assert!(!result.stderr.contains(secret), "{}", result.stderr);
         for (path, text) in files_under(&project.artifacts()) {
@@ -153,7 +153,12 @@ fn the_azure_cli_signs_in_on_a_laptop() {
     );
     let artifacts = project.artifacts();
     let output = project
-        .command(&["run", "workflow.yaml", "--artifacts", artifacts.to_str().unwrap()])
+        .command(&[
+            "run",
+            "workflow.yaml",
+            "--artifacts",
+            artifacts.to_str().unwrap(),
+        ])
         .env("AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE", server.url())
         .env_remove("IDENTITY_ENDPOINT")
         .env_remove("IDENTITY_HEADER")
@@ -187,7 +192,9 @@ fn a_missing_secret_stops_the_run_before_any_step() {
     let result = run_with_managed_identity(&project, &server);
     result.assert_code(1);
     assert!(
-        result.stderr.contains("error: failed to fetch the workflow's secrets, so nothing ran"),
+        result
+            .stderr
+            .contains("error: failed to fetch the workflow's secrets, so nothing ran"),
         "{}",
         result.stderr
     );
@@ -209,9 +216,9 @@ fn a_denied_vault_says_what_permission_is_missing() {
     let result = run_with_managed_identity(&project, &server);
     result.assert_code(1);
     assert!(
-        result
-            .stderr
-            .contains("access to secret `db-password` was denied; grant the identity `get` on secrets"),
+        result.stderr.contains(
+            "access to secret `db-password` was denied; grant the identity `get` on secrets"
+        ),
         "{}",
         result.stderr
     );
@@ -236,7 +243,9 @@ fn an_unreachable_vault_fails_fast_and_clearly() {
     let result = RunResult::from(output);
     result.assert_code(1);
     assert!(
-        result.stderr.contains("failed to fetch the workflow's secrets, so nothing ran"),
+        result
+            .stderr
+            .contains("failed to fetch the workflow's secrets, so nothing ran"),
         "{}",
         result.stderr
     );
@@ -248,7 +257,10 @@ fn the_transport_override_refuses_non_loopback_addresses() {
     let project = project(WORKFLOW);
     let output = project
         .command(&["run", "workflow.yaml"])
-        .env("AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE", "http://10.1.2.3:8080")
+        .env(
+            "AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE",
+            "http://10.1.2.3:8080",
+        )
         .output()
         .unwrap();
     let result = RunResult::from(output);

@@ -17,5 +17,7 @@ mod keyvault;
 mod llm;
 mod patch_corpus;
 mod run_cli;
+#[cfg(target_os = "linux")]
+mod task_mode;
 mod verify;
 mod workflow_inputs;

@@ -59,7 +59,6 @@ impl AzureConfig {
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
 pub(crate) struct Recorded {
-    pub(crate) method: String,
     pub(crate) path: String,
     /// `x-agent-orch-original-host`: where the client meant to send it.
     pub(crate) original_host: Option<String>,
@@ -167,7 +166,6 @@ fn describe(request: &Request) -> Recorded {
             .map(str::to_owned)
     };
     Recorded {
-        method: request.method().to_string(),
         path: request.uri().path().to_owned(),
         original_host: header("x-agent-orch-original-host"),
         authorization: header("authorization"),

@@ -12,8 +12,8 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::azure_server::{
-    AzureState, CLI_ACCESS_TOKEN, FEDERATED_ACCESS_TOKEN, MANAGED_IDENTITY_ACCESS_TOKEN,
-    TENANT_ID, bearer,
+    AzureState, CLI_ACCESS_TOKEN, FEDERATED_ACCESS_TOKEN, MANAGED_IDENTITY_ACCESS_TOKEN, TENANT_ID,
+    bearer,
 };
 
 pub(crate) fn routes() -> Router<Arc<AzureState>> {

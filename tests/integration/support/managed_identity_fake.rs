@@ -27,12 +27,20 @@ async fn token(Query(query): Query<HashMap<String, String>>, headers: HeaderMap)
         .get("x-identity-header")
         .and_then(|v| v.to_str().ok());
     if header != Some(IDENTITY_HEADER) {
-        return (StatusCode::UNAUTHORIZED, "missing or wrong X-IDENTITY-HEADER").into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong X-IDENTITY-HEADER",
+        )
+            .into_response();
     }
     if query.get("api-version").map(String::as_str) != Some("2019-08-01")
         || query.get("resource").map(String::as_str) != Some("https://vault.azure.net")
     {
-        return (StatusCode::BAD_REQUEST, format!("unexpected query {query:?}")).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("unexpected query {query:?}"),
+        )
+            .into_response();
     }
     let expires_on = SystemTime::now()
         .duration_since(UNIX_EPOCH)
