@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use self::credential::{CredentialChain, CredentialError, CredentialSources};
 use self::key_vault::{KeyVaultError, VaultSecret};
 use self::transport::{AzureTransport, TransportError};
+use crate::redact::Redactor;
 use crate::workflow::template::secret_key;
 
 /// What to fetch: a vault (name or URL) and the secret names, as the workflow lists them.
@@ -70,6 +71,12 @@ impl RunSecrets {
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()
     }
+
+    /// A redactor that removes these values (and every known credential shape) from text
+    /// before it leaves the machine: what the LLM session of a run must be built with.
+    pub fn redactor(&self) -> Redactor {
+        Redactor::builder().secrets(self.values()).build()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,4 +107,38 @@ pub async fn fetch_workflow_secrets(
     let secrets =
         key_vault::fetch_secrets(&request.vault, &request.names, credential, &transport).await?;
     Ok(RunSecrets::new(secrets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ado::secret::Secret;
+
+    fn secrets() -> RunSecrets {
+        RunSecrets::new(vec![
+            VaultSecret {
+                name: "openai-api-key".into(),
+                value: Secret::new("plain-looking-value-42"),
+            },
+            VaultSecret {
+                name: "db".into(),
+                value: Secret::new("hunter2hunter2"),
+            },
+        ])
+    }
+
+    #[test]
+    fn templates_see_secrets_under_underscored_names() {
+        let values = secrets().template_values();
+        assert_eq!(values["openai_api_key"], "plain-looking-value-42");
+        assert_eq!(values["db"], "hunter2hunter2");
+    }
+
+    #[test]
+    fn the_redactor_removes_every_value() {
+        let text = "key=plain-looking-value-42 and db hunter2hunter2";
+        let redacted = secrets().redactor().redact(text).into_owned();
+        assert!(!redacted.contains("plain-looking-value-42"), "{redacted}");
+        assert!(!redacted.contains("hunter2hunter2"), "{redacted}");
+    }
 }

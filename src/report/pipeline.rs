@@ -6,7 +6,7 @@
 //!   groups, hence one group per step and iteration rather than groups inside an iteration group;
 //! - `task.logissue` at the end of the run: `type=error` with the workflow file and the step's
 //!   line for each required failure of a run that failed, `type=warning` for optional steps that
-//!   failed and for required failures a later iteration repaired;
+//!   failed and for required failures of earlier iterations (a later one ran again);
 //! - after every other report is written: `artifact.upload` of the artifacts folder,
 //!   `task.uploadsummary` of `summary.md` and `task.complete` with the run's result.
 //!
@@ -171,7 +171,8 @@ impl<W: Write> PipelineConsole<W> {
         }
     }
 
-    /// Errors for the failures that ended a failed run, warnings for the ones repaired.
+    /// Errors for the failures that ended a failed run; warnings for earlier iterations' failures,
+    /// which a later iteration ran again.
     fn report_failures(&mut self, outcome: RunOutcome) -> io::Result<()> {
         let last_iteration = self.required_failures.last().map(|f| f.iteration);
         let failures = std::mem::take(&mut self.required_failures);
@@ -181,7 +182,7 @@ impl<W: Write> PipelineConsole<W> {
             let issue = if fatal {
                 Issue::error(failure.text)
             } else {
-                Issue::warning(format!("{} (repaired later)", failure.text))
+                Issue::warning(format!("{} (retried in a later iteration)", failure.text))
             };
             let issue = self.issue_at(&failure.step_id, issue);
             self.command(&LoggingCommand::log_issue(&issue))?;
@@ -339,12 +340,12 @@ mod tests {
     }
 
     #[test]
-    fn repaired_failures_are_warnings_optional_ones_too() {
+    fn earlier_failures_are_warnings_optional_ones_too() {
         let output = replay(&two_iteration_run(), positions());
         assert!(
             output.contains(
                 "##vso[task.logissue type=warning;sourcepath=workflows/app.yaml;linenumber=13;\
-                 columnnumber=1]test failed in iteration 1: exit code 2 (repaired later)"
+                 columnnumber=1]test failed in iteration 1: exit code 2 (retried in a later iteration)"
             ),
             "{output}"
         );
