@@ -3,12 +3,13 @@
 //! The data flow, from the file a user writes to the reports a run leaves:
 //!
 //! ```text
-//! cli → commands/ (run, validate, plan, schema)
+//! cli → commands/ (run, task, validate, plan, schema)
 //!   → workflow/ (load → template expansion → decode → validate → model)
 //!   → engine/ (the iteration loop, safety limits, failure fingerprints, interrupts)
 //!       → steps/ (one file per step kind: gate, service, verify, deploy, fix, review, rollback)
-//!           → integrations: process/, http, llm/, patch/, cluster/, ado/
-//!   → engine::events::Event stream → report/ (console, run.log, junit, audit, metrics, summary)
+//!           → integrations: process/, http, llm/, patch/, cluster/, ado/, azure/ (Key Vault)
+//!   → engine::events::Event stream → report/ (console or pipeline, run.log, junit, audit,
+//!     metrics, summary)
 //! ```
 
 pub mod ado;
