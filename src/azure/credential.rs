@@ -188,7 +188,7 @@ impl TokenCredential for CredentialChain {
         for (name, credential) in &self.links {
             match credential.get_token(scopes, options.clone()).await {
                 Ok(token) => return Ok(token),
-                Err(error) => failures.push(format!("{name}: {}", first_line(&error))),
+                Err(error) => failures.push(format!("{name}: {}", error_line(&error))),
             }
         }
         Err(AzureError::with_message(
@@ -198,23 +198,110 @@ impl TokenCredential for CredentialChain {
     }
 }
 
-/// The error's message and its sources, on one line.
-pub(crate) fn first_line(error: &AzureError) -> String {
+/// The error's message and its sources' (those not already part of it), on one line.
+pub(crate) fn error_line(error: &AzureError) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
             text.push_str(": ");
-            text.push_str(&cause);
+            text.push_str(&cause_text);
         }
-        source = cause_source(source);
+        source = cause.source();
     }
     text.replace(['\r', '\n'], " ")
 }
 
-fn cause_source<'a>(
-    error: Option<&'a (dyn std::error::Error + 'static)>,
-) -> Option<&'a (dyn std::error::Error + 'static)> {
-    error.and_then(std::error::Error::source)
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::ado::secret::Secret;
+    use crate::azure::transport::AzureTransport;
+
+    fn connection(credential: AzureCredential) -> ServiceConnection {
+        ServiceConnection {
+            id: "7a3c1e4b-0d2f-4b8e-9c61-2f5d8a9b0c13".into(),
+            url: None,
+            credential,
+            subscription_id: None,
+            cloud: None,
+            data: BTreeMap::new(),
+        }
+    }
+
+    fn chain(sources: CredentialSources<'_>) -> Result<Vec<&'static str>, CredentialError> {
+        let transport = AzureTransport::new(None).unwrap().into_sdk();
+        CredentialChain::new(sources, &transport).map(|chain| chain.names())
+    }
+
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+    #[test]
+    fn a_connection_is_the_only_credential() {
+        let secret = connection(AzureCredential::ServicePrincipalSecret {
+            tenant_id: TENANT.into(),
+            client_id: "c".into(),
+            client_secret: Secret::new("s3cret"),
+        });
+        let sources = CredentialSources {
+            connection: Some(&secret),
+            managed_identity_endpoint: true,
+            in_pipeline: true,
+            ..Default::default()
+        };
+        assert_eq!(chain(sources).unwrap(), ["service principal secret"]);
+
+        let identity = connection(AzureCredential::ManagedIdentity { tenant_id: None });
+        let sources = CredentialSources {
+            connection: Some(&identity),
+            ..Default::default()
+        };
+        assert_eq!(chain(sources).unwrap(), ["managed identity"]);
+    }
+
+    #[test]
+    fn without_a_connection_managed_identity_then_the_cli() {
+        assert_eq!(chain(CredentialSources::default()).unwrap(), ["Azure CLI"]);
+        let sources = CredentialSources {
+            managed_identity_endpoint: true,
+            ..Default::default()
+        };
+        assert_eq!(chain(sources).unwrap(), ["managed identity", "Azure CLI"]);
+    }
+
+    #[test]
+    fn unusable_connections_are_explained() {
+        let federated = connection(AzureCredential::WorkloadIdentityFederation {
+            tenant_id: TENANT.into(),
+            client_id: "c".into(),
+        });
+        let error = chain(CredentialSources {
+            connection: Some(&federated),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            matches!(error.kind, CredentialErrorKind::FederationUnavailable(_)),
+            "{error}"
+        );
+        let certificate = connection(AzureCredential::ServicePrincipalCertificate {
+            tenant_id: TENANT.into(),
+            client_id: "c".into(),
+            certificate: Secret::new("-----BEGIN"),
+        });
+        let error = chain(CredentialSources {
+            connection: Some(&certificate),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            error.to_string().starts_with(
+                "cannot sign in to Azure: service connection `7a3c1e4b-0d2f-4b8e-9c61-2f5d8a9b0c13` uses a certificate"
+            ),
+            "{error}"
+        );
+    }
 }

@@ -8,7 +8,7 @@ use azure_core::error::ErrorKind as AzureErrorKind;
 use azure_core::http::{StatusCode, Transport};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
-use super::credential::{client_options, first_line};
+use super::credential::{client_options, error_line};
 use crate::ado::secret::Secret;
 
 /// The public cloud's Key Vault domain: a bare vault name `fleet-kv` means
@@ -102,7 +102,7 @@ pub async fn fetch_secrets(
     .map_err(|e| {
         error(KeyVaultErrorKind::Failed {
             name: String::new(),
-            detail: first_line(&e),
+            detail: error_line(&e),
         })
     })?;
     let mut secrets = Vec::with_capacity(names.len());
@@ -114,7 +114,7 @@ pub async fn fetch_secrets(
         let secret = response.into_model().map_err(|e| {
             error(KeyVaultErrorKind::Failed {
                 name: name.clone(),
-                detail: first_line(&e),
+                detail: error_line(&e),
             })
         })?;
         // A secret without a value is as unusable as a missing one.
@@ -130,7 +130,7 @@ pub async fn fetch_secrets(
 }
 
 fn classify(name: &str, error: &azure_core::Error) -> KeyVaultErrorKind {
-    let detail = first_line(error);
+    let detail = error_line(error);
     match error.kind() {
         AzureErrorKind::HttpResponse { status, .. } if *status == StatusCode::NotFound => {
             KeyVaultErrorKind::SecretNotFound(name.to_owned())
