@@ -42,6 +42,8 @@ pub struct KeyVaultError {
 pub enum KeyVaultErrorKind {
     #[error("`{0}` is neither a vault name nor an `https://` vault URL")]
     InvalidVault(String),
+    #[error("`{0}` is not a Key Vault secret name (1 to 127 letters, digits and hyphens)")]
+    InvalidSecretName(String),
     #[error("secret `{0}` does not exist (or is disabled)")]
     SecretNotFound(String),
     #[error("access to secret `{name}` was denied; grant the identity `get` on secrets ({detail})")]
@@ -91,6 +93,10 @@ pub async fn fetch_secrets(
         vault: url.clone(),
         kind,
     };
+    // The name becomes part of the request path: nothing but the vault's own alphabet.
+    if let Some(bad) = names.iter().find(|name| !is_secret_name(name)) {
+        return Err(error(KeyVaultErrorKind::InvalidSecretName(bad.clone())));
+    }
     let client = SecretClient::new(
         &url,
         credential,
@@ -127,6 +133,10 @@ pub async fn fetch_secrets(
         });
     }
     Ok(secrets)
+}
+
+fn is_secret_name(name: &str) -> bool {
+    (1..=127).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 fn classify(name: &str, error: &azure_core::Error) -> KeyVaultErrorKind {
@@ -175,6 +185,14 @@ mod tests {
                 ),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn secret_names_cannot_reach_other_paths() {
+        assert!(is_secret_name("openai-api-key"));
+        for bad in ["", "../keys/signing", "a/b", "a?b", "name with space"] {
+            assert!(!is_secret_name(bad), "{bad}");
         }
     }
 

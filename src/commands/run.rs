@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::ado::agent_env::AgentEnv;
-use crate::ado::logging::LoggingCommand;
+use crate::ado::logging::{Issue, LoggingCommand};
 use crate::ado::pipeline_context::PipelineContext;
 use crate::ado::secret::Secret;
 use crate::ado::service_connection::{OidcSettings, ServiceConnection};
@@ -105,11 +105,14 @@ pub(crate) fn execute(
                 }
             })?;
         reporters.mask_secrets(secrets.values());
+        let pipeline_context = PipelineContext::read(invocation.agent);
         if invocation.pipeline {
+            let positions = StepPositions::of(&workflow)
+                .relative_to(pipeline_context.sources_directory.as_deref());
             // Last, so its uploads at `finish` find every other report written.
-            reporters.push(PipelineConsole::stdout(StepPositions::of(&workflow)));
+            reporters.push(PipelineConsole::stdout(positions));
         }
-        let ado = match PipelineContext::read(invocation.agent).to_template_value() {
+        let ado = match pipeline_context.to_template_value() {
             Value::Object(map) => map,
             _ => serde_json::Map::new(),
         };
@@ -146,6 +149,14 @@ async fn fetch_secrets(
     workflow: &Workflow,
 ) -> Result<RunSecrets, Error> {
     let Some(config) = &workflow.secrets else {
+        if let Some(vault) = invocation.vault {
+            warn(
+                invocation.pipeline,
+                &format!(
+                    "key vault `{vault}` is given, but the workflow lists no `secrets`; nothing is fetched"
+                ),
+            );
+        }
         return Ok(RunSecrets::default());
     };
     let request = SecretsRequest {
@@ -191,6 +202,17 @@ fn set_secret_commands<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Log
         }
     }
     commands
+}
+
+/// A warning: a `task.logissue` in a pipeline, a `warning:` line on stderr elsewhere.
+fn warn(pipeline: bool, message: &str) {
+    use std::io::Write;
+    if pipeline {
+        let issue = LoggingCommand::log_issue(&Issue::warning(message));
+        let _ = writeln!(std::io::stdout().lock(), "{issue}");
+    } else {
+        let _ = writeln!(std::io::stderr().lock(), "warning: {message}");
+    }
 }
 
 fn report_warning(err: &std::io::Error) {

@@ -49,6 +49,19 @@ impl StepPositions {
         )
     }
 
+    /// Paths under `root` (the pipeline's sources directory) made relative to it, as the
+    /// agent expects `sourcepath` for annotations; `filePath` inputs arrive absolute.
+    pub fn relative_to(mut self, root: Option<&Path>) -> Self {
+        if let Some(root) = root {
+            for (path, _) in self.0.values_mut() {
+                if let Ok(relative) = path.strip_prefix(root) {
+                    *path = relative.to_path_buf();
+                }
+            }
+        }
+        self
+    }
+
     fn get(&self, step_id: &str) -> Option<(&Path, u32)> {
         self.0
             .get(step_id)
@@ -357,6 +370,26 @@ mod tests {
         assert!(
             output.ends_with("##vso[task.complete result=Succeeded]all required steps passed\n"),
             "{output}"
+        );
+    }
+
+    #[test]
+    fn absolute_paths_under_the_sources_become_relative() {
+        let positions = StepPositions(HashMap::from([
+            (
+                "a".to_owned(),
+                (PathBuf::from("/agent/_work/1/s/workflows/app.yaml"), 3),
+            ),
+            ("b".to_owned(), (PathBuf::from("/elsewhere/t.yaml"), 4)),
+        ]))
+        .relative_to(Some(Path::new("/agent/_work/1/s")));
+        assert_eq!(
+            positions.get("a"),
+            Some((Path::new("workflows/app.yaml"), 3))
+        );
+        assert_eq!(
+            positions.get("b"),
+            Some((Path::new("/elsewhere/t.yaml"), 4))
         );
     }
 

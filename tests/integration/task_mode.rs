@@ -323,6 +323,32 @@ fn a_missing_secret_fails_the_task_before_anything_runs() {
 }
 
 #[test]
+fn a_vault_input_without_workflow_secrets_is_a_warning() {
+    let server = vault(false);
+    let project = project();
+    project.file(
+        "workflow.yaml",
+        "name: plain\nsteps:\n  - {id: ok, gate: \"true\"}\n",
+    );
+    let TaskRun { result, commands } = run_task(&project, &server, &[]);
+    result.assert_code(0);
+    let issue = only(&commands, "task.logissue");
+    assert_eq!(issue.property("type"), Some("warning"));
+    assert!(
+        issue
+            .data
+            .contains("key vault `fleet-kv` is given, but the workflow lists no `secrets`"),
+        "{}",
+        issue.data
+    );
+    assert_eq!(
+        commands.last().unwrap().property("result"),
+        Some("Succeeded")
+    );
+    assert!(server.requests().is_empty());
+}
+
+#[test]
 fn bad_inputs_fail_the_task_with_every_problem_named() {
     let server = vault(false);
     let project = project();
