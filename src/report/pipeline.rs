@@ -291,6 +291,8 @@ impl<W: Write> Reporter for PipelineConsole<W> {
     fn finish(&mut self) -> io::Result<()> {
         self.close_group()?;
         if let Some(dir) = self.artifacts_dir.clone() {
+            // The agent resolves paths from its own working directory, not the task's.
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
             let name = format!("agent-orch-{}", self.run_id);
             self.command(&LoggingCommand::upload_artifact("agent-orch", &name, &dir))?;
             let summary = dir.join("summary.md");
@@ -329,6 +331,15 @@ mod tests {
             ("lint".to_owned(), (PathBuf::from("workflows/app.yaml"), 12)),
             ("test".to_owned(), (PathBuf::from("workflows/app.yaml"), 13)),
         ]))
+    }
+
+    #[test]
+    fn two_iterations_snapshot() {
+        let output = replay(&two_iteration_run(), positions());
+        let cwd = regex::escape(&std::env::current_dir().unwrap().to_string_lossy());
+        insta::with_settings!({filters => vec![(cwd.as_str(), "[cwd]")]}, {
+            insta::assert_snapshot!("pipeline_two_iterations", output);
+        });
     }
 
     #[test]
