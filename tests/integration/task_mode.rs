@@ -372,3 +372,38 @@ fn bad_inputs_fail_the_task_with_every_problem_named() {
     assert_eq!(commands.last().unwrap().property("result"), Some("Failed"));
     assert!(server.requests().is_empty(), "nothing was fetched");
 }
+
+#[test]
+fn run_inside_a_pipeline_speaks_to_the_agent_too() {
+    let project = Project::new();
+    project.file(
+        "workflow.yaml",
+        "name: plain\nsteps:\n  - {id: build, gate: \"echo built\"}\n  - id: lint\n    gate: \"exit 1\"\n    required: false\n",
+    );
+    let artifacts = project.artifacts();
+    let output = project
+        .command(&[
+            "run",
+            "workflow.yaml",
+            "--artifacts",
+            artifacts.to_str().unwrap(),
+        ])
+        .env("TF_BUILD", "True")
+        .output()
+        .unwrap();
+    let result = RunResult::from(output);
+    result.assert_code(0);
+    let commands = vso::parse_all(&result.stdout);
+    let issue = only(&commands, "task.logissue");
+    assert_eq!(issue.property("linenumber"), Some("4"));
+    assert_eq!(
+        commands.last().unwrap().property("result"),
+        Some("SucceededWithIssues")
+    );
+    // The terminal view is not printed as well.
+    assert!(
+        !result.stderr.contains("succeeded with issues"),
+        "{}",
+        result.stderr
+    );
+}
