@@ -56,8 +56,8 @@ fn run_task(agent: &AgentEnv, color_choice: ColorChoice, color: bool) -> Result<
     execute(&invocation, color_choice, color)
 }
 
-/// The `artifactsFolder` input, else `agent-orch/<run id>` under the artifact staging
-/// directory (what a later `PublishPipelineArtifact` step sees), else `run`'s default.
+/// The `artifactsFolder` input, else `agent-orch` under the artifact staging directory (what a
+/// later `PublishPipelineArtifact` step sees), else `run`'s default.
 fn artifacts_folder(task: &TaskEnvironment) -> Option<PathBuf> {
     task.inputs.artifacts_folder.clone().or_else(|| {
         task.pipeline

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::keyvault::{DB_PASSWORD, files_under, vault};
 use crate::support::azure_server::{
-    AzureServer, CLIENT_ID, CONNECTION_ID, FEDERATED_ACCESS_TOKEN, OIDC_TOKEN, SYSTEM_ACCESS_TOKEN,
-    TENANT_ID,
+    AzureServer, CLIENT_ID, CLIENT_SECRET, CONNECTION_ID, FEDERATED_ACCESS_TOKEN, OIDC_TOKEN,
+    SYSTEM_ACCESS_TOKEN, TENANT_ID,
 };
 use crate::support::cli::{Project, RunResult};
 use crate::support::oidc_fake::OIDC_REQUEST_URI;
@@ -406,4 +406,44 @@ fn run_inside_a_pipeline_speaks_to_the_agent_too() {
         "{}",
         result.stderr
     );
+}
+
+#[test]
+fn a_service_principal_connection_signs_in_with_its_secret_and_keeps_it_secret() {
+    let server = vault(false);
+    let project = project();
+    let auth = format!(
+        r#"{{"parameters":{{"tenantid":"{TENANT_ID}","serviceprincipalid":"{CLIENT_ID}","authenticationType":"spnKey","serviceprincipalkey":"{CLIENT_SECRET}"}},"scheme":"ServicePrincipal"}}"#
+    );
+    let auth_variable = format!("ENDPOINT_AUTH_{CONNECTION_ID}");
+    let TaskRun { result, commands } = run_task(
+        &project,
+        &server,
+        &[(auth_variable.as_str(), auth.as_str())],
+    );
+    result.assert_code(0);
+    assert!(
+        server.requests_to("/fleet/_apis/").is_empty(),
+        "no federation"
+    );
+    let entra = server.requests_to(&format!("/{TENANT_ID}/oauth2/v2.0/token"));
+    assert_eq!(entra.len(), 1);
+    assert_eq!(entra[0].status, 200);
+    let announced: Vec<&str> = vso::find(&commands, "task.setsecret")
+        .iter()
+        .map(|c| c.data.as_str())
+        .collect();
+    assert!(announced.contains(&CLIENT_SECRET), "{announced:?}");
+    let stdout_without_announcements: String = result
+        .stdout
+        .lines()
+        .filter(|line| !line.starts_with("##vso[task.setsecret]"))
+        .collect();
+    for secret in [CLIENT_SECRET, DB_PASSWORD, FEDERATED_ACCESS_TOKEN] {
+        assert!(!stdout_without_announcements.contains(secret));
+        assert!(!result.stderr.contains(secret));
+        for (path, text) in files_under(&project.artifacts()) {
+            assert!(!text.contains(secret), "{path} leaks a secret");
+        }
+    }
 }

@@ -32,6 +32,8 @@ pub(crate) const FEDERATED_ACCESS_TOKEN: &str = "kv-access-token-federated-7f3e9
 pub(crate) const MANAGED_IDENTITY_ACCESS_TOKEN: &str = "kv-access-token-managed-identity-2c8d";
 /// What a fake `az account get-access-token` prints.
 pub(crate) const CLI_ACCESS_TOKEN: &str = "kv-access-token-azure-cli-6b1a";
+/// A service principal connection's client secret, exchanged at Entra directly.
+pub(crate) const CLIENT_SECRET: &str = "spn-client-secret-Q8~x1c2v3b4n";
 /// `IDENTITY_HEADER`: App Service's per-process secret for its identity endpoint.
 pub(crate) const IDENTITY_HEADER: &str = "identity-header-0a9b8c7d";
 

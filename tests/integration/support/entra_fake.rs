@@ -1,6 +1,7 @@
 //! Microsoft Entra ID's token endpoint (`/{tenant}/oauth2/v2.0/token`): the client-credentials
-//! grant with a client assertion, as workload identity federation uses it. Only the pipeline's
-//! ID token for the right client and tenant is exchanged; anything else gets Entra's error.
+//! grant with a client assertion (workload identity federation) or a client secret (a service
+//! principal connection). Only the pipeline's ID token or the known secret, for the right
+//! client and tenant, gets a token; anything else gets Entra's error.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +13,9 @@ use axum::routing::post;
 use axum::{Form, Router};
 use serde_json::json;
 
-use super::azure_server::{AzureState, CLIENT_ID, FEDERATED_ACCESS_TOKEN, OIDC_TOKEN, TENANT_ID};
+use super::azure_server::{
+    AzureState, CLIENT_ID, CLIENT_SECRET, FEDERATED_ACCESS_TOKEN, OIDC_TOKEN, TENANT_ID,
+};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -25,9 +28,10 @@ async fn token(Path(tenant): Path<String>, Form(form): Form<HashMap<String, Stri
     let valid = tenant == TENANT_ID
         && field("grant_type") == Some("client_credentials")
         && field("client_id") == Some(CLIENT_ID)
-        && field("client_assertion_type") == Some(ASSERTION_TYPE)
-        && field("client_assertion") == Some(OIDC_TOKEN)
-        && field("scope") == Some("https://vault.azure.net/.default");
+        && field("scope") == Some("https://vault.azure.net/.default")
+        && ((field("client_assertion_type") == Some(ASSERTION_TYPE)
+            && field("client_assertion") == Some(OIDC_TOKEN))
+            || field("client_secret") == Some(CLIENT_SECRET));
     if !valid {
         return (
             StatusCode::BAD_REQUEST,
