@@ -23,6 +23,7 @@ use azure_identity::{
     ManagedIdentityCredential, ManagedIdentityCredentialOptions,
 };
 
+use super::cloud::AzureCloud;
 use crate::ado::service_connection::{AzureCredential, OidcSettings, ServiceConnection};
 
 /// Where credentials can come from, read from the environment by the caller.
@@ -76,12 +77,14 @@ pub enum CredentialErrorKind {
 }
 
 impl CredentialChain {
-    /// The chain for these sources; every credential sends its requests through `transport`.
+    /// The chain for these sources, signing in at `cloud`'s authority; every credential sends
+    /// its requests through `transport`.
     pub fn new(
         sources: CredentialSources<'_>,
+        cloud: AzureCloud,
         transport: &Transport,
     ) -> Result<Self, CredentialError> {
-        let options = || client_options(transport);
+        let options = || client_options(transport, cloud);
         let setup = |credential: &'static str| {
             move |source| CredentialError {
                 kind: CredentialErrorKind::Setup { credential, source },
@@ -165,9 +168,10 @@ impl CredentialChain {
 
 /// Client options shared by every Azure client: our transport, and few quick retries so an
 /// unreachable endpoint fails in seconds rather than after the SDK's minute of backoff.
-pub(crate) fn client_options(transport: &Transport) -> ClientOptions {
+pub(crate) fn client_options(transport: &Transport, cloud: AzureCloud) -> ClientOptions {
     ClientOptions {
         transport: Some(transport.clone()),
+        cloud: Some(cloud.sdk_configuration()),
         retry: RetryOptions::exponential(ExponentialRetryOptions {
             max_retries: 2,
             max_total_elapsed: azure_core::time::Duration::seconds(10),
@@ -234,7 +238,7 @@ mod tests {
 
     fn chain(sources: CredentialSources<'_>) -> Result<Vec<&'static str>, CredentialError> {
         let transport = AzureTransport::new(None).unwrap().into_sdk();
-        CredentialChain::new(sources, &transport).map(|chain| chain.names())
+        CredentialChain::new(sources, AzureCloud::Public, &transport).map(|chain| chain.names())
     }
 
     const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";

@@ -8,12 +8,9 @@ use azure_core::error::ErrorKind as AzureErrorKind;
 use azure_core::http::{StatusCode, Transport};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
+use super::cloud::AzureCloud;
 use super::credential::{client_options, error_line};
 use crate::ado::secret::Secret;
-
-/// The public cloud's Key Vault domain: a bare vault name `fleet-kv` means
-/// `https://fleet-kv.vault.azure.net`.
-pub const VAULT_DOMAIN: &str = "vault.azure.net";
 
 /// A fetched secret: its name in the vault and its value.
 #[derive(Clone, PartialEq, Eq)]
@@ -56,8 +53,9 @@ pub enum KeyVaultErrorKind {
     Failed { name: String, detail: String },
 }
 
-/// The vault URL for a name (`fleet-kv`) or a URL (`https://fleet-kv.vault.azure.net/`).
-pub fn vault_url(vault: &str) -> Result<String, KeyVaultError> {
+/// The vault URL for a name (`fleet-kv`, in `cloud`'s vault domain) or a URL
+/// (`https://fleet-kv.vault.azure.net/`).
+pub fn vault_url(vault: &str, cloud: AzureCloud) -> Result<String, KeyVaultError> {
     let invalid = || KeyVaultError {
         vault: vault.to_owned(),
         kind: KeyVaultErrorKind::InvalidVault(vault.to_owned()),
@@ -74,7 +72,7 @@ pub fn vault_url(vault: &str) -> Result<String, KeyVaultError> {
         && vault.starts_with(|c: char| c.is_ascii_alphabetic())
         && vault.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     if valid {
-        Ok(format!("https://{vault}.{VAULT_DOMAIN}/"))
+        Ok(format!("https://{vault}.{}/", cloud.vault_domain()))
     } else {
         Err(invalid())
     }
@@ -86,9 +84,10 @@ pub async fn fetch_secrets(
     vault: &str,
     names: &[String],
     credential: Arc<dyn TokenCredential>,
+    cloud: AzureCloud,
     transport: &Transport,
 ) -> Result<Vec<VaultSecret>, KeyVaultError> {
-    let url = vault_url(vault)?;
+    let url = vault_url(vault, cloud)?;
     let error = |kind| KeyVaultError {
         vault: url.clone(),
         kind,
@@ -101,7 +100,7 @@ pub async fn fetch_secrets(
         &url,
         credential,
         Some(SecretClientOptions {
-            client_options: client_options(transport),
+            client_options: client_options(transport, cloud),
             ..Default::default()
         }),
     )
@@ -170,17 +169,21 @@ mod tests {
     #[test]
     fn vault_names_and_urls() {
         assert_eq!(
-            vault_url("fleet-keyvault-prod").unwrap(),
+            vault_url("fleet-keyvault-prod", AzureCloud::Public).unwrap(),
             "https://fleet-keyvault-prod.vault.azure.net/"
         );
         assert_eq!(
-            vault_url("https://fleet.vault.azure.net").unwrap(),
+            vault_url("fleet", AzureCloud::UsGovernment).unwrap(),
+            "https://fleet.vault.usgovcloudapi.net/"
+        );
+        assert_eq!(
+            vault_url("https://fleet.vault.azure.net", AzureCloud::China).unwrap(),
             "https://fleet.vault.azure.net/"
         );
         for bad in ["http://fleet.vault.azure.net", "f", "bad name", "1vault"] {
             assert!(
                 matches!(
-                    vault_url(bad).unwrap_err().kind,
+                    vault_url(bad, AzureCloud::Public).unwrap_err().kind,
                     KeyVaultErrorKind::InvalidVault(_)
                 ),
                 "{bad}"

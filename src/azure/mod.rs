@@ -1,5 +1,6 @@
 //! Azure: the workflow's `secrets:` fetched from Key Vault with the official Azure SDK.
 //!
+//! - [`cloud`]: the Azure cloud of a service connection (authority, vault domain);
 //! - [`transport`]: the HTTP client the SDK uses (our reqwest), with the loopback redirect that
 //!   tests use to reach local fakes behind real-looking `https://` URLs;
 //! - [`credential`]: the chain of ways to sign in (service connection, managed identity,
@@ -9,6 +10,7 @@
 //! [`fetch_workflow_secrets`] is what a run calls before its first step: every name in
 //! `secrets.names`, or none of the run happens.
 
+pub mod cloud;
 pub mod credential;
 pub mod key_vault;
 pub mod transport;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use self::cloud::{AzureCloud, UnsupportedCloud};
 use self::credential::{CredentialChain, CredentialError, CredentialSources};
 use self::key_vault::{KeyVaultError, VaultSecret};
 use self::transport::{AzureTransport, TransportError};
@@ -82,6 +85,8 @@ impl RunSecrets {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error(transparent)]
+    Cloud(#[from] UnsupportedCloud),
+    #[error(transparent)]
     Transport(#[from] TransportError),
     #[error(transparent)]
     Credential(#[from] CredentialError),
@@ -99,13 +104,20 @@ pub async fn fetch_workflow_secrets(
     if request.names.is_empty() {
         return Ok(RunSecrets::default());
     }
+    let cloud = AzureCloud::from_connection(sources.connection.and_then(|c| c.cloud.as_deref()))?;
     // Checked before signing in, so a typo is not reported as a sign-in failure.
-    key_vault::vault_url(&request.vault)?;
+    key_vault::vault_url(&request.vault, cloud)?;
     let transport = AzureTransport::new(transport_override)?.into_sdk();
     let credential: Arc<dyn azure_core::credentials::TokenCredential> =
-        Arc::new(CredentialChain::new(sources, &transport)?);
-    let secrets =
-        key_vault::fetch_secrets(&request.vault, &request.names, credential, &transport).await?;
+        Arc::new(CredentialChain::new(sources, cloud, &transport)?);
+    let secrets = key_vault::fetch_secrets(
+        &request.vault,
+        &request.names,
+        credential,
+        cloud,
+        &transport,
+    )
+    .await?;
     Ok(RunSecrets::new(secrets))
 }
 
