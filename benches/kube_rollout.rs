@@ -91,6 +91,7 @@ impl Bench {
             timeout: Some(Duration::from_secs(30)),
             deployments: ledger,
             services: &services,
+            secrets: &[],
         };
         agent_orch::steps::deploy::run(&config, &ctx).await
     }
@@ -110,6 +111,7 @@ impl Bench {
             timeout: Some(Duration::from_secs(30)),
             deployments: ledger,
             services: &services,
+            secrets: &[],
         };
         agent_orch::steps::rollback::run(&config, &ctx).await
     }

@@ -27,6 +27,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
         Command::Plan(args) => commands::plan::run(args),
         Command::Run(args) => commands::run::run(args, cli.color, color),
         Command::Demo(args) => commands::demo::run(args, cli.color, color),
+        Command::Task => commands::task::run(cli.color, color),
     };
     match result {
         Ok(status) => status,

@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about = "Self-healing deploy workflows written as YAML data",
     after_help = "Exit codes: 0 success, 1 the workflow ran and did not succeed, \
-                  2 invalid workflow or usage (nothing ran), 130 interrupted."
+                  2 invalid workflow, usage or task inputs (nothing ran), 130 interrupted. \
+                  A Key Vault secret that cannot be fetched exits 1 before any step runs."
 )]
 pub struct Cli {
     /// When to use colours on the terminal (`NO_COLOR` is respected under `auto`).
@@ -41,6 +42,9 @@ pub enum Command {
     Schema,
     /// Run the sample workflow (workflows/demo.yaml) against a local fake Kubernetes cluster.
     Demo(DemoArgs),
+    /// Run as the `AgentOrch@1` Azure Pipelines task: inputs from `INPUT_*`, the service
+    /// connection from `ENDPOINT_*`, logging commands on stdout.
+    Task,
 }
 
 #[derive(Debug, Args)]

@@ -58,13 +58,22 @@ pub enum Error {
     DeployLedger(#[source] crate::cluster::ledger::LedgerError),
     #[error("failed to write to stdout")]
     Stdout(#[source] std::io::Error),
+    /// A secret could not be fetched; no step ran.
+    #[error("failed to fetch the workflow's secrets, so nothing ran")]
+    Secrets(#[source] crate::azure::SecretsError),
+    /// The pipeline's inputs or service connection are wrong; nothing ran.
+    #[error("the task's inputs are invalid, so nothing ran")]
+    TaskEnvironment(#[source] crate::ado::task_environment::TaskEnvironmentError),
 }
 
 impl Error {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Error::Workflow { .. } => ExitStatus::Invalid,
-            Error::Artifacts { .. }
+            Error::Workflow { .. } | Error::TaskEnvironment(_) => ExitStatus::Invalid,
+            // Not the workflow's fault (a vault, a permission, a network): exit 1, like a run
+            // that could not succeed, with the message saying nothing ran.
+            Error::Secrets(_)
+            | Error::Artifacts { .. }
             | Error::Runtime(_)
             | Error::Signals(_)
             | Error::DeployLedger(_)

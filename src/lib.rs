@@ -3,17 +3,19 @@
 //! The data flow, from the file a user writes to the reports a run leaves:
 //!
 //! ```text
-//! cli → commands/ (run, validate, plan, schema)
+//! cli → commands/ (run, task, validate, plan, schema)
 //!   → workflow/ (load → template expansion → decode → validate → model)
 //!   → engine/ (the iteration loop, the repair phase, safety limits, failure fingerprints,
 //!       interrupts)
 //!       → steps/ (one file per step kind: gate, service, verify, deploy, fix, review, rollback)
-//!           → integrations: process/, http, llm/, patch/, cluster/, ado/
-//!   → engine::events::Event stream → report/ (console, run.log, junit, audit, metrics, summary)
+//!           → integrations: process/, http, llm/, patch/, cluster/, ado/, azure/ (Key Vault)
+//!   → engine::events::Event stream → report/ (console or pipeline, run.log, junit, audit,
+//!     metrics, summary)
 //! ```
 
 pub mod ado;
 mod app;
+pub mod azure;
 pub mod cli;
 pub mod cluster;
 mod commands;

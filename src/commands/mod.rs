@@ -4,6 +4,7 @@ pub(crate) mod demo;
 pub(crate) mod plan;
 pub(crate) mod run;
 pub(crate) mod schema;
+pub(crate) mod task;
 pub(crate) mod validate;
 
 use crate::cli::WorkflowArgs;

@@ -86,6 +86,8 @@ pub struct Engine<'a> {
     /// What this run deployed, for rollbacks (kept in the artifacts folder as well).
     deployments: DeployLedger,
     repair: Repair<'a>,
+    /// Secret values steps must mask in what they write.
+    secrets: Vec<String>,
     started: Instant,
 }
 
@@ -108,8 +110,15 @@ impl<'a> Engine<'a> {
             services: Services::default(),
             deployments,
             repair,
+            secrets: Vec::new(),
             started: Instant::now(),
         }
+    }
+
+    /// Secret values (fetched from Key Vault) that every step masks in its log and output.
+    pub fn with_secrets(mut self, secrets: Vec<String>) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     pub async fn run(mut self) -> RunSummary {
@@ -451,6 +460,7 @@ impl<'a> Engine<'a> {
                 timeout,
                 services: &self.services,
                 deployments: &self.deployments,
+                secrets: &self.secrets,
             };
             if let Some(dir) = ctx.log_path.parent()
                 && let Err(err) = std::fs::create_dir_all(dir)

@@ -13,6 +13,7 @@ pub mod console;
 mod format;
 pub mod junit;
 pub mod metrics;
+pub mod pipeline;
 pub mod run_log;
 mod run_record;
 pub mod secret_mask;

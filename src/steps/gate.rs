@@ -140,7 +140,7 @@ impl JsonSchema for GateConfig {
 
 /// Runs the gate; see the module documentation.
 pub async fn run(config: &GateConfig, ctx: &StepContext<'_>) -> StepOutcome {
-    run_masked(config, ctx, &[]).await
+    run_masked(config, ctx, ctx.secrets).await
 }
 
 /// Runs the gate with these secret values replaced by `***` in its log, echo and tail.

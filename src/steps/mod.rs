@@ -53,6 +53,8 @@ pub struct StepContext<'a> {
     pub services: &'a service::Services,
     /// What this run deployed and what was live before: deploy steps record, rollback reads.
     pub deployments: &'a DeployLedger,
+    /// The run's secret values (from Key Vault): masked in the step's log, echo and messages.
+    pub secrets: &'a [String],
 }
 
 /// Runs one step once, whatever its kind.

@@ -54,7 +54,9 @@ pub async fn run(config: &GateConfig, ctx: &StepContext<'_>) -> StepOutcome {
         Ok(spec) => spec,
         Err(message) => return StepOutcome::failed(message),
     };
-    let sink = OutputSink::new().log_to(&ctx.log_path);
+    let sink = OutputSink::new()
+        .log_to(&ctx.log_path)
+        .mask(ctx.secrets.iter().cloned());
     // Stopped by the iteration's end (stop_all) or by an interrupt, whichever comes first.
     let stop = ctx.cancel.child_token();
     let mut task = tokio::spawn({

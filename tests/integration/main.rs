@@ -16,9 +16,12 @@ mod ado_vsix;
 mod cli_commands;
 mod demo;
 mod deploy;
+mod keyvault;
 mod llm;
 mod patch_corpus;
 mod repair;
 mod run_cli;
+#[cfg(target_os = "linux")]
+mod task_mode;
 mod verify;
 mod workflow_inputs;

@@ -137,6 +137,7 @@ impl Harness {
             timeout: self.timeout,
             services: &self.services,
             deployments: &self.deployments,
+            secrets: &[],
         }
     }
 

@@ -28,6 +28,9 @@ pub(crate) async fn run(flow: &FlowCheck, ctx: &StepContext<'_>) -> StepOutcome 
         conditions: ConditionEvaluator::new(),
     };
     let mut redactor = Redactor::default();
+    for secret in ctx.secrets {
+        redactor.add(secret);
+    }
     measure_until_decided(ctx, &flow.policy(), &mut log, async |attempt, log| {
         runner.run_once(attempt, log, &mut redactor).await
     })

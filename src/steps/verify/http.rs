@@ -22,6 +22,9 @@ pub(crate) async fn run(check: &HttpCheck, ctx: &StepContext<'_>) -> StepOutcome
         scope: &[],
     };
     let mut redactor = Redactor::default();
+    for secret in ctx.secrets {
+        redactor.add(secret);
+    }
     measure_until_decided(ctx, &check.policy(), &mut log, async |attempt, log| {
         let result = probe(&spec, &probe_cx, &mut redactor).await;
         result

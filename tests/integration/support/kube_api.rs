@@ -125,6 +125,7 @@ impl TestCluster {
             timeout,
             deployments: ledger,
             services: &services,
+            secrets: &[],
         };
         agent_orch::steps::deploy::run(config, &ctx).await
     }
@@ -148,6 +149,7 @@ impl TestCluster {
             timeout: Some(Duration::from_secs(30)),
             deployments: ledger,
             services: &services,
+            secrets: &[],
         };
         agent_orch::steps::rollback::run(&config, &ctx).await
     }

@@ -1,8 +1,13 @@
 //! Fakes and helpers shared by the integration tests, one file each.
 
+pub(crate) mod azure_server;
 pub(crate) mod cli;
+pub(crate) mod entra_fake;
 pub(crate) mod http_service;
+pub(crate) mod key_vault_fake;
 pub(crate) mod kube_api;
+pub(crate) mod managed_identity_fake;
+pub(crate) mod oidc_fake;
 pub(crate) mod openai_fake;
 pub(crate) mod patch_corpus;
 pub(crate) mod process;

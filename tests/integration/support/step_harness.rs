@@ -72,6 +72,7 @@ impl StepHarness {
             timeout: self.timeout,
             services: &self.services,
             deployments: &self.deployments,
+            secrets: &[],
         }
     }
 

@@ -1,0 +1,156 @@
+//! Azure: the workflow's `secrets:` fetched from Key Vault with the official Azure SDK.
+//!
+//! - [`cloud`]: the Azure cloud of a service connection (authority, vault domain);
+//! - [`transport`]: the HTTP client the SDK uses (our reqwest), with the loopback redirect that
+//!   tests use to reach local fakes behind real-looking `https://` URLs;
+//! - [`credential`]: the chain of ways to sign in (service connection, managed identity,
+//!   Azure CLI);
+//! - [`key_vault`]: reading the secrets, with errors that say what to fix.
+//!
+//! [`fetch_workflow_secrets`] is what a run calls before its first step: every name in
+//! `secrets.names`, or none of the run happens.
+
+pub mod cloud;
+pub mod credential;
+pub mod key_vault;
+pub mod transport;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use self::cloud::{AzureCloud, UnsupportedCloud};
+use self::credential::{CredentialChain, CredentialError, CredentialSources};
+use self::key_vault::{KeyVaultError, VaultSecret};
+use self::transport::{AzureTransport, TransportError};
+use crate::redact::Redactor;
+use crate::workflow::template::secret_key;
+
+/// What to fetch: a vault (name or URL) and the secret names, as the workflow lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretsRequest {
+    pub vault: String,
+    pub names: Vec<String>,
+}
+
+/// The secrets of a run, fetched before it starts.
+#[derive(Clone, Debug, Default)]
+pub struct RunSecrets {
+    secrets: Vec<VaultSecret>,
+}
+
+impl RunSecrets {
+    pub fn new(secrets: Vec<VaultSecret>) -> Self {
+        Self { secrets }
+    }
+
+    /// The `secrets` template context: `openai-api-key` is `secrets.openai_api_key`.
+    pub fn template_values(&self) -> Map<String, Value> {
+        self.secrets
+            .iter()
+            .map(|s| {
+                (
+                    secret_key(&s.name),
+                    Value::String(s.value.expose().to_owned()),
+                )
+            })
+            .collect()
+    }
+
+    /// Every value, for masking.
+    pub fn values(&self) -> Vec<String> {
+        self.secrets
+            .iter()
+            .map(|s| s.value.expose().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+
+    /// The names fetched, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.secrets.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// A redactor that removes these values (and every known credential shape) from text
+    /// before it leaves the machine: what the LLM session of a run must be built with.
+    pub fn redactor(&self) -> Redactor {
+        Redactor::builder().secrets(self.values()).build()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error(transparent)]
+    Cloud(#[from] UnsupportedCloud),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    #[error(transparent)]
+    KeyVault(#[from] KeyVaultError),
+}
+
+/// Signs in with the chain for `sources` and reads every secret of `request`.
+/// `transport_override` is [`transport::OVERRIDE_ENV`]'s value (tests only).
+pub async fn fetch_workflow_secrets(
+    request: &SecretsRequest,
+    sources: CredentialSources<'_>,
+    transport_override: Option<&str>,
+) -> Result<RunSecrets, SecretsError> {
+    if request.names.is_empty() {
+        return Ok(RunSecrets::default());
+    }
+    let cloud = AzureCloud::from_connection(sources.connection.and_then(|c| c.cloud.as_deref()))?;
+    // Checked before signing in, so a typo is not reported as a sign-in failure.
+    key_vault::vault_url(&request.vault, cloud)?;
+    let transport = AzureTransport::new(transport_override)?.into_sdk();
+    let credential: Arc<dyn azure_core::credentials::TokenCredential> =
+        Arc::new(CredentialChain::new(sources, cloud, &transport)?);
+    let secrets = key_vault::fetch_secrets(
+        &request.vault,
+        &request.names,
+        credential,
+        cloud,
+        &transport,
+    )
+    .await?;
+    Ok(RunSecrets::new(secrets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ado::secret::Secret;
+
+    fn secrets() -> RunSecrets {
+        RunSecrets::new(vec![
+            VaultSecret {
+                name: "openai-api-key".into(),
+                value: Secret::new("plain-looking-value-42"),
+            },
+            VaultSecret {
+                name: "db".into(),
+                value: Secret::new("hunter2hunter2"),
+            },
+        ])
+    }
+
+    #[test]
+    fn templates_see_secrets_under_underscored_names() {
+        let values = secrets().template_values();
+        assert_eq!(values["openai_api_key"], "plain-looking-value-42");
+        assert_eq!(values["db"], "hunter2hunter2");
+    }
+
+    #[test]
+    fn the_redactor_removes_every_value() {
+        let text = "key=plain-looking-value-42 and db hunter2hunter2";
+        let redacted = secrets().redactor().redact(text).into_owned();
+        assert!(!redacted.contains("plain-looking-value-42"), "{redacted}");
+        assert!(!redacted.contains("hunter2hunter2"), "{redacted}");
+    }
+}

@@ -1,0 +1,103 @@
+//! `agent-orch task`: what the `AgentOrch@1` Node shim runs inside a pipeline job.
+//!
+//! The inputs (`INPUT_*`), the service connection (`ENDPOINT_*`) and the OIDC settings are read
+//! from the environment the agent hands the task; the run is then exactly `run`'s, with the
+//! pipeline console (logging commands on stdout). Whatever happens, the last line is a
+//! `task.complete`: a problem before the run (bad inputs, an invalid workflow, a secret that
+//! cannot be fetched) is a `task.logissue` error and `result=Failed`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::ado::agent_env::AgentEnv;
+use crate::ado::logging::{Issue, LoggingCommand, TaskResult};
+use crate::ado::task_environment::TaskEnvironment;
+use crate::cli::{ColorChoice, RunArgs, WorkflowArgs};
+use crate::error::{Error, ExitStatus};
+
+use super::run::{Invocation, execute};
+
+pub(crate) fn run(color_choice: ColorChoice, color: bool) -> Result<ExitStatus, Error> {
+    let agent = AgentEnv::from_process();
+    let result = run_task(&agent, color_choice, color);
+    if let Err(err) = &result {
+        fail_task(err);
+    }
+    result
+}
+
+fn run_task(agent: &AgentEnv, color_choice: ColorChoice, color: bool) -> Result<ExitStatus, Error> {
+    let task = TaskEnvironment::read(agent).map_err(Error::TaskEnvironment)?;
+    let inputs = &task.inputs;
+    let args = RunArgs {
+        workflow: WorkflowArgs {
+            file: inputs.workflow_file.clone(),
+            environment: inputs.environment.clone(),
+            vars: inputs
+                .extra_variables
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        },
+        artifacts: artifacts_folder(&task),
+        max_iterations: inputs.max_iterations,
+        dry_run: inputs.dry_run,
+        quiet: false,
+        // The approval is a person's, given in the pipeline definition: `--approve` as a task input.
+        approve: inputs.approve_dangerous_changes,
+        record: None,
+        replay: None,
+    };
+    let invocation = Invocation {
+        args: &args,
+        agent,
+        connection: task.connection.as_ref(),
+        oidc: task.oidc.as_ref(),
+        vault: inputs.key_vault_name.as_deref(),
+        pipeline: true,
+        known_secrets: task.secrets(),
+    };
+    execute(&invocation, color_choice, color)
+}
+
+/// The `artifactsFolder` input, else `agent-orch` under the artifact staging directory (what a
+/// later `PublishPipelineArtifact` step sees), else `run`'s default.
+fn artifacts_folder(task: &TaskEnvironment) -> Option<PathBuf> {
+    task.inputs.artifacts_folder.clone().or_else(|| {
+        task.pipeline
+            .artifact_staging_directory
+            .as_ref()
+            .map(|dir| dir.join("agent-orch"))
+    })
+}
+
+/// The run never started: say why on the summary page and fail the task.
+fn fail_task(err: &Error) {
+    let message = match err {
+        Error::Workflow { diagnostics, .. } => diagnostics.render(false),
+        other => error_chain(other),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "{}",
+        LoggingCommand::log_issue(&Issue::error(message.trim_end()))
+    );
+    let _ = writeln!(
+        stdout,
+        "{}",
+        LoggingCommand::complete(TaskResult::Failed, "nothing ran")
+    );
+    let _ = stdout.flush();
+}
+
+fn error_chain(err: &Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,185 @@
+//! One local server for every Azure endpoint a run talks to: the pipeline's OIDC endpoint
+//! ([`super::oidc_fake`]), Microsoft Entra ID's token endpoint ([`super::entra_fake`]), the App
+//! Service managed identity endpoint ([`super::managed_identity_fake`]) and Key Vault
+//! ([`super::key_vault_fake`]).
+//!
+//! The binary reaches it through `AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE`: the Azure clients keep
+//! their real `https://` URLs and the transport sends each request here, path unchanged, with
+//! the original host in a header. Every request is recorded, so tests check what was sent.
+//! The server runs on its own thread and runtime, so plain `#[test]`s can run the binary.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use tokio::sync::oneshot;
+
+use super::{entra_fake, key_vault_fake, managed_identity_fake, oidc_fake};
+
+pub(crate) const TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+pub(crate) const CLIENT_ID: &str = "3f2a6d1e-5b4c-4e8a-9d7f-0a1b2c3d4e5f";
+pub(crate) const CONNECTION_ID: &str = "7a3c1e4b-0d2f-4b8e-9c61-2f5d8a9b0c13";
+/// `SYSTEM_ACCESSTOKEN`: what the OIDC endpoint wants as its bearer.
+pub(crate) const SYSTEM_ACCESS_TOKEN: &str = "job-access-token-5d41402abc4b2a76";
+/// The ID token the OIDC endpoint issues, exchanged with Entra as a client assertion.
+pub(crate) const OIDC_TOKEN: &str = "eyJoaWRjLXRva2VuIn0.oidc-assertion-b9a2.sig0c1d";
+/// What Entra issues for the assertion, and the managed identity endpoint issues directly.
+pub(crate) const FEDERATED_ACCESS_TOKEN: &str = "kv-access-token-federated-7f3e91";
+pub(crate) const MANAGED_IDENTITY_ACCESS_TOKEN: &str = "kv-access-token-managed-identity-2c8d";
+/// What a fake `az account get-access-token` prints.
+pub(crate) const CLI_ACCESS_TOKEN: &str = "kv-access-token-azure-cli-6b1a";
+/// A service principal connection's client secret, exchanged at Entra directly.
+pub(crate) const CLIENT_SECRET: &str = "spn-client-secret-Q8~x1c2v3b4n";
+/// `IDENTITY_HEADER`: App Service's per-process secret for its identity endpoint.
+pub(crate) const IDENTITY_HEADER: &str = "identity-header-0a9b8c7d";
+
+/// What the fakes serve and how they behave.
+#[derive(Clone, Debug)]
+pub(crate) struct AzureConfig {
+    /// Secrets in the vault, by name.
+    pub(crate) secrets: HashMap<String, String>,
+    /// Every secret read is answered 403, as for an identity without `get` permission.
+    pub(crate) deny: bool,
+}
+
+impl AzureConfig {
+    pub(crate) fn with_secrets(secrets: &[(&str, &str)]) -> Self {
+        Self {
+            secrets: secrets
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            deny: false,
+        }
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub(crate) struct Recorded {
+    pub(crate) path: String,
+    /// `x-agent-orch-original-host`: where the client meant to send it.
+    pub(crate) original_host: Option<String>,
+    pub(crate) authorization: Option<String>,
+    pub(crate) status: u16,
+}
+
+pub(crate) struct AzureState {
+    pub(crate) config: AzureConfig,
+    requests: Mutex<Vec<Recorded>>,
+}
+
+pub(crate) struct AzureServer {
+    pub(crate) addr: SocketAddr,
+    state: Arc<AzureState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AzureServer {
+    pub(crate) fn start(config: AzureConfig) -> Self {
+        let state = Arc::new(AzureState {
+            config,
+            requests: Mutex::new(Vec::new()),
+        });
+        let app = Router::new()
+            .merge(oidc_fake::routes())
+            .merge(entra_fake::routes())
+            .merge(managed_identity_fake::routes())
+            .merge(key_vault_fake::routes())
+            .layer(axum::middleware::from_fn_with_state(state.clone(), record))
+            .with_state(state.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        Self {
+            addr,
+            state,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// The value for `AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE`.
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request so far, in order.
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The requests whose path starts with `prefix`.
+    pub(crate) fn requests_to(&self, prefix: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .collect()
+    }
+}
+
+impl Drop for AzureServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn record(State(state): State<Arc<AzureState>>, request: Request, next: Next) -> Response {
+    // Read before the await: a borrowed request would make this future not `Send`.
+    let mut recorded = describe(&request);
+    let response = next.run(request).await;
+    recorded.status = response.status().as_u16();
+    state.requests.lock().unwrap().push(recorded);
+    response
+}
+
+fn describe(request: &Request) -> Recorded {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    Recorded {
+        path: request.uri().path().to_owned(),
+        original_host: header("x-agent-orch-original-host"),
+        authorization: header("authorization"),
+        status: 0,
+    }
+}
+
+/// `Bearer <token>` from a request's headers.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
