@@ -164,7 +164,12 @@ impl Shell {
     }
 
     fn command(self, script: &str) -> Command {
-        let mut command = Command::new(self.program());
+        // POSIX guarantees `/bin/sh`; naming it saves a PATH search on every step.
+        let program = match self {
+            Shell::Sh if cfg!(unix) => "/bin/sh",
+            _ => self.program(),
+        };
+        let mut command = Command::new(program);
         match self {
             Shell::Sh => {
                 command.args(["-e", "-c", script]);

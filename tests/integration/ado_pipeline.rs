@@ -142,8 +142,8 @@ fn each_agent_orch_job_publishes_results_and_artifacts_even_on_failure() {
         );
         assert_eq!(results["condition"], "succeededOrFailed()");
 
-        let artifacts = steps_using(job, "PublishPipelineArtifact@1");
-        assert_eq!(artifacts.len(), 1, "{job}");
-        assert_eq!(artifacts[0].1["condition"], "always()");
+        // The task uploads its artifacts folder itself (`artifact.upload`), even on failure;
+        // a publish step as well would store every run twice.
+        assert!(steps_using(job, "PublishPipelineArtifact@1").is_empty(), "{job}");
     }
 }
