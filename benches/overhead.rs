@@ -51,10 +51,22 @@ fn main() {
     let verdict = |ok: bool| if ok { "ok" } else { "OVER THE FLOOR" };
     let lines = [
         format!("{RUNS} interleaved runs each, medians"),
-        format!("agent-orch run, {STEPS} `true` gates:  {:>7.1} ms", ms(ours_many)),
-        format!("agent-orch run, 1 `true` gate:     {:>7.1} ms", ms(ours_one)),
-        format!("{STEPS} x `sh -c true`:               {:>7.1} ms", ms(spawn_many)),
-        format!("1 x `sh -c true`:                 {:>7.1} ms", ms(spawn_one)),
+        format!(
+            "agent-orch run, {STEPS} `true` gates:  {:>7.1} ms",
+            ms(ours_many)
+        ),
+        format!(
+            "agent-orch run, 1 `true` gate:     {:>7.1} ms",
+            ms(ours_one)
+        ),
+        format!(
+            "{STEPS} x `sh -c true`:               {:>7.1} ms",
+            ms(spawn_many)
+        ),
+        format!(
+            "1 x `sh -c true`:                 {:>7.1} ms",
+            ms(spawn_one)
+        ),
         format!(
             "overhead per step:                {:>7.2} ms  (floor 2 ms: {})",
             ms(per_step),

@@ -144,6 +144,9 @@ fn each_agent_orch_job_publishes_results_and_artifacts_even_on_failure() {
 
         // The task uploads its artifacts folder itself (`artifact.upload`), even on failure;
         // a publish step as well would store every run twice.
-        assert!(steps_using(job, "PublishPipelineArtifact@1").is_empty(), "{job}");
+        assert!(
+            steps_using(job, "PublishPipelineArtifact@1").is_empty(),
+            "{job}"
+        );
     }
 }
