@@ -18,6 +18,7 @@ mod commands;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod hub;
 pub mod llm;
 pub mod patch;
 pub mod process;

@@ -13,6 +13,7 @@ mod ado_shim;
 mod ado_task;
 #[cfg(unix)]
 mod ado_vsix;
+mod hub_store;
 mod llm;
 mod patch_corpus;
 mod run_cli;

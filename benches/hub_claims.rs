@@ -1,0 +1,2 @@
+//! Hub claim benchmark (filled in later).
+fn main() {}
