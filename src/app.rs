@@ -26,6 +26,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
         Command::Validate(args) => commands::validate::run(args, color),
         Command::Plan(args) => commands::plan::run(args),
         Command::Run(args) => commands::run::run(args, cli.color, color),
+        Command::Hub(command) => commands::hub::run(command),
+        Command::Worker(args) => commands::worker::run(args),
     };
     match result {
         Ok(status) => status,

@@ -54,12 +54,16 @@ pub enum Error {
     Signals(#[source] std::io::Error),
     #[error("failed to write to stdout")]
     Stdout(#[source] std::io::Error),
+    #[error(transparent)]
+    Hub(#[from] crate::hub::error::HubError),
 }
 
 impl Error {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             Error::Workflow { .. } => ExitStatus::Invalid,
+            Error::Hub(err) if err.is_usage() => ExitStatus::Invalid,
+            Error::Hub(_) => ExitStatus::RunFailed,
             Error::Artifacts { .. } | Error::Runtime(_) | Error::Signals(_) | Error::Stdout(_) => {
                 ExitStatus::RunFailed
             }

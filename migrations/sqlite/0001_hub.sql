@@ -19,6 +19,8 @@ CREATE TABLE tasks (
     status TEXT NOT NULL DEFAULT 'pending'
         CHECK (status IN ('pending', 'in_progress', 'review', 'done', 'blocked')),
     progress BIGINT NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
+    -- Failed attempts: ready tasks that failed less go first; too many and the task is blocked.
+    failures BIGINT NOT NULL DEFAULT 0,
     workflow TEXT,
     branch TEXT,
     pr_url TEXT,
@@ -27,7 +29,7 @@ CREATE TABLE tasks (
     updated_at BIGINT NOT NULL,
     UNIQUE (project_id, key)
 );
-CREATE INDEX tasks_status ON tasks (status, priority DESC, id);
+CREATE INDEX tasks_status ON tasks (status, failures, priority DESC, id);
 
 CREATE TABLE task_dependencies (
     task_id BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,

@@ -1,9 +1,11 @@
 //! One file per subcommand.
 
+pub(crate) mod hub;
 pub(crate) mod plan;
 pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod validate;
+pub(crate) mod worker;
 
 use crate::cli::WorkflowArgs;
 use crate::error::Error;

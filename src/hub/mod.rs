@@ -2,6 +2,12 @@
 //! agents and assignments (SQLite or PostgreSQL), an atomic claim so a task is never assigned
 //! twice, and the HTTP API, WebSocket events and dashboard served over it.
 
+pub mod api;
+pub mod client;
+pub mod error;
+pub mod events;
 pub mod model;
 pub mod plan;
+pub mod server;
 pub mod store;
+pub mod worker;

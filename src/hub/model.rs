@@ -122,6 +122,8 @@ pub struct Task {
     pub priority: i64,
     pub status: TaskStatus,
     pub progress: i64,
+    /// Failed attempts so far; see [`MAX_FAILURES`].
+    pub failures: i64,
     /// The workflow file a worker runs for this task, relative to the worker's repository.
     pub workflow: Option<String>,
     pub branch: Option<String>,
@@ -226,6 +228,10 @@ pub struct ProgressSnapshot {
     pub active_agents: i64,
     pub created_at: i64,
 }
+
+/// A task that failed this many times is `blocked` instead of going back to the queue: a
+/// fleet should not burn its time on a task that keeps failing. An operator unblocks it.
+pub const MAX_FAILURES: i64 = 3;
 
 /// Done over total as a percentage, 0 when there is nothing to do.
 pub(crate) fn percent(done: f64, total: f64) -> f64 {

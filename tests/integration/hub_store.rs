@@ -265,9 +265,40 @@ async fn giving_back(db: HubDb) {
         .unwrap_err();
     assert_eq!(err.kind, StoreErrorKind::Conflict);
     assert!(err.to_string().contains("is `failed`, not active"), "{err}");
+    // Tasks that failed less go first: the untried E3-01 before the failed E1-01.
+    let untried = store.claim("agent-a").await.unwrap().unwrap();
+    assert_eq!(untried.task.key, "E3-01");
     let again = store.claim("agent-a").await.unwrap().unwrap();
     assert_eq!(again.task.id, claim.task.id);
+    assert_eq!(again.task.failures, 1);
     assert_ne!(again.assignment.id, claim.assignment.id);
+    // Failing E3-01 up to the limit blocks it instead of requeuing it forever.
+    let mut attempt = untried;
+    for failures in 1..=agent_orch::hub::model::MAX_FAILURES {
+        store
+            .update_assignment(
+                attempt.assignment.id,
+                0,
+                AssignmentStatus::Failed,
+                None,
+                false,
+            )
+            .await
+            .unwrap();
+        let task = store.task(attempt.task.id).await.unwrap();
+        assert_eq!(task.failures, failures);
+        if failures < agent_orch::hub::model::MAX_FAILURES {
+            assert_eq!(task.status, TaskStatus::Pending);
+            attempt = store.claim("agent-a").await.unwrap().unwrap();
+            assert_eq!(attempt.task.key, "E3-01");
+        } else {
+            assert_eq!(task.status, TaskStatus::Blocked);
+        }
+    }
+    assert!(
+        store.claim("agent-a").await.unwrap().is_none(),
+        "a blocked task is not ready"
+    );
     let reviewed = store
         .update_assignment(
             again.assignment.id,

@@ -13,7 +13,9 @@ mod ado_shim;
 mod ado_task;
 #[cfg(unix)]
 mod ado_vsix;
+mod hub_api;
 mod hub_store;
+mod hub_worker;
 mod llm;
 mod patch_corpus;
 mod run_cli;

@@ -3,9 +3,9 @@
 //! the same statement, and a partial unique index allows one active assignment per task.
 
 use super::rows::{self, ASSIGNMENT_COLUMNS, TASK_COLUMNS};
-use super::tasks::READY;
+use super::tasks::{READY, READY_ORDER};
 use super::{Backend, Store, StoreError, on_reader, on_writer};
-use crate::hub::model::{Assignment, AssignmentStatus, Claim, TaskStatus, now_ms};
+use crate::hub::model::{Assignment, AssignmentStatus, Claim, MAX_FAILURES, TaskStatus, now_ms};
 
 impl Store {
     /// Hands the best ready task to `agent_id`, or `None` when nothing is ready.
@@ -21,7 +21,7 @@ impl Store {
                 let sql = format!(
                     "WITH picked AS ( \
                        SELECT t.id FROM tasks t WHERE {READY} \
-                       ORDER BY t.priority DESC, t.id LIMIT 1 FOR UPDATE OF t SKIP LOCKED \
+                       ORDER BY {READY_ORDER} LIMIT 1 FOR UPDATE OF t SKIP LOCKED \
                      ), claimed AS ( \
                        UPDATE tasks AS t SET status = 'in_progress', assigned_agent = $1, \
                          progress = 0, updated_at = $2 \
@@ -47,7 +47,7 @@ impl Store {
                     "UPDATE tasks AS t SET status = 'in_progress', assigned_agent = $1, \
                      progress = 0, updated_at = $2 \
                      WHERE t.id = (SELECT t.id FROM tasks t WHERE {READY} \
-                       ORDER BY t.priority DESC, t.id LIMIT 1) \
+                       ORDER BY {READY_ORDER} LIMIT 1) \
                      RETURNING {returning}"
                 );
                 // The first statement writes, so the transaction takes the write lock at once
@@ -134,7 +134,7 @@ impl Store {
 
     /// Reports progress on an active assignment and, with a final status, ends it:
     /// `completed` finishes the task (or sends it to review), `failed` / `released` give it
-    /// back to the queue. An assignment that is no longer active is a conflict: its task may
+    /// back to the queue (`failed` counts against the task, see [`MAX_FAILURES`]). An assignment that is no longer active is a conflict: its task may
     /// already belong to someone else.
     pub async fn update_assignment(
         &self,
@@ -183,8 +183,11 @@ impl Store {
             };
             let assignment = rows::assignment(&row)?;
             let task_progress = if task_status == TaskStatus::Pending { 0 } else { progress };
+            // A failure counts against the task; past MAX_FAILURES it is blocked, not requeued.
             sqlx::query(
-                "UPDATE tasks SET status = $2, progress = $3, \
+                "UPDATE tasks SET failures = failures + $5, \
+                 status = CASE WHEN $2 = 'pending' AND failures + $5 >= $6 THEN 'blocked' ELSE $2 END, \
+                 progress = $3, \
                  assigned_agent = CASE WHEN $2 = 'pending' THEN NULL ELSE assigned_agent END, \
                  updated_at = $4 WHERE id = $1",
             )
@@ -192,6 +195,8 @@ impl Store {
             .bind(task_status.as_str())
             .bind(task_progress)
             .bind(now)
+            .bind(i64::from(status == AssignmentStatus::Failed))
+            .bind(MAX_FAILURES)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

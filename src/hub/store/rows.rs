@@ -54,7 +54,7 @@ columns_for!(PgRow);
 
 /// The task columns every task query selects, in the order `task` reads them.
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.project_id, t.key, t.epic, t.title, t.description, \
-     t.estimate_hours, t.priority, t.status, t.progress, t.workflow, t.branch, t.pr_url, \
+     t.estimate_hours, t.priority, t.status, t.progress, t.failures, t.workflow, t.branch, t.pr_url, \
      t.assigned_agent, t.created_at, t.updated_at";
 
 /// Dependencies are filled in by the caller, which loads them in one query for many tasks.
@@ -70,6 +70,7 @@ pub(crate) fn task(row: &impl Columns) -> Result<Task, StoreError> {
         priority: row.int("priority")?,
         status: row.text("status")?.parse()?,
         progress: row.int("progress")?,
+        failures: row.int("failures")?,
         workflow: row.optional_text("workflow")?,
         branch: row.optional_text("branch")?,
         pr_url: row.optional_text("pr_url")?,

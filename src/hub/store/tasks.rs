@@ -27,6 +27,9 @@ pub struct TaskFilter {
     pub project_id: Option<i64>,
 }
 
+/// The order ready tasks are handed out in: tasks that failed less first, then by priority.
+pub(crate) const READY_ORDER: &str = "t.failures, t.priority DESC, t.id";
+
 /// `pending`, and every dependency `done`: the readiness rule, as SQL over alias `t`.
 pub(crate) const READY: &str = "t.status = 'pending' AND NOT EXISTS (\
      SELECT 1 FROM task_dependencies d JOIN tasks dep ON dep.id = d.depends_on \
@@ -165,11 +168,10 @@ impl Store {
         Ok(task)
     }
 
-    /// Tasks a worker may start now: pending with every dependency done, best first.
+    /// Tasks a worker may start now: pending with every dependency done, in claim order.
     pub async fn ready_tasks(&self) -> Result<Vec<Task>, StoreError> {
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks t WHERE {READY} ORDER BY t.priority DESC, t.id"
-        );
+        let sql =
+            format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE {READY} ORDER BY {READY_ORDER}");
         let mut tasks = on_reader!(self, pool => sqlx::query(&sql)
             .fetch_all(pool)
             .await?

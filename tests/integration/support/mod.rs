@@ -3,6 +3,7 @@
 pub(crate) mod cli;
 pub(crate) mod http_service;
 pub(crate) mod hub_db;
+pub(crate) mod hub_server;
 pub(crate) mod openai_fake;
 pub(crate) mod patch_corpus;
 pub(crate) mod process;
