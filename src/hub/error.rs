@@ -31,9 +31,10 @@ pub enum HubError {
 impl HubError {
     /// Mistakes in what the user gave (a plan, a token, an origin) as opposed to failures.
     pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            HubError::Plan(_) | HubError::Tokens(_) | HubError::CorsOrigin(_)
-        )
+        match self {
+            HubError::Plan(_) | HubError::Tokens(_) | HubError::CorsOrigin(_) => true,
+            HubError::Store(err) => err.kind == super::store::StoreErrorKind::Url,
+            HubError::Bind { .. } | HubError::Serve(_) | HubError::Worker(_) => false,
+        }
     }
 }

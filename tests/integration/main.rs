@@ -14,6 +14,9 @@ mod ado_task;
 #[cfg(unix)]
 mod ado_vsix;
 mod hub_api;
+mod hub_cli;
+mod hub_dashboard;
+mod hub_reliability;
 mod hub_store;
 mod hub_worker;
 mod llm;

@@ -32,9 +32,10 @@ impl From<StoreError> for ApiError {
             StoreErrorKind::NotFound => StatusCode::NOT_FOUND,
             StoreErrorKind::Conflict => StatusCode::CONFLICT,
             StoreErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
-            StoreErrorKind::Connect | StoreErrorKind::Migrate | StoreErrorKind::Database => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            StoreErrorKind::Url
+            | StoreErrorKind::Connect
+            | StoreErrorKind::Migrate
+            | StoreErrorKind::Database => StatusCode::SERVICE_UNAVAILABLE,
         };
         // Database internals stay in the hub's log; the client gets the store's own sentence.
         ApiError::new(status, err.to_string())

@@ -13,7 +13,9 @@ pub struct StoreError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreErrorKind {
-    /// The database could not be reached or refused the URL.
+    /// The database URL is not one the hub understands.
+    Url,
+    /// The database could not be reached or refused the connection.
     Connect,
     /// A migration failed or the database is ahead of this binary.
     Migrate,

@@ -95,7 +95,7 @@ impl Store {
             Self::connect_postgres(url).await?
         } else {
             return Err(StoreError::new(
-                StoreErrorKind::Connect,
+                StoreErrorKind::Url,
                 format!(
                     "unsupported database URL `{}` (expected `sqlite://FILE` or `postgres://...`)",
                     redact_url(url)
@@ -108,7 +108,7 @@ impl Store {
 
     async fn connect_sqlite(url: &str) -> Result<Store, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|err| connect_error(url, err))?
+            .map_err(|err| url_error(url, err))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // WAL + NORMAL survives a killed process (only an OS crash may lose the last commits).
@@ -133,7 +133,7 @@ impl Store {
     }
 
     async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(|err| connect_error(url, err))?;
+        let options = PgConnectOptions::from_str(url).map_err(|err| url_error(url, err))?;
         let pool = PgPoolOptions::new()
             .max_connections(POSTGRES_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
@@ -210,6 +210,14 @@ fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
         ),
         ..Migrator::DEFAULT
     }
+}
+
+fn url_error(url: &str, err: sqlx::Error) -> StoreError {
+    StoreError::with_source(
+        StoreErrorKind::Url,
+        format!("invalid database URL `{}`", redact_url(url)),
+        err,
+    )
 }
 
 fn connect_error(url: &str, err: sqlx::Error) -> StoreError {

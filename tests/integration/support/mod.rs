@@ -1,8 +1,10 @@
 //! Fakes and helpers shared by the integration tests, one file each.
 
+pub(crate) mod chromium;
 pub(crate) mod cli;
 pub(crate) mod http_service;
 pub(crate) mod hub_db;
+pub(crate) mod hub_process;
 pub(crate) mod hub_server;
 pub(crate) mod openai_fake;
 pub(crate) mod patch_corpus;
