@@ -9,6 +9,10 @@
 //!       → steps/ (one file per step kind: gate, service, verify, deploy, fix, review, rollback)
 //!           → integrations: process/, http, llm/, patch/, cluster/, ado/
 //!   → engine::events::Event stream → report/ (console, run.log, junit, audit, metrics, summary)
+//!
+//! cli → commands/hub, commands/worker
+//!   → hub/ (store over SQLite / PostgreSQL → api/ over HTTP + /ws → dashboard)
+//!   → hub/worker: claim a task → the engine above runs its workflow → progress and evidence
 //! ```
 
 pub mod ado;

@@ -203,6 +203,12 @@ async fn readiness_follows_dependencies(db: HubDb) {
             "E1-02", "E1-03", "E1-04", "E1-05", "E1-06", "E2-01", "E3-01"
         ]
     );
+    // A claim carries the task's dependencies.
+    let next = store.claim("agent-a").await.unwrap().unwrap();
+    assert_eq!(
+        (next.task.key.as_str(), next.task.depends_on.clone()),
+        ("E1-02", vec![claim.task.id])
+    );
     // A task whose dependencies are not done cannot be assigned by hand either.
     let e1_07 = store
         .tasks(&TaskFilter::default())

@@ -5,6 +5,10 @@
 use super::rows::{self, ASSIGNMENT_COLUMNS, TASK_COLUMNS};
 use super::tasks::{READY, READY_ORDER};
 use super::{Backend, Store, StoreError, on_reader, on_writer};
+
+/// The claiming agent (`$1`) is registered and active, as SQL.
+const AGENT_ACTIVE: &str =
+    "EXISTS (SELECT 1 FROM agents ag WHERE ag.id = $1 AND ag.status = 'active')";
 use crate::hub::model::{Assignment, AssignmentStatus, Claim, MAX_FAILURES, TaskStatus, now_ms};
 
 impl Store {
@@ -14,13 +18,14 @@ impl Store {
     /// number of hub replicas) each take a different row without waiting on each other.
     /// SQLite: one transaction on the single writer connection, which serializes claims.
     pub async fn claim(&self, agent_id: &str) -> Result<Option<Claim>, StoreError> {
-        self.require_active_agent(agent_id).await?;
         let now = now_ms();
+        // The agent check, the task's dependencies and the claim itself travel in one
+        // statement: a claim is one round trip to the database, which is what makes it cheap.
         let claim = match &self.backend {
             Backend::Postgres(pool) => {
                 let sql = format!(
                     "WITH picked AS ( \
-                       SELECT t.id FROM tasks t WHERE {READY} \
+                       SELECT t.id FROM tasks t WHERE {READY} AND {AGENT_ACTIVE} \
                        ORDER BY {READY_ORDER} LIMIT 1 FOR UPDATE OF t SKIP LOCKED \
                      ), claimed AS ( \
                        UPDATE tasks AS t SET status = 'in_progress', assigned_agent = $1, \
@@ -31,24 +36,32 @@ impl Store {
                          assigned_at, updated_at) \
                        SELECT id, $1, 'active', 0, '', $2, $2 FROM claimed \
                        RETURNING id AS assignment_id \
-                     ) SELECT * FROM claimed, assigned"
+                     ) SELECT claimed.*, assigned.assignment_id, \
+                       (SELECT string_agg(d.depends_on::text, ',') FROM task_dependencies d \
+                        WHERE d.task_id = claimed.id) AS dependencies \
+                     FROM claimed, assigned"
                 );
                 sqlx::query(&sql)
                     .bind(agent_id)
                     .bind(now)
                     .fetch_optional(pool)
                     .await?
-                    .map(|row| claim_from(&row, agent_id, now))
+                    .map(|row| {
+                        let assignment_id = rows::Columns::int(&row, "assignment_id")?;
+                        claim_from(&row, assignment_id, agent_id, now)
+                    })
                     .transpose()?
             }
             Backend::Sqlite { writer, .. } => {
                 let returning = rows::returning(TASK_COLUMNS);
                 let update = format!(
-                    "UPDATE tasks AS t SET status = 'in_progress', assigned_agent = $1, \
+                    "UPDATE tasks SET status = 'in_progress', assigned_agent = $1, \
                      progress = 0, updated_at = $2 \
-                     WHERE t.id = (SELECT t.id FROM tasks t WHERE {READY} \
+                     WHERE id = (SELECT t.id FROM tasks t WHERE {READY} AND {AGENT_ACTIVE} \
                        ORDER BY {READY_ORDER} LIMIT 1) \
-                     RETURNING {returning}"
+                     RETURNING {returning}, \
+                       (SELECT group_concat(d.depends_on, ',') FROM task_dependencies d \
+                        WHERE d.task_id = tasks.id) AS dependencies"
                 );
                 // The first statement writes, so the transaction takes the write lock at once
                 // and cannot deadlock upgrading from a read.
@@ -72,18 +85,16 @@ impl Store {
                         .fetch_one(&mut *tx)
                         .await?;
                         tx.commit().await?;
-                        let mut claim = claim_from(&row, agent_id, now)?;
-                        claim.assignment.id = assignment_id;
-                        Some(claim)
+                        Some(claim_from(&row, assignment_id, agent_id, now)?)
                     }
                 }
             }
         };
-        let Some(mut claim) = claim else {
-            return Ok(None);
-        };
-        claim.task.depends_on = self.dependencies_of(claim.task.id).await?;
-        Ok(Some(claim))
+        if claim.is_none() {
+            // Nothing claimed: say why if it is the agent, else nothing is ready.
+            self.require_active_agent(agent_id).await?;
+        }
+        Ok(claim)
     }
 
     /// Assigns a specific task; refused with a conflict unless the task is ready.
@@ -123,9 +134,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
-            let mut claim = claim_from(&row, agent_id, now)?;
-            claim.assignment.id = assignment_id;
-            claim
+            claim_from(&row, assignment_id, agent_id, now)?
         });
         let mut claim = claim;
         claim.task.depends_on = self.dependencies_of(task_id).await?;
@@ -254,10 +263,21 @@ impl Store {
     }
 }
 
-fn claim_from(row: &impl rows::Columns, agent_id: &str, now: i64) -> Result<Claim, StoreError> {
-    let task = rows::task(row)?;
-    // On PostgreSQL the row carries the assignment id; SQLite's caller fills it in.
-    let assignment_id = row.int("assignment_id").unwrap_or_default();
+fn claim_from(
+    row: &impl rows::Columns,
+    assignment_id: i64,
+    agent_id: &str,
+    now: i64,
+) -> Result<Claim, StoreError> {
+    let mut task = rows::task(row)?;
+    // Claims carry the dependencies as `1,2,3` (or nothing) from a subquery.
+    if let Ok(Some(list)) = row.optional_text("dependencies") {
+        task.depends_on = list
+            .split(',')
+            .filter_map(|id| id.trim().parse().ok())
+            .collect();
+        task.depends_on.sort_unstable();
+    }
     Ok(Claim {
         assignment: Assignment {
             id: assignment_id,
