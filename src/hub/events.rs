@@ -54,6 +54,10 @@ impl EventBus {
     }
 
     pub fn publish(&self, event: &HubEvent) {
+        // Nobody listening: skip the serialization (the claim path publishes twice per claim).
+        if self.sender.receiver_count() == 0 {
+            return;
+        }
         let envelope = Envelope {
             event,
             at: super::model::now_ms(),
