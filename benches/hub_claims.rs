@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use agent_orch::hub::api::ApiTokens;
 use agent_orch::hub::model::TaskStatus;
 use agent_orch::hub::server::{self, ServeOptions};
-use agent_orch::hub::store::NewTask;
+use agent_orch::hub::store::{NewTask, Store};
 use futures::StreamExt;
 
 const WORKERS: usize = 64;
@@ -37,23 +37,29 @@ fn main() {
     runtime.block_on(async {
         println!("hub claims: {WORKERS} concurrent workers over HTTP, {CLAIMS} claims per store");
         println!(
-            "{:<10} {:>10} {:>9} {:>9} {:>9} {:>9}",
-            "store", "claims/s", "p50 ms", "p99 ms", "max ms", "errors"
+            "{:<10} {:>10} {:>9} {:>9} {:>9} {:>12} {:>7}",
+            "store", "claims/s", "p50 ms", "p99 ms", "max ms", "p99 all ms", "errors"
         );
         let dir = tempfile::tempdir().unwrap();
         let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
         claims("sqlite", &sqlite).await;
-        let (postgres, schema) = postgres_schema().await;
+        let (postgres, schema) = postgres_schema("http").await;
         claims("postgres", &postgres).await;
+        drop_schema(&schema).await;
+        println!();
+        println!("the same claims without HTTP: {WORKERS} concurrent callers of Store::claim");
+        let direct = format!("sqlite://{}", dir.path().join("direct.db").display());
+        store_claims("sqlite", &direct).await;
+        let (postgres, schema) = postgres_schema("store").await;
+        store_claims("postgres", &postgres).await;
         drop_schema(&schema).await;
         println!();
         fan_out(&sqlite).await;
     });
 }
 
-async fn claims(label: &str, database: &str) {
-    let hub = server::start(options(database)).await.unwrap();
-    let tasks: Vec<NewTask> = (0..CLAIMS)
+fn bench_tasks() -> Vec<NewTask> {
+    (0..CLAIMS)
         .map(|n| NewTask {
             key: format!("B-{n}"),
             epic: "bench".into(),
@@ -65,10 +71,55 @@ async fn claims(label: &str, database: &str) {
             workflow: None,
             depends_on: Vec::new(),
         })
-        .collect();
+        .collect()
+}
+
+/// The store's share of a claim: the same load with the HTTP layer taken away.
+async fn store_claims(label: &str, database: &str) {
+    let store = Store::connect(database).await.unwrap();
+    store
+        .import_plan(label, None, &bench_tasks())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..WORKERS {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            let id = format!("direct-{worker}");
+            store.heartbeat(&id, "", &[]).await.unwrap();
+            let mut latencies = Vec::new();
+            loop {
+                let sent = Instant::now();
+                match store.claim(&id).await.unwrap() {
+                    Some(_) => latencies.push(sent.elapsed()),
+                    None => return latencies,
+                }
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    assert_eq!(latencies.len(), CLAIMS);
+    println!(
+        "{label:<10} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        millis(percentile(&latencies, 0.50)),
+        millis(percentile(&latencies, 0.99)),
+        millis(latencies.last().copied().unwrap_or_default()),
+    );
+    store.close().await;
+}
+
+async fn claims(label: &str, database: &str) {
+    let hub = server::start(options(database)).await.unwrap();
     hub.state
         .store
-        .import_plan(label, None, &tasks)
+        .import_plan(label, None, &bench_tasks())
         .await
         .unwrap();
     let base = format!("http://{}", hub.addr);
@@ -268,8 +319,8 @@ fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-async fn postgres_schema() -> (String, String) {
-    let schema = format!("hub_bench_{}", std::process::id());
+async fn postgres_schema(purpose: &str) -> (String, String) {
+    let schema = format!("hub_bench_{purpose}_{}", std::process::id());
     let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url())
         .await
         .unwrap_or_else(|err| panic!("PostgreSQL is required at {}: {err}", admin_url()));
