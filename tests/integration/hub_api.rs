@@ -16,6 +16,7 @@ use crate::support::hub_server::{ALLOWED_ORIGIN, TOKEN, TestHub};
 on_both_stores! {
     the_seed_api_works_end_to_end => seed_api_end_to_end;
     concurrent_http_claims_never_share_a_task => concurrent_http_claims;
+    two_replicas_on_one_database_never_share_a_task => two_replicas;
     websocket_subscribers_see_changes_as_they_happen => websocket_events;
     silent_workers_lose_their_tasks_to_the_reaper => reaper_requeues;
 }
@@ -377,6 +378,73 @@ async fn concurrent_http_claims(db: HubDb) {
     }
     let distinct: HashSet<_> = all.iter().collect();
     assert_eq!((all.len(), distinct.len()), (150, 150));
+}
+
+async fn two_replicas(db: HubDb) {
+    let first = TestHub::start(db).await;
+    let second = first.replica().await;
+    let tasks: Vec<_> = (0..120)
+        .map(|n| agent_orch::hub::store::NewTask {
+            key: format!("R-{n}"),
+            epic: "replicas".into(),
+            title: format!("task {n}"),
+            description: String::new(),
+            estimate_hours: 1.0,
+            priority: 0,
+            status: agent_orch::hub::model::TaskStatus::Pending,
+            workflow: None,
+            depends_on: Vec::new(),
+        })
+        .collect();
+    first
+        .hub
+        .state
+        .store
+        .import_plan("replicas", None, &tasks)
+        .await
+        .unwrap();
+    let bases = [first.base.clone(), format!("http://{}", second.addr)];
+    let mut workers = Vec::new();
+    for n in 0..12 {
+        // Half the workers talk to each replica.
+        let base = bases[n % 2].clone();
+        let http = first.http.clone();
+        workers.push(tokio::spawn(async move {
+            let id = format!("r{n}");
+            http.post(format!("{base}/api/agents/heartbeat"))
+                .bearer_auth(TOKEN)
+                .json(&json!({"id": id}))
+                .send()
+                .await
+                .unwrap();
+            let mut mine = Vec::new();
+            loop {
+                let response = http
+                    .post(format!("{base}/api/assignments/claim"))
+                    .bearer_auth(TOKEN)
+                    .json(&json!({"agent_id": id}))
+                    .send()
+                    .await
+                    .unwrap();
+                match response.status().as_u16() {
+                    200 => {
+                        let claim: Value = response.json().await.unwrap();
+                        mine.push(claim["task"]["id"].as_i64().unwrap());
+                    }
+                    204 => return mine,
+                    other => panic!("claim answered {other}"),
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.unwrap());
+    }
+    let distinct: HashSet<_> = all.iter().collect();
+    assert_eq!((all.len(), distinct.len()), (120, 120));
+    second.stop().await.unwrap();
+    first.stop().await;
 }
 
 async fn websocket_events(db: HubDb) {

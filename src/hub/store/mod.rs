@@ -114,7 +114,10 @@ impl Store {
             // WAL + NORMAL survives a killed process (only an OS crash may lose the last commits).
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Checkpoints fsync the database file; done by the committing writer they stall
+            // every claim queued behind it. A background task checkpoints instead.
+            .pragma("wal_autocheckpoint", "0");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
@@ -127,6 +130,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|err| connect_error(url, err))?;
+        tokio::spawn(checkpoint_in_background(reader.clone()));
         Ok(Store {
             backend: Backend::Sqlite { writer, reader },
         })
@@ -188,6 +192,30 @@ impl Store {
                 writer.close().await;
             }
             Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// How often the SQLite write-ahead log is copied back into the database file.
+const CHECKPOINT_PERIOD: Duration = Duration::from_millis(250);
+
+/// Copies the write-ahead log into the database off the write path. `PASSIVE` never blocks
+/// the writer; the task ends when the store is closed.
+async fn checkpoint_in_background(pool: SqlitePool) {
+    let mut ticker = tokio::time::interval(CHECKPOINT_PERIOD);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            Err(sqlx::Error::PoolClosed) => return,
+            // A busy or failed checkpoint is retried at the next tick.
+            Ok(_) | Err(_) => {}
         }
     }
 }

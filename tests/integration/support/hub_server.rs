@@ -15,7 +15,7 @@ pub(crate) struct TestHub {
     pub(crate) hub: RunningHub,
     pub(crate) base: String,
     pub(crate) http: reqwest::Client,
-    _db: HubDb,
+    db: HubDb,
 }
 
 impl TestHub {
@@ -42,8 +42,21 @@ impl TestHub {
             hub,
             base,
             http,
-            _db: db,
+            db,
         }
+    }
+
+    /// Another hub on the same database, as a second replica would run.
+    pub(crate) async fn replica(&self) -> RunningHub {
+        server::start(ServeOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database: self.db.url.clone(),
+            tokens: ApiTokens::new([TOKEN]).unwrap(),
+            cors_origins: Vec::new(),
+            heartbeat_timeout: Duration::from_secs(60),
+        })
+        .await
+        .unwrap()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
