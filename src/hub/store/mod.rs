@@ -209,13 +209,12 @@ async fn checkpoint_in_background(pool: SqlitePool) {
         if pool.is_closed() {
             return;
         }
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        // A busy or failed checkpoint is retried at the next tick.
+        let result = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&pool)
-            .await
-        {
-            Err(sqlx::Error::PoolClosed) => return,
-            // A busy or failed checkpoint is retried at the next tick.
-            Ok(_) | Err(_) => {}
+            .await;
+        if let Err(sqlx::Error::PoolClosed) = result {
+            return;
         }
     }
 }
