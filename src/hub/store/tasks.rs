@@ -91,7 +91,10 @@ impl Store {
                 ids.insert(task.key.as_str(), id);
             }
             for task in tasks {
-                let id = ids[task.key.as_str()];
+                // Every key was inserted by the loop above.
+                let Some(&id) = ids.get(task.key.as_str()) else {
+                    continue;
+                };
                 sqlx::query("DELETE FROM task_dependencies WHERE task_id = $1")
                     .bind(id)
                     .execute(&mut *tx)
