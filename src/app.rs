@@ -28,6 +28,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
         Command::Run(args) => commands::run::run(args, cli.color, color),
         Command::Demo(args) => commands::demo::run(args, cli.color, color),
         Command::Task => commands::task::run(cli.color, color),
+        Command::Hub(command) => commands::hub::run(command),
+        Command::Worker(args) => commands::worker::run(args),
     };
     match result {
         Ok(status) => status,

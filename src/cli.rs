@@ -45,6 +45,11 @@ pub enum Command {
     /// Run as the `AgentOrch@1` Azure Pipelines task: inputs from `INPUT_*`, the service
     /// connection from `ENDPOINT_*`, logging commands on stdout.
     Task,
+    /// The coordination hub for agent fleets: serve it, or load a plan into it.
+    #[command(subcommand)]
+    Hub(HubCommand),
+    /// Work for a hub: register, claim ready tasks, run their workflows, report back.
+    Worker(WorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +86,90 @@ pub enum DemoFailure {
     Oomkilled,
     Unready,
     Unschedulable,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// Serve the hub API, `/ws` events and the dashboard. Write tokens come from
+    /// `AGENT_ORCH_HUB_TOKENS` (comma-separated).
+    Serve(HubServeArgs),
+    /// Load a plan (project, epics, tasks, dependencies, agents) into the hub's database.
+    Seed(HubSeedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HubDatabaseArgs {
+    /// The hub's database: `sqlite://FILE` (created when missing) or `postgres://...`.
+    #[arg(
+        long,
+        env = "AGENT_ORCH_HUB_DATABASE",
+        hide_env_values = true,
+        default_value = "sqlite://.agent-orch/hub.db"
+    )]
+    pub database: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HubServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "AGENT_ORCH_HUB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+
+    #[command(flatten)]
+    pub database: HubDatabaseArgs,
+
+    /// A browser origin allowed to call the API cross-origin (repeatable; none = same-origin).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+
+    /// An agent silent for this long is marked offline and its tasks go back to the queue.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub heartbeat_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct HubSeedArgs {
+    /// The plan file (see examples/fleet-plan.yaml).
+    pub plan: PathBuf,
+
+    #[command(flatten)]
+    pub database: HubDatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The hub's base URL, e.g. `http://127.0.0.1:8080`. The bearer token comes from
+    /// `AGENT_ORCH_HUB_TOKEN`.
+    #[arg(long, env = "AGENT_ORCH_HUB_URL")]
+    pub hub: String,
+
+    /// This agent's id (letters, digits, `-`, `_`, `.`).
+    #[arg(long, env = "AGENT_ORCH_AGENT_ID")]
+    pub id: String,
+
+    /// The repository tasks' workflow paths are relative to.
+    #[arg(long, default_value = ".")]
+    pub workdir: PathBuf,
+
+    /// Capabilities this agent advertises (repeatable).
+    #[arg(long = "capability", value_name = "NAME")]
+    pub capabilities: Vec<String>,
+
+    /// How often to heartbeat.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: std::time::Duration,
+
+    /// How long to wait before asking again when no task is ready.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub poll_interval: std::time::Duration,
+
+    /// Stop after this many tasks (default: run until interrupted).
+    #[arg(long)]
+    pub max_tasks: Option<u32>,
+
+    /// Stop when no task is ready instead of waiting for one.
+    #[arg(long)]
+    pub exit_when_idle: bool,
 }
 
 /// What selects and parametrizes a workflow.

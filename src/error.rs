@@ -64,15 +64,19 @@ pub enum Error {
     /// The pipeline's inputs or service connection are wrong; nothing ran.
     #[error("the task's inputs are invalid, so nothing ran")]
     TaskEnvironment(#[source] crate::ado::task_environment::TaskEnvironmentError),
+    #[error(transparent)]
+    Hub(#[from] crate::hub::error::HubError),
 }
 
 impl Error {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             Error::Workflow { .. } | Error::TaskEnvironment(_) => ExitStatus::Invalid,
+            Error::Hub(err) if err.is_usage() => ExitStatus::Invalid,
             // Not the workflow's fault (a vault, a permission, a network): exit 1, like a run
             // that could not succeed, with the message saying nothing ran.
             Error::Secrets(_)
+            | Error::Hub(_)
             | Error::Artifacts { .. }
             | Error::Runtime(_)
             | Error::Signals(_)

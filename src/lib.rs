@@ -11,6 +11,10 @@
 //!           → integrations: process/, http, llm/, patch/, cluster/, ado/, azure/ (Key Vault)
 //!   → engine::events::Event stream → report/ (console or pipeline, run.log, junit, audit,
 //!     metrics, summary)
+//!
+//! cli → commands/hub, commands/worker
+//!   → hub/ (store over SQLite / PostgreSQL → api/ over HTTP + /ws → dashboard)
+//!   → hub/worker: claim a task → the engine above runs its workflow → progress and evidence
 //! ```
 
 pub mod ado;
@@ -22,6 +26,7 @@ mod commands;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod hub;
 pub mod llm;
 pub mod patch;
 pub mod process;

@@ -53,7 +53,7 @@ fn new_run_id() -> String {
 
 /// Commands run in the project root the loader found (where `.git` is), made absolute so a
 /// step's `workdir` never depends on where the process happens to be.
-fn absolute_dir(dir: &Path) -> PathBuf {
+pub(crate) fn absolute_dir(dir: &Path) -> PathBuf {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {

@@ -245,6 +245,9 @@ fn pod_failure(
     None
 }
 
+/// The precision of the API's `startedAt` timestamps.
+const STARTED_AT_PRECISION_SECS: f64 = 1.0;
+
 fn container_failure(
     container: &ContainerStatus,
     now: Timestamp,
@@ -294,7 +297,9 @@ fn container_failure(
     {
         let started = running.started_at.as_ref()?.0;
         let running_for = now.duration_since(started).as_secs_f64();
-        if running_for >= timeout.as_secs_f64() {
+        // `startedAt` has whole-second precision: a container that started at x.9 s reads as
+        // x.0 s. Without the extra second a short timeout could fire almost at once.
+        if running_for >= timeout.as_secs_f64() + STARTED_AT_PRECISION_SECS {
             return Some((
                 FailureReason::ReadinessNeverReached,
                 format!(
@@ -510,6 +515,17 @@ mod tests {
             panic!("expected a failure");
         };
         assert_eq!(failure.reason, FailureReason::ReadinessNeverReached);
+        // Not a whole second past the timeout: `startedAt` may be up to a second early.
+        assert!(matches!(
+            rollout_status(
+                &d,
+                &replica_sets(),
+                &pods,
+                now(),
+                Some(Duration::from_millis(59_500))
+            ),
+            RolloutStatus::Progressing(_)
+        ));
         assert!(
             failure.message.contains("running for 60s"),
             "{}",

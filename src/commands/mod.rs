@@ -1,11 +1,13 @@
 //! One file per subcommand.
 
 pub(crate) mod demo;
+pub(crate) mod hub;
 pub(crate) mod plan;
 pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod task;
 pub(crate) mod validate;
+pub(crate) mod worker;
 
 use crate::cli::WorkflowArgs;
 use crate::error::Error;

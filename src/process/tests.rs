@@ -10,6 +10,10 @@ use tokio_util::sync::CancellationToken;
 use super::test_support::SharedBuffer;
 use super::*;
 
+/// Tests that assert wall-clock bounds take turns, so the busiest test of this module (a
+/// quarter GiB through a pipe) does not eat the time they measure.
+static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn sh(script: &str) -> CommandSpec {
     CommandSpec::shell(Shell::Sh, script)
 }
@@ -195,6 +199,7 @@ async fn a_missing_program_is_a_spawn_error() {
 
 #[tokio::test]
 async fn timeout_kills_the_whole_group() {
+    let _turn = TIMING.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
     let script = format!("sleep 100 & echo $! > '{}'; wait", pid_file.display());
@@ -218,6 +223,7 @@ async fn timeout_kills_the_whole_group() {
 
 #[tokio::test]
 async fn cancel_kills_a_group_that_ignores_sigterm_within_two_seconds() {
+    let _turn = TIMING.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
     // An ignored signal stays ignored across exec: the sleep ignores SIGTERM too.
@@ -317,28 +323,19 @@ async fn dropping_the_run_kills_the_group() {
     assert_dies_soon(pid).await;
 }
 
-/// Peak resident memory of this (test) process, in KiB.
-#[cfg(target_os = "linux")]
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-#[cfg(target_os = "linux")]
+// Peak memory is measured on the real binary (tests/integration/run_cli.rs): in this shared
+// test process, other tests' allocations would show up in it too.
 #[tokio::test]
-async fn huge_output_stays_bounded_in_memory() {
+async fn huge_output_streams_through_a_bounded_tail() {
+    let _turn = TIMING.lock().await;
     const BYTES: u64 = 256 << 20;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("huge.log");
-    let before = peak_rss_kib();
     let script = format!("yes 'a line of output that repeats' | head -c {BYTES}");
     let result = run(&sh(&script), OutputSink::new().log_to(&log), None).await;
-    let grown_mib = (peak_rss_kib() - before) / 1024;
     assert!(result.success());
     assert_eq!(result.output_bytes, BYTES);
     assert_eq!(std::fs::metadata(&log).unwrap().len(), BYTES);
     assert!(result.tail.len() <= DEFAULT_TAIL_BYTES);
     assert_eq!(result.tail.lines().count(), DEFAULT_TAIL_LINES);
-    assert!(grown_mib < 32, "peak memory grew by {grown_mib} MiB");
 }

@@ -313,3 +313,47 @@ on_give_up:
         interrupt_mid_step(Signal::SIGTERM);
     }
 }
+
+/// A gate printing 256 MiB: the log gets every byte, agent-orch's own memory stays small.
+/// Peak RSS is read from the live process (`VmHWM` only grows), sampled until it exits.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_huge_output_streams_to_the_log_in_bounded_memory() {
+    const BYTES: u64 = 256 << 20;
+    let project = Project::new();
+    project.file(
+        "w.yaml",
+        &format!(
+            "name: huge\nsteps:\n  - {{id: big, gate: \"yes 'a line of output' | head -c {BYTES}\"}}\n"
+        ),
+    );
+    let artifacts = project.artifacts();
+    let mut child = project
+        .command(&["run", "w.yaml", "--quiet", "--artifacts"])
+        .arg(&artifacts)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib: u64 = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if let Some(kib) = std::fs::read_to_string(&status_file).ok().and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        }) {
+            peak_kib = peak_kib.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(status.success(), "{status}");
+    let log = std::fs::metadata(artifacts.join("steps/1-steps/big.log")).expect("step log");
+    assert_eq!(log.len(), BYTES);
+    assert!(peak_kib > 0, "VmHWM was never read");
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
+}

@@ -1,9 +1,13 @@
 //! Fakes and helpers shared by the integration tests, one file each.
 
 pub(crate) mod azure_server;
+pub(crate) mod chromium;
 pub(crate) mod cli;
 pub(crate) mod entra_fake;
 pub(crate) mod http_service;
+pub(crate) mod hub_db;
+pub(crate) mod hub_process;
+pub(crate) mod hub_server;
 pub(crate) mod key_vault_fake;
 pub(crate) mod kube_api;
 pub(crate) mod managed_identity_fake;

@@ -1,0 +1,351 @@
+//! Hub benchmark: claims per second and claim latency with 64 concurrent workers over HTTP, on
+//! SQLite and on PostgreSQL, and `/ws` fan-out latency to 1,000 clients.
+//!
+//! `cargo bench --bench hub_claims` (PostgreSQL at `AGENT_ORCH_TEST_POSTGRES`, default
+//! `postgres://postgres@127.0.0.1:5432/test`; each run uses its own schema and drops it).
+//! The hub, its store and the 64 workers share this machine, as they would on a small VM.
+
+#![expect(clippy::print_stdout, reason = "a benchmark prints its table")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a benchmark that cannot set up should stop loudly"
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent_orch::hub::api::ApiTokens;
+use agent_orch::hub::model::TaskStatus;
+use agent_orch::hub::server::{self, ServeOptions};
+use agent_orch::hub::store::{NewTask, Store};
+use futures::StreamExt;
+
+const WORKERS: usize = 64;
+const CLAIMS: usize = 20_000;
+/// Claims answered before this many are warm-up (connections opening, statements being
+/// prepared) and are left out of the steady-state latency columns.
+const WARM_UP: usize = 1_000;
+const WS_CLIENTS: usize = 1_000;
+const WS_EVENTS: usize = 20;
+const TOKEN: &str = "bench-token-0123456789abcdef";
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        println!("hub claims: {WORKERS} concurrent workers over HTTP, {CLAIMS} claims per store");
+        println!(
+            "{:<10} {:>10} {:>9} {:>9} {:>9} {:>12} {:>7}",
+            "store", "claims/s", "p50 ms", "p99 ms", "max ms", "p99 all ms", "errors"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+        claims("sqlite", &sqlite).await;
+        let (postgres, schema) = postgres_schema("http").await;
+        claims("postgres", &postgres).await;
+        drop_schema(&schema).await;
+        println!();
+        println!("the same claims without HTTP: {WORKERS} concurrent callers of Store::claim");
+        let direct = format!("sqlite://{}", dir.path().join("direct.db").display());
+        store_claims("sqlite", &direct).await;
+        let (postgres, schema) = postgres_schema("store").await;
+        store_claims("postgres", &postgres).await;
+        drop_schema(&schema).await;
+        println!();
+        fan_out(&sqlite).await;
+    });
+}
+
+fn bench_tasks() -> Vec<NewTask> {
+    (0..CLAIMS)
+        .map(|n| NewTask {
+            key: format!("B-{n}"),
+            epic: "bench".into(),
+            title: format!("bench task {n}"),
+            description: String::new(),
+            estimate_hours: 1.0,
+            priority: 0,
+            status: TaskStatus::Pending,
+            workflow: None,
+            depends_on: Vec::new(),
+        })
+        .collect()
+}
+
+/// The store's share of a claim: the same load with the HTTP layer taken away.
+async fn store_claims(label: &str, database: &str) {
+    let store = Store::connect(database).await.unwrap();
+    store
+        .import_plan(label, None, &bench_tasks())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..WORKERS {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            let id = format!("direct-{worker}");
+            store.heartbeat(&id, "", &[]).await.unwrap();
+            let mut latencies = Vec::new();
+            loop {
+                let sent = Instant::now();
+                match store.claim(&id).await.unwrap() {
+                    Some(_) => latencies.push(sent.elapsed()),
+                    None => return latencies,
+                }
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    assert_eq!(latencies.len(), CLAIMS);
+    println!(
+        "{label:<10} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        millis(percentile(&latencies, 0.50)),
+        millis(percentile(&latencies, 0.99)),
+        millis(latencies.last().copied().unwrap_or_default()),
+    );
+    store.close().await;
+}
+
+async fn claims(label: &str, database: &str) {
+    let hub = server::start(options(database)).await.unwrap();
+    hub.state
+        .store
+        .import_plan(label, None, &bench_tasks())
+        .await
+        .unwrap();
+    let base = format!("http://{}", hub.addr);
+    let client = agent_orch::http::http_client_builder()
+        .pool_max_idle_per_host(WORKERS)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    for worker in 0..WORKERS {
+        client
+            .post(format!("{base}/api/agents/heartbeat"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"id": format!("bench-{worker}")}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..WORKERS {
+        let client = client.clone();
+        let url = format!("{base}/api/assignments/claim");
+        let body = serde_json::json!({"agent_id": format!("bench-{worker}")}).to_string();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0_usize;
+            loop {
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let status = match response {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let _ = response.bytes().await;
+                        status
+                    }
+                    Err(_) => 0,
+                };
+                match status {
+                    200 => latencies.push((sent, sent.elapsed())),
+                    204 => return (latencies, errors),
+                    _ => errors += 1,
+                }
+                if errors > 100 {
+                    return (latencies, errors);
+                }
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(CLAIMS);
+    let mut errors = 0;
+    for worker in workers {
+        let (mine, failed) = worker.await.unwrap();
+        latencies.extend(mine);
+        errors += failed;
+    }
+    let elapsed = started.elapsed();
+    let claimed = latencies.len();
+    let mut all: Vec<Duration> = latencies.iter().map(|(_, latency)| *latency).collect();
+    all.sort();
+    latencies.sort_by_key(|(sent, _)| *sent);
+    let mut steady: Vec<Duration> = latencies[WARM_UP.min(claimed)..]
+        .iter()
+        .map(|(_, latency)| *latency)
+        .collect();
+    steady.sort();
+    let distinct = hub
+        .state
+        .store
+        .assignments(None, Some(agent_orch::hub::model::AssignmentStatus::Active))
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.task_id)
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    assert_eq!(
+        (claimed, distinct),
+        (CLAIMS, CLAIMS),
+        "every task claimed exactly once"
+    );
+    println!(
+        "{label:<10} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>12.2} {:>7}",
+        claimed as f64 / elapsed.as_secs_f64(),
+        millis(percentile(&steady, 0.50)),
+        millis(percentile(&steady, 0.99)),
+        millis(steady.last().copied().unwrap_or_default()),
+        millis(percentile(&all, 0.99)),
+        errors
+    );
+    hub.stop().await.unwrap();
+}
+
+async fn fan_out(database: &str) {
+    let hub = server::start(options(database)).await.unwrap();
+    let url = format!("ws://{}/ws", hub.addr);
+    let mut clients = Vec::with_capacity(WS_CLIENTS);
+    for _ in 0..WS_CLIENTS {
+        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        // The hello proves the subscription is live before events are published.
+        socket.next().await.unwrap().unwrap();
+        clients.push(socket);
+    }
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let origin = Instant::now();
+    for mut socket in clients {
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            for _ in 0..WS_EVENTS {
+                let Some(Ok(message)) = socket.next().await else {
+                    return;
+                };
+                let received = origin.elapsed();
+                let text = message.into_text().unwrap();
+                let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let sent_at = event["data"]["host"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap();
+                let _ = sender.send(received.saturating_sub(Duration::from_micros(sent_at)));
+            }
+        });
+    }
+    drop(sender);
+    let events = Arc::new(hub.state.events.clone());
+    for _ in 0..WS_EVENTS {
+        // The hub's own bus, as a handler publishes; the payload carries its send time.
+        let sent = origin.elapsed().as_micros().to_string();
+        events.publish(&agent_orch::hub::events::HubEvent::AgentUpdated(
+            agent_orch::hub::model::Agent {
+                id: "bench".into(),
+                host: sent,
+                capabilities: Vec::new(),
+                status: agent_orch::hub::model::AgentStatus::Active,
+                last_heartbeat: 0,
+                created_at: 0,
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut latencies = Vec::new();
+    while let Some(latency) = receiver.recv().await {
+        latencies.push(latency);
+    }
+    latencies.sort();
+    println!("ws fan-out: {WS_CLIENTS} clients x {WS_EVENTS} events, publish to receipt");
+    println!(
+        "{:<10} {:>10} {:>9} {:>9} {:>9}",
+        "", "delivered", "p50 ms", "p99 ms", "max ms"
+    );
+    println!(
+        "{:<10} {:>10} {:>9.2} {:>9.2} {:>9.2}",
+        "sqlite",
+        latencies.len(),
+        millis(percentile(&latencies, 0.50)),
+        millis(percentile(&latencies, 0.99)),
+        millis(latencies.last().copied().unwrap_or_default())
+    );
+    assert_eq!(
+        latencies.len(),
+        WS_CLIENTS * WS_EVENTS,
+        "every client got every event"
+    );
+    hub.stop().await.unwrap();
+}
+
+fn options(database: &str) -> ServeOptions {
+    ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database: database.to_owned(),
+        tokens: ApiTokens::new([TOKEN]).unwrap(),
+        cors_origins: Vec::new(),
+        heartbeat_timeout: Duration::from_secs(600),
+    }
+}
+
+fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 * quantile).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn admin_url() -> String {
+    std::env::var("AGENT_ORCH_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+async fn postgres_schema(purpose: &str) -> (String, String) {
+    let schema = format!("hub_bench_{purpose}_{}", std::process::id());
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url())
+        .await
+        .unwrap_or_else(|err| panic!("PostgreSQL is required at {}: {err}", admin_url()));
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let admin = admin_url();
+    let separator = if admin.contains('?') { '&' } else { '?' };
+    (
+        format!("{admin}{separator}options=-c%20search_path%3D{schema}"),
+        schema,
+    )
+}
+
+async fn drop_schema(schema: &str) {
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url())
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+}

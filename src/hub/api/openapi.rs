@@ -1,0 +1,346 @@
+//! The OpenAPI 3.1 document the hub serves at `/openapi.json`. Endpoints are listed in one
+//! table; a test checks that every listed endpoint is routed and every route is listed.
+
+use axum::Json;
+use serde_json::{Map, Value, json};
+
+/// (method, path, summary, request body schema, success status, response schema)
+type Endpoint = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    u16,
+    Option<Value>,
+);
+
+fn schema(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn list_of(name: &str) -> Value {
+    json!({"type": "array", "items": schema(name)})
+}
+
+pub(crate) fn endpoints() -> Vec<Endpoint> {
+    vec![
+        (
+            "get",
+            "/api/tasks",
+            "List tasks (filter by `status`, `epic`, `project_id`)",
+            None,
+            200,
+            Some(list_of("Task")),
+        ),
+        (
+            "get",
+            "/api/tasks/{id}",
+            "One task with its dependencies",
+            None,
+            200,
+            Some(schema("Task")),
+        ),
+        (
+            "get",
+            "/api/tasks/ready/list",
+            "Tasks ready to start: pending, every dependency done",
+            None,
+            200,
+            Some(list_of("Task")),
+        ),
+        (
+            "patch",
+            "/api/tasks/{id}/progress",
+            "Set a task's progress (and optionally its status)",
+            Some("TaskProgress"),
+            200,
+            Some(schema("Task")),
+        ),
+        (
+            "patch",
+            "/api/tasks/{id}/git",
+            "Record a task's branch and pull request",
+            Some("TaskGit"),
+            200,
+            Some(schema("Task")),
+        ),
+        (
+            "get",
+            "/api/agents",
+            "List agents with load and health",
+            None,
+            200,
+            Some(list_of("AgentHealth")),
+        ),
+        (
+            "get",
+            "/api/agents/{id}",
+            "One agent with load and health",
+            None,
+            200,
+            Some(schema("AgentHealth")),
+        ),
+        (
+            "post",
+            "/api/agents/heartbeat",
+            "Register an agent or refresh its heartbeat",
+            Some("Heartbeat"),
+            200,
+            Some(schema("Agent")),
+        ),
+        (
+            "post",
+            "/api/agents/{id}/deactivate",
+            "Deactivate an agent; its active tasks go back to the queue",
+            None,
+            200,
+            Some(schema("Agent")),
+        ),
+        (
+            "get",
+            "/api/assignments",
+            "List assignments (filter by `agent_id`, `status`)",
+            None,
+            200,
+            Some(list_of("Assignment")),
+        ),
+        (
+            "post",
+            "/api/assignments",
+            "Assign a ready task to an agent (409 if not ready)",
+            Some("NewAssignment"),
+            201,
+            Some(schema("Claim")),
+        ),
+        (
+            "post",
+            "/api/assignments/claim",
+            "Atomically claim the best ready task (204 if none)",
+            Some("ClaimRequest"),
+            200,
+            Some(schema("Claim")),
+        ),
+        (
+            "patch",
+            "/api/assignments/{id}/progress",
+            "Report progress; `completed`, `failed` or `released` ends the assignment",
+            Some("AssignmentProgress"),
+            200,
+            Some(schema("Assignment")),
+        ),
+        (
+            "get",
+            "/api/progress/summary",
+            "Overall and per-epic progress (optional `project_id`)",
+            None,
+            200,
+            Some(schema("ProgressSummary")),
+        ),
+        (
+            "get",
+            "/api/progress/agents",
+            "Agent utilization",
+            None,
+            200,
+            Some(list_of("AgentHealth")),
+        ),
+        (
+            "post",
+            "/api/progress/snapshot",
+            "Record a progress snapshot of a project",
+            Some("SnapshotRequest"),
+            201,
+            Some(schema("ProgressSnapshot")),
+        ),
+        (
+            "get",
+            "/api/progress/history/{project_id}",
+            "A project's snapshots, oldest first",
+            None,
+            200,
+            Some(list_of("ProgressSnapshot")),
+        ),
+        (
+            "get",
+            "/api/git/merge-queue",
+            "Tasks in review with a pull request",
+            None,
+            200,
+            Some(list_of("Task")),
+        ),
+        (
+            "get",
+            "/api/git/branches",
+            "Branches of tasks in progress or review",
+            None,
+            200,
+            Some(list_of("Task")),
+        ),
+        (
+            "post",
+            "/api/git/evidence",
+            "Record evidence (commit, pr, test, build, patch, junit)",
+            Some("NewEvidence"),
+            201,
+            Some(schema("Evidence")),
+        ),
+        (
+            "get",
+            "/api/git/evidence/{task_id}",
+            "A task's evidence",
+            None,
+            200,
+            Some(list_of("Evidence")),
+        ),
+        (
+            "get",
+            "/api/projects",
+            "List projects",
+            None,
+            200,
+            Some(list_of("Project")),
+        ),
+        (
+            "get",
+            "/health",
+            "Liveness and database reachability",
+            None,
+            200,
+            None,
+        ),
+        ("get", "/openapi.json", "This document", None, 200, None),
+        (
+            "get",
+            "/ws",
+            "WebSocket: task, assignment, agent, evidence and progress events as JSON text messages",
+            None,
+            101,
+            None,
+        ),
+        ("get", "/", "The dashboard page", None, 200, None),
+    ]
+}
+
+pub fn openapi_document() -> Value {
+    let mut paths = Map::new();
+    for (method, path, summary, body, status, response) in endpoints() {
+        let mut operation = json!({
+            "summary": summary,
+            "responses": {
+                status.to_string(): match response {
+                    Some(schema) => json!({"description": "success", "content": {"application/json": {"schema": schema}}}),
+                    None => json!({"description": "success"}),
+                },
+                "400": {"description": "the request is malformed; the body says what was wrong", "content": {"application/json": {"schema": schema("Error")}}},
+            }
+        });
+        let parameters: Vec<Value> = path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| {
+                let kind = if name == "id" && path.starts_with("/api/agents") {
+                    "string"
+                } else {
+                    "integer"
+                };
+                json!({"name": name, "in": "path", "required": true, "schema": {"type": kind}})
+            })
+            .collect();
+        if !parameters.is_empty() {
+            operation["parameters"] = Value::Array(parameters);
+        }
+        if let Some(body) = body {
+            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema(body)}}});
+        }
+        if method != "get" {
+            operation["security"] = json!([{"bearer": []}]);
+            operation["responses"]["401"] =
+                json!({"description": "missing or invalid bearer token"});
+            operation["responses"]["413"] = json!({"description": "request body over 64 KiB"});
+        }
+        let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
+        entry[method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "agent-orch hub",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Coordination hub for agent fleets: tasks, agents, assignments, progress and evidence."
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas(),
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let text = json!({"type": "string"});
+    let int = json!({"type": "integer"});
+    let number = json!({"type": "number"});
+    let nullable_text = json!({"type": ["string", "null"]});
+    let task_status = json!({"enum": ["pending", "in_progress", "review", "done", "blocked"]});
+    let assignment_status =
+        json!({"enum": ["active", "completed", "failed", "released", "requeued"]});
+    let evidence_kind = json!({"enum": ["commit", "pr", "test", "build", "patch", "junit"]});
+    let object = |properties: Value, required: &[&str]| json!({"type": "object", "properties": properties, "required": required});
+    json!({
+        "Error": object(json!({"error": text}), &["error"]),
+        "Project": object(json!({"id": int, "name": text, "repo_url": nullable_text, "created_at": int}), &["id", "name"]),
+        "Task": object(json!({
+            "id": int, "project_id": int, "key": text, "epic": text, "title": text, "description": text,
+            "estimate_hours": number, "priority": int, "status": task_status, "progress": int, "failures": int,
+            "workflow": nullable_text, "branch": nullable_text, "pr_url": nullable_text,
+            "assigned_agent": nullable_text, "depends_on": {"type": "array", "items": int},
+            "created_at": int, "updated_at": int
+        }), &["id", "key", "epic", "title", "status", "progress", "depends_on"]),
+        "Agent": object(json!({
+            "id": text, "host": text, "capabilities": {"type": "array", "items": text},
+            "status": {"enum": ["active", "offline", "deactivated"]}, "last_heartbeat": int, "created_at": int
+        }), &["id", "status", "last_heartbeat"]),
+        "AgentHealth": {"allOf": [schema("Agent"), object(json!({
+            "active_assignments": int, "completed_assignments": int, "healthy": {"type": "boolean"}
+        }), &["active_assignments", "healthy"])]},
+        "Assignment": object(json!({
+            "id": int, "task_id": int, "agent_id": text, "status": assignment_status, "progress": int,
+            "note": text, "assigned_at": int, "updated_at": int
+        }), &["id", "task_id", "agent_id", "status", "progress"]),
+        "Claim": object(json!({"assignment": schema("Assignment"), "task": schema("Task")}), &["assignment", "task"]),
+        "Evidence": object(json!({
+            "id": int, "task_id": int, "agent_id": nullable_text, "kind": evidence_kind, "reference": text,
+            "detail": text, "created_at": int
+        }), &["id", "task_id", "kind", "reference"]),
+        "EpicProgress": object(json!({
+            "epic": text, "total_tasks": int, "done_tasks": int, "in_progress_tasks": int,
+            "total_hours": number, "done_hours": number, "percent": number
+        }), &["epic", "total_tasks", "done_tasks", "percent"]),
+        "ProgressSummary": object(json!({
+            "total_tasks": int, "pending_tasks": int, "ready_tasks": int, "in_progress_tasks": int,
+            "review_tasks": int, "done_tasks": int, "blocked_tasks": int, "total_hours": number,
+            "done_hours": number, "percent": number, "active_agents": int,
+            "epics": {"type": "array", "items": schema("EpicProgress")}
+        }), &["total_tasks", "done_tasks", "percent", "epics"]),
+        "ProgressSnapshot": object(json!({
+            "id": int, "project_id": int, "total_tasks": int, "done_tasks": int, "in_progress_tasks": int,
+            "total_hours": number, "done_hours": number, "active_agents": int, "created_at": int
+        }), &["id", "project_id", "total_tasks", "done_tasks"]),
+        "TaskProgress": object(json!({"progress": int, "status": task_status}), &["progress"]),
+        "TaskGit": object(json!({"branch": text, "pr_url": text}), &[]),
+        "Heartbeat": object(json!({"id": text, "host": text, "capabilities": {"type": "array", "items": text}}), &["id"]),
+        "NewAssignment": object(json!({"task_id": int, "agent_id": text}), &["task_id", "agent_id"]),
+        "ClaimRequest": object(json!({"agent_id": text}), &["agent_id"]),
+        "AssignmentProgress": object(json!({
+            "progress": int, "status": assignment_status, "note": text, "review": {"type": "boolean"}
+        }), &["progress"]),
+        "SnapshotRequest": object(json!({"project_id": int}), &["project_id"]),
+        "NewEvidence": object(json!({
+            "task_id": int, "agent_id": text, "kind": evidence_kind, "reference": text, "detail": text
+        }), &["task_id", "kind", "reference"]),
+    })
+}
+
+pub(crate) async fn serve() -> Json<Value> {
+    Json(openapi_document())
+}

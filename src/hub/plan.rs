@@ -1,0 +1,279 @@
+//! Plan files (`agent-orch hub seed PLAN.yaml`): a project, its epics and tasks with estimates
+//! and dependencies, and the agents that already exist. Checked whole before anything is
+//! written: duplicate keys, unknown dependencies and cycles are all reported at once.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::model::TaskStatus;
+use super::store::NewTask;
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub project: PlanProject,
+    #[serde(default)]
+    pub agents: Vec<PlanAgent>,
+    pub epics: Vec<PlanEpic>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlanProject {
+    pub name: String,
+    #[serde(default)]
+    pub repo: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlanAgent {
+    pub id: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlanEpic {
+    pub name: String,
+    pub tasks: Vec<PlanTask>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlanTask {
+    pub key: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub hours: f64,
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(default = "pending")]
+    pub status: TaskStatus,
+    #[serde(default)]
+    pub workflow: Option<String>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
+fn pending() -> TaskStatus {
+    TaskStatus::Pending
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{}", message(path, kind))]
+pub struct PlanError {
+    pub path: PathBuf,
+    pub kind: PlanErrorKind,
+}
+
+#[derive(Debug)]
+pub enum PlanErrorKind {
+    Read(std::io::Error),
+    Parse(String),
+    /// Every semantic problem in the plan, one line each.
+    Invalid(Vec<String>),
+}
+
+fn message(path: &Path, kind: &PlanErrorKind) -> String {
+    let path = path.display();
+    match kind {
+        PlanErrorKind::Read(err) => format!("failed to read plan `{path}`: {err}"),
+        PlanErrorKind::Parse(err) => format!("failed to parse plan `{path}`: {err}"),
+        PlanErrorKind::Invalid(problems) => {
+            format!("invalid plan `{path}`:\n  - {}", problems.join("\n  - "))
+        }
+    }
+}
+
+impl Plan {
+    pub fn load(path: &Path) -> Result<Plan, PlanError> {
+        let error = |kind| PlanError {
+            path: path.to_owned(),
+            kind,
+        };
+        let text = std::fs::read_to_string(path).map_err(|err| error(PlanErrorKind::Read(err)))?;
+        let plan: Plan = serde_saphyr::from_str(&text)
+            .map_err(|err| error(PlanErrorKind::Parse(err.to_string())))?;
+        let problems = plan.problems();
+        if problems.is_empty() {
+            Ok(plan)
+        } else {
+            Err(error(PlanErrorKind::Invalid(problems)))
+        }
+    }
+
+    /// The plan's tasks in the store's terms, epics flattened in order.
+    pub fn tasks(&self) -> Vec<NewTask> {
+        self.epics
+            .iter()
+            .flat_map(|epic| {
+                epic.tasks.iter().map(|task| NewTask {
+                    key: task.key.clone(),
+                    epic: epic.name.clone(),
+                    title: task.title.clone(),
+                    description: task.description.clone(),
+                    estimate_hours: task.hours,
+                    priority: task.priority,
+                    status: task.status,
+                    workflow: task.workflow.clone(),
+                    depends_on: task.depends_on.clone(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn total_hours(&self) -> f64 {
+        self.tasks().iter().map(|task| task.estimate_hours).sum()
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let tasks = self.tasks();
+        let mut keys = HashSet::new();
+        for task in &tasks {
+            if task.key.trim().is_empty() {
+                problems.push(format!("task `{}` has an empty key", task.title));
+            }
+            if !keys.insert(task.key.as_str()) {
+                problems.push(format!("task key `{}` is used twice", task.key));
+            }
+            if !(task.estimate_hours.is_finite() && task.estimate_hours >= 0.0) {
+                problems.push(format!(
+                    "task `{}` has an invalid estimate {} (hours must be 0 or more)",
+                    task.key, task.estimate_hours
+                ));
+            }
+        }
+        for task in &tasks {
+            for dependency in &task.depends_on {
+                if !keys.contains(dependency.as_str()) {
+                    problems.push(format!(
+                        "task `{}` depends on unknown task `{dependency}`",
+                        task.key
+                    ));
+                }
+            }
+        }
+        if let Some(cycle) = find_cycle(&tasks) {
+            problems.push(format!("dependency cycle: {}", cycle.join(" -> ")));
+        }
+        problems
+    }
+}
+
+/// A dependency cycle as a path of keys that ends where it starts, if there is one.
+fn find_cycle(tasks: &[NewTask]) -> Option<Vec<String>> {
+    let edges: HashMap<&str, &[String]> = tasks
+        .iter()
+        .map(|task| (task.key.as_str(), task.depends_on.as_slice()))
+        .collect();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Visiting,
+        Done,
+    }
+    fn visit<'a>(
+        key: &'a str,
+        edges: &HashMap<&'a str, &'a [String]>,
+        marks: &mut HashMap<&'a str, Mark>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match marks.get(key) {
+            Some(Mark::Done) => return None,
+            Some(Mark::Visiting) => {
+                let start = path.iter().position(|k| *k == key).unwrap_or(0);
+                let mut cycle: Vec<String> =
+                    path[start..].iter().map(|k| (*k).to_owned()).collect();
+                cycle.push(key.to_owned());
+                return Some(cycle);
+            }
+            None => {}
+        }
+        marks.insert(key, Mark::Visiting);
+        path.push(key);
+        for dependency in edges.get(key).copied().unwrap_or_default() {
+            if edges.contains_key(dependency.as_str())
+                && let Some(cycle) = visit(dependency, edges, marks, path)
+            {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        marks.insert(key, Mark::Done);
+        None
+    }
+    let mut marks = HashMap::new();
+    for task in tasks {
+        let mut path = Vec::new();
+        if let Some(cycle) = visit(&task.key, &edges, &mut marks, &mut path) {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(yaml: &str) -> Result<Plan, PlanError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plan.yaml");
+        std::fs::write(&path, yaml).expect("write");
+        Plan::load(&path)
+    }
+
+    #[test]
+    fn the_shipped_fleet_plan_has_27_tasks_in_5_epics_and_592_hours() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet-plan.yaml");
+        let plan = Plan::load(&path).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(plan.epics.len(), 5);
+        assert_eq!(plan.tasks().len(), 27);
+        assert_eq!(plan.total_hours(), 592.0);
+        assert_eq!(plan.agents.len(), 3);
+        let done: Vec<_> = plan.epics[3].tasks.iter().map(|t| t.status).collect();
+        assert_eq!(done, vec![TaskStatus::Done; 5], "epic 4 ships complete");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = plan(
+            "project: {name: p}\nepics:\n  - name: e\n    tasks:\n\
+             \x20     - {key: a, title: A, hours: 1, depends_on: [b]}\n\
+             \x20     - {key: b, title: B, hours: -2, depends_on: [a, ghost]}\n\
+             \x20     - {key: c, title: C, hours: 1}\n\
+             \x20     - {key: c, title: D, hours: 1}\n",
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        assert!(text.contains("task key `c` is used twice"), "{text}");
+        assert!(
+            text.contains("task `b` has an invalid estimate -2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("task `b` depends on unknown task `ghost`"),
+            "{text}"
+        );
+        assert!(text.contains("dependency cycle: a -> b -> a"), "{text}");
+    }
+
+    #[test]
+    fn unknown_fields_and_statuses_are_parse_errors_with_a_position() {
+        let err = plan("project: {name: p}\nepics: []\nagnets: []\n").expect_err("typo");
+        assert!(err.to_string().contains("agnets"), "{err}");
+        let err = plan(
+            "project: {name: p}\nepics:\n  - name: e\n    tasks:\n      - {key: a, title: A, hours: 1, status: doing}\n",
+        )
+        .expect_err("status");
+        assert!(err.to_string().contains("doing"), "{err}");
+        assert!(err.to_string().contains("line 5"), "{err}");
+    }
+}

@@ -1,0 +1,290 @@
+//! Projects, tasks and their dependencies: importing a plan, listing, readiness, progress.
+
+use std::collections::HashMap;
+
+use super::rows::{self, TASK_COLUMNS};
+use super::{Store, StoreError, StoreErrorKind, on_reader, on_writer};
+use crate::hub::model::{Project, Task, TaskStatus, now_ms};
+
+/// A task as a plan declares it; dependencies name other tasks of the same plan by key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTask {
+    pub key: String,
+    pub epic: String,
+    pub title: String,
+    pub description: String,
+    pub estimate_hours: f64,
+    pub priority: i64,
+    pub status: TaskStatus,
+    pub workflow: Option<String>,
+    pub depends_on: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub epic: Option<String>,
+    pub project_id: Option<i64>,
+}
+
+/// The order ready tasks are handed out in: tasks that failed less first, then by priority.
+pub(crate) const READY_ORDER: &str = "t.failures, t.priority DESC, t.id";
+
+/// `pending`, and every dependency `done`: the readiness rule, as SQL over alias `t`.
+pub(crate) const READY: &str = "t.status = 'pending' AND NOT EXISTS (\
+     SELECT 1 FROM task_dependencies d JOIN tasks dep ON dep.id = d.depends_on \
+     WHERE d.task_id = t.id AND dep.status <> 'done')";
+
+impl Store {
+    /// Creates or updates a project and its tasks in one transaction: all of the plan or none.
+    /// Re-importing a plan updates descriptions and dependencies but keeps live statuses.
+    pub async fn import_plan(
+        &self,
+        project: &str,
+        repo_url: Option<&str>,
+        tasks: &[NewTask],
+    ) -> Result<Project, StoreError> {
+        let now = now_ms();
+        on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let row = sqlx::query(
+                "INSERT INTO projects (name, repo_url, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET repo_url = excluded.repo_url \
+                 RETURNING id, name, repo_url, created_at",
+            )
+            .bind(project)
+            .bind(repo_url)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let project = Project {
+                id: rows::Columns::int(&row, "id")?,
+                name: rows::Columns::text(&row, "name")?,
+                repo_url: rows::Columns::optional_text(&row, "repo_url")?,
+                created_at: rows::Columns::int(&row, "created_at")?,
+            };
+            let mut ids = HashMap::new();
+            for task in tasks {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO tasks (project_id, key, epic, title, description, estimate_hours, \
+                     priority, status, progress, workflow, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+                     ON CONFLICT (project_id, key) DO UPDATE SET epic = excluded.epic, \
+                     title = excluded.title, description = excluded.description, \
+                     estimate_hours = excluded.estimate_hours, priority = excluded.priority, \
+                     workflow = excluded.workflow, updated_at = excluded.updated_at \
+                     RETURNING id",
+                )
+                .bind(project.id)
+                .bind(&task.key)
+                .bind(&task.epic)
+                .bind(&task.title)
+                .bind(&task.description)
+                .bind(task.estimate_hours)
+                .bind(task.priority)
+                .bind(task.status.as_str())
+                .bind(if task.status == TaskStatus::Done { 100_i64 } else { 0 })
+                .bind(task.workflow.as_deref())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                ids.insert(task.key.as_str(), id);
+            }
+            for task in tasks {
+                // Every key was inserted by the loop above.
+                let Some(&id) = ids.get(task.key.as_str()) else {
+                    continue;
+                };
+                sqlx::query("DELETE FROM task_dependencies WHERE task_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                for dependency in &task.depends_on {
+                    let Some(depends_on) = ids.get(dependency.as_str()) else {
+                        return Err(StoreError::new(
+                            StoreErrorKind::Invalid,
+                            format!("task `{}` depends on unknown task `{dependency}`", task.key),
+                        ));
+                    };
+                    sqlx::query(
+                        "INSERT INTO task_dependencies (task_id, depends_on) VALUES ($1, $2)",
+                    )
+                    .bind(id)
+                    .bind(depends_on)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(project)
+        })
+    }
+
+    pub async fn projects(&self) -> Result<Vec<Project>, StoreError> {
+        on_reader!(self, pool => sqlx::query(
+            "SELECT id, name, repo_url, created_at FROM projects ORDER BY id",
+        )
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Project {
+                id: rows::Columns::int(row, "id")?,
+                name: rows::Columns::text(row, "name")?,
+                repo_url: rows::Columns::optional_text(row, "repo_url")?,
+                created_at: rows::Columns::int(row, "created_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>())
+    }
+
+    pub async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks t \
+             WHERE ($1 IS NULL OR t.status = $1) AND ($2 IS NULL OR t.epic = $2) \
+             AND ($3 IS NULL OR t.project_id = $3) ORDER BY t.id"
+        );
+        let status = filter.status.map(TaskStatus::as_str);
+        let mut tasks = on_reader!(self, pool => sqlx::query(&sql)
+            .bind(status)
+            .bind(filter.epic.as_deref())
+            .bind(filter.project_id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(rows::task)
+            .collect::<Result<Vec<_>, _>>())?;
+        self.fill_dependencies(&mut tasks).await?;
+        Ok(tasks)
+    }
+
+    pub async fn task(&self, id: i64) -> Result<Task, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id = $1");
+        let task = on_reader!(self, pool => sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| rows::task(&row))
+            .transpose())?;
+        let mut task = task.ok_or_else(|| StoreError::not_found(format!("task {id}")))?;
+        task.depends_on = self.dependencies_of(id).await?;
+        Ok(task)
+    }
+
+    /// Tasks a worker may start now: pending with every dependency done, in claim order.
+    pub async fn ready_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        let sql =
+            format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE {READY} ORDER BY {READY_ORDER}");
+        let mut tasks = on_reader!(self, pool => sqlx::query(&sql)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(rows::task)
+            .collect::<Result<Vec<_>, _>>())?;
+        self.fill_dependencies(&mut tasks).await?;
+        Ok(tasks)
+    }
+
+    /// Sets a task's progress and, optionally, its status (an operator's override).
+    pub async fn update_task_progress(
+        &self,
+        id: i64,
+        progress: i64,
+        status: Option<TaskStatus>,
+    ) -> Result<Task, StoreError> {
+        let changed = on_writer!(self, pool => sqlx::query(
+            "UPDATE tasks SET progress = $2, status = COALESCE($3, status), updated_at = $4 \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(progress)
+        .bind(status.map(TaskStatus::as_str))
+        .bind(now_ms())
+        .execute(pool)
+        .await?
+        .rows_affected());
+        if changed == 0 {
+            return Err(StoreError::not_found(format!("task {id}")));
+        }
+        self.task(id).await
+    }
+
+    /// Records the branch and pull request a task's work lives on.
+    pub async fn update_task_git(
+        &self,
+        id: i64,
+        branch: Option<&str>,
+        pr_url: Option<&str>,
+    ) -> Result<Task, StoreError> {
+        let changed = on_writer!(self, pool => sqlx::query(
+            "UPDATE tasks SET branch = COALESCE($2, branch), pr_url = COALESCE($3, pr_url), \
+             updated_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(branch)
+        .bind(pr_url)
+        .bind(now_ms())
+        .execute(pool)
+        .await?
+        .rows_affected());
+        if changed == 0 {
+            return Err(StoreError::not_found(format!("task {id}")));
+        }
+        self.task(id).await
+    }
+
+    /// Tasks in review with a pull request: what the merge queue holds, oldest first.
+    pub async fn merge_queue(&self) -> Result<Vec<Task>, StoreError> {
+        self.tasks_where("t.status = 'review' AND t.pr_url IS NOT NULL ORDER BY t.updated_at, t.id")
+            .await
+    }
+
+    /// Tasks with a branch that is still being worked on or reviewed.
+    pub async fn active_branches(&self) -> Result<Vec<Task>, StoreError> {
+        self.tasks_where(
+            "t.branch IS NOT NULL AND t.status IN ('in_progress', 'review') ORDER BY t.branch",
+        )
+        .await
+    }
+
+    async fn tasks_where(&self, condition: &'static str) -> Result<Vec<Task>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE {condition}");
+        let mut tasks = on_reader!(self, pool => sqlx::query(&sql)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(rows::task)
+            .collect::<Result<Vec<_>, _>>())?;
+        self.fill_dependencies(&mut tasks).await?;
+        Ok(tasks)
+    }
+
+    pub(crate) async fn dependencies_of(&self, id: i64) -> Result<Vec<i64>, StoreError> {
+        let ids = on_reader!(self, pool => sqlx::query_scalar::<_, i64>(
+            "SELECT depends_on FROM task_dependencies WHERE task_id = $1 ORDER BY depends_on",
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await?);
+        Ok(ids)
+    }
+
+    async fn fill_dependencies(&self, tasks: &mut [Task]) -> Result<(), StoreError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let pairs: Vec<(i64, i64)> = on_reader!(self, pool => sqlx::query_as(
+            "SELECT task_id, depends_on FROM task_dependencies ORDER BY task_id, depends_on",
+        )
+        .fetch_all(pool)
+        .await?);
+        let mut by_task: HashMap<i64, Vec<i64>> = HashMap::new();
+        for (task, depends_on) in pairs {
+            by_task.entry(task).or_default().push(depends_on);
+        }
+        for task in tasks {
+            task.depends_on = by_task.remove(&task.id).unwrap_or_default();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,402 @@
+//! `agent-orch worker`: an agent of the fleet. It registers with the hub, heartbeats, claims
+//! ready tasks one at a time, runs each task's workflow with the engine (the same loop as
+//! `agent-orch run`), streams step progress, records evidence (junit, patches, the commit it
+//! ran on) and completes the task, or gives it back on failure.
+
+use crate::cluster::ledger::DeployLedger;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Map;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{ClientError, HubClient};
+use super::error::HubError;
+use super::model::{AssignmentStatus, Claim, EvidenceKind};
+use crate::engine::events::{Event, RunOutcome};
+use crate::engine::interrupt::Interrupts;
+use crate::engine::run_loop::{Engine, RunSettings};
+use crate::engine::template_context::TemplateContext;
+use crate::report::console::Console;
+use crate::report::{Reporter, Reporters};
+use crate::workflow::{self, LoadOptions};
+
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    pub hub: String,
+    pub token: String,
+    pub id: String,
+    pub host: String,
+    pub capabilities: Vec<String>,
+    /// The repository task workflows are relative to; runs leave artifacts under it.
+    pub workdir: PathBuf,
+    pub heartbeat_interval: Duration,
+    pub poll_interval: Duration,
+    pub max_tasks: Option<u32>,
+    pub exit_when_idle: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerSummary {
+    pub completed: u32,
+    pub failed: u32,
+    /// Tasks the hub took back while this worker ran them (it heard nothing for too long).
+    pub lost: u32,
+}
+
+/// Notes sent to the hub are bounded: a failure reason is a summary, not a log.
+const MAX_NOTE: usize = 2000;
+
+/// Works until `stop` is cancelled, `max_tasks` are done, or (with `exit_when_idle`) nothing
+/// is ready.
+pub async fn run_worker(
+    options: &WorkerOptions,
+    stop: CancellationToken,
+) -> Result<WorkerSummary, HubError> {
+    let client = HubClient::new(&options.hub, &options.token, Duration::from_secs(10))
+        .map_err(|err| HubError::Worker(err.to_string()))?;
+    // Registration must work before anything else: a wrong URL or token fails fast.
+    client
+        .heartbeat(&options.id, &options.host, &options.capabilities)
+        .await
+        .map_err(|err| HubError::Worker(err.to_string()))?;
+    let heartbeat = tokio::spawn(heartbeat_loop(
+        client.clone(),
+        options.clone(),
+        stop.clone(),
+    ));
+    let mut summary = WorkerSummary::default();
+    let result = loop {
+        if stop.is_cancelled()
+            || options
+                .max_tasks
+                .is_some_and(|max| summary.completed + summary.failed + summary.lost >= max)
+        {
+            break Ok(summary);
+        }
+        let claim = match client.claim(&options.id).await {
+            Ok(claim) => claim,
+            Err(err) => break Err(HubError::Worker(err.to_string())),
+        };
+        let Some(claim) = claim else {
+            if options.exit_when_idle {
+                break Ok(summary);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(options.poll_interval) => continue,
+                () = stop.cancelled() => break Ok(summary),
+            }
+        };
+        match work(&client, options, &claim, &stop).await {
+            TaskEnd::Completed => summary.completed += 1,
+            TaskEnd::Failed => summary.failed += 1,
+            TaskEnd::Lost => summary.lost += 1,
+        }
+    };
+    heartbeat.abort();
+    result
+}
+
+async fn heartbeat_loop(client: HubClient, options: WorkerOptions, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(options.heartbeat_interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                // A missed beat is retried at the next tick; the hub's timeout spans several.
+                let _ = client.heartbeat(&options.id, &options.host, &options.capabilities).await;
+            }
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+enum TaskEnd {
+    Completed,
+    Failed,
+    Lost,
+}
+
+async fn work(
+    client: &HubClient,
+    options: &WorkerOptions,
+    claim: &Claim,
+    stop: &CancellationToken,
+) -> TaskEnd {
+    let assignment = claim.assignment.id;
+    let give_back = |reason: String| async move {
+        match client
+            .report(assignment, 0, AssignmentStatus::Failed, &bounded(&reason))
+            .await
+        {
+            Err(err) if err.is_conflict() => TaskEnd::Lost,
+            _ => TaskEnd::Failed,
+        }
+    };
+    let workflow_path = match task_workflow(&options.workdir, claim.task.workflow.as_deref()) {
+        Ok(path) => path,
+        Err(reason) => return give_back(reason).await,
+    };
+    let load = LoadOptions {
+        environment: None,
+        vars: Vec::new(),
+        every_environment: false,
+    };
+    let workflow = match workflow::load(&workflow_path, &load) {
+        Ok(workflow) => workflow,
+        Err(diagnostics) => {
+            return give_back(format!("invalid workflow: {}", diagnostics.render(false))).await;
+        }
+    };
+    let run_id = format!("task-{}-assignment-{assignment}", claim.task.id);
+    let settings = RunSettings {
+        run_id: run_id.clone(),
+        workflow_path: workflow_path.clone(),
+        environment: workflow.environment.clone(),
+        workdir: crate::settings::absolute_dir(&workflow.project_root),
+        artifacts_dir: options
+            .workdir
+            .join(".agent-orch")
+            .join("runs")
+            .join(&run_id),
+        max_iterations: workflow.safety.max_iterations,
+        echo: false,
+        dry_run: false,
+        // A worker runs unattended: nothing a person must approve goes through.
+        approve: false,
+        tape: crate::llm::TapeMode::Live,
+    };
+    let mut reporters = match Reporters::for_run(&settings.artifacts_dir, None::<Console>) {
+        Ok(reporters) => reporters,
+        Err(err) => return give_back(format!("failed to create the run's artifacts: {err}")).await,
+    };
+    let (progress, mut updates) = mpsc::unbounded_channel();
+    reporters.push(ProgressReporter {
+        updates: progress,
+        last: -1,
+    });
+    let interrupts = Interrupts::default();
+    // Progress goes to the hub as the run goes; a 409 means the hub re-queued the task (this
+    // worker looked dead), so the run stops: someone else owns the task now.
+    let lost = CancellationToken::new();
+    let forwarder = {
+        let client = client.clone();
+        let interrupts = interrupts.clone();
+        let lost = lost.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    update = updates.recv() => {
+                        let Some((percent, note)) = update else { return };
+                        if let Err(err) = client.report(assignment, percent, AssignmentStatus::Active, &note).await
+                            && err.is_conflict()
+                        {
+                            lost.cancel();
+                            interrupts.run.cancel();
+                            return;
+                        }
+                    }
+                    () = stop.cancelled() => interrupts.run.cancel(),
+                }
+            }
+        })
+    };
+    let context = TemplateContext::new(
+        &workflow,
+        &settings.run_id,
+        settings.max_iterations,
+        Map::new(),
+        Map::new(),
+    );
+    let deployments = match DeployLedger::in_artifacts(&settings.artifacts_dir) {
+        Ok(ledger) => ledger,
+        Err(err) => return give_back(format!("failed to prepare the deploy ledger: {err}")).await,
+    };
+    let summary = Engine::new(
+        &workflow,
+        &settings,
+        context,
+        &mut reporters,
+        interrupts,
+        deployments,
+    )
+    .run()
+    .await;
+    let _ = reporters.finish();
+    drop(reporters);
+    // The reporters are gone, so the channel closes and every queued update gets sent.
+    let _ = forwarder.await;
+    if lost.is_cancelled() {
+        return TaskEnd::Lost;
+    }
+    record_evidence(client, options, claim, &settings).await;
+    let (status, progress, note) = match summary.outcome {
+        RunOutcome::Succeeded | RunOutcome::SucceededWithIssues => (
+            AssignmentStatus::Completed,
+            100,
+            format!("workflow succeeded in {} iteration(s)", summary.iterations),
+        ),
+        RunOutcome::Failed | RunOutcome::Interrupted => (
+            AssignmentStatus::Failed,
+            0,
+            format!("workflow did not succeed: {}", summary.reason),
+        ),
+    };
+    match client
+        .report(assignment, progress, status, &bounded(&note))
+        .await
+    {
+        Err(err) if err.is_conflict() => TaskEnd::Lost,
+        _ if status == AssignmentStatus::Completed => TaskEnd::Completed,
+        _ => TaskEnd::Failed,
+    }
+}
+
+/// The task's workflow inside the worker's repository; the hub cannot point outside it.
+fn task_workflow(workdir: &Path, workflow: Option<&str>) -> Result<PathBuf, String> {
+    let Some(relative) = workflow else {
+        return Err("the task has no workflow to run".to_owned());
+    };
+    let path = Path::new(relative);
+    let escapes = path
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if escapes {
+        return Err(format!(
+            "the task's workflow `{relative}` is not a path inside the repository"
+        ));
+    }
+    Ok(workdir.join(path))
+}
+
+/// junit.xml, every patch the run applied, and the commit the run started from.
+async fn record_evidence(
+    client: &HubClient,
+    options: &WorkerOptions,
+    claim: &Claim,
+    settings: &RunSettings,
+) {
+    let task = claim.task.id;
+    let mut items: Vec<(EvidenceKind, String, String)> = Vec::new();
+    let junit = settings.artifacts_dir.join("junit.xml");
+    if junit.is_file() {
+        items.push((
+            EvidenceKind::Junit,
+            junit.display().to_string(),
+            String::new(),
+        ));
+    }
+    if let Ok(entries) = std::fs::read_dir(settings.artifacts_dir.join("patches")) {
+        let mut patches: Vec<PathBuf> = entries.flatten().map(|entry| entry.path()).collect();
+        patches.sort();
+        for patch in patches {
+            items.push((
+                EvidenceKind::Patch,
+                patch.display().to_string(),
+                String::new(),
+            ));
+        }
+    }
+    if let Some(commit) = head_commit(&settings.workdir).await {
+        items.push((
+            EvidenceKind::Commit,
+            commit,
+            format!("run {}", settings.run_id),
+        ));
+    }
+    for (kind, reference, detail) in items {
+        // Evidence is best effort: the task's outcome is reported either way.
+        let _: Result<_, ClientError> = client
+            .record_evidence(task, &options.id, kind, &reference, &detail)
+            .await;
+    }
+}
+
+async fn head_commit(repo: &Path) -> Option<String> {
+    let output = tokio::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo)
+        .output()
+        .await
+        .ok()?;
+    let commit = String::from_utf8(output.stdout).ok()?.trim().to_owned();
+    (output.status.success() && !commit.is_empty()).then_some(commit)
+}
+
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_NOTE {
+        return text.to_owned();
+    }
+    let mut end = MAX_NOTE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Turns engine events into progress for the hub: 10% when the run starts, up to 90% as the
+/// steps of an iteration go by (100% is the completion itself).
+struct ProgressReporter {
+    updates: mpsc::UnboundedSender<(i64, String)>,
+    last: i64,
+}
+
+impl Reporter for ProgressReporter {
+    fn name(&self) -> &str {
+        "hub progress"
+    }
+
+    fn on_event(&mut self, event: &Event) -> std::io::Result<()> {
+        let (percent, note) = match event {
+            Event::RunStarted { workflow, .. } => (10, format!("running workflow `{workflow}`")),
+            Event::StepStarted {
+                iteration,
+                step_id,
+                index,
+                total,
+                ..
+            } => {
+                let done = i64::try_from(index.saturating_sub(1)).unwrap_or(0);
+                let total = i64::try_from(*total).unwrap_or(1).max(1);
+                (
+                    10 + 80 * done / total,
+                    format!("iteration {iteration}: step `{step_id}` ({index}/{total})"),
+                )
+            }
+            _ => return Ok(()),
+        };
+        if percent != self.last {
+            self.last = percent;
+            // A closed channel means the task is over; nothing left to tell.
+            let _ = self.updates.send((percent, note));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workflows_outside_the_repository_are_refused() {
+        let root = Path::new("/repo");
+        assert_eq!(
+            task_workflow(root, Some("workflows/ci.yaml")),
+            Ok(PathBuf::from("/repo/workflows/ci.yaml"))
+        );
+        for bad in ["../x.yaml", "/etc/passwd", "a/../../b.yaml"] {
+            assert!(task_workflow(root, Some(bad)).is_err(), "{bad}");
+        }
+        assert!(task_workflow(root, None).is_err());
+    }
+
+    #[test]
+    fn notes_are_bounded_on_a_char_boundary() {
+        let long = "é".repeat(MAX_NOTE);
+        let note = bounded(&long);
+        assert!(note.len() <= MAX_NOTE + '…'.len_utf8());
+        assert!(note.ends_with('…'));
+    }
+}

@@ -1,0 +1,662 @@
+//! The hub's HTTP API over a real socket with a real client, on SQLite and on PostgreSQL:
+//! every endpoint of the seed, the claim, auth, limits, CORS, headers, OpenAPI and `/ws`.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_orch::hub::plan::Plan;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+
+use crate::support::hub_db::{HubDb, on_both_stores};
+use crate::support::hub_server::{ALLOWED_ORIGIN, TOKEN, TestHub};
+
+on_both_stores! {
+    the_seed_api_works_end_to_end => seed_api_end_to_end;
+    concurrent_http_claims_never_share_a_task => concurrent_http_claims;
+    two_replicas_on_one_database_never_share_a_task => two_replicas;
+    websocket_subscribers_see_changes_as_they_happen => websocket_events;
+    silent_workers_lose_their_tasks_to_the_reaper => reaper_requeues;
+}
+
+async fn seeded_hub(db: HubDb) -> TestHub {
+    let hub = TestHub::start(db).await;
+    let plan = Plan::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet-plan.yaml"))
+        .unwrap();
+    hub.hub
+        .state
+        .store
+        .import_plan(
+            &plan.project.name,
+            plan.project.repo.as_deref(),
+            &plan.tasks(),
+        )
+        .await
+        .unwrap();
+    hub
+}
+
+fn keys(tasks: &Value) -> Vec<String> {
+    tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn seed_api_end_to_end(db: HubDb) {
+    let hub = seeded_hub(db).await;
+
+    let (status, health) = hub.get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["database"], "ok");
+
+    let (status, tasks) = hub.get("/api/tasks").await;
+    assert_eq!(status, 200);
+    assert_eq!(tasks.as_array().unwrap().len(), 27);
+    let (_, done) = hub.get("/api/tasks?status=done").await;
+    assert_eq!(keys(&done), ["E4-01", "E4-02", "E4-03", "E4-04", "E4-05"]);
+    let (_, epic) = hub
+        .get("/api/tasks?epic=Epic%202%3A%20DI%20Container%20Integration")
+        .await;
+    assert_eq!(epic.as_array().unwrap().len(), 5);
+    let (status, error) = hub.get("/api/tasks?status=doing").await;
+    assert_eq!(status, 400);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown task status `doing`"),
+        "{error}"
+    );
+    let (status, error) = hub.get("/api/tasks/abc").await;
+    assert_eq!(status, 400, "{error}");
+    let (status, error) = hub.get("/api/tasks/99999").await;
+    assert_eq!(
+        (status, error["error"].as_str().unwrap()),
+        (404, "task 99999 not found")
+    );
+    let (_, ready) = hub.get("/api/tasks/ready/list").await;
+    assert_eq!(keys(&ready), ["E1-01", "E3-01"]);
+
+    // Writes need the token.
+    let anonymous = hub
+        .http
+        .post(hub.url("/api/agents/heartbeat"))
+        .json(&json!({"id": "agent-x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    let wrong = hub
+        .http
+        .post(hub.url("/api/agents/heartbeat"))
+        .bearer_auth("not-the-token-0123456789")
+        .json(&json!({"id": "agent-x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    let (status, agent) = hub
+        .post(
+            "/api/agents/heartbeat",
+            json!({"id": "agent-x", "host": "vm1", "capabilities": ["backend"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{agent}");
+    assert_eq!(agent["status"], "active");
+    let (status, error) = hub
+        .post("/api/agents/heartbeat", json!({"id": "bad id!"}))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid agent id"),
+        "{error}"
+    );
+    let (status, error) = hub
+        .post("/api/agents/heartbeat", json!({"id": "a", "colour": 1}))
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `colour`"),
+        "{error}"
+    );
+    let malformed = hub
+        .http
+        .post(hub.url("/api/agents/heartbeat"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let huge = hub
+        .http
+        .post(hub.url("/api/git/evidence"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"task_id": 1, "kind": "pr", "reference": "{}"}}"#,
+            "x".repeat(100_000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+
+    // Claim, progress, complete.
+    let (status, claim) = hub
+        .post("/api/assignments/claim", json!({"agent_id": "agent-x"}))
+        .await;
+    assert_eq!(status, 200, "{claim}");
+    assert_eq!(claim["task"]["key"], "E1-01");
+    let assignment = claim["assignment"]["id"].as_i64().unwrap();
+    let task = claim["task"]["id"].as_i64().unwrap();
+    let (status, error) = hub
+        .patch(
+            &format!("/api/assignments/{assignment}/progress"),
+            json!({"progress": 150}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error["error"],
+        "`progress` must be between 0 and 100, got 150"
+    );
+    let (status, progressed) = hub
+        .patch(
+            &format!("/api/assignments/{assignment}/progress"),
+            json!({"progress": 50, "note": "half"}),
+        )
+        .await;
+    assert_eq!((status, progressed["progress"].as_i64()), (200, Some(50)));
+    let (_, assignments) = hub
+        .get("/api/assignments?agent_id=agent-x&status=active")
+        .await;
+    assert_eq!(assignments.as_array().unwrap().len(), 1);
+    let (status, _) = hub
+        .patch(
+            &format!("/api/tasks/{task}/git"),
+            json!({"branch": "feature/e1-01", "pr_url": "https://example.test/pr/7"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, branches) = hub.get("/api/git/branches").await;
+    assert_eq!(keys(&branches), ["E1-01"]);
+    let (status, _) = hub
+        .patch(
+            &format!("/api/assignments/{assignment}/progress"),
+            json!({"progress": 100, "status": "completed", "review": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, queue) = hub.get("/api/git/merge-queue").await;
+    assert_eq!(keys(&queue), ["E1-01"]);
+    let (status, again) = hub
+        .patch(
+            &format!("/api/assignments/{assignment}/progress"),
+            json!({"progress": 10}),
+        )
+        .await;
+    assert_eq!(status, 409, "{again}");
+    let (status, _) = hub
+        .patch(
+            &format!("/api/tasks/{task}/progress"),
+            json!({"progress": 100, "status": "done"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Manual assignment respects readiness.
+    let (_, all) = hub.get("/api/tasks").await;
+    let id_of = |key: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["key"] == key)
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (status, error) = hub
+        .post(
+            "/api/assignments",
+            json!({"task_id": id_of("E1-07"), "agent_id": "agent-x"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{error}");
+    let (status, created) = hub
+        .post(
+            "/api/assignments",
+            json!({"task_id": id_of("E1-02"), "agent_id": "agent-x"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+
+    // Evidence.
+    let (status, _) = hub
+        .post("/api/git/evidence", json!({"task_id": task, "agent_id": "agent-x", "kind": "commit", "reference": "abc123"}))
+        .await;
+    assert_eq!(status, 201);
+    let (status, error) = hub
+        .post(
+            "/api/git/evidence",
+            json!({"task_id": task, "kind": "tweet", "reference": "x"}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variant `tweet`"),
+        "{error}"
+    );
+    let (_, evidence) = hub.get(&format!("/api/git/evidence/{task}")).await;
+    assert_eq!(evidence[0]["reference"], "abc123");
+
+    // Progress.
+    let (_, summary) = hub.get("/api/progress/summary").await;
+    assert_eq!(summary["total_tasks"], 27);
+    assert_eq!(summary["done_tasks"], 6);
+    assert_eq!(summary["total_hours"], 592.0);
+    assert_eq!(summary["active_agents"], 1);
+    let (_, agents) = hub.get("/api/progress/agents").await;
+    assert_eq!(agents[0]["active_assignments"], 1);
+    assert_eq!(agents[0]["completed_assignments"], 1);
+    assert_eq!(agents[0]["healthy"], true);
+    let (_, projects) = hub.get("/api/projects").await;
+    let project = projects[0]["id"].as_i64().unwrap();
+    let (status, snapshot) = hub
+        .post("/api/progress/snapshot", json!({"project_id": project}))
+        .await;
+    assert_eq!((status, snapshot["done_tasks"].as_i64()), (201, Some(6)));
+    let (_, history) = hub.get(&format!("/api/progress/history/{project}")).await;
+    assert_eq!(history.as_array().unwrap().len(), 1);
+
+    // Deactivation gives work back.
+    let (status, agent) = hub.post("/api/agents/agent-x/deactivate", json!({})).await;
+    assert_eq!(
+        (status, agent["status"].as_str()),
+        (200, Some("deactivated"))
+    );
+    let (_, task) = hub.get(&format!("/api/tasks/{}", id_of("E1-02"))).await;
+    assert_eq!(task["status"], "pending");
+    let (status, _) = hub
+        .post("/api/assignments/claim", json!({"agent_id": "agent-x"}))
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = hub.get("/api/agents/nobody").await;
+    assert_eq!(status, 404);
+
+    // Nothing left to claim is a 204.
+    hub.post("/api/agents/heartbeat", json!({"id": "agent-y"}))
+        .await;
+    let mut claimed = 0;
+    loop {
+        let (status, _) = hub
+            .post("/api/assignments/claim", json!({"agent_id": "agent-y"}))
+            .await;
+        if status == 204 {
+            break;
+        }
+        assert_eq!(status, 200);
+        claimed += 1;
+    }
+    assert_eq!(claimed, 7, "E1-02..06, E2-01 and E3-01, each once");
+
+    // Unknown endpoints answer in JSON too, and every answer carries the security headers.
+    let response = hub.http.get(hub.url("/api/nope")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    for header in [
+        "x-content-type-options",
+        "x-frame-options",
+        "content-security-policy",
+        "referrer-policy",
+    ] {
+        assert!(response.headers().contains_key(header), "missing {header}");
+    }
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    hub.stop().await;
+}
+
+async fn concurrent_http_claims(db: HubDb) {
+    let hub = Arc::new(TestHub::start(db).await);
+    let tasks: Vec<_> = (0..150)
+        .map(|n| agent_orch::hub::store::NewTask {
+            key: format!("T-{n}"),
+            epic: "load".into(),
+            title: format!("task {n}"),
+            description: String::new(),
+            estimate_hours: 1.0,
+            priority: 0,
+            status: agent_orch::hub::model::TaskStatus::Pending,
+            workflow: None,
+            depends_on: Vec::new(),
+        })
+        .collect();
+    hub.hub
+        .state
+        .store
+        .import_plan("load", None, &tasks)
+        .await
+        .unwrap();
+    let mut workers = Vec::new();
+    for n in 0..16 {
+        let hub = Arc::clone(&hub);
+        workers.push(tokio::spawn(async move {
+            let id = format!("w{n}");
+            hub.post("/api/agents/heartbeat", json!({"id": id})).await;
+            let mut mine = Vec::new();
+            loop {
+                let (status, claim) = hub
+                    .post("/api/assignments/claim", json!({"agent_id": id}))
+                    .await;
+                match status {
+                    200 => mine.push(claim["task"]["id"].as_i64().unwrap()),
+                    204 => return mine,
+                    other => panic!("claim answered {other}: {claim}"),
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.unwrap());
+    }
+    let distinct: HashSet<_> = all.iter().collect();
+    assert_eq!((all.len(), distinct.len()), (150, 150));
+}
+
+async fn two_replicas(db: HubDb) {
+    let first = TestHub::start(db).await;
+    let second = first.replica().await;
+    let tasks: Vec<_> = (0..120)
+        .map(|n| agent_orch::hub::store::NewTask {
+            key: format!("R-{n}"),
+            epic: "replicas".into(),
+            title: format!("task {n}"),
+            description: String::new(),
+            estimate_hours: 1.0,
+            priority: 0,
+            status: agent_orch::hub::model::TaskStatus::Pending,
+            workflow: None,
+            depends_on: Vec::new(),
+        })
+        .collect();
+    first
+        .hub
+        .state
+        .store
+        .import_plan("replicas", None, &tasks)
+        .await
+        .unwrap();
+    let bases = [first.base.clone(), format!("http://{}", second.addr)];
+    let mut workers = Vec::new();
+    for n in 0..12 {
+        // Half the workers talk to each replica.
+        let base = bases[n % 2].clone();
+        let http = first.http.clone();
+        workers.push(tokio::spawn(async move {
+            let id = format!("r{n}");
+            http.post(format!("{base}/api/agents/heartbeat"))
+                .bearer_auth(TOKEN)
+                .json(&json!({"id": id}))
+                .send()
+                .await
+                .unwrap();
+            let mut mine = Vec::new();
+            loop {
+                let response = http
+                    .post(format!("{base}/api/assignments/claim"))
+                    .bearer_auth(TOKEN)
+                    .json(&json!({"agent_id": id}))
+                    .send()
+                    .await
+                    .unwrap();
+                match response.status().as_u16() {
+                    200 => {
+                        let claim: Value = response.json().await.unwrap();
+                        mine.push(claim["task"]["id"].as_i64().unwrap());
+                    }
+                    204 => return mine,
+                    other => panic!("claim answered {other}"),
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.unwrap());
+    }
+    let distinct: HashSet<_> = all.iter().collect();
+    assert_eq!((all.len(), distinct.len()), (120, 120));
+    second.stop().await.unwrap();
+    first.stop().await;
+}
+
+async fn websocket_events(db: HubDb) {
+    let hub = seeded_hub(db).await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", hub.hub.addr))
+        .await
+        .unwrap();
+    let mut next = async || -> Value {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+                .await
+                .expect("an event within 5 s")
+                .unwrap()
+                .unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                return serde_json::from_str(&text).unwrap();
+            }
+        }
+    };
+    assert_eq!(next().await["type"], "hello");
+    hub.post("/api/agents/heartbeat", json!({"id": "agent-ws"}))
+        .await;
+    let event = next().await;
+    assert_eq!(
+        (event["type"].as_str(), event["data"]["id"].as_str()),
+        (Some("agent.updated"), Some("agent-ws"))
+    );
+    assert!(event["at"].as_i64().unwrap() > 0);
+    let (_, claim) = hub
+        .post("/api/assignments/claim", json!({"agent_id": "agent-ws"}))
+        .await;
+    let created = next().await;
+    assert_eq!(created["type"], "assignment.created");
+    assert_eq!(created["data"]["id"], claim["assignment"]["id"]);
+    let task = next().await;
+    assert_eq!(
+        (task["type"].as_str(), task["data"]["status"].as_str()),
+        (Some("task.updated"), Some("in_progress"))
+    );
+    let assignment = claim["assignment"]["id"].as_i64().unwrap();
+    hub.patch(
+        &format!("/api/assignments/{assignment}/progress"),
+        json!({"progress": 30}),
+    )
+    .await;
+    let updated = next().await;
+    assert_eq!(
+        (
+            updated["type"].as_str(),
+            updated["data"]["progress"].as_i64()
+        ),
+        (Some("assignment.updated"), Some(30))
+    );
+    // Shutting down closes subscribers instead of waiting for them.
+    let stopped = tokio::time::timeout(Duration::from_secs(5), hub.stop()).await;
+    assert!(stopped.is_ok(), "graceful shutdown waited on the WebSocket");
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(message)) = socket.next().await {
+            if message.is_close() {
+                return true;
+            }
+        }
+        true
+    })
+    .await;
+    assert_eq!(closed, Ok(true));
+    let _ = socket.close(None).await;
+}
+
+async fn reaper_requeues(db: HubDb) {
+    let hub = TestHub::start_with_timeout(db, Duration::from_millis(300)).await;
+    let seeded = seeded_hub_tasks(&hub).await;
+    assert_eq!(seeded, 27);
+    hub.post("/api/agents/heartbeat", json!({"id": "sleepy"}))
+        .await;
+    let (_, claim) = hub
+        .post("/api/assignments/claim", json!({"agent_id": "sleepy"}))
+        .await;
+    let task = claim["task"]["id"].as_i64().unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", hub.hub.addr))
+        .await
+        .unwrap();
+    // No heartbeat for longer than the timeout: the reaper gives the task back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, current) = hub.get(&format!("/api/tasks/{task}")).await;
+        if current["status"] == "pending" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task never requeued: {current}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, assignment) = hub.get("/api/assignments?agent_id=sleepy").await;
+    assert_eq!(assignment[0]["status"], "requeued");
+    let mut saw_requeue = false;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_secs(2), socket.next()).await
+    {
+        if let Ok(text) = message.to_text()
+            && text.contains("\"requeued\"")
+        {
+            saw_requeue = true;
+            break;
+        }
+    }
+    assert!(saw_requeue, "no requeue event on /ws");
+    let (_, agent) = hub.get("/api/agents/sleepy").await;
+    assert_eq!(
+        (agent["status"].as_str(), agent["healthy"].as_bool()),
+        (Some("offline"), Some(false))
+    );
+    let _ = socket
+        .send(tokio_tungstenite::tungstenite::Message::Close(None))
+        .await;
+    hub.stop().await;
+}
+
+async fn seeded_hub_tasks(hub: &TestHub) -> usize {
+    let plan = Plan::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet-plan.yaml"))
+        .unwrap();
+    hub.hub
+        .state
+        .store
+        .import_plan(&plan.project.name, None, &plan.tasks())
+        .await
+        .unwrap();
+    plan.tasks().len()
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routed_endpoints() {
+    let hub = TestHub::start(HubDb::sqlite()).await;
+    let (status, doc) = hub.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/tasks",
+        "/api/tasks/{id}",
+        "/api/tasks/ready/list",
+        "/api/tasks/{id}/progress",
+        "/api/tasks/{id}/git",
+        "/api/agents",
+        "/api/agents/{id}",
+        "/api/agents/heartbeat",
+        "/api/agents/{id}/deactivate",
+        "/api/assignments",
+        "/api/assignments/claim",
+        "/api/assignments/{id}/progress",
+        "/api/progress/summary",
+        "/api/progress/agents",
+        "/api/progress/snapshot",
+        "/api/progress/history/{project_id}",
+        "/api/git/merge-queue",
+        "/api/git/branches",
+        "/api/git/evidence",
+        "/api/git/evidence/{task_id}",
+        "/health",
+        "/ws",
+    ] {
+        assert!(paths.contains_key(path), "{path} is not documented");
+    }
+    // Every documented operation is routed: the router's 404 names unrouted paths, and a
+    // wrong method is a 405.
+    for (path, operations) in paths {
+        let concrete = path
+            .replace("{id}", "1")
+            .replace("{task_id}", "1")
+            .replace("{project_id}", "1");
+        for method in operations.as_object().unwrap().keys() {
+            let response = hub
+                .http
+                .request(method.to_uppercase().parse().unwrap(), hub.url(&concrete))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap();
+            assert!(
+                status != 405 && !body.contains("no such endpoint"),
+                "{method} {path}: {status} {body}"
+            );
+        }
+        let schema_refs = operations.to_string();
+        for reference in schema_refs.split("#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "{name} is not defined"
+            );
+        }
+    }
+    // CORS: the allowed origin gets an answer to its preflight, others do not.
+    let preflight = |origin: &'static str| {
+        hub.http
+            .request(reqwest::Method::OPTIONS, hub.url("/api/agents/heartbeat"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let allowed = preflight(ALLOWED_ORIGIN).await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        ALLOWED_ORIGIN
+    );
+    let other = preflight("https://evil.example.test").await.unwrap();
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+    hub.stop().await;
+}

@@ -1,0 +1,156 @@
+//! `agent-orch hub seed` and `agent-orch hub serve` as a user runs them: the real binary,
+//! exit codes, what it prints, and a graceful stop on SIGTERM.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::support::hub_db::{HubDb, on_both_stores};
+use crate::support::hub_process::HubProcess;
+
+on_both_stores! {
+    seeding_the_fleet_plan_then_serving_it => seed_then_serve;
+}
+
+async fn run(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agent-orch"));
+    command
+        .args(args)
+        .env_remove("AGENT_ORCH_HUB_TOKENS")
+        .env_remove("AGENT_ORCH_HUB_DATABASE")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("the command finishes within 30 s")
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+async fn seed_then_serve(db: HubDb) {
+    let plan = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fleet-plan.yaml");
+    let (code, stdout, stderr) = run(&["hub", "seed", plan, "--database", &db.url], &[]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "seeded project `Fleet` (id 1): 27 tasks in 5 epics, 592 hours, 3 agents"
+    );
+    // Seeding again is idempotent.
+    let (code, _, stderr) = run(&["hub", "seed", plan, "--database", &db.url], &[]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let mut hub = HubProcess::start(&db.url).await;
+    let summary: serde_json::Value = reqwest::get(format!("{}/api/progress/summary", hub.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            summary["total_tasks"].as_i64(),
+            summary["total_hours"].as_f64()
+        ),
+        (Some(27), Some(592.0))
+    );
+    let agents: serde_json::Value = reqwest::get(format!("{}/api/agents", hub.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(agents.as_array().unwrap().len(), 3);
+
+    // SIGTERM: a graceful stop with exit code 0.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(hub.child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), hub.child.wait())
+        .await
+        .expect("the hub stops within 10 s of SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn bad_plans_and_missing_tokens_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("hub.db").display());
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "project: {name: p}\nepics:\n  - name: e\n    tasks:\n      - {key: a, title: A, hours: 1, depends_on: [zz]}\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(
+        &[
+            "hub",
+            "seed",
+            plan.to_str().unwrap(),
+            "--database",
+            &database,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("task `a` depends on unknown task `zz`"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run(
+        &[
+            "hub",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &database,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no API tokens: set AGENT_ORCH_HUB_TOKENS"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(
+        &[
+            "hub",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &database,
+        ],
+        &[("AGENT_ORCH_HUB_TOKENS", "short")],
+    )
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("shorter than 16 characters"), "{stderr}");
+    assert!(
+        !stderr.contains("short`"),
+        "the token itself is never printed: {stderr}"
+    );
+
+    let fleet = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fleet-plan.yaml");
+    let (code, _, stderr) = run(
+        &["hub", "seed", fleet, "--database", "mysql://u:pw@x/db"],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unsupported database URL `mysql://u:***@x/db`"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,445 @@
+//! The hub's store against real databases, each behaviour on SQLite and on PostgreSQL.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use agent_orch::hub::model::{AssignmentStatus, EvidenceKind, TaskStatus};
+use agent_orch::hub::plan::Plan;
+use agent_orch::hub::store::{NewTask, Store, StoreErrorKind, TaskFilter};
+
+use crate::support::hub_db::{HubDb, on_both_stores};
+
+const HOUR_MS: i64 = 3_600_000;
+
+on_both_stores! {
+    seeding_the_fleet_plan_gives_its_totals_and_readiness => seeding_the_fleet_plan;
+    concurrent_claims_never_assign_a_task_twice => concurrent_claims;
+    finishing_a_task_makes_its_dependents_ready => readiness_follows_dependencies;
+    giving_a_task_back_requeues_it_and_ends_the_assignment => giving_back;
+    silent_agents_lose_their_tasks => heartbeat_timeout;
+    evidence_and_snapshots_are_kept_per_task_and_project => evidence_and_history;
+}
+
+async fn seeded(db: &HubDb) -> (Store, Plan) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let plan = Plan::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet-plan.yaml"))
+        .unwrap();
+    store
+        .import_plan(
+            &plan.project.name,
+            plan.project.repo.as_deref(),
+            &plan.tasks(),
+        )
+        .await
+        .unwrap();
+    (store, plan)
+}
+
+async fn key_of(store: &Store, id: i64) -> String {
+    store.task(id).await.unwrap().key
+}
+
+async fn seeding_the_fleet_plan(db: HubDb) {
+    let (store, plan) = seeded(&db).await;
+    let summary = store.progress_summary(None, HOUR_MS).await.unwrap();
+    assert_eq!(summary.total_tasks, 27);
+    assert_eq!(summary.total_hours, 592.0);
+    assert_eq!(summary.done_tasks, 5);
+    assert_eq!(summary.done_hours, 40.0);
+    assert_eq!(summary.percent, 6.8);
+    assert_eq!(summary.epics.len(), 5);
+    let zod = summary
+        .epics
+        .iter()
+        .find(|epic| epic.epic == "Epic 4: Zod Schemas")
+        .unwrap();
+    assert_eq!((zod.done_tasks, zod.percent), (5, 100.0));
+    // Only tasks without unfinished dependencies are ready.
+    let ready: Vec<String> = store
+        .ready_tasks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.key)
+        .collect();
+    assert_eq!(ready, ["E1-01", "E3-01"]);
+    assert_eq!(summary.ready_tasks, 2);
+
+    // Re-importing is idempotent and keeps live statuses.
+    let first = store
+        .tasks(&TaskFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.key == "E1-01")
+        .unwrap();
+    store.heartbeat("agent-a", "h", &[]).await.unwrap();
+    store.assign(first.id, "agent-a").await.unwrap();
+    store
+        .import_plan(
+            &plan.project.name,
+            plan.project.repo.as_deref(),
+            &plan.tasks(),
+        )
+        .await
+        .unwrap();
+    let again = store.task(first.id).await.unwrap();
+    assert_eq!(again.status, TaskStatus::InProgress);
+    assert_eq!(store.tasks(&TaskFilter::default()).await.unwrap().len(), 27);
+    let e1_07 = store
+        .tasks(&TaskFilter {
+            epic: Some("Epic 1: Backend Repository Layer".into()),
+            ..TaskFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.key == "E1-07")
+        .unwrap();
+    assert_eq!(e1_07.depends_on.len(), 5);
+
+    // A plan naming a task that is not in it changes nothing.
+    let broken = [NewTask {
+        key: "X-1".into(),
+        epic: "x".into(),
+        title: "x".into(),
+        description: String::new(),
+        estimate_hours: 1.0,
+        priority: 0,
+        status: TaskStatus::Pending,
+        workflow: None,
+        depends_on: vec!["nope".into()],
+    }];
+    let err = store.import_plan("Other", None, &broken).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Invalid);
+    assert!(err.to_string().contains("unknown task `nope`"), "{err}");
+    assert_eq!(store.projects().await.unwrap().len(), 1, "rolled back");
+}
+
+async fn concurrent_claims(db: HubDb) {
+    const TASKS: usize = 120;
+    const AGENTS: usize = 12;
+    let store = Arc::new(Store::connect(&db.url).await.unwrap());
+    let tasks: Vec<NewTask> = (0..TASKS)
+        .map(|n| NewTask {
+            key: format!("T-{n}"),
+            epic: "load".into(),
+            title: format!("task {n}"),
+            description: String::new(),
+            estimate_hours: 1.0,
+            priority: 0,
+            status: TaskStatus::Pending,
+            workflow: None,
+            depends_on: Vec::new(),
+        })
+        .collect();
+    store.import_plan("load", None, &tasks).await.unwrap();
+    let mut workers = Vec::new();
+    for agent in 0..AGENTS {
+        let store = Arc::clone(&store);
+        workers.push(tokio::spawn(async move {
+            let id = format!("agent-{agent}");
+            store.heartbeat(&id, "h", &[]).await.unwrap();
+            let mut claimed = Vec::new();
+            while let Some(claim) = store.claim(&id).await.unwrap() {
+                assert_eq!(claim.task.assigned_agent.as_deref(), Some(id.as_str()));
+                assert_eq!(claim.task.status, TaskStatus::InProgress);
+                claimed.push(claim.task.id);
+            }
+            claimed
+        }));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.unwrap());
+    }
+    let distinct: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!(all.len(), TASKS, "every task claimed once");
+    assert_eq!(distinct.len(), TASKS, "no task claimed twice");
+    let active = store
+        .assignments(None, Some(AssignmentStatus::Active))
+        .await
+        .unwrap();
+    assert_eq!(active.len(), TASKS);
+    assert!(store.ready_tasks().await.unwrap().is_empty());
+}
+
+async fn readiness_follows_dependencies(db: HubDb) {
+    let (store, _) = seeded(&db).await;
+    store
+        .heartbeat("agent-a", "h", &["backend".into()])
+        .await
+        .unwrap();
+    let claim = store.claim("agent-a").await.unwrap().unwrap();
+    // Highest priority first: E1-01 (10) before E3-01 (6).
+    assert_eq!(claim.task.key, "E1-01");
+    let done = store
+        .update_assignment(
+            claim.assignment.id,
+            100,
+            AssignmentStatus::Completed,
+            Some("ok"),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, AssignmentStatus::Completed);
+    assert_eq!(
+        store.task(claim.task.id).await.unwrap().status,
+        TaskStatus::Done
+    );
+    let mut ready: Vec<String> = store
+        .ready_tasks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.key)
+        .collect();
+    ready.sort();
+    assert_eq!(
+        ready,
+        [
+            "E1-02", "E1-03", "E1-04", "E1-05", "E1-06", "E2-01", "E3-01"
+        ]
+    );
+    // A claim carries the task's dependencies.
+    let next = store.claim("agent-a").await.unwrap().unwrap();
+    assert_eq!(
+        (next.task.key.as_str(), next.task.depends_on.clone()),
+        ("E1-02", vec![claim.task.id])
+    );
+    // A task whose dependencies are not done cannot be assigned by hand either.
+    let e1_07 = store
+        .tasks(&TaskFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.key == "E1-07")
+        .unwrap();
+    let err = store.assign(e1_07.id, "agent-a").await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Conflict);
+    assert!(
+        err.to_string().contains("a dependency is not done"),
+        "{err}"
+    );
+    let err = store.claim("nobody").await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::NotFound);
+}
+
+async fn giving_back(db: HubDb) {
+    let (store, _) = seeded(&db).await;
+    store.heartbeat("agent-a", "h", &[]).await.unwrap();
+    let claim = store.claim("agent-a").await.unwrap().unwrap();
+    let progressed = store
+        .update_assignment(
+            claim.assignment.id,
+            40,
+            AssignmentStatus::Active,
+            Some("half"),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(progressed.progress, 40);
+    assert_eq!(store.task(claim.task.id).await.unwrap().progress, 40);
+    store
+        .update_assignment(
+            claim.assignment.id,
+            40,
+            AssignmentStatus::Failed,
+            Some("gate failed"),
+            false,
+        )
+        .await
+        .unwrap();
+    let task = store.task(claim.task.id).await.unwrap();
+    assert_eq!(
+        (task.status, task.assigned_agent),
+        (TaskStatus::Pending, None)
+    );
+    // The ended assignment cannot be revived, and the task goes to the next claim.
+    let err = store
+        .update_assignment(
+            claim.assignment.id,
+            50,
+            AssignmentStatus::Active,
+            None,
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Conflict);
+    assert!(err.to_string().contains("is `failed`, not active"), "{err}");
+    // Tasks that failed less go first: the untried E3-01 before the failed E1-01.
+    let untried = store.claim("agent-a").await.unwrap().unwrap();
+    assert_eq!(untried.task.key, "E3-01");
+    let again = store.claim("agent-a").await.unwrap().unwrap();
+    assert_eq!(again.task.id, claim.task.id);
+    assert_eq!(again.task.failures, 1);
+    assert_ne!(again.assignment.id, claim.assignment.id);
+    // Failing E3-01 up to the limit blocks it instead of requeuing it forever.
+    let mut attempt = untried;
+    for failures in 1..=agent_orch::hub::model::MAX_FAILURES {
+        store
+            .update_assignment(
+                attempt.assignment.id,
+                0,
+                AssignmentStatus::Failed,
+                None,
+                false,
+            )
+            .await
+            .unwrap();
+        let task = store.task(attempt.task.id).await.unwrap();
+        assert_eq!(task.failures, failures);
+        if failures < agent_orch::hub::model::MAX_FAILURES {
+            assert_eq!(task.status, TaskStatus::Pending);
+            attempt = store.claim("agent-a").await.unwrap().unwrap();
+            assert_eq!(attempt.task.key, "E3-01");
+        } else {
+            assert_eq!(task.status, TaskStatus::Blocked);
+        }
+    }
+    assert!(
+        store.claim("agent-a").await.unwrap().is_none(),
+        "a blocked task is not ready"
+    );
+    let reviewed = store
+        .update_assignment(
+            again.assignment.id,
+            0,
+            AssignmentStatus::Completed,
+            None,
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reviewed.progress, 100);
+    assert_eq!(key_of(&store, again.task.id).await, "E1-01");
+    assert_eq!(
+        store.task(again.task.id).await.unwrap().status,
+        TaskStatus::Review
+    );
+}
+
+async fn heartbeat_timeout(db: HubDb) {
+    let (store, _) = seeded(&db).await;
+    store.heartbeat("silent", "h", &[]).await.unwrap();
+    store.heartbeat("alive", "h", &[]).await.unwrap();
+    let lost = store.claim("silent").await.unwrap().unwrap();
+    let kept = store.claim("alive").await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    store.heartbeat("alive", "h", &[]).await.unwrap();
+    let requeued = store.requeue_stale(40).await.unwrap();
+    assert_eq!(requeued.len(), 1);
+    assert_eq!(requeued[0].task_id, lost.task.id);
+    assert_eq!(
+        store.task(lost.task.id).await.unwrap().status,
+        TaskStatus::Pending
+    );
+    assert_eq!(
+        store.task(kept.task.id).await.unwrap().status,
+        TaskStatus::InProgress
+    );
+    let agents = store.agents(40).await.unwrap();
+    let silent = agents.iter().find(|a| a.agent.id == "silent").unwrap();
+    assert!(!silent.healthy);
+    assert_eq!(silent.active_assignments, 0);
+    // An offline agent cannot claim until it heartbeats again.
+    assert_eq!(
+        store.claim("silent").await.unwrap_err().kind,
+        StoreErrorKind::Conflict
+    );
+    store.heartbeat("silent", "h", &[]).await.unwrap();
+    assert_eq!(
+        store.claim("silent").await.unwrap().unwrap().task.id,
+        lost.task.id
+    );
+    // Running the reaper again changes nothing.
+    assert!(store.requeue_stale(HOUR_MS).await.unwrap().is_empty());
+    let (agent, given_back) = store.deactivate_agent("alive").await.unwrap();
+    assert_eq!(agent.status.as_str(), "deactivated");
+    assert_eq!(given_back.len(), 1);
+    store.heartbeat("alive", "h", &[]).await.unwrap();
+    assert_eq!(
+        store
+            .agent("alive", HOUR_MS)
+            .await
+            .unwrap()
+            .agent
+            .status
+            .as_str(),
+        "deactivated",
+        "a heartbeat does not undo an operator's deactivation"
+    );
+}
+
+async fn evidence_and_history(db: HubDb) {
+    let (store, _) = seeded(&db).await;
+    let project = store.projects().await.unwrap().remove(0);
+    let task = store.ready_tasks().await.unwrap().remove(0);
+    store
+        .add_evidence(
+            task.id,
+            Some("agent-a"),
+            EvidenceKind::Commit,
+            "0123abcd",
+            "first",
+        )
+        .await
+        .unwrap();
+    store
+        .add_evidence(task.id, None, EvidenceKind::Junit, "runs/1/junit.xml", "")
+        .await
+        .unwrap();
+    let trail = store.evidence_for(task.id).await.unwrap();
+    assert_eq!(
+        trail.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [EvidenceKind::Commit, EvidenceKind::Junit]
+    );
+    assert_eq!(
+        store.evidence_for(999_999).await.unwrap_err().kind,
+        StoreErrorKind::NotFound
+    );
+    let err = store
+        .add_evidence(999_999, None, EvidenceKind::Pr, "x", "")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Invalid);
+
+    let updated = store
+        .update_task_git(
+            task.id,
+            Some("feature/e1-01"),
+            Some("https://example.test/pr/1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.branch.as_deref(), Some("feature/e1-01"));
+    store
+        .update_task_progress(task.id, 100, Some(TaskStatus::Review))
+        .await
+        .unwrap();
+    let queue = store.merge_queue().await.unwrap();
+    assert_eq!(queue.iter().map(|t| t.id).collect::<Vec<_>>(), [task.id]);
+    assert_eq!(store.active_branches().await.unwrap().len(), 1);
+
+    let first = store.snapshot(project.id, HOUR_MS).await.unwrap();
+    store
+        .update_task_progress(task.id, 100, Some(TaskStatus::Done))
+        .await
+        .unwrap();
+    let second = store.snapshot(project.id, HOUR_MS).await.unwrap();
+    assert_eq!((first.done_tasks, second.done_tasks), (5, 6));
+    assert_eq!(second.done_hours, 40.0 + task.estimate_hours);
+    let history = store.progress_history(project.id).await.unwrap();
+    assert_eq!(
+        history.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [first.id, second.id]
+    );
+    assert_eq!(
+        store.snapshot(424_242, HOUR_MS).await.unwrap_err().kind,
+        StoreErrorKind::NotFound
+    );
+}
