@@ -170,18 +170,7 @@ async fn target_template(
     let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
     let uid = deployment.metadata.uid.clone().unwrap_or_default();
     let api: Api<ReplicaSet> = Api::namespaced(cluster.client().clone(), &namespace);
-    let selector = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.as_ref())
-        .map(|labels| {
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let selector = super::rollout_status::label_selector(deployment);
     let params = ListParams::default().labels(&selector);
     let operation = Operation::new("list", "replicasets.apps").namespace(&namespace);
     let sets = cluster.call(operation, || api.list(&params)).await?;

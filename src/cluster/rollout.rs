@@ -154,18 +154,7 @@ pub async fn wait_for_rollout(
         .call(get, || deployments.get(name))
         .await
         .map_err(|e| error(RolloutErrorKind::Cluster(e), None))?;
-    let selector = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.as_ref())
-        .map(|labels| {
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let selector = super::rollout_status::label_selector(&deployment);
 
     let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let by_selector = watcher::Config::default().labels(&selector);

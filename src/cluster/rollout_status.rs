@@ -245,6 +245,23 @@ fn pod_failure(
     None
 }
 
+/// The deployment's `matchLabels` as a label selector (`app=web,tier=frontend`), for listing
+/// its ReplicaSets and pods.
+pub fn label_selector(deployment: &Deployment) -> String {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.selector.match_labels.as_ref())
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
 /// The precision of the API's `startedAt` timestamps.
 const STARTED_AT_PRECISION_SECS: f64 = 1.0;
 

@@ -178,18 +178,7 @@ async fn prior_revision(
     };
     let api: Api<ReplicaSet> = Api::namespaced(cluster.client().clone(), namespace);
     let operation = Operation::new("list", "replicasets.apps").namespace(namespace);
-    let selector = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.as_ref())
-        .map(|labels| {
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let selector = crate::cluster::rollout_status::label_selector(&deployment);
     let params = ListParams::default().labels(&selector);
     let sets = cluster
         .call(operation, || api.list(&params))
