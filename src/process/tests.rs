@@ -250,7 +250,8 @@ async fn cancel_kills_a_group_that_ignores_sigterm_within_two_seconds() {
         stop_time >= KILL_GRACE,
         "SIGKILL came before the grace period: {stop_time:?}"
     );
-    assert!(!is_alive(pid));
+    // Killed, but an orphaned grandchild stays a zombie until init reaps it: give it a moment.
+    assert_dies_soon(pid).await;
 }
 
 #[tokio::test]
