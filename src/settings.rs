@@ -15,10 +15,13 @@ impl RunSettings {
     pub fn resolve(args: &RunArgs, workflow: &Workflow) -> Self {
         let run_id = new_run_id();
         let workdir = absolute_dir(&workflow.project_root);
-        let artifacts_dir = args
-            .artifacts
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(".agent-orch").join("runs").join(&run_id));
+        // Absolute: steps run in other folders and get paths into it (`$AGENT_ORCH_OUTPUT`).
+        let artifacts_dir = absolute_dir(
+            &args
+                .artifacts
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".agent-orch").join("runs").join(&run_id)),
+        );
         RunSettings {
             run_id,
             workflow_path: args.workflow.file.clone(),

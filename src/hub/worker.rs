@@ -154,11 +154,13 @@ async fn work(
         workflow_path: workflow_path.clone(),
         environment: workflow.environment.clone(),
         workdir: crate::settings::absolute_dir(&workflow.project_root),
-        artifacts_dir: options
-            .workdir
-            .join(".agent-orch")
-            .join("runs")
-            .join(&run_id),
+        artifacts_dir: crate::settings::absolute_dir(
+            &options
+                .workdir
+                .join(".agent-orch")
+                .join("runs")
+                .join(&run_id),
+        ),
         max_iterations: workflow.safety.max_iterations,
         echo: false,
         dry_run: false,

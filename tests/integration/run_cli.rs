@@ -357,3 +357,28 @@ fn a_huge_output_streams_to_the_log_in_bounded_memory() {
     assert!(peak_kib > 0, "VmHWM was never read");
     assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
 }
+
+/// The default artifacts folder is relative to where agent-orch runs; a step working in a
+/// sub-folder must still find its outputs file and logs.
+#[test]
+fn outputs_work_from_a_step_workdir_with_the_default_artifacts_folder() {
+    let project = Project::new();
+    project
+        .file("app/README", "a sub-folder the build runs in\n")
+        .file(
+            "w.yaml",
+            r#"
+name: relative
+steps:
+  - id: build
+    gate: {run: "echo version=2.0.0 >> \"$AGENT_ORCH_OUTPUT\"", workdir: app}
+  - {id: use, gate: "test {{ steps.build.outputs.version }} = 2.0.0"}
+"#,
+        );
+    let result = project.run(&["run", "w.yaml", "--quiet"]);
+    result.assert_code(0);
+    let runs = std::fs::read_dir(project.path().join(".agent-orch/runs"))
+        .expect("default artifacts folder")
+        .count();
+    assert_eq!(runs, 1);
+}
