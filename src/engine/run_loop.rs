@@ -471,7 +471,10 @@ impl<'a> Engine<'a> {
                 ));
             }
             let outcome = if self.settings.dry_run {
-                StepOutcome::new(StepStatus::Skipped, "dry run: not executed")
+                StepOutcome::new(
+                    StepStatus::Skipped,
+                    format!("dry run: {}", steps::describe(&ctx)),
+                )
             } else if let StepKind::Fix(_) | StepKind::Review(_) = step.kind {
                 let repair = self.repair.run_step(
                     step,

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::ledger::DeployLedger;
 use crate::workflow::model::{Step, StepKind};
-use crate::workflow::template::Renderer;
+use crate::workflow::template::{Renderer, Template};
 
 /// What a step sees of the run it belongs to.
 #[derive(Clone, Debug)]
@@ -55,6 +55,63 @@ pub struct StepContext<'a> {
     pub deployments: &'a DeployLedger,
     /// The run's secret values (from Key Vault): masked in the step's log, echo and messages.
     pub secrets: &'a [String],
+}
+
+/// What the step would do, for `--dry-run`: its main setting rendered where it can be. A value
+/// only an earlier step would produce (`steps.build.outputs.x`) leaves the template as written.
+pub fn describe(ctx: &StepContext<'_>) -> String {
+    let show = |template: &Template| {
+        let text = ctx
+            .renderer
+            .render(template)
+            .unwrap_or_else(|_| template.source().to_owned());
+        one_line(&text)
+    };
+    match &ctx.step.kind {
+        StepKind::Gate(config) => format!("would run `{}`", show(&config.run)),
+        StepKind::Service(config) => format!("would start `{}`", show(&config.run)),
+        StepKind::Verify(verify::VerifyConfig::Http(http)) => {
+            format!("would check {} {}", http.method.as_str(), show(&http.url))
+        }
+        StepKind::Verify(verify::VerifyConfig::Flow(flow)) => {
+            format!("would run a flow of {} request(s)", flow.requests.len())
+        }
+        StepKind::Verify(verify::VerifyConfig::Script(script)) => {
+            format!("would run `{}`", show(&script.run))
+        }
+        StepKind::Deploy(config) => format!(
+            "would apply {}",
+            config
+                .manifests
+                .iter()
+                .map(show)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        StepKind::Rollback(_) => "would roll back what this run deployed".to_owned(),
+        StepKind::Fix(config) => format!("would ask agent `{}` for a patch", config.agent.value),
+        StepKind::Review(config) => {
+            format!(
+                "would ask agent `{}` to review the patch",
+                config.agent.value
+            )
+        }
+    }
+}
+
+/// A multi-line script as one short line: `npm ci; npm run build`.
+fn one_line(text: &str) -> String {
+    const MAX_CHARS: usize = 160;
+    let joined = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    match joined.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &joined[..cut]),
+        None => joined,
+    }
 }
 
 /// Runs one step once, whatever its kind.

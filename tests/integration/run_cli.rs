@@ -215,16 +215,32 @@ steps:
 }
 
 #[test]
-fn dry_run_executes_nothing() {
+fn dry_run_executes_nothing_and_says_what_would_run() {
     let project = Project::new();
     project.file(
         "w.yaml",
-        "name: dry\nsteps:\n  - {id: a, gate: \"touch ran\"}\n",
+        r#"
+name: dry
+vars: {port: 9}
+steps:
+  - {id: a, gate: "touch ran"}
+  - {id: b, gate: "echo {{ steps.a.outputs.version }}"}
+  - {id: c, verify: {http: {url: "http://127.0.0.1:{{ vars.port }}/health"}}}
+"#,
     );
-    project
-        .run_workflow("w.yaml", &["--dry-run"])
-        .assert_code(0);
+    let result = project.run_workflow("w.yaml", &["--dry-run"]);
+    result.assert_code(0);
     assert!(!project.path().join("ran").exists());
+    let junit = project.read("artifacts/junit.xml");
+    assert!(junit.contains("would run `touch ran`"), "{junit}");
+    assert!(
+        junit.contains("would run `echo {{ steps.a.outputs.version }}`"),
+        "a value only a run produces stays as written: {junit}"
+    );
+    assert!(
+        junit.contains("would check GET http://127.0.0.1:9/health"),
+        "{junit}"
+    );
 }
 
 #[cfg(unix)]
