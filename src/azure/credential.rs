@@ -204,17 +204,7 @@ impl TokenCredential for CredentialChain {
 
 /// The error's message and its sources' (those not already part of it), on one line.
 pub(crate) fn error_line(error: &AzureError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text.replace(['\r', '\n'], " ")
+    crate::error::distinct_error_chain(error).replace(['\r', '\n'], " ")
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::{Deserialize, Serialize};
 
-use super::error::{ClusterError, ClusterErrorKind, Operation, error_chain, is_transient};
+use super::error::{ClusterError, ClusterErrorKind, Operation, is_transient};
+use crate::error::distinct_error_chain;
 
 /// Which cluster to talk to, and as whom.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +86,7 @@ impl Cluster {
                     config_error(format!(
                         "failed to read kubeconfig `{}`: {}",
                         path.display(),
-                        error_chain(&err)
+                        distinct_error_chain(&err)
                     ))
                 })?;
                 kube::Config::from_custom_kubeconfig(kubeconfig, &options)
@@ -94,22 +95,22 @@ impl Cluster {
                         config_error(format!(
                             "kubeconfig `{}`: {}",
                             path.display(),
-                            error_chain(&err)
+                            distinct_error_chain(&err)
                         ))
                     })?
             }
             // A named context only makes sense in a kubeconfig: no in-cluster fallback.
             (None, Some(_)) => kube::Config::from_kubeconfig(&options)
                 .await
-                .map_err(|err| config_error(error_chain(&err)))?,
+                .map_err(|err| config_error(distinct_error_chain(&err)))?,
             (None, None) => kube::Config::infer()
                 .await
-                .map_err(|err| config_error(error_chain(&err)))?,
+                .map_err(|err| config_error(distinct_error_chain(&err)))?,
         };
         let server = config.cluster_url.to_string();
         let default_namespace = config.default_namespace.clone();
-        let client =
-            kube::Client::try_from(config).map_err(|err| config_error(error_chain(&err)))?;
+        let client = kube::Client::try_from(config)
+            .map_err(|err| config_error(distinct_error_chain(&err)))?;
         Ok(Self {
             client,
             server: server.trim_end_matches('/').to_owned(),
@@ -176,7 +177,7 @@ impl Cluster {
                 server: self.server.clone(),
                 attempts,
                 elapsed: started.elapsed(),
-                detail: error_chain(error),
+                detail: distinct_error_chain(error),
             },
         )
     }

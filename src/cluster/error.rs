@@ -1,5 +1,6 @@
 //! `ClusterError`: what went wrong talking to a cluster, said in terms of the operation.
 
+use crate::error::distinct_error_chain;
 use std::fmt;
 use std::time::Duration;
 
@@ -114,7 +115,7 @@ impl ClusterError {
                     message: status.message,
                 },
             },
-            other => ClusterErrorKind::Client(error_chain(&other)),
+            other => ClusterErrorKind::Client(distinct_error_chain(&other)),
         };
         Self { operation, kind }
     }
@@ -131,21 +132,6 @@ pub(crate) fn is_transient(error: &kube::Error) -> bool {
         kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
         _ => false,
     }
-}
-
-/// An error and its causes on one line: hyper's "client error (Connect)" alone says little.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! `task.complete`: a problem before the run (bad inputs, an invalid workflow, a secret that
 //! cannot be fetched) is a `task.logissue` error and `result=Failed`.
 
+use crate::error::error_chain;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -89,15 +90,4 @@ fn fail_task(err: &Error) {
         LoggingCommand::complete(TaskResult::Failed, "nothing ran")
     );
     let _ = stdout.flush();
-}
-
-fn error_chain(err: &Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -1,5 +1,6 @@
 //! `Agent`: one `agents.<name>` entry, ready to ask for a fix or a verdict.
 
+use crate::error::error_chain;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -400,18 +401,6 @@ impl Agent {
             other => LlmErrorKind::Transport(redact(&other.to_string())),
         }
     }
-}
-
-/// `error: cause: cause`, since reqwest's own message hides the interesting part.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@
 //! A malformed file fails the step. The file sits next to the step's log while the command
 //! runs and is removed afterwards (see [`crate::process::OutputsFile`]).
 
+use crate::error::error_chain;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -269,18 +270,6 @@ pub(crate) fn command_spec(
 /// `artifacts/build.log` -> `artifacts/build.outputs`.
 fn outputs_path(log_path: &Path) -> PathBuf {
     log_path.with_extension("outputs")
-}
-
-/// `error: cause: cause`, for one-line step messages.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::gate::{GateConfig, command_spec, error_chain};
+use super::gate::{GateConfig, command_spec};
 use super::{StepContext, StepOutcome, StepStatus};
+use crate::error::error_chain;
 use crate::process::{self, CommandResult, OutputSink, ProcessError};
 
 /// How long a service must stay up to count as started.
