@@ -15,6 +15,7 @@ const HOUR_MS: i64 = 3_600_000;
 on_both_stores! {
     seeding_the_fleet_plan_gives_its_totals_and_readiness => seeding_the_fleet_plan;
     concurrent_claims_never_assign_a_task_twice => concurrent_claims;
+    one_batch_serves_its_claimers_in_order_and_skips_idle_agents => claim_batch;
     finishing_a_task_makes_its_dependents_ready => readiness_follows_dependencies;
     giving_a_task_back_requeues_it_and_ends_the_assignment => giving_back;
     silent_agents_lose_their_tasks => heartbeat_timeout;
@@ -163,6 +164,59 @@ async fn concurrent_claims(db: HubDb) {
         .unwrap();
     assert_eq!(active.len(), TASKS);
     assert!(store.ready_tasks().await.unwrap().is_empty());
+}
+
+async fn claim_batch(db: HubDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let tasks: Vec<NewTask> = [("low", 1), ("high", 9), ("mid", 5)]
+        .into_iter()
+        .map(|(key, priority)| NewTask {
+            key: key.into(),
+            epic: "batch".into(),
+            title: key.into(),
+            description: String::new(),
+            estimate_hours: 1.0,
+            priority,
+            status: TaskStatus::Pending,
+            workflow: None,
+            depends_on: Vec::new(),
+        })
+        .collect();
+    store.import_plan("batch", None, &tasks).await.unwrap();
+    for agent in ["a", "b", "resting"] {
+        store.heartbeat(agent, "h", &[]).await.unwrap();
+    }
+    store.deactivate_agent("resting").await.unwrap();
+
+    // Unknown and deactivated agents get nothing and take nothing from the others; the
+    // active ones get the best tasks in the order they asked; `a` asked twice.
+    let claims = store
+        .claim_batch(&["a", "ghost", "resting", "b", "a"])
+        .await
+        .unwrap();
+    let handed: Vec<(&str, &str)> = claims
+        .iter()
+        .map(|c| (c.assignment.agent_id.as_str(), c.task.key.as_str()))
+        .collect();
+    let mut sorted = handed.clone();
+    sorted.sort_by_key(|(_, key)| ["high", "mid", "low"].iter().position(|k| k == key));
+    assert_eq!(sorted, [("a", "high"), ("b", "mid"), ("a", "low")]);
+    for claim in &claims {
+        assert_eq!(
+            claim.task.assigned_agent.as_deref(),
+            Some(claim.assignment.agent_id.as_str())
+        );
+        assert_eq!(claim.assignment.task_id, claim.task.id);
+        let stored = store.assignment(claim.assignment.id).await.unwrap();
+        assert_eq!(
+            (stored.task_id, stored.status),
+            (claim.task.id, AssignmentStatus::Active)
+        );
+    }
+
+    // Nothing left: a batch hands out nothing and changes nothing.
+    assert!(store.claim_batch(&["b", "a"]).await.unwrap().is_empty());
+    assert_eq!(store.assignments(None, None).await.unwrap().len(), 3);
 }
 
 async fn readiness_follows_dependencies(db: HubDb) {

@@ -2,63 +2,104 @@
 //! give-back. A task is never assigned twice: every change is guarded by the task's status in
 //! the same statement, and a partial unique index allows one active assignment per task.
 
+use std::collections::HashMap;
+
 use super::rows::{self, ASSIGNMENT_COLUMNS, TASK_COLUMNS};
 use super::tasks::{READY, READY_ORDER};
-use super::{Backend, Store, StoreError, on_reader, on_writer};
-
-/// The claiming agent (`$1`) is registered and active, as SQL.
-const AGENT_ACTIVE: &str =
-    "EXISTS (SELECT 1 FROM agents ag WHERE ag.id = $1 AND ag.status = 'active')";
+use super::{Backend, Store, StoreError, StoreErrorKind, on_reader, on_writer};
 use crate::hub::model::{Assignment, AssignmentStatus, Claim, MAX_FAILURES, TaskStatus, now_ms};
+
+/// The claiming agent (`r.agent_id`, a request of a batch) is registered and active, as SQL.
+const AGENT_ACTIVE: &str =
+    "EXISTS (SELECT 1 FROM agents ag WHERE ag.id = r.agent_id AND ag.status = 'active')";
 
 impl Store {
     /// Hands the best ready task to `agent_id`, or `None` when nothing is ready.
     ///
-    /// PostgreSQL: one statement; `FOR UPDATE SKIP LOCKED` lets concurrent claims (from any
-    /// number of hub replicas) each take a different row without waiting on each other.
-    /// SQLite: one transaction on the single writer connection, which serializes claims.
+    /// Concurrent claims are answered together, a batch per database round trip (see
+    /// [`super::claim_queue`]).
     pub async fn claim(&self, agent_id: &str) -> Result<Option<Claim>, StoreError> {
+        let claim = match &self.claims {
+            Some(queue) => queue.claim(agent_id).await?,
+            None => self.claim_batch(&[agent_id]).await?.pop(),
+        };
+        if claim.is_none() {
+            // Nothing claimed: say why if it is the agent, else nothing is ready.
+            self.require_active_agent(agent_id).await?;
+        }
+        Ok(claim)
+    }
+
+    /// Claims for several agents in one round trip: each active agent of `agents`, in that
+    /// order, gets a different ready task, best first, while tasks last; agents that may not
+    /// take work get nothing. An agent named twice gets two tasks.
+    ///
+    /// PostgreSQL: one statement; `FOR UPDATE SKIP LOCKED` lets concurrent batches (from any
+    /// number of hub replicas) each take different rows without waiting on each other.
+    /// SQLite: one transaction on the single writer connection, which serializes batches.
+    pub async fn claim_batch(&self, agents: &[&str]) -> Result<Vec<Claim>, StoreError> {
         let now = now_ms();
-        // The agent check, the task's dependencies and the claim itself travel in one
-        // statement: a claim is one round trip to the database, which is what makes it cheap.
-        let claim = match &self.backend {
+        // Requests are numbered in arrival order and ready tasks in hand-out order; the two
+        // numberings are joined, so the n-th active claimer gets the n-th best task.
+        let pairs = format!(
+            "ranked_requests AS ( \
+               SELECT agent_id, row_number() OVER (ORDER BY position) AS n FROM requests \
+             ), picked AS ( \
+               SELECT t.id, row_number() OVER (ORDER BY {READY_ORDER}) AS n FROM locked t \
+             ), pairs AS ( \
+               SELECT picked.id AS task_id, ranked_requests.agent_id \
+               FROM picked JOIN ranked_requests ON ranked_requests.n = picked.n \
+             )"
+        );
+        let ready = format!(
+            "SELECT t.id, t.failures, t.priority FROM tasks t WHERE {READY} \
+             ORDER BY {READY_ORDER} LIMIT (SELECT count(*) FROM requests)"
+        );
+        match &self.backend {
             Backend::Postgres(pool) => {
                 let sql = format!(
-                    "WITH picked AS ( \
-                       SELECT t.id FROM tasks t WHERE {READY} AND {AGENT_ACTIVE} \
-                       ORDER BY {READY_ORDER} LIMIT 1 FOR UPDATE OF t SKIP LOCKED \
-                     ), claimed AS ( \
-                       UPDATE tasks AS t SET status = 'in_progress', assigned_agent = $1, \
-                         progress = 0, updated_at = $2 \
-                       FROM picked WHERE t.id = picked.id RETURNING {TASK_COLUMNS} \
+                    "WITH requests AS ( \
+                       SELECT r.agent_id, r.position \
+                       FROM unnest($1::text[]) WITH ORDINALITY AS r(agent_id, position) \
+                       WHERE {AGENT_ACTIVE} \
+                     ), locked AS ({ready} FOR UPDATE OF t SKIP LOCKED), {pairs}, \
+                     claimed AS ( \
+                       UPDATE tasks AS t SET status = 'in_progress', \
+                         assigned_agent = pairs.agent_id, progress = 0, updated_at = $2 \
+                       FROM pairs WHERE t.id = pairs.task_id RETURNING {TASK_COLUMNS} \
                      ), assigned AS ( \
                        INSERT INTO assignments (task_id, agent_id, status, progress, note, \
                          assigned_at, updated_at) \
-                       SELECT id, $1, 'active', 0, '', $2, $2 FROM claimed \
-                       RETURNING id AS assignment_id \
+                       SELECT id, assigned_agent, 'active', 0, '', $2, $2 FROM claimed \
+                       RETURNING id AS assignment_id, task_id \
                      ) SELECT claimed.*, assigned.assignment_id, \
                        (SELECT string_agg(d.depends_on::text, ',') FROM task_dependencies d \
                         WHERE d.task_id = claimed.id) AS dependencies \
-                     FROM claimed, assigned"
+                     FROM claimed JOIN assigned ON assigned.task_id = claimed.id"
                 );
                 sqlx::query(&sql)
-                    .bind(agent_id)
+                    .bind(agents)
                     .bind(now)
-                    .fetch_optional(pool)
+                    .fetch_all(pool)
                     .await?
-                    .map(|row| {
-                        let assignment_id = rows::Columns::int(&row, "assignment_id")?;
-                        claim_from(&row, assignment_id, agent_id, now)
-                    })
-                    .transpose()?
+                    .iter()
+                    .map(|row| claim_from(row, rows::Columns::int(row, "assignment_id")?, now))
+                    .collect()
             }
             Backend::Sqlite { writer, .. } => {
+                let requests = serde_json::to_string(agents).map_err(|err| {
+                    StoreError::with_source(StoreErrorKind::Invalid, "unencodable agent id", err)
+                })?;
                 let returning = rows::returning(TASK_COLUMNS);
                 let update = format!(
-                    "UPDATE tasks SET status = 'in_progress', assigned_agent = $1, \
-                     progress = 0, updated_at = $2 \
-                     WHERE id = (SELECT t.id FROM tasks t WHERE {READY} AND {AGENT_ACTIVE} \
-                       ORDER BY {READY_ORDER} LIMIT 1) \
+                    "WITH requests AS ( \
+                       SELECT r.agent_id, r.position \
+                       FROM (SELECT value AS agent_id, key AS position FROM json_each($1)) r \
+                       WHERE {AGENT_ACTIVE} \
+                     ), locked AS ({ready}), {pairs} \
+                     UPDATE tasks SET status = 'in_progress', assigned_agent = pairs.agent_id, \
+                       progress = 0, updated_at = $2 \
+                     FROM pairs WHERE tasks.id = pairs.task_id \
                      RETURNING {returning}, \
                        (SELECT group_concat(d.depends_on, ',') FROM task_dependencies d \
                         WHERE d.task_id = tasks.id) AS dependencies"
@@ -67,34 +108,47 @@ impl Store {
                 // and cannot deadlock upgrading from a read.
                 let mut tx = writer.begin().await?;
                 let claimed = sqlx::query(&update)
-                    .bind(agent_id)
+                    .bind(&requests)
                     .bind(now)
-                    .fetch_optional(&mut *tx)
+                    .fetch_all(&mut *tx)
                     .await?;
-                match claimed {
-                    None => None,
-                    Some(row) => {
-                        let assignment_id: i64 = sqlx::query_scalar(
-                            "INSERT INTO assignments (task_id, agent_id, status, progress, note, \
-                             assigned_at, updated_at) VALUES ($1, $2, 'active', 0, '', $3, $3) \
-                             RETURNING id",
-                        )
-                        .bind(rows::Columns::int(&row, "id")?)
-                        .bind(agent_id)
-                        .bind(now)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        tx.commit().await?;
-                        Some(claim_from(&row, assignment_id, agent_id, now)?)
-                    }
+                if claimed.is_empty() {
+                    return Ok(Vec::new());
                 }
+                let task_ids = claimed
+                    .iter()
+                    .map(|row| rows::Columns::int(row, "id"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let assignment_ids: HashMap<i64, i64> = sqlx::query_as(
+                    "INSERT INTO assignments (task_id, agent_id, status, progress, note, \
+                     assigned_at, updated_at) \
+                     SELECT t.id, t.assigned_agent, 'active', 0, '', $2, $2 FROM tasks t \
+                     WHERE t.id IN (SELECT value FROM json_each($1)) \
+                     RETURNING task_id, id AS assignment_id",
+                )
+                .bind(serde_json::Value::from(task_ids).to_string())
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+                tx.commit().await?;
+                claimed
+                    .iter()
+                    .map(|row| {
+                        let task_id = rows::Columns::int(row, "id")?;
+                        let assignment_id =
+                            assignment_ids.get(&task_id).copied().ok_or_else(|| {
+                                StoreError::new(
+                                    StoreErrorKind::Database,
+                                    format!("task {task_id} was claimed without an assignment"),
+                                )
+                            })?;
+                        claim_from(row, assignment_id, now)
+                    })
+                    .collect()
             }
-        };
-        if claim.is_none() {
-            // Nothing claimed: say why if it is the agent, else nothing is ready.
-            self.require_active_agent(agent_id).await?;
         }
-        Ok(claim)
     }
 
     /// Assigns a specific task; refused with a conflict unless the task is ready.
@@ -134,7 +188,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
-            claim_from(&row, assignment_id, agent_id, now)?
+            claim_from(&row, assignment_id, now)?
         });
         let mut claim = claim;
         claim.task.depends_on = self.dependencies_of(task_id).await?;
@@ -263,13 +317,15 @@ impl Store {
     }
 }
 
-fn claim_from(
-    row: &impl rows::Columns,
-    assignment_id: i64,
-    agent_id: &str,
-    now: i64,
-) -> Result<Claim, StoreError> {
+/// A claim from a just-claimed task row (which names its agent) and its new assignment.
+fn claim_from(row: &impl rows::Columns, assignment_id: i64, now: i64) -> Result<Claim, StoreError> {
     let mut task = rows::task(row)?;
+    let agent_id = task.assigned_agent.clone().ok_or_else(|| {
+        StoreError::new(
+            StoreErrorKind::Database,
+            format!("task {} was claimed without an agent", task.id),
+        )
+    })?;
     // Claims carry the dependencies as `1,2,3` (or nothing) from a subquery.
     if let Ok(Some(list)) = row.optional_text("dependencies") {
         task.depends_on = list
@@ -282,7 +338,7 @@ fn claim_from(
         assignment: Assignment {
             id: assignment_id,
             task_id: task.id,
-            agent_id: agent_id.to_owned(),
+            agent_id,
             status: AssignmentStatus::Active,
             progress: 0,
             note: String::new(),

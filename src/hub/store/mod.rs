@@ -5,6 +5,7 @@
 
 mod agents;
 mod assignments;
+mod claim_queue;
 mod error;
 mod evidence;
 mod progress;
@@ -21,6 +22,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use claim_queue::ClaimQueue;
 pub use error::{StoreError, StoreErrorKind};
 pub use tasks::{NewTask, TaskFilter};
 
@@ -34,6 +36,9 @@ pub enum StoreKind {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// Where concurrent claims wait to be answered together; `None` in the store the batching
+    /// task itself uses, which claims directly.
+    claims: Option<ClaimQueue>,
 }
 
 #[derive(Clone, Debug)]
@@ -131,9 +136,7 @@ impl Store {
             .await
             .map_err(|err| connect_error(url, err))?;
         tokio::spawn(checkpoint_in_background(reader.clone()));
-        Ok(Store {
-            backend: Backend::Sqlite { writer, reader },
-        })
+        Ok(Store::new(Backend::Sqlite { writer, reader }))
     }
 
     async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
@@ -144,9 +147,18 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|err| connect_error(url, err))?;
-        Ok(Store {
-            backend: Backend::Postgres(pool),
-        })
+        Ok(Store::new(Backend::Postgres(pool)))
+    }
+
+    fn new(backend: Backend) -> Store {
+        let direct = Store {
+            backend: backend.clone(),
+            claims: None,
+        };
+        Store {
+            backend,
+            claims: Some(ClaimQueue::start(direct)),
+        }
     }
 
     pub fn kind(&self) -> StoreKind {
