@@ -42,9 +42,13 @@ fn main() {
         );
         let dir = tempfile::tempdir().unwrap();
         let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-        claims("sqlite", &sqlite).await;
+        claims("sqlite", &sqlite, 1).await;
         let (postgres, schema) = postgres_schema("http").await;
-        claims("postgres", &postgres).await;
+        claims("postgres", &postgres, 1).await;
+        drop_schema(&schema).await;
+        // Two hubs on one database, half the workers on each; events relayed between them.
+        let (postgres, schema) = postgres_schema("replicas").await;
+        claims("postgres×2", &postgres, 2).await;
         drop_schema(&schema).await;
         println!();
         println!("the same claims without HTTP: {WORKERS} concurrent callers of Store::claim");
@@ -115,20 +119,29 @@ async fn store_claims(label: &str, database: &str) {
     store.close().await;
 }
 
-async fn claims(label: &str, database: &str) {
-    let hub = server::start(options(database)).await.unwrap();
+/// `replicas` hubs on one database, the workers spread evenly over them.
+async fn claims(label: &str, database: &str, replicas: usize) {
+    let mut hubs = Vec::new();
+    for _ in 0..replicas {
+        hubs.push(server::start(options(database)).await.unwrap());
+    }
+    let hub = &hubs[0];
     hub.state
         .store
         .import_plan(label, None, &bench_tasks())
         .await
         .unwrap();
-    let base = format!("http://{}", hub.addr);
+    let bases: Vec<String> = hubs
+        .iter()
+        .map(|hub| format!("http://{}", hub.addr))
+        .collect();
     let client = agent_orch::http::http_client_builder()
         .pool_max_idle_per_host(WORKERS)
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
     for worker in 0..WORKERS {
+        let base = &bases[worker % replicas];
         client
             .post(format!("{base}/api/agents/heartbeat"))
             .bearer_auth(TOKEN)
@@ -141,7 +154,7 @@ async fn claims(label: &str, database: &str) {
     let mut workers = Vec::new();
     for worker in 0..WORKERS {
         let client = client.clone();
-        let url = format!("{base}/api/assignments/claim");
+        let url = format!("{}/api/assignments/claim", bases[worker % replicas]);
         let body = serde_json::json!({"agent_id": format!("bench-{worker}")}).to_string();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -215,7 +228,9 @@ async fn claims(label: &str, database: &str) {
         millis(percentile(&all, 0.99)),
         errors
     );
-    hub.stop().await.unwrap();
+    for hub in hubs {
+        hub.stop().await.unwrap();
+    }
 }
 
 async fn fan_out(database: &str) {

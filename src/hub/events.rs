@@ -4,7 +4,7 @@
 
 use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use super::model::{Agent, Assignment, Evidence, ProgressSnapshot, Task};
 
@@ -36,9 +36,14 @@ struct Envelope<'a> {
 /// How many events a slow subscriber may fall behind before it is told it missed some.
 const BACKLOG: usize = 4096;
 
+/// How many events may wait to be relayed to other replicas before new ones are dropped.
+const RELAY_BACKLOG: usize = 16_384;
+
 #[derive(Clone, Debug)]
 pub struct EventBus {
     sender: broadcast::Sender<Utf8Bytes>,
+    /// Where events also go when other replicas share the database (see [`super::relay`]).
+    relay: Option<mpsc::Sender<Utf8Bytes>>,
 }
 
 impl Default for EventBus {
@@ -50,12 +55,25 @@ impl Default for EventBus {
 impl EventBus {
     pub fn new() -> Self {
         let (sender, _) = broadcast::channel(BACKLOG);
-        EventBus { sender }
+        EventBus {
+            sender,
+            relay: None,
+        }
+    }
+
+    /// A bus whose events are also handed to the returned receiver, for other replicas.
+    pub fn relayed() -> (Self, mpsc::Receiver<Utf8Bytes>) {
+        let (relay, outbound) = mpsc::channel(RELAY_BACKLOG);
+        let bus = EventBus {
+            relay: Some(relay),
+            ..EventBus::new()
+        };
+        (bus, outbound)
     }
 
     pub fn publish(&self, event: &HubEvent) {
         // Nobody listening: skip the serialization (the claim path publishes twice per claim).
-        if self.sender.receiver_count() == 0 {
+        if self.sender.receiver_count() == 0 && self.relay.is_none() {
             return;
         }
         let envelope = Envelope {
@@ -63,9 +81,19 @@ impl EventBus {
             at: super::model::now_ms(),
         };
         if let Ok(text) = serde_json::to_string(&envelope) {
-            // No subscriber is not an error: events are for whoever listens now.
-            let _ = self.sender.send(Utf8Bytes::from(text));
+            let text = Utf8Bytes::from(text);
+            if let Some(relay) = &self.relay {
+                // A relay too far behind drops events rather than hold up the API.
+                let _ = relay.try_send(text.clone());
+            }
+            self.deliver(text);
         }
+    }
+
+    /// Hands an already serialized event (another replica's) to this replica's subscribers.
+    pub(crate) fn deliver(&self, text: Utf8Bytes) {
+        // No subscriber is not an error: events are for whoever listens now.
+        let _ = self.sender.send(text);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Utf8Bytes> {

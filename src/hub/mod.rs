@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod model;
 pub mod plan;
+mod relay;
 pub mod server;
 pub mod store;
 pub mod worker;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::api::{self, ApiTokens, HubState};
 use super::error::HubError;
 use super::events::{EventBus, HubEvent};
+use super::relay;
 use super::store::Store;
 
 #[derive(Clone, Debug)]
@@ -40,13 +41,23 @@ pub async fn start(options: ServeOptions) -> Result<RunningHub, HubError> {
             source,
         })?;
     let addr = listener.local_addr().map_err(HubError::Serve)?;
+    let shutdown = CancellationToken::new();
+    // Replicas share a PostgreSQL database, so each one's events must reach the others.
+    let events = match store.postgres_pool() {
+        Some(pool) => {
+            let (events, outbound) = EventBus::relayed();
+            relay::start(pool, events.clone(), outbound, shutdown.clone()).await?;
+            events
+        }
+        None => EventBus::new(),
+    };
     let state = HubState {
         store,
-        events: EventBus::new(),
+        events,
         tokens: options.tokens,
         heartbeat_timeout_ms: i64::try_from(options.heartbeat_timeout.as_millis())
             .unwrap_or(i64::MAX),
-        shutdown: CancellationToken::new(),
+        shutdown,
     };
     let app = api::router(state.clone(), &options.cors_origins);
     let shutdown = state.shutdown.clone();

@@ -11,7 +11,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
 use crate::support::hub_db::{HubDb, on_both_stores};
-use crate::support::hub_server::{ALLOWED_ORIGIN, TOKEN, TestHub};
+use crate::support::hub_server::{ALLOWED_ORIGIN, EventStream, TOKEN, TestHub};
 
 on_both_stores! {
     the_seed_api_works_end_to_end => seed_api_end_to_end;
@@ -449,25 +449,10 @@ async fn two_replicas(db: HubDb) {
 
 async fn websocket_events(db: HubDb) {
     let hub = seeded_hub(db).await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", hub.hub.addr))
-        .await
-        .unwrap();
-    let mut next = async || -> Value {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
-                .await
-                .expect("an event within 5 s")
-                .unwrap()
-                .unwrap();
-            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
-                return serde_json::from_str(&text).unwrap();
-            }
-        }
-    };
-    assert_eq!(next().await["type"], "hello");
+    let mut events = EventStream::connect(hub.hub.addr).await;
     hub.post("/api/agents/heartbeat", json!({"id": "agent-ws"}))
         .await;
-    let event = next().await;
+    let event = events.next().await;
     assert_eq!(
         (event["type"].as_str(), event["data"]["id"].as_str()),
         (Some("agent.updated"), Some("agent-ws"))
@@ -476,10 +461,10 @@ async fn websocket_events(db: HubDb) {
     let (_, claim) = hub
         .post("/api/assignments/claim", json!({"agent_id": "agent-ws"}))
         .await;
-    let created = next().await;
+    let created = events.next().await;
     assert_eq!(created["type"], "assignment.created");
     assert_eq!(created["data"]["id"], claim["assignment"]["id"]);
-    let task = next().await;
+    let task = events.next().await;
     assert_eq!(
         (task["type"].as_str(), task["data"]["status"].as_str()),
         (Some("task.updated"), Some("in_progress"))
@@ -490,7 +475,7 @@ async fn websocket_events(db: HubDb) {
         json!({"progress": 30}),
     )
     .await;
-    let updated = next().await;
+    let updated = events.next().await;
     assert_eq!(
         (
             updated["type"].as_str(),
@@ -501,17 +486,82 @@ async fn websocket_events(db: HubDb) {
     // Shutting down closes subscribers instead of waiting for them.
     let stopped = tokio::time::timeout(Duration::from_secs(5), hub.stop()).await;
     assert!(stopped.is_ok(), "graceful shutdown waited on the WebSocket");
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(Ok(message)) = socket.next().await {
-            if message.is_close() {
-                return true;
-            }
-        }
-        true
-    })
-    .await;
-    assert_eq!(closed, Ok(true));
-    let _ = socket.close(None).await;
+    assert!(events.closed().await, "the stream was not closed");
+}
+
+/// Several replicas on one PostgreSQL database: what happens through one reaches the `/ws`
+/// subscribers of the others, once, including events too large for one notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_relay_their_events_to_each_others_subscribers() {
+    let first = TestHub::start(HubDb::postgres().await).await;
+    let second = first.replica().await;
+    let long = "a long description, ".repeat(2_000);
+    let task = agent_orch::hub::store::NewTask {
+        key: "BIG-1".into(),
+        epic: "relay".into(),
+        title: "a task whose events need several notifications".into(),
+        description: long.clone(),
+        estimate_hours: 1.0,
+        priority: 0,
+        status: agent_orch::hub::model::TaskStatus::Pending,
+        workflow: None,
+        depends_on: Vec::new(),
+    };
+    first
+        .hub
+        .state
+        .store
+        .import_plan("relay", None, &[task])
+        .await
+        .unwrap();
+    let mut on_first = EventStream::connect(first.hub.addr).await;
+    let mut on_second = EventStream::connect(second.addr).await;
+
+    // Made through the second replica: its own subscriber sees it once, the first's too.
+    let through_second = format!("http://{}/api/agents/heartbeat", second.addr);
+    let response = first
+        .http
+        .post(through_second)
+        .bearer_auth(TOKEN)
+        .json(&json!({"id": "agent-two"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    for events in [&mut on_second, &mut on_first] {
+        let event = events.next().await;
+        assert_eq!(
+            (event["type"].as_str(), event["data"]["id"].as_str()),
+            (Some("agent.updated"), Some("agent-two"))
+        );
+    }
+
+    // Made through the first: the second replica's subscriber sees each event in order,
+    // the 40 KB task whole.
+    first
+        .post("/api/agents/heartbeat", json!({"id": "agent-one"}))
+        .await;
+    let (status, claim) = first
+        .post("/api/assignments/claim", json!({"agent_id": "agent-one"}))
+        .await;
+    assert_eq!(status, 200, "{claim}");
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(on_second.next().await);
+    }
+    let kinds: Vec<_> = seen.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["agent.updated", "assignment.created", "task.updated"],
+        "no duplicate of the second replica's own event, nothing missing"
+    );
+    assert_eq!(seen[0]["data"]["id"], "agent-one");
+    assert_eq!(seen[1]["data"]["id"], claim["assignment"]["id"]);
+    assert_eq!(seen[2]["data"]["description"].as_str(), Some(long.as_str()));
+    assert_eq!(seen[2]["data"]["status"], "in_progress");
+
+    second.stop().await.unwrap();
+    first.stop().await;
 }
 
 async fn reaper_requeues(db: HubDb) {

@@ -161,6 +161,14 @@ impl Store {
         }
     }
 
+    /// The PostgreSQL pool, for what only PostgreSQL offers (events between replicas).
+    pub(crate) fn postgres_pool(&self) -> Option<PgPool> {
+        match &self.backend {
+            Backend::Postgres(pool) => Some(pool.clone()),
+            Backend::Sqlite { .. } => None,
+        }
+    }
+
     pub fn kind(&self) -> StoreKind {
         match self.backend {
             Backend::Sqlite { .. } => StoreKind::Sqlite,

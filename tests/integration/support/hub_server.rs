@@ -107,6 +107,56 @@ impl TestHub {
     }
 }
 
+/// A `/ws` subscriber that reads the hub's events as JSON.
+pub(crate) struct EventStream {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl EventStream {
+    /// Subscribes to the hub at `addr` and waits for its hello, so the subscription is live.
+    pub(crate) async fn connect(addr: std::net::SocketAddr) -> EventStream {
+        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .unwrap();
+        let mut events = EventStream { socket };
+        assert_eq!(events.next().await["type"], "hello");
+        events
+    }
+
+    /// The next event; fails the test when none comes within 5 s.
+    pub(crate) async fn next(&mut self) -> serde_json::Value {
+        use futures::StreamExt;
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(5), self.socket.next())
+                .await
+                .expect("an event within 5 s")
+                .unwrap()
+                .unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                return serde_json::from_str(&text).unwrap();
+            }
+        }
+    }
+
+    /// Waits for the hub to close the stream.
+    pub(crate) async fn closed(mut self) -> bool {
+        use futures::StreamExt;
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(message)) = self.socket.next().await {
+                if message.is_close() {
+                    return true;
+                }
+            }
+            true
+        })
+        .await;
+        let _ = self.socket.close(None).await;
+        closed == Ok(true)
+    }
+}
+
 async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
