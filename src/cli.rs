@@ -91,7 +91,7 @@ pub enum DemoFailure {
 #[derive(Debug, Subcommand)]
 pub enum HubCommand {
     /// Serve the hub API, `/ws` events and the dashboard. Write tokens come from
-    /// `AGENT_ORCH_HUB_TOKENS` (comma-separated).
+    /// `AGENT_ORCH_HUB_TOKENS` (comma-separated) or a Key Vault secret (`--tokens-vault`).
     Serve(HubServeArgs),
     /// Load a plan (project, epics, tasks, dependencies, agents) into the hub's database.
     Seed(HubSeedArgs),
@@ -125,6 +125,34 @@ pub struct HubServeArgs {
     /// An agent silent for this long is marked offline and its tasks go back to the queue.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub heartbeat_timeout: std::time::Duration,
+
+    /// Read the write tokens from this Azure Key Vault (a name or an `https://` URL) instead of
+    /// `AGENT_ORCH_HUB_TOKENS`.
+    #[arg(long, env = "AGENT_ORCH_HUB_TOKENS_VAULT", value_name = "VAULT")]
+    pub tokens_vault: Option<String>,
+
+    /// The secret of `--tokens-vault` that holds the tokens, comma-separated.
+    #[arg(
+        long,
+        env = "AGENT_ORCH_HUB_TOKENS_SECRET",
+        value_name = "NAME",
+        default_value = "agent-orch-hub-tokens"
+    )]
+    pub tokens_secret: String,
+
+    #[command(flatten)]
+    pub azure: AzureSignInArgs,
+}
+
+/// How a long-running service (the hub, a worker) signs in to Azure for Key Vault. AKS workload
+/// identity (`AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`) and App
+/// Service's identity endpoint are found on their own; the Azure CLI is the last resort.
+#[derive(Debug, Args)]
+pub struct AzureSignInArgs {
+    /// This machine is an Azure VM: sign in with its managed identity (IMDS). Off by default
+    /// because elsewhere IMDS retries for a minute before giving up.
+    #[arg(long, env = "AGENT_ORCH_MANAGED_IDENTITY")]
+    pub managed_identity: bool,
 }
 
 #[derive(Debug, Args)]
@@ -139,9 +167,27 @@ pub struct HubSeedArgs {
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// The hub's base URL, e.g. `http://127.0.0.1:8080`. The bearer token comes from
-    /// `AGENT_ORCH_HUB_TOKEN`.
+    /// `AGENT_ORCH_HUB_TOKEN` or a Key Vault secret (`--token-vault`).
     #[arg(long, env = "AGENT_ORCH_HUB_URL")]
     pub hub: String,
+
+    /// Read the hub token from this Azure Key Vault (a name or an `https://` URL) instead of
+    /// `AGENT_ORCH_HUB_TOKEN`.
+    #[arg(long, env = "AGENT_ORCH_HUB_TOKEN_VAULT", value_name = "VAULT")]
+    pub token_vault: Option<String>,
+
+    /// The secret of `--token-vault` that holds the token.
+    #[arg(
+        long,
+        env = "AGENT_ORCH_HUB_TOKEN_SECRET",
+        value_name = "NAME",
+        default_value = "agent-orch-hub-token"
+    )]
+    pub token_secret: String,
+
+    /// Also how task workflows' `secrets:` are read.
+    #[command(flatten)]
+    pub azure: AzureSignInArgs,
 
     /// This agent's id (letters, digits, `-`, `_`, `.`).
     #[arg(long, env = "AGENT_ORCH_AGENT_ID")]

@@ -7,11 +7,13 @@
 //!   `SYSTEM_OIDCREQUESTURI` for an ID token and exchanges it as a client assertion), a client
 //!   secret, or the agent's managed identity. A pipeline must not quietly fall back to whatever
 //!   identity the agent machine happens to have;
-//! - without one: the managed identity (App Service style `IDENTITY_ENDPOINT` +
-//!   `IDENTITY_HEADER`, or IMDS inside a pipeline on an Azure VM), then the Azure CLI (`az login`
-//!   on a laptop).
+//! - without one: Kubernetes workload identity (AKS sets `AZURE_FEDERATED_TOKEN_FILE`,
+//!   `AZURE_CLIENT_ID` and `AZURE_TENANT_ID` in the pod), the managed identity (App Service
+//!   style `IDENTITY_ENDPOINT` + `IDENTITY_HEADER`, or IMDS on a machine that may be an Azure
+//!   VM), then the Azure CLI (`az login` on a laptop).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
@@ -20,23 +22,62 @@ use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Tra
 use azure_identity::{
     AzureCliCredential, AzurePipelinesCredential, AzurePipelinesCredentialOptions,
     ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
-    ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, WorkloadIdentityCredential,
+    WorkloadIdentityCredentialOptions,
 };
 
 use super::cloud::AzureCloud;
+use crate::ado::agent_env::AgentEnv;
 use crate::ado::service_connection::{AzureCredential, OidcSettings, ServiceConnection};
 
 /// Where credentials can come from, read from the environment by the caller.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct CredentialSources<'a> {
     /// The task's service connection, if any.
     pub connection: Option<&'a ServiceConnection>,
     /// `SYSTEM_OIDCREQUESTURI` + `SYSTEM_ACCESSTOKEN`, needed for federation.
     pub oidc: Option<&'a OidcSettings>,
+    /// Kubernetes workload identity, when the pod has it.
+    pub workload_identity: Option<WorkloadIdentity>,
     /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` are set (App Service style managed identity).
     pub managed_identity_endpoint: bool,
-    /// Running in a pipeline job, where the agent may be an Azure VM with a managed identity.
-    pub in_pipeline: bool,
+    /// The machine may be an Azure VM with a managed identity (IMDS): inside a pipeline job,
+    /// or a service told to read Key Vault.
+    pub may_be_azure_vm: bool,
+}
+
+impl<'a> CredentialSources<'a> {
+    /// The sources `env` offers besides a service connection.
+    pub fn from_env(env: &AgentEnv, may_be_azure_vm: bool) -> Self {
+        CredentialSources {
+            connection: None,
+            oidc: None,
+            workload_identity: WorkloadIdentity::read(env),
+            managed_identity_endpoint: env.var("IDENTITY_ENDPOINT").is_some()
+                && env.var("IDENTITY_HEADER").is_some(),
+            may_be_azure_vm,
+        }
+    }
+}
+
+/// What AKS workload identity puts in a pod: a projected service account token, exchanged at
+/// Entra as a client assertion for the identity `client_id` of `tenant_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadIdentity {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub token_file: PathBuf,
+}
+
+impl WorkloadIdentity {
+    /// All three variables, or `None`.
+    pub fn read(env: &AgentEnv) -> Option<Self> {
+        Some(WorkloadIdentity {
+            tenant_id: env.var("AZURE_TENANT_ID")?.to_owned(),
+            client_id: env.var("AZURE_CLIENT_ID")?.to_owned(),
+            token_file: PathBuf::from(env.var("AZURE_FEDERATED_TOKEN_FILE")?),
+        })
+    }
 }
 
 /// Credentials tried in order; the first token wins. Its errors name every credential tried.
@@ -149,7 +190,20 @@ impl CredentialChain {
                 }
             },
             None => {
-                if sources.managed_identity_endpoint || sources.in_pipeline {
+                if let Some(identity) = &sources.workload_identity {
+                    let credential =
+                        WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+                            credential_options: ClientAssertionCredentialOptions {
+                                client_options: options(),
+                            },
+                            client_id: Some(identity.client_id.clone()),
+                            tenant_id: Some(identity.tenant_id.clone()),
+                            token_file_path: Some(identity.token_file.clone()),
+                        }))
+                        .map_err(setup("the workload identity credential"))?;
+                    links.push(("workload identity", credential));
+                }
+                if sources.managed_identity_endpoint || sources.may_be_azure_vm {
                     links.push(("managed identity", managed_identity()?));
                 }
                 let cli =
@@ -243,7 +297,7 @@ mod tests {
         let sources = CredentialSources {
             connection: Some(&secret),
             managed_identity_endpoint: true,
-            in_pipeline: true,
+            may_be_azure_vm: true,
             ..Default::default()
         };
         assert_eq!(chain(sources).unwrap(), ["service principal secret"]);
@@ -257,13 +311,32 @@ mod tests {
     }
 
     #[test]
-    fn without_a_connection_managed_identity_then_the_cli() {
+    fn without_a_connection_workload_identity_managed_identity_then_the_cli() {
         assert_eq!(chain(CredentialSources::default()).unwrap(), ["Azure CLI"]);
         let sources = CredentialSources {
             managed_identity_endpoint: true,
             ..Default::default()
         };
         assert_eq!(chain(sources).unwrap(), ["managed identity", "Azure CLI"]);
+        // The projected service account token AKS mounts; read when the chain is built.
+        let pod = tempfile::tempdir().unwrap();
+        let token_file = pod.path().join("azure-identity-token");
+        std::fs::write(&token_file, "eyJ.pod-token.sig").unwrap();
+        let aks = AgentEnv::from_vars([
+            ("AZURE_TENANT_ID", TENANT),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_FEDERATED_TOKEN_FILE", token_file.to_str().unwrap()),
+        ]);
+        assert_eq!(
+            chain(CredentialSources::from_env(&aks, true)).unwrap(),
+            ["workload identity", "managed identity", "Azure CLI"]
+        );
+        // Two of the three variables are not workload identity.
+        let partial = AgentEnv::from_vars([("AZURE_TENANT_ID", TENANT), ("AZURE_CLIENT_ID", "c")]);
+        assert_eq!(
+            chain(CredentialSources::from_env(&partial, false)).unwrap(),
+            ["Azure CLI"]
+        );
     }
 
     #[test]

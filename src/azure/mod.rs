@@ -23,7 +23,10 @@ use self::cloud::{AzureCloud, UnsupportedCloud};
 use self::credential::{CredentialChain, CredentialError, CredentialSources};
 use self::key_vault::{KeyVaultError, VaultSecret};
 use self::transport::{AzureTransport, TransportError};
+use crate::ado::agent_env::AgentEnv;
+use crate::ado::secret::Secret;
 use crate::redact::Redactor;
+use crate::workflow::model::SecretsConfig;
 use crate::workflow::template::secret_key;
 
 /// What to fetch: a vault (name or URL) and the secret names, as the workflow lists them.
@@ -31,6 +34,17 @@ use crate::workflow::template::secret_key;
 pub struct SecretsRequest {
     pub vault: String,
     pub names: Vec<String>,
+}
+
+impl SecretsRequest {
+    /// A workflow's `secrets:`, read from `vault` instead of the workflow's vault when given
+    /// (the pipeline task's `keyVaultName`).
+    pub fn of(config: &SecretsConfig, vault: Option<&str>) -> Self {
+        SecretsRequest {
+            vault: vault.map_or_else(|| config.vault.value.clone(), str::to_owned),
+            names: config.names.iter().map(|name| name.value.clone()).collect(),
+        }
+    }
 }
 
 /// The secrets of a run, fetched before it starts.
@@ -121,10 +135,32 @@ pub async fn fetch_workflow_secrets(
     Ok(RunSecrets::new(secrets))
 }
 
+/// One secret of a service's own (the hub's write tokens, a worker's hub token), signing in as
+/// the machine or pod can (see [`CredentialSources::from_env`]); `on_azure_vm` allows IMDS.
+/// The value is never part of an error.
+pub async fn fetch_service_secret(
+    vault: &str,
+    name: &str,
+    env: &AgentEnv,
+    on_azure_vm: bool,
+) -> Result<Secret, SecretsError> {
+    let request = SecretsRequest {
+        vault: vault.to_owned(),
+        names: vec![name.to_owned()],
+    };
+    let sources = CredentialSources::from_env(env, on_azure_vm);
+    let mut fetched =
+        fetch_workflow_secrets(&request, sources, env.var(transport::OVERRIDE_ENV)).await?;
+    // Every name asked for is fetched or the call fails, so there is exactly one.
+    Ok(fetched
+        .secrets
+        .pop()
+        .map_or_else(|| Secret::new(""), |secret| secret.value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ado::secret::Secret;
 
     fn secrets() -> RunSecrets {
         RunSecrets::new(vec![

@@ -5,9 +5,11 @@ use std::path::Path;
 
 use axum::http::HeaderValue;
 
+use crate::ado::agent_env::AgentEnv;
+use crate::azure::fetch_service_secret;
 use crate::cli::{HubCommand, HubDatabaseArgs, HubSeedArgs, HubServeArgs};
 use crate::error::{Error, ExitStatus};
-use crate::hub::api::ApiTokens;
+use crate::hub::api::{ApiTokens, TOKENS_ENV, TokenError};
 use crate::hub::error::HubError;
 use crate::hub::plan::Plan;
 use crate::hub::server::{self, ServeOptions};
@@ -25,7 +27,7 @@ pub(crate) fn run(command: &HubCommand) -> Result<ExitStatus, Error> {
 }
 
 async fn serve(args: &HubServeArgs) -> Result<ExitStatus, Error> {
-    let tokens = ApiTokens::from_env().map_err(HubError::from)?;
+    let (tokens, tokens_origin) = tokens(args).await?;
     let cors_origins = args
         .cors_origins
         .iter()
@@ -47,9 +49,10 @@ async fn serve(args: &HubServeArgs) -> Result<ExitStatus, Error> {
         StoreKind::Postgres => "postgres",
     };
     say(&format!(
-        "hub listening on http://{} (store: {store} {})",
+        "hub listening on http://{} (store: {store} {}; {} write token(s) from {tokens_origin})",
         hub.addr,
-        redact_url(&database)
+        redact_url(&database),
+        hub.state.tokens.count(),
     ));
     let shutdown = hub.state.shutdown.clone();
     tokio::spawn(async move {
@@ -59,6 +62,35 @@ async fn serve(args: &HubServeArgs) -> Result<ExitStatus, Error> {
     hub.wait().await?;
     say("hub stopped");
     Ok(ExitStatus::Success)
+}
+
+/// The write tokens, from Key Vault when `--tokens-vault` names one, else from the environment;
+/// and where they came from, for the start-up line.
+async fn tokens(args: &HubServeArgs) -> Result<(ApiTokens, String), Error> {
+    let Some(vault) = &args.tokens_vault else {
+        return Ok((
+            ApiTokens::from_env().map_err(HubError::from)?,
+            TOKENS_ENV.to_owned(),
+        ));
+    };
+    let env = AgentEnv::from_process();
+    if env.var(TOKENS_ENV).is_some() {
+        return Err(HubError::from(TokenError::TwoSources).into());
+    }
+    let secret = fetch_service_secret(
+        vault,
+        &args.tokens_secret,
+        &env,
+        args.azure.managed_identity,
+    )
+    .await
+    .map_err(|source| HubError::KeyVault {
+        what: "the hub's write tokens",
+        source,
+    })?;
+    let origin = format!("secret `{}` of key vault `{vault}`", args.tokens_secret);
+    let tokens = ApiTokens::from_list(secret.expose(), &origin).map_err(HubError::from)?;
+    Ok((tokens, origin))
 }
 
 async fn seed(args: &HubSeedArgs) -> Result<ExitStatus, Error> {

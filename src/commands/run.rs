@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::ado::agent_env::AgentEnv;
 use crate::ado::logging::{Issue, LoggingCommand};
 use crate::ado::pipeline_context::PipelineContext;
@@ -14,11 +12,10 @@ use crate::azure::credential::CredentialSources;
 use crate::azure::transport::OVERRIDE_ENV;
 use crate::azure::{RunSecrets, SecretsRequest, fetch_workflow_secrets};
 use crate::cli::{ColorChoice, RunArgs};
-use crate::cluster::ledger::DeployLedger;
 use crate::engine::events::RunOutcome;
 use crate::engine::interrupt::Interrupts;
-use crate::engine::run_loop::{Engine, RunSettings};
-use crate::engine::template_context::TemplateContext;
+use crate::engine::run_loop::RunSettings;
+use crate::engine::workflow_run::run_workflow;
 use crate::error::{Error, ExitStatus};
 use crate::report::console::Console;
 use crate::report::pipeline::{PipelineConsole, StepPositions};
@@ -105,7 +102,6 @@ pub(crate) fn execute(
                     source,
                 }
             })?;
-        reporters.mask_secrets(secrets.values());
         let pipeline_context = PipelineContext::read(invocation.agent);
         if invocation.pipeline {
             let positions = StepPositions::of(&workflow)
@@ -113,30 +109,16 @@ pub(crate) fn execute(
             // Last, so its uploads at `finish` find every other report written.
             reporters.push(PipelineConsole::stdout(positions));
         }
-        let ado = match pipeline_context.to_template_value() {
-            Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        };
-        let context = TemplateContext::new(
-            &workflow,
-            &settings.run_id,
-            settings.max_iterations,
-            secrets.template_values(),
-            ado,
-        );
-        let deployments =
-            DeployLedger::in_artifacts(&settings.artifacts_dir).map_err(Error::DeployLedger)?;
-        let summary = Engine::new(
+        let summary = run_workflow(
             &workflow,
             &settings,
-            context,
+            &secrets,
+            &pipeline_context,
             &mut reporters,
             interrupts,
-            deployments,
         )
-        .with_secrets(secrets.values())
-        .run()
-        .await;
+        .await
+        .map_err(Error::DeployLedger)?;
         if let Err(err) = reporters.finish() {
             // The run's outcome stands; a report that could not be written is said, not fatal.
             report_warning(&err);
@@ -169,23 +151,19 @@ async fn fetch_secrets(
         }
         return Ok(RunSecrets::default());
     };
-    let request = SecretsRequest {
-        vault: invocation
-            .vault
-            .map_or_else(|| config.vault.value.clone(), str::to_owned),
-        names: config.names.iter().map(|n| n.value.clone()).collect(),
-    };
     let agent = invocation.agent;
     let sources = CredentialSources {
         connection: invocation.connection,
         oidc: invocation.oidc,
-        managed_identity_endpoint: agent.var("IDENTITY_ENDPOINT").is_some()
-            && agent.var("IDENTITY_HEADER").is_some(),
-        in_pipeline: agent.in_pipeline(),
+        ..CredentialSources::from_env(agent, agent.in_pipeline())
     };
-    fetch_workflow_secrets(&request, sources, agent.var(OVERRIDE_ENV))
-        .await
-        .map_err(Error::Secrets)
+    fetch_workflow_secrets(
+        &SecretsRequest::of(config, invocation.vault),
+        sources,
+        agent.var(OVERRIDE_ENV),
+    )
+    .await
+    .map_err(Error::Secrets)
 }
 
 /// Announces each value with `task.setsecret` on stdout.

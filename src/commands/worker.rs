@@ -4,6 +4,9 @@ use std::io::Write;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::ado::agent_env::AgentEnv;
+use crate::ado::secret::Secret;
+use crate::azure::fetch_service_secret;
 use crate::cli::WorkerArgs;
 use crate::error::{Error, ExitStatus};
 use crate::hub::client::TOKEN_ENV;
@@ -11,27 +14,26 @@ use crate::hub::error::HubError;
 use crate::hub::worker::{WorkerOptions, run_worker};
 
 pub(crate) fn run(args: &WorkerArgs) -> Result<ExitStatus, Error> {
-    let token = std::env::var(TOKEN_ENV).map_err(|_| {
-        HubError::Worker(format!(
-            "no hub token: set {TOKEN_ENV} to a token the hub accepts"
-        ))
-    })?;
+    let environment = AgentEnv::from_process();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let token = runtime.block_on(token(args, &environment))?;
     let options = WorkerOptions {
         hub: args.hub.clone(),
         token,
         id: args.id.clone(),
-        host: std::env::var("HOSTNAME").unwrap_or_default(),
+        host: environment.var("HOSTNAME").unwrap_or_default().to_owned(),
         capabilities: args.capabilities.clone(),
         workdir: std::path::absolute(&args.workdir).unwrap_or_else(|_| args.workdir.clone()),
         heartbeat_interval: args.heartbeat_interval,
         poll_interval: args.poll_interval,
         max_tasks: args.max_tasks,
         exit_when_idle: args.exit_when_idle,
+        managed_identity: args.azure.managed_identity,
+        environment,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
     let summary = runtime.block_on(async {
         let stop = CancellationToken::new();
         let on_signal = stop.clone();
@@ -54,4 +56,25 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitStatus, Error> {
     } else {
         ExitStatus::RunFailed
     })
+}
+
+/// The token to present to the hub: from Key Vault when `--token-vault` names one, else from
+/// `AGENT_ORCH_HUB_TOKEN`.
+async fn token(args: &WorkerArgs, env: &AgentEnv) -> Result<Secret, Error> {
+    let Some(vault) = &args.token_vault else {
+        return env.var(TOKEN_ENV).map(Secret::new).ok_or_else(|| {
+            HubError::Worker(format!(
+                "no hub token: set {TOKEN_ENV} to a token the hub accepts, or name a Key Vault \
+                 secret that holds one with --token-vault"
+            ))
+            .into()
+        });
+    };
+    let secret = fetch_service_secret(vault, &args.token_secret, env, args.azure.managed_identity)
+        .await
+        .map_err(|source| HubError::KeyVault {
+            what: "the worker's hub token",
+            source,
+        })?;
+    Ok(Secret::new(secret.expose().trim()))
 }

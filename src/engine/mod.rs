@@ -6,3 +6,4 @@ pub mod interrupt;
 pub mod repair;
 pub mod run_loop;
 pub mod template_context;
+pub mod workflow_run;

@@ -26,6 +26,12 @@ pub enum HubError {
     CorsOrigin(String),
     #[error("worker failed: {0}")]
     Worker(String),
+    #[error("failed to read {what} from Key Vault")]
+    KeyVault {
+        what: &'static str,
+        #[source]
+        source: crate::azure::SecretsError,
+    },
 }
 
 impl HubError {
@@ -34,7 +40,10 @@ impl HubError {
         match self {
             HubError::Plan(_) | HubError::Tokens(_) | HubError::CorsOrigin(_) => true,
             HubError::Store(err) => err.kind == super::store::StoreErrorKind::Url,
-            HubError::Bind { .. } | HubError::Serve(_) | HubError::Worker(_) => false,
+            HubError::Bind { .. }
+            | HubError::Serve(_)
+            | HubError::Worker(_)
+            | HubError::KeyVault { .. } => false,
         }
     }
 }

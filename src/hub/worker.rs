@@ -3,29 +3,35 @@
 //! `agent-orch run`), streams step progress, records evidence (junit, patches, the commit it
 //! ran on) and completes the task, or gives it back on failure.
 
-use crate::cluster::ledger::DeployLedger;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::Map;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{ClientError, HubClient};
 use super::error::HubError;
 use super::model::{AssignmentStatus, Claim, EvidenceKind};
+use crate::ado::agent_env::AgentEnv;
+use crate::ado::pipeline_context::PipelineContext;
+use crate::ado::secret::Secret;
+use crate::azure::credential::CredentialSources;
+use crate::azure::transport::OVERRIDE_ENV;
+use crate::azure::{RunSecrets, SecretsRequest, fetch_workflow_secrets};
 use crate::engine::events::{Event, RunOutcome};
 use crate::engine::interrupt::Interrupts;
-use crate::engine::run_loop::{Engine, RunSettings};
-use crate::engine::template_context::TemplateContext;
+use crate::engine::run_loop::RunSettings;
+use crate::engine::workflow_run::run_workflow;
+use crate::error::error_chain;
+use crate::redact::Redactor;
 use crate::report::console::Console;
 use crate::report::{Reporter, Reporters};
-use crate::workflow::{self, LoadOptions};
+use crate::workflow::{self, LoadOptions, Workflow};
 
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
     pub hub: String,
-    pub token: String,
+    pub token: Secret,
     pub id: String,
     pub host: String,
     pub capabilities: Vec<String>,
@@ -35,6 +41,11 @@ pub struct WorkerOptions {
     pub poll_interval: Duration,
     pub max_tasks: Option<u32>,
     pub exit_when_idle: bool,
+    /// Where task workflows' `secrets:` are read with: the environment's Azure sign-in
+    /// (workload identity, App Service's identity, the Azure CLI) and pipeline variables.
+    pub environment: AgentEnv,
+    /// The machine is an Azure VM: its managed identity (IMDS) may sign in too.
+    pub managed_identity: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,8 +65,12 @@ pub async fn run_worker(
     options: &WorkerOptions,
     stop: CancellationToken,
 ) -> Result<WorkerSummary, HubError> {
-    let client = HubClient::new(&options.hub, &options.token, Duration::from_secs(10))
-        .map_err(|err| HubError::Worker(err.to_string()))?;
+    let client = HubClient::new(
+        &options.hub,
+        options.token.expose(),
+        Duration::from_secs(10),
+    )
+    .map_err(|err| HubError::Worker(err.to_string()))?;
     // Registration must work before anything else: a wrong URL or token fails fast.
     client
         .heartbeat(&options.id, &options.host, &options.capabilities)
@@ -124,18 +139,23 @@ async fn work(
     stop: &CancellationToken,
 ) -> TaskEnd {
     let assignment = claim.assignment.id;
-    let give_back = |reason: String| async move {
-        match client
-            .report(assignment, 0, AssignmentStatus::Failed, &bounded(&reason))
-            .await
-        {
-            Err(err) if err.is_conflict() => TaskEnd::Lost,
-            _ => TaskEnd::Failed,
+    // Notes reach the hub and its dashboard: no secret of the run goes with them.
+    let mut redactor = Redactor::builder().build();
+    let give_back = |reason: String, redactor: &Redactor| {
+        let note = bounded(&redactor.redact(&reason));
+        async move {
+            match client
+                .report(assignment, 0, AssignmentStatus::Failed, &note)
+                .await
+            {
+                Err(err) if err.is_conflict() => TaskEnd::Lost,
+                _ => TaskEnd::Failed,
+            }
         }
     };
     let workflow_path = match task_workflow(&options.workdir, claim.task.workflow.as_deref()) {
         Ok(path) => path,
-        Err(reason) => return give_back(reason).await,
+        Err(reason) => return give_back(reason, &redactor).await,
     };
     let load = LoadOptions {
         environment: None,
@@ -145,9 +165,16 @@ async fn work(
     let workflow = match workflow::load(&workflow_path, &load) {
         Ok(workflow) => workflow,
         Err(diagnostics) => {
-            return give_back(format!("invalid workflow: {}", diagnostics.render(false))).await;
+            let reason = format!("invalid workflow: {}", diagnostics.render(false));
+            return give_back(reason, &redactor).await;
         }
     };
+    // Every secret first, as `agent-orch run` does: a run that cannot have them must not start.
+    let secrets = match fetch_secrets(options, &workflow).await {
+        Ok(secrets) => secrets,
+        Err(reason) => return give_back(reason, &redactor).await,
+    };
+    redactor = secrets.redactor();
     let run_id = format!("task-{}-assignment-{assignment}", claim.task.id);
     let settings = RunSettings {
         run_id: run_id.clone(),
@@ -170,7 +197,10 @@ async fn work(
     };
     let mut reporters = match Reporters::for_run(&settings.artifacts_dir, None::<Console>) {
         Ok(reporters) => reporters,
-        Err(err) => return give_back(format!("failed to create the run's artifacts: {err}")).await,
+        Err(err) => {
+            let reason = format!("failed to create the run's artifacts: {err}");
+            return give_back(reason, &redactor).await;
+        }
     };
     let (progress, mut updates) = mpsc::unbounded_channel();
     reporters.push(ProgressReporter {
@@ -187,6 +217,7 @@ async fn work(
         let lost = lost.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
+            let mut stopping = false;
             loop {
                 tokio::select! {
                     update = updates.recv() => {
@@ -199,32 +230,34 @@ async fn work(
                             return;
                         }
                     }
-                    () = stop.cancelled() => interrupts.run.cancel(),
+                    // Once: the run winds down and its last updates still go out.
+                    () = stop.cancelled(), if !stopping => {
+                        stopping = true;
+                        interrupts.run.cancel();
+                    }
                 }
             }
         })
     };
-    let context = TemplateContext::new(
-        &workflow,
-        &settings.run_id,
-        settings.max_iterations,
-        Map::new(),
-        Map::new(),
-    );
-    let deployments = match DeployLedger::in_artifacts(&settings.artifacts_dir) {
-        Ok(ledger) => ledger,
-        Err(err) => return give_back(format!("failed to prepare the deploy ledger: {err}")).await,
-    };
-    let summary = Engine::new(
+    let pipeline = PipelineContext::read(&options.environment);
+    let summary = run_workflow(
         &workflow,
         &settings,
-        context,
+        &secrets,
+        &pipeline,
         &mut reporters,
         interrupts,
-        deployments,
     )
-    .run()
     .await;
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(err) => {
+            drop(reporters);
+            let _ = forwarder.await;
+            let reason = format!("failed to prepare the deploy ledger: {}", error_chain(&err));
+            return give_back(reason, &redactor).await;
+        }
+    };
     let _ = reporters.finish();
     drop(reporters);
     // The reporters are gone, so the channel closes and every queued update gets sent.
@@ -246,13 +279,40 @@ async fn work(
         ),
     };
     match client
-        .report(assignment, progress, status, &bounded(&note))
+        .report(
+            assignment,
+            progress,
+            status,
+            &bounded(&redactor.redact(&note)),
+        )
         .await
     {
         Err(err) if err.is_conflict() => TaskEnd::Lost,
         _ if status == AssignmentStatus::Completed => TaskEnd::Completed,
         _ => TaskEnd::Failed,
     }
+}
+
+/// The workflow's `secrets:` from Key Vault, signing in as `agent-orch run` would on this
+/// machine; the reason to give back the task when that fails.
+async fn fetch_secrets(options: &WorkerOptions, workflow: &Workflow) -> Result<RunSecrets, String> {
+    let Some(config) = &workflow.secrets else {
+        return Ok(RunSecrets::default());
+    };
+    let env = &options.environment;
+    let sources = CredentialSources::from_env(env, options.managed_identity || env.in_pipeline());
+    fetch_workflow_secrets(
+        &SecretsRequest::of(config, None),
+        sources,
+        env.var(OVERRIDE_ENV),
+    )
+    .await
+    .map_err(|err| {
+        format!(
+            "failed to fetch the workflow's secrets: {}",
+            error_chain(&err)
+        )
+    })
 }
 
 /// The task's workflow inside the worker's repository; the hub cannot point outside it.

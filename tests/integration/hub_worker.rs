@@ -3,12 +3,16 @@
 
 use std::time::Duration;
 
+use agent_orch::ado::agent_env::AgentEnv;
+use agent_orch::ado::secret::Secret;
 use agent_orch::hub::model::{AssignmentStatus, EvidenceKind, TaskStatus};
 use agent_orch::hub::store::{NewTask, TaskFilter};
 use agent_orch::hub::worker::{WorkerOptions, WorkerSummary, run_worker};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::keyvault::{DB_PASSWORD, files_under};
+use crate::support::azure_server::{AzureConfig, AzureServer, CLIENT_ID, OIDC_TOKEN, TENANT_ID};
 use crate::support::hub_db::HubDb;
 use crate::support::hub_server::{TOKEN, TestHub};
 
@@ -81,7 +85,7 @@ async fn a_worker_runs_task_workflows_and_reports_outcomes_and_evidence() {
 
     let options = WorkerOptions {
         hub: hub.base.clone(),
-        token: TOKEN.into(),
+        token: Secret::new(TOKEN),
         id: "worker-1".into(),
         host: "test".into(),
         capabilities: vec!["ci".into()],
@@ -90,6 +94,8 @@ async fn a_worker_runs_task_workflows_and_reports_outcomes_and_evidence() {
         poll_interval: Duration::from_millis(50),
         max_tasks: Some(4),
         exit_when_idle: true,
+        environment: AgentEnv::default(),
+        managed_identity: false,
     };
     let summary = tokio::time::timeout(
         Duration::from_secs(60),
@@ -180,7 +186,7 @@ async fn a_worker_with_a_wrong_token_fails_fast() {
     let hub = TestHub::start(HubDb::sqlite()).await;
     let options = WorkerOptions {
         hub: hub.base.clone(),
-        token: "wrong-token-0123456789".into(),
+        token: Secret::new("wrong-token-0123456789"),
         id: "worker-2".into(),
         host: String::new(),
         capabilities: Vec::new(),
@@ -189,10 +195,177 @@ async fn a_worker_with_a_wrong_token_fails_fast() {
         poll_interval: Duration::from_secs(1),
         max_tasks: None,
         exit_when_idle: true,
+        environment: AgentEnv::default(),
+        managed_identity: false,
     };
     let err = run_worker(&options, CancellationToken::new())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
+    hub.stop().await;
+}
+
+const SECRET_WORKFLOW: &str = r#"name: with-secrets
+safety: {max_iterations: 1}
+secrets: {vault: fleet-kv, names: [db-password]}
+steps:
+  - id: check
+    gate:
+      run: 'test "$PW" = "$(cat expected.txt)" && echo "pw=$PW"'
+      env: {PW: "{{ secrets.db_password }}"}
+"#;
+
+/// A repository whose task workflows read a Key Vault secret; `expected.txt` holds its value.
+fn secret_repo() -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join("workflows")).unwrap();
+    std::fs::write(repo.path().join("workflows/ok.yaml"), SECRET_WORKFLOW).unwrap();
+    std::fs::write(
+        repo.path().join("workflows/fail.yaml"),
+        SECRET_WORKFLOW.replace("&& echo \"pw=$PW\"", "&& echo \"pw=$PW\" >&2 && exit 3"),
+    )
+    .unwrap();
+    std::fs::write(repo.path().join("expected.txt"), DB_PASSWORD).unwrap();
+    git(repo.path(), &["init", "-q"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "workflows"]);
+    repo
+}
+
+/// A worker in an AKS pod with workload identity (its token file in `pod`), all Azure calls
+/// going to `azure`.
+fn worker_in_aks(
+    hub: &TestHub,
+    repo: &std::path::Path,
+    azure: &AzureServer,
+    pod: &std::path::Path,
+) -> WorkerOptions {
+    let token_file = pod.join("azure-identity-token");
+    std::fs::write(&token_file, OIDC_TOKEN).unwrap();
+    WorkerOptions {
+        hub: hub.base.clone(),
+        token: Secret::new(TOKEN),
+        id: "worker-kv".into(),
+        host: String::new(),
+        capabilities: Vec::new(),
+        workdir: repo.to_owned(),
+        heartbeat_interval: Duration::from_millis(200),
+        poll_interval: Duration::from_millis(50),
+        max_tasks: None,
+        exit_when_idle: true,
+        environment: AgentEnv::from_vars([
+            ("AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE", azure.url()),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+            ("AZURE_CLIENT_ID", CLIENT_ID.to_owned()),
+            ("AZURE_TENANT_ID", TENANT_ID.to_owned()),
+        ]),
+        managed_identity: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_workflows_get_their_secrets_and_the_hub_never_sees_them() {
+    let repo = secret_repo();
+    let azure = AzureServer::start(AzureConfig::with_secrets(&[("db-password", DB_PASSWORD)]));
+    let hub = TestHub::start(HubDb::sqlite()).await;
+    let store = hub.hub.state.store.clone();
+    store
+        .import_plan(
+            "kv",
+            None,
+            &[
+                task("ok", 1, Some("workflows/ok.yaml")),
+                task("fail", 0, Some("workflows/fail.yaml")),
+            ],
+        )
+        .await
+        .unwrap();
+    let pod = tempfile::tempdir().unwrap();
+    let options = WorkerOptions {
+        max_tasks: Some(2),
+        ..worker_in_aks(&hub, repo.path(), &azure, pod.path())
+    };
+    let summary = run_worker(&options, CancellationToken::new())
+        .await
+        .unwrap();
+    // `ok` passes only if the secret arrived intact.
+    assert_eq!((summary.completed, summary.failed), (1, 1), "{summary:?}");
+
+    let mut told_the_hub = Vec::new();
+    for task in store.tasks(&TaskFilter::default()).await.unwrap() {
+        told_the_hub.push(serde_json::to_string(&task).unwrap());
+        for evidence in store.evidence_for(task.id).await.unwrap() {
+            told_the_hub.push(serde_json::to_string(&evidence).unwrap());
+        }
+    }
+    for assignment in store.assignments(None, None).await.unwrap() {
+        told_the_hub.push(serde_json::to_string(&assignment).unwrap());
+    }
+    assert!(told_the_hub.len() > 4, "{told_the_hub:?}");
+    for text in &told_the_hub {
+        assert!(
+            !text.contains(DB_PASSWORD),
+            "a secret reached the hub: {text}"
+        );
+    }
+    // The runs' own reports (junit, logs, audit) mask it too, though both steps printed it.
+    let reports = files_under(&repo.path().join(".agent-orch"));
+    assert!(
+        reports
+            .iter()
+            .filter(|(_, text)| text.contains("pw="))
+            .count()
+            >= 2,
+        "{reports:?}"
+    );
+    for (path, text) in &reports {
+        assert!(
+            !text.contains(DB_PASSWORD),
+            "{path} holds the secret: {text}"
+        );
+    }
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_secrets_cannot_be_read_is_given_back_without_running() {
+    let repo = secret_repo();
+    let mut config = AzureConfig::with_secrets(&[("db-password", DB_PASSWORD)]);
+    config.deny = true;
+    let azure = AzureServer::start(config);
+    let hub = TestHub::start(HubDb::sqlite()).await;
+    let store = hub.hub.state.store.clone();
+    store
+        .import_plan("kv", None, &[task("ok", 0, Some("workflows/ok.yaml"))])
+        .await
+        .unwrap();
+    let pod = tempfile::tempdir().unwrap();
+    let options = WorkerOptions {
+        max_tasks: Some(1),
+        ..worker_in_aks(&hub, repo.path(), &azure, pod.path())
+    };
+    let summary = run_worker(&options, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(summary.failed, 1, "{summary:?}");
+    let assignment = &store.assignments(None, None).await.unwrap()[0];
+    assert_eq!(assignment.status, AssignmentStatus::Failed);
+    assert!(
+        assignment
+            .note
+            .starts_with("failed to fetch the workflow's secrets: key vault")
+            && assignment
+                .note
+                .contains("access to secret `db-password` was denied"),
+        "{}",
+        assignment.note
+    );
+    assert!(
+        !repo.path().join(".agent-orch").exists(),
+        "nothing ran, so no run left artifacts"
+    );
     hub.stop().await;
 }

@@ -1,6 +1,6 @@
-//! Bearer tokens for every write. Tokens come from the environment (never from code or flags,
-//! which end up in shell history and process lists); only their SHA-256 digests are kept, and
-//! comparison does not stop at the first differing byte.
+//! Bearer tokens for every write. Tokens come from the environment or a Key Vault secret
+//! (never from code or flags, which end up in shell history and process lists); only their
+//! SHA-256 digests are kept, and comparison does not stop at the first differing byte.
 
 use std::sync::Arc;
 
@@ -30,32 +30,69 @@ impl std::fmt::Debug for ApiTokens {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("no API tokens: set {TOKENS_ENV} to one or more comma-separated bearer tokens")]
+    #[error(
+        "no API tokens: set {TOKENS_ENV} to one or more comma-separated bearer tokens, or name a \
+         Key Vault secret that holds them with --tokens-vault"
+    )]
     Missing,
-    #[error("an API token in {TOKENS_ENV} is shorter than {MIN_TOKEN_LENGTH} characters")]
-    TooShort,
+    #[error("{origin} holds no API tokens (expected one or more comma-separated bearer tokens)")]
+    Empty { origin: String },
+    #[error("an API token in {origin} is shorter than {MIN_TOKEN_LENGTH} characters")]
+    TooShort { origin: String },
+    #[error(
+        "API tokens are given both in {TOKENS_ENV} and in Key Vault (--tokens-vault); keep one, \
+         so a token removed from one place cannot live on in the other"
+    )]
+    TwoSources,
 }
 
 impl ApiTokens {
+    /// Tokens given directly (tests, benchmarks, embedding).
     pub fn new<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Result<ApiTokens, TokenError> {
+        Self::collect(tokens, "the given tokens")
+    }
+
+    /// A comma-separated list, as `origin` (`AGENT_ORCH_HUB_TOKENS`, a vault's secret) holds
+    /// them; `origin` names it in errors, never the tokens themselves.
+    pub fn from_list(list: &str, origin: &str) -> Result<ApiTokens, TokenError> {
+        Self::collect(list.split(','), origin)
+    }
+
+    /// `AGENT_ORCH_HUB_TOKENS`.
+    pub fn from_env() -> Result<ApiTokens, TokenError> {
+        let value = std::env::var(TOKENS_ENV).unwrap_or_default();
+        match Self::from_list(&value, TOKENS_ENV) {
+            Err(TokenError::Empty { .. }) => Err(TokenError::Missing),
+            tokens => tokens,
+        }
+    }
+
+    fn collect<'a>(
+        tokens: impl IntoIterator<Item = &'a str>,
+        origin: &str,
+    ) -> Result<ApiTokens, TokenError> {
         let mut digests = Vec::new();
         for token in tokens.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
             if token.len() < MIN_TOKEN_LENGTH {
-                return Err(TokenError::TooShort);
+                return Err(TokenError::TooShort {
+                    origin: origin.to_owned(),
+                });
             }
             digests.push(digest(token));
         }
         if digests.is_empty() {
-            return Err(TokenError::Missing);
+            return Err(TokenError::Empty {
+                origin: origin.to_owned(),
+            });
         }
         Ok(ApiTokens {
             digests: Arc::new(digests),
         })
     }
 
-    pub fn from_env() -> Result<ApiTokens, TokenError> {
-        let value = std::env::var(TOKENS_ENV).unwrap_or_default();
-        Self::new(value.split(','))
+    /// How many tokens are accepted (for the start-up line; never the tokens).
+    pub fn count(&self) -> usize {
+        self.digests.len()
     }
 
     fn accepts(&self, token: &str) -> bool {
@@ -118,12 +155,14 @@ mod tests {
         assert!(!tokens.accepts(""));
         assert!(matches!(
             ApiTokens::new([" ", ""]),
-            Err(TokenError::Missing)
+            Err(TokenError::Empty { .. })
         ));
-        assert!(matches!(
-            ApiTokens::new(["short"]),
-            Err(TokenError::TooShort)
-        ));
+        let short =
+            ApiTokens::from_list("long-enough-token-0123, short", "secret `t`").unwrap_err();
+        assert_eq!(
+            short.to_string(),
+            "an API token in secret `t` is shorter than 16 characters"
+        );
         assert_eq!(
             format!("{tokens:?}"),
             "ApiTokens(2 tokens)",

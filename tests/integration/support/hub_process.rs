@@ -16,7 +16,19 @@ pub(crate) struct HubProcess {
 
 impl HubProcess {
     pub(crate) async fn start(database: &str) -> HubProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agent-orch"))
+        Self::start_with(database, &[], &[("AGENT_ORCH_HUB_TOKENS", TOKEN)])
+            .await
+            .0
+    }
+
+    /// `hub serve` with more arguments and environment; also returns its start-up line.
+    pub(crate) async fn start_with(
+        database: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> (HubProcess, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_agent-orch"));
+        command
             .args([
                 "hub",
                 "serve",
@@ -25,28 +37,31 @@ impl HubProcess {
                 "--database",
                 database,
             ])
-            .env("AGENT_ORCH_HUB_TOKENS", TOKEN)
+            .args(args)
+            .env_remove("AGENT_ORCH_HUB_TOKENS")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+            .kill_on_drop(true);
+        let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
-        let base = tokio::time::timeout(Duration::from_secs(20), async {
+        let (base, started) = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut said = Vec::new();
             while let Some(line) = lines.next_line().await.unwrap() {
                 if let Some(rest) = line.strip_prefix("hub listening on ") {
-                    return rest.split_whitespace().next().unwrap().to_owned();
+                    return (rest.split_whitespace().next().unwrap().to_owned(), line);
                 }
+                said.push(line);
             }
-            panic!("the hub exited before listening");
+            panic!("the hub exited before listening: {}", said.join("\n"));
         })
         .await
         .expect("the hub listens within 20 s");
         // Keep draining stderr so the hub never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        HubProcess { child, base }
+        (HubProcess { child, base }, started)
     }
 
     /// SIGKILL: no graceful anything.
