@@ -49,6 +49,15 @@ impl ClientError {
     pub fn is_conflict(&self) -> bool {
         self.kind == ClientErrorKind::Status(409)
     }
+
+    /// The hub is down, restarting or overloaded: asking again later may work.
+    pub fn is_transient(&self) -> bool {
+        match self.kind {
+            ClientErrorKind::Unreachable => true,
+            ClientErrorKind::Status(status) => status >= 500,
+            ClientErrorKind::Decode => false,
+        }
+    }
 }
 
 impl HubClient {
@@ -128,6 +137,17 @@ impl HubClient {
             })),
         )
         .await
+    }
+
+    /// The agent's assignments still in progress.
+    pub async fn active_assignments(&self, agent_id: &str) -> Result<Vec<Assignment>, ClientError> {
+        let response = self
+            .request(reqwest::Method::GET, "/api/assignments")
+            .query(&[("agent_id", agent_id), ("status", "active")])
+            .send()
+            .await
+            .map_err(|err| unreachable(&self.base, &err))?;
+        decode(response).await
     }
 
     pub async fn task(&self, id: i64) -> Result<Task, ClientError> {

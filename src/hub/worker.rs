@@ -90,8 +90,9 @@ pub async fn run_worker(
         {
             break Ok(summary);
         }
-        let claim = match client.claim(&options.id).await {
+        let claim = match until_answered(&stop, async || next_task(&client, options).await).await {
             Ok(claim) => claim,
+            Err(_) if stop.is_cancelled() => break Ok(summary),
             Err(err) => break Err(HubError::Worker(err.to_string())),
         };
         let Some(claim) = claim else {
@@ -111,6 +112,61 @@ pub async fn run_worker(
     };
     heartbeat.abort();
     result
+}
+
+/// What to work on next: an active assignment of this agent's that nothing here runs (a claim
+/// whose answer was lost when the hub went down, or one from before this worker restarted;
+/// it is still ours, so it is run), else a fresh claim.
+async fn next_task(
+    client: &HubClient,
+    options: &WorkerOptions,
+) -> Result<Option<Claim>, ClientError> {
+    let orphaned = client.active_assignments(&options.id).await?;
+    if let Some(assignment) = orphaned.into_iter().next() {
+        let task = client.task(assignment.task_id).await?;
+        return Ok(Some(Claim { assignment, task }));
+    }
+    client.claim(&options.id).await
+}
+
+/// The longest wait between two tries while the hub is away.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Calls the hub until it answers: while it is unreachable or failing (restarting, say), tries
+/// again with a growing pause, until `stop`. Any other answer, success or refusal, is returned.
+async fn until_answered<T>(
+    stop: &CancellationToken,
+    mut call: impl AsyncFnMut() -> Result<T, ClientError>,
+) -> Result<T, ClientError> {
+    let mut pause = Duration::from_millis(100);
+    let mut outage = false;
+    loop {
+        match call().await {
+            Err(err) if err.is_transient() && !stop.is_cancelled() => {
+                if !outage {
+                    outage = true;
+                    notice(&format!("{err}; trying again until it answers"));
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = stop.cancelled() => return Err(err),
+                }
+                pause = (pause * 2).min(MAX_BACKOFF);
+            }
+            answer => {
+                if outage {
+                    notice("the hub answers again");
+                }
+                return answer;
+            }
+        }
+    }
+}
+
+/// A line for whoever watches the worker (its stderr).
+fn notice(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "worker: {line}");
 }
 
 async fn heartbeat_loop(client: HubClient, options: WorkerOptions, stop: CancellationToken) {
@@ -144,10 +200,12 @@ async fn work(
     let give_back = |reason: String, redactor: &Redactor| {
         let note = bounded(&redactor.redact(&reason));
         async move {
-            match client
-                .report(assignment, 0, AssignmentStatus::Failed, &note)
-                .await
-            {
+            let report = async || {
+                client
+                    .report(assignment, 0, AssignmentStatus::Failed, &note)
+                    .await
+            };
+            match until_answered(stop, report).await {
                 Err(err) if err.is_conflict() => TaskEnd::Lost,
                 _ => TaskEnd::Failed,
             }
@@ -265,7 +323,7 @@ async fn work(
     if lost.is_cancelled() {
         return TaskEnd::Lost;
     }
-    record_evidence(client, options, claim, &settings).await;
+    record_evidence(client, options, claim, &settings, stop).await;
     let (status, progress, note) = match summary.outcome {
         RunOutcome::Succeeded | RunOutcome::SucceededWithIssues => (
             AssignmentStatus::Completed,
@@ -278,15 +336,9 @@ async fn work(
             format!("workflow did not succeed: {}", summary.reason),
         ),
     };
-    match client
-        .report(
-            assignment,
-            progress,
-            status,
-            &bounded(&redactor.redact(&note)),
-        )
-        .await
-    {
+    let note = bounded(&redactor.redact(&note));
+    let report = async || client.report(assignment, progress, status, &note).await;
+    match until_answered(stop, report).await {
         Err(err) if err.is_conflict() => TaskEnd::Lost,
         _ if status == AssignmentStatus::Completed => TaskEnd::Completed,
         _ => TaskEnd::Failed,
@@ -338,6 +390,7 @@ async fn record_evidence(
     options: &WorkerOptions,
     claim: &Claim,
     settings: &RunSettings,
+    stop: &CancellationToken,
 ) {
     let task = claim.task.id;
     let mut items: Vec<(EvidenceKind, String, String)> = Vec::new();
@@ -368,10 +421,13 @@ async fn record_evidence(
         ));
     }
     for (kind, reference, detail) in items {
-        // Evidence is best effort: the task's outcome is reported either way.
-        let _: Result<_, ClientError> = client
-            .record_evidence(task, &options.id, kind, &reference, &detail)
-            .await;
+        let record = async || {
+            client
+                .record_evidence(task, &options.id, kind, &reference, &detail)
+                .await
+        };
+        // A refusal does not hold up the task's outcome, which is reported either way.
+        let _: Result<_, ClientError> = until_answered(stop, record).await;
     }
 }
 

@@ -72,8 +72,13 @@ async fn the_hub_reads_its_write_tokens_from_key_vault_with_a_managed_identity()
     let server = vault(&format!("{FIRST_TOKEN}, {SECOND_TOKEN}"));
     let db = HubDb::sqlite();
     let envs = managed_identity(&server);
-    let (hub, started) =
-        HubProcess::start_with(&db.url, &["--tokens-vault", VAULT], &pairs(&envs)).await;
+    let (hub, started) = HubProcess::start_with(
+        &db.url,
+        "127.0.0.1:0",
+        &["--tokens-vault", VAULT],
+        &pairs(&envs),
+    )
+    .await;
 
     assert!(
         started.ends_with(
@@ -104,8 +109,13 @@ async fn a_hub_and_a_worker_in_aks_sign_in_with_workload_identity() {
     let db = HubDb::sqlite();
     let pod = tempfile::tempdir().unwrap();
     let envs = workload_identity(&server, &pod.path().join("azure-identity-token"));
-    let (hub, started) =
-        HubProcess::start_with(&db.url, &["--tokens-vault", VAULT], &pairs(&envs)).await;
+    let (hub, started) = HubProcess::start_with(
+        &db.url,
+        "127.0.0.1:0",
+        &["--tokens-vault", VAULT],
+        &pairs(&envs),
+    )
+    .await;
     assert!(started.contains("1 write token(s)"), "{started}");
 
     // The worker's token (a second secret) comes from the same vault the same way.

@@ -312,6 +312,34 @@ async fn giving_back(db: HubDb) {
         (task.status, task.assigned_agent),
         (TaskStatus::Pending, None)
     );
+    // The same ending again (a worker retrying after a lost answer) is answered the same way
+    // and changes nothing: the failure is not counted twice.
+    let again = store
+        .update_assignment(
+            claim.assignment.id,
+            40,
+            AssignmentStatus::Failed,
+            Some("gate failed"),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.status, AssignmentStatus::Failed);
+    assert_eq!(
+        store.task(claim.task.id).await.unwrap().failures,
+        task.failures
+    );
+    let err = store
+        .update_assignment(
+            claim.assignment.id,
+            100,
+            AssignmentStatus::Completed,
+            None,
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Conflict);
     // The ended assignment cannot be revived, and the task goes to the next claim.
     let err = store
         .update_assignment(

@@ -369,3 +369,67 @@ async fn a_task_whose_secrets_cannot_be_read_is_given_back_without_running() {
     );
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_the_assignment_whose_answer_it_never_got() {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join("workflows")).unwrap();
+    std::fs::write(
+        repo.path().join("workflows/ok.yaml"),
+        "name: ok\nsafety: {max_iterations: 1}\nsteps:\n  - {id: build, gate: \"echo built\"}\n",
+    )
+    .unwrap();
+    git(repo.path(), &["init", "-q"]);
+    let hub = TestHub::start(HubDb::sqlite()).await;
+    let store = hub.hub.state.store.clone();
+    store
+        .import_plan(
+            "adopt",
+            None,
+            &[
+                task("claimed", 1, Some("workflows/ok.yaml")),
+                task("next", 0, Some("workflows/ok.yaml")),
+            ],
+        )
+        .await
+        .unwrap();
+    // The hub handed `claimed` to worker-1, but the answer never arrived (the hub died, the
+    // worker restarted): the assignment is active and worker-1 knows nothing of it.
+    store.heartbeat("worker-1", "", &[]).await.unwrap();
+    let orphan = store.claim("worker-1").await.unwrap().unwrap();
+    assert_eq!(orphan.task.key, "claimed");
+
+    let options = WorkerOptions {
+        hub: hub.base.clone(),
+        token: Secret::new(TOKEN),
+        id: "worker-1".into(),
+        host: String::new(),
+        capabilities: Vec::new(),
+        workdir: repo.path().to_owned(),
+        heartbeat_interval: Duration::from_secs(1),
+        poll_interval: Duration::from_millis(50),
+        max_tasks: None,
+        exit_when_idle: true,
+        environment: AgentEnv::default(),
+        managed_identity: false,
+    };
+    let summary = run_worker(&options, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!((summary.completed, summary.failed), (2, 0), "{summary:?}");
+    let assignments = store.assignments(None, None).await.unwrap();
+    assert_eq!(
+        assignments.len(),
+        2,
+        "no second claim of `claimed`: {assignments:?}"
+    );
+    let adopted = assignments
+        .iter()
+        .find(|a| a.task_id == orphan.task.id)
+        .unwrap();
+    assert_eq!(
+        (adopted.id, adopted.status),
+        (orphan.assignment.id, AssignmentStatus::Completed)
+    );
+    hub.stop().await;
+}

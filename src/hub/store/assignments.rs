@@ -197,8 +197,10 @@ impl Store {
 
     /// Reports progress on an active assignment and, with a final status, ends it:
     /// `completed` finishes the task (or sends it to review), `failed` / `released` give it
-    /// back to the queue (`failed` counts against the task, see [`MAX_FAILURES`]). An assignment that is no longer active is a conflict: its task may
-    /// already belong to someone else.
+    /// back to the queue (`failed` counts against the task, see [`MAX_FAILURES`]). Reporting the
+    /// ending an assignment already has is answered again (so a retry is safe); any other
+    /// change to an assignment that is no longer active is a conflict: its task may already
+    /// belong to someone else.
     pub async fn update_assignment(
         &self,
         id: i64,
@@ -239,6 +241,11 @@ impl Store {
             let Some(row) = row else {
                 drop(tx);
                 let current = self.assignment(id).await?;
+                // The same ending reported again (a retry whose first answer was lost) is
+                // answered as the first was; anything else on an ended assignment conflicts.
+                if current.status == status && status != AssignmentStatus::Active {
+                    return Ok(current);
+                }
                 return Err(StoreError::conflict(format!(
                     "assignment {id} is `{}`, not active",
                     current.status

@@ -16,27 +16,27 @@ pub(crate) struct HubProcess {
 
 impl HubProcess {
     pub(crate) async fn start(database: &str) -> HubProcess {
-        Self::start_with(database, &[], &[("AGENT_ORCH_HUB_TOKENS", TOKEN)])
-            .await
-            .0
+        Self::start_with(
+            database,
+            "127.0.0.1:0",
+            &[],
+            &[("AGENT_ORCH_HUB_TOKENS", TOKEN)],
+        )
+        .await
+        .0
     }
 
-    /// `hub serve` with more arguments and environment; also returns its start-up line.
+    /// `hub serve` on `listen` with more arguments and environment; also returns its start-up
+    /// line.
     pub(crate) async fn start_with(
         database: &str,
+        listen: &str,
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> (HubProcess, String) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_agent-orch"));
         command
-            .args([
-                "hub",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database",
-                database,
-            ])
+            .args(["hub", "serve", "--listen", listen, "--database", database])
             .args(args)
             .env_remove("AGENT_ORCH_HUB_TOKENS")
             .envs(envs.iter().copied())
