@@ -123,7 +123,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         (
             "patch",
             "/api/assignments/{id}/progress",
-            "Report progress; `completed`, `failed` or `released` ends the assignment",
+            "Report progress; `completed`, `failed` or `released` ends the assignment (the same ending again is answered, not refused; any other change to an ended assignment is 409)",
             Some("AssignmentProgress"),
             200,
             Some(schema("Assignment")),
