@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_orch::hub::api::ApiTokens;
-use agent_orch::hub::model::TaskStatus;
 use agent_orch::hub::server::{self, ServeOptions};
 use agent_orch::hub::store::{NewTask, Store};
 use futures::StreamExt;
@@ -67,17 +66,7 @@ fn main() {
 
 fn bench_tasks() -> Vec<NewTask> {
     (0..CLAIMS)
-        .map(|n| NewTask {
-            key: format!("B-{n}"),
-            epic: "bench".into(),
-            title: format!("bench task {n}"),
-            description: String::new(),
-            estimate_hours: 1.0,
-            priority: 0,
-            status: TaskStatus::Pending,
-            workflow: None,
-            depends_on: Vec::new(),
-        })
+        .map(|n| NewTask::new(format!("B-{n}"), "bench"))
         .collect()
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_orch::hub::plan::Plan;
+use agent_orch::hub::store::NewTask;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
@@ -335,17 +336,7 @@ async fn seed_api_end_to_end(db: HubDb) {
 async fn concurrent_http_claims(db: HubDb) {
     let hub = Arc::new(TestHub::start(db).await);
     let tasks: Vec<_> = (0..150)
-        .map(|n| agent_orch::hub::store::NewTask {
-            key: format!("T-{n}"),
-            epic: "load".into(),
-            title: format!("task {n}"),
-            description: String::new(),
-            estimate_hours: 1.0,
-            priority: 0,
-            status: agent_orch::hub::model::TaskStatus::Pending,
-            workflow: None,
-            depends_on: Vec::new(),
-        })
+        .map(|n| NewTask::new(format!("T-{n}"), "load"))
         .collect();
     hub.hub
         .state
@@ -384,17 +375,7 @@ async fn two_replicas(db: HubDb) {
     let first = TestHub::start(db).await;
     let second = first.replica().await;
     let tasks: Vec<_> = (0..120)
-        .map(|n| agent_orch::hub::store::NewTask {
-            key: format!("R-{n}"),
-            epic: "replicas".into(),
-            title: format!("task {n}"),
-            description: String::new(),
-            estimate_hours: 1.0,
-            priority: 0,
-            status: agent_orch::hub::model::TaskStatus::Pending,
-            workflow: None,
-            depends_on: Vec::new(),
-        })
+        .map(|n| NewTask::new(format!("R-{n}"), "replicas"))
         .collect();
     first
         .hub
@@ -496,16 +477,9 @@ async fn replicas_relay_their_events_to_each_others_subscribers() {
     let first = TestHub::start(HubDb::postgres().await).await;
     let second = first.replica().await;
     let long = "a long description, ".repeat(2_000);
-    let task = agent_orch::hub::store::NewTask {
-        key: "BIG-1".into(),
-        epic: "relay".into(),
-        title: "a task whose events need several notifications".into(),
+    let task = NewTask {
         description: long.clone(),
-        estimate_hours: 1.0,
-        priority: 0,
-        status: agent_orch::hub::model::TaskStatus::Pending,
-        workflow: None,
-        depends_on: Vec::new(),
+        ..NewTask::new("BIG-1", "relay")
     };
     first
         .hub

@@ -28,17 +28,7 @@ on_both_stores! {
 async fn kill_nine_during_claims(db: HubDb) {
     let store = Store::connect(&db.url).await.unwrap();
     let tasks: Vec<NewTask> = (0..TASKS)
-        .map(|n| NewTask {
-            key: format!("K-{n}"),
-            epic: "reliability".into(),
-            title: format!("task {n}"),
-            description: String::new(),
-            estimate_hours: 1.0,
-            priority: 0,
-            status: TaskStatus::Pending,
-            workflow: None,
-            depends_on: Vec::new(),
-        })
+        .map(|n| NewTask::new(format!("K-{n}"), "reliability"))
         .collect();
     store
         .import_plan("reliability", None, &tasks)
@@ -215,15 +205,8 @@ async fn fleet_survives_kill_nine(db: HubDb) {
     let store = Store::connect(&db.url).await.unwrap();
     let tasks: Vec<NewTask> = (0..FLEET_TASKS)
         .map(|n| NewTask {
-            key: format!("F-{n}"),
-            epic: "fleet".into(),
-            title: format!("task {n}"),
-            description: String::new(),
-            estimate_hours: 1.0,
-            priority: 0,
-            status: TaskStatus::Pending,
             workflow: Some("workflows/step.yaml".into()),
-            depends_on: Vec::new(),
+            ..NewTask::new(format!("F-{n}"), "fleet")
         })
         .collect();
     store.import_plan("fleet", None, &tasks).await.unwrap();

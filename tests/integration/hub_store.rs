@@ -102,15 +102,8 @@ async fn seeding_the_fleet_plan(db: HubDb) {
 
     // A plan naming a task that is not in it changes nothing.
     let broken = [NewTask {
-        key: "X-1".into(),
-        epic: "x".into(),
-        title: "x".into(),
-        description: String::new(),
-        estimate_hours: 1.0,
-        priority: 0,
-        status: TaskStatus::Pending,
-        workflow: None,
         depends_on: vec!["nope".into()],
+        ..NewTask::new("X-1", "x")
     }];
     let err = store.import_plan("Other", None, &broken).await.unwrap_err();
     assert_eq!(err.kind, StoreErrorKind::Invalid);
@@ -123,17 +116,7 @@ async fn concurrent_claims(db: HubDb) {
     const AGENTS: usize = 12;
     let store = Arc::new(Store::connect(&db.url).await.unwrap());
     let tasks: Vec<NewTask> = (0..TASKS)
-        .map(|n| NewTask {
-            key: format!("T-{n}"),
-            epic: "load".into(),
-            title: format!("task {n}"),
-            description: String::new(),
-            estimate_hours: 1.0,
-            priority: 0,
-            status: TaskStatus::Pending,
-            workflow: None,
-            depends_on: Vec::new(),
-        })
+        .map(|n| NewTask::new(format!("T-{n}"), "load"))
         .collect();
     store.import_plan("load", None, &tasks).await.unwrap();
     let mut workers = Vec::new();
@@ -171,15 +154,8 @@ async fn claim_batch(db: HubDb) {
     let tasks: Vec<NewTask> = [("low", 1), ("high", 9), ("mid", 5)]
         .into_iter()
         .map(|(key, priority)| NewTask {
-            key: key.into(),
-            epic: "batch".into(),
-            title: key.into(),
-            description: String::new(),
-            estimate_hours: 1.0,
             priority,
-            status: TaskStatus::Pending,
-            workflow: None,
-            depends_on: Vec::new(),
+            ..NewTask::new(key, "batch")
         })
         .collect();
     store.import_plan("batch", None, &tasks).await.unwrap();

@@ -18,15 +18,10 @@ use crate::support::hub_server::{TOKEN, TestHub};
 
 fn task(key: &str, priority: i64, workflow: Option<&str>) -> NewTask {
     NewTask {
-        key: key.into(),
-        epic: "worker".into(),
-        title: key.into(),
-        description: String::new(),
         estimate_hours: 2.0,
         priority,
-        status: TaskStatus::Pending,
         workflow: workflow.map(str::to_owned),
-        depends_on: Vec::new(),
+        ..NewTask::new(key, "worker")
     }
 }
 

@@ -118,24 +118,13 @@ async fn answer_batch(store: &Store, batch: Vec<ClaimRequest>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::model::TaskStatus;
     use crate::hub::store::NewTask;
 
     async fn store_with_one_task() -> (Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("hub.db").display());
         let store = Store::connect(&url).await.unwrap();
-        let task = NewTask {
-            key: "T-1".into(),
-            epic: "e".into(),
-            title: "t".into(),
-            description: String::new(),
-            estimate_hours: 1.0,
-            priority: 0,
-            status: TaskStatus::Pending,
-            workflow: None,
-            depends_on: Vec::new(),
-        };
+        let task = NewTask::new("T-1", "e");
         store.import_plan("p", None, &[task]).await.unwrap();
         store.heartbeat("agent-a", "", &[]).await.unwrap();
         (store, dir)

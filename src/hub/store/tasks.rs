@@ -20,6 +20,25 @@ pub struct NewTask {
     pub depends_on: Vec<String>,
 }
 
+impl NewTask {
+    /// A pending task of `epic`, titled by its key, with no estimate, priority, workflow or
+    /// dependencies; set the rest with struct update syntax.
+    pub fn new(key: impl Into<String>, epic: impl Into<String>) -> NewTask {
+        let key = key.into();
+        NewTask {
+            title: key.clone(),
+            key,
+            epic: epic.into(),
+            description: String::new(),
+            estimate_hours: 0.0,
+            priority: 0,
+            status: TaskStatus::Pending,
+            workflow: None,
+            depends_on: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TaskFilter {
     pub status: Option<TaskStatus>,
