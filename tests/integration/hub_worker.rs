@@ -25,6 +25,24 @@ fn task(key: &str, priority: i64, workflow: Option<&str>) -> NewTask {
     }
 }
 
+/// A worker of the test hub working in `workdir`: quick heartbeats and polls, gone when idle.
+fn worker(hub: &TestHub, id: &str, workdir: &std::path::Path) -> WorkerOptions {
+    WorkerOptions {
+        hub: hub.base.clone(),
+        token: Secret::new(TOKEN),
+        id: id.into(),
+        host: String::new(),
+        capabilities: Vec::new(),
+        workdir: workdir.to_owned(),
+        heartbeat_interval: Duration::from_millis(200),
+        poll_interval: Duration::from_millis(50),
+        max_tasks: None,
+        exit_when_idle: true,
+        environment: AgentEnv::default(),
+        managed_identity: false,
+    }
+}
+
 fn git(repo: &std::path::Path, args: &[&str]) -> String {
     let output = std::process::Command::new("git")
         .args(["-c", "user.name=t", "-c", "user.email=t@example.test"])
@@ -79,18 +97,10 @@ async fn a_worker_runs_task_workflows_and_reports_outcomes_and_evidence() {
         .unwrap();
 
     let options = WorkerOptions {
-        hub: hub.base.clone(),
-        token: Secret::new(TOKEN),
-        id: "worker-1".into(),
         host: "test".into(),
         capabilities: vec!["ci".into()],
-        workdir: repo.path().to_owned(),
-        heartbeat_interval: Duration::from_millis(200),
-        poll_interval: Duration::from_millis(50),
         max_tasks: Some(4),
-        exit_when_idle: true,
-        environment: AgentEnv::default(),
-        managed_identity: false,
+        ..worker(&hub, "worker-1", repo.path())
     };
     let summary = tokio::time::timeout(
         Duration::from_secs(60),
@@ -180,18 +190,8 @@ async fn a_worker_runs_task_workflows_and_reports_outcomes_and_evidence() {
 async fn a_worker_with_a_wrong_token_fails_fast() {
     let hub = TestHub::start(HubDb::sqlite()).await;
     let options = WorkerOptions {
-        hub: hub.base.clone(),
         token: Secret::new("wrong-token-0123456789"),
-        id: "worker-2".into(),
-        host: String::new(),
-        capabilities: Vec::new(),
-        workdir: std::env::temp_dir(),
-        heartbeat_interval: Duration::from_secs(1),
-        poll_interval: Duration::from_secs(1),
-        max_tasks: None,
-        exit_when_idle: true,
-        environment: AgentEnv::default(),
-        managed_identity: false,
+        ..worker(&hub, "worker-2", &std::env::temp_dir())
     };
     let err = run_worker(&options, CancellationToken::new())
         .await
@@ -238,16 +238,6 @@ fn worker_in_aks(
     let token_file = pod.join("azure-identity-token");
     std::fs::write(&token_file, OIDC_TOKEN).unwrap();
     WorkerOptions {
-        hub: hub.base.clone(),
-        token: Secret::new(TOKEN),
-        id: "worker-kv".into(),
-        host: String::new(),
-        capabilities: Vec::new(),
-        workdir: repo.to_owned(),
-        heartbeat_interval: Duration::from_millis(200),
-        poll_interval: Duration::from_millis(50),
-        max_tasks: None,
-        exit_when_idle: true,
         environment: AgentEnv::from_vars([
             ("AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE", azure.url()),
             (
@@ -257,7 +247,7 @@ fn worker_in_aks(
             ("AZURE_CLIENT_ID", CLIENT_ID.to_owned()),
             ("AZURE_TENANT_ID", TENANT_ID.to_owned()),
         ]),
-        managed_identity: false,
+        ..worker(hub, "worker-kv", repo)
     }
 }
 
@@ -394,20 +384,7 @@ async fn a_worker_runs_the_assignment_whose_answer_it_never_got() {
     let orphan = store.claim("worker-1").await.unwrap().unwrap();
     assert_eq!(orphan.task.key, "claimed");
 
-    let options = WorkerOptions {
-        hub: hub.base.clone(),
-        token: Secret::new(TOKEN),
-        id: "worker-1".into(),
-        host: String::new(),
-        capabilities: Vec::new(),
-        workdir: repo.path().to_owned(),
-        heartbeat_interval: Duration::from_secs(1),
-        poll_interval: Duration::from_millis(50),
-        max_tasks: None,
-        exit_when_idle: true,
-        environment: AgentEnv::default(),
-        managed_identity: false,
-    };
+    let options = worker(&hub, "worker-1", repo.path());
     let summary = run_worker(&options, CancellationToken::new())
         .await
         .unwrap();
