@@ -91,7 +91,7 @@ async fn send(
             return;
         }
         // Any other failure loses this batch only: events are for whoever listens now, and
-        // the other replicas' subscribers are told they missed some when their link recovers.
+        // what they told of is in the database, read again by a subscriber's next refresh.
     }
 }
 
