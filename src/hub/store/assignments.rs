@@ -17,7 +17,7 @@ impl Store {
     /// Hands the best ready task to `agent_id`, or `None` when nothing is ready.
     ///
     /// Concurrent claims are answered together, a batch per database round trip (see
-    /// [`super::claim_queue`]).
+    /// `claim_queue.rs`).
     pub async fn claim(&self, agent_id: &str) -> Result<Option<Claim>, StoreError> {
         let claim = match &self.claims {
             Some(queue) => queue.claim(agent_id).await?,
