@@ -66,13 +66,13 @@ async fn drain(store: Store, mut receiver: mpsc::Receiver<ClaimRequest>) {
         // task is handed to somebody who will never hear of it.
         batch.retain(|request: &ClaimRequest| !request.reply.is_closed());
         if !batch.is_empty() {
-            answer_batch(&store, std::mem::take(&mut batch)).await;
+            answer_batch(&store, &mut batch).await;
         }
-        batch.clear();
     }
 }
 
-async fn answer_batch(store: &Store, batch: Vec<ClaimRequest>) {
+/// Claims for every request of `batch` and answers each, leaving `batch` empty for the next.
+async fn answer_batch(store: &Store, batch: &mut Vec<ClaimRequest>) {
     let agents: Vec<&str> = batch
         .iter()
         .map(|request| request.agent_id.as_str())
@@ -82,7 +82,7 @@ async fn answer_batch(store: &Store, batch: Vec<ClaimRequest>) {
         Err(err) => {
             // Everyone in the batch gets the failure; the error itself cannot be cloned.
             let message = err.to_string();
-            for request in batch {
+            for request in batch.drain(..) {
                 let _ = request
                     .reply
                     .send(Err(StoreError::new(err.kind, message.clone())));
@@ -97,7 +97,7 @@ async fn answer_batch(store: &Store, batch: Vec<ClaimRequest>) {
             .or_default()
             .push(claim);
     }
-    for request in batch {
+    for request in batch.drain(..) {
         let claim = by_agent.get_mut(&request.agent_id).and_then(Vec::pop);
         if let Err(Ok(Some(orphan))) = request.reply.send(Ok(claim)) {
             // The claimer left while its batch ran: give the task back rather than leave it
@@ -139,7 +139,7 @@ mod tests {
             agent_id: "agent-a".into(),
             reply,
         };
-        answer_batch(&store, vec![request]).await;
+        answer_batch(&store, &mut vec![request]).await;
 
         let ended = store.assignments(None, None).await.unwrap();
         assert_eq!(ended.len(), 1, "the claim was made: {ended:?}");
