@@ -1,38 +1,13 @@
 //! `agent-orch hub seed` and `agent-orch hub serve` as a user runs them: the real binary,
 //! exit codes, what it prints, and a graceful stop on SIGTERM.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::Command;
-
 use crate::support::hub_db::{HubDb, on_both_stores};
-use crate::support::hub_process::HubProcess;
+use crate::support::hub_process::{HubProcess, run_agent_orch as run};
 
 on_both_stores! {
     seeding_the_fleet_plan_then_serving_it => seed_then_serve;
-}
-
-async fn run(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_agent-orch"));
-    command
-        .args(args)
-        .env_remove("AGENT_ORCH_HUB_TOKENS")
-        .env_remove("AGENT_ORCH_HUB_DATABASE")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
-        .await
-        .expect("the command finishes within 30 s")
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
 }
 
 async fn seed_then_serve(db: HubDb) {
@@ -48,7 +23,10 @@ async fn seed_then_serve(db: HubDb) {
     assert_eq!(code, Some(0), "{stderr}");
 
     let mut hub = HubProcess::start(&db.url).await;
-    let summary: serde_json::Value = reqwest::get(format!("{}/api/progress/summary", hub.base))
+    let summary: serde_json::Value = agent_orch::http::http_client()
+        .unwrap()
+        .get(format!("{}/api/progress/summary", hub.base))
+        .send()
         .await
         .unwrap()
         .json()
@@ -61,7 +39,10 @@ async fn seed_then_serve(db: HubDb) {
         ),
         (Some(27), Some(592.0))
     );
-    let agents: serde_json::Value = reqwest::get(format!("{}/api/agents", hub.base))
+    let agents: serde_json::Value = agent_orch::http::http_client()
+        .unwrap()
+        .get(format!("{}/api/agents", hub.base))
+        .send()
         .await
         .unwrap()
         .json()

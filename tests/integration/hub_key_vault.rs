@@ -11,7 +11,7 @@ use crate::support::azure_server::{
     AzureConfig, AzureServer, CLIENT_ID, IDENTITY_HEADER, OIDC_TOKEN, TENANT_ID,
 };
 use crate::support::hub_db::HubDb;
-use crate::support::hub_process::HubProcess;
+use crate::support::hub_process::{HubProcess, run_agent_orch};
 use crate::support::managed_identity_fake;
 
 const FIRST_TOKEN: &str = "vault-hub-token-first-0123456789";
@@ -56,7 +56,8 @@ fn pairs(envs: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 async fn write_status(base: &str, token: &str) -> u16 {
-    reqwest::Client::new()
+    agent_orch::http::http_client()
+        .unwrap()
         .post(format!("{base}/api/agents/heartbeat"))
         .bearer_auth(token)
         .json(&serde_json::json!({"id": "probe"}))
@@ -137,7 +138,10 @@ async fn a_hub_and_a_worker_in_aks_sign_in_with_workload_identity() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains(SECOND_TOKEN), "{stderr}");
-    let agents: serde_json::Value = reqwest::get(format!("{}/api/agents", hub.base))
+    let agents: serde_json::Value = agent_orch::http::http_client()
+        .unwrap()
+        .get(format!("{}/api/agents", hub.base))
+        .send()
         .await
         .unwrap()
         .json()
@@ -163,31 +167,16 @@ async fn a_hub_and_a_worker_in_aks_sign_in_with_workload_identity() {
 
 async fn serve_fails(envs: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
     let db = HubDb::sqlite();
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        Command::new(env!("CARGO_BIN_EXE_agent-orch"))
-            .args([
-                "hub",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database",
-                &db.url,
-            ])
-            .args(args)
-            .env_remove("AGENT_ORCH_HUB_TOKENS")
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the hub gives up")
-    .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let serve = [
+        "hub",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &db.url,
+    ];
+    let (code, _, stderr) = run_agent_orch(&[&serve[..], args].concat(), envs).await;
+    (code, stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,7 +64,10 @@ impl Browser {
             .next()
             .unwrap()
             .to_owned();
-        let targets: Vec<Value> = reqwest::get(format!("http://{port}/json/list"))
+        let targets: Vec<Value> = agent_orch::http::http_client()
+            .unwrap()
+            .get(format!("http://{port}/json/list"))
+            .send()
             .await
             .unwrap()
             .json()

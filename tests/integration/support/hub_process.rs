@@ -70,3 +70,30 @@ impl HubProcess {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }
 }
+
+/// The real binary run to its end without a terminal, with the hub's token and database
+/// variables cleared before `envs` are set: its exit code, stdout and stderr.
+pub(crate) async fn run_agent_orch(
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agent-orch"));
+    command
+        .args(args)
+        .env_remove("AGENT_ORCH_HUB_TOKENS")
+        .env_remove("AGENT_ORCH_HUB_DATABASE")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("the command finishes within 30 s")
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
