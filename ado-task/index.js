@@ -55,18 +55,22 @@ function main() {
     }
   }
 
-  // The environment is passed on as it is: the binary reads its inputs from INPUT_*.
-  const child = spawn(binary.file, ['task'], { stdio: 'inherit', env: process.env });
-
   // On cancel the agent signals this process; pass the signal on so the binary can stop its
-  // steps, roll back and write its reports. The shim exits when the child does.
+  // steps, roll back and write its reports. The shim exits when the child does. The handlers go
+  // in before the spawn: a signal that lands between the two would otherwise kill the shim with
+  // the default action and orphan the binary. Node runs them from the event loop, after `main`
+  // returns, so `child` is set by then.
+  let child = null;
   for (const signal of ['SIGINT', 'SIGTERM']) {
     process.on(signal, () => {
-      if (child.exitCode === null && child.signalCode === null) {
+      if (child !== null && child.exitCode === null && child.signalCode === null) {
         child.kill(signal);
       }
     });
   }
+
+  // The environment is passed on as it is: the binary reads its inputs from INPUT_*.
+  child = spawn(binary.file, ['task'], { stdio: 'inherit', env: process.env });
 
   let failedToStart = false;
   child.on('error', (error) => {
