@@ -8,7 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::model::{Agent, Assignment, AssignmentStatus, Claim, Evidence, EvidenceKind, Task};
+use super::model::{Agent, Assignment, AssignmentStatus, Claim, Evidence, Task};
+use super::store::NewEvidence;
 
 /// The variable a worker reads its bearer token from.
 pub const TOKEN_ENV: &str = "AGENT_ORCH_HUB_TOKEN";
@@ -37,7 +38,7 @@ pub struct ClientError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientErrorKind {
-    /// The hub could not be reached or did not answer in time.
+    /// The hub could not be reached, did not answer in time, or its answer was cut off.
     Unreachable,
     /// The hub answered with this status (a 409 means the state moved on, e.g. requeued).
     Status(u16),
@@ -120,20 +121,15 @@ impl HubClient {
         .await
     }
 
-    pub async fn record_evidence(
-        &self,
-        task_id: i64,
-        agent_id: &str,
-        kind: EvidenceKind,
-        reference: &str,
-        detail: &str,
-    ) -> Result<Evidence, ClientError> {
+    /// Records `evidence`; with an idempotency key, a retry after a lost answer records nothing new.
+    pub async fn record_evidence(&self, evidence: &NewEvidence) -> Result<Evidence, ClientError> {
         self.send(
             reqwest::Method::POST,
             "/api/git/evidence",
             Some(&json!({
-                "task_id": task_id, "agent_id": agent_id, "kind": kind,
-                "reference": reference, "detail": detail,
+                "task_id": evidence.task_id, "agent_id": evidence.agent_id, "kind": evidence.kind,
+                "reference": evidence.reference, "detail": evidence.detail,
+                "idempotency_key": evidence.idempotency_key,
             })),
         )
         .await
@@ -200,7 +196,13 @@ async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, C
             message: format!("the hub answered {status}: {reason}"),
         });
     }
-    response.json().await.map_err(|err| ClientError {
+    // A body cut off mid-way is the hub going away (the request may have been carried out), not
+    // a malformed answer: read it apart from parsing it so the caller can retry.
+    let body = response.bytes().await.map_err(|err| ClientError {
+        kind: ClientErrorKind::Unreachable,
+        message: format!("the hub's answer was cut off: {err}"),
+    })?;
+    serde_json::from_slice(&body).map_err(|err| ClientError {
         kind: ClientErrorKind::Decode,
         message: format!("failed to read the hub's answer: {err}"),
     })

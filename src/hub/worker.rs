@@ -6,12 +6,14 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{ClientError, HubClient};
 use super::error::HubError;
 use super::model::{AssignmentStatus, Claim, EvidenceKind};
+use super::store::NewEvidence;
 use crate::ado::agent_env::AgentEnv;
 use crate::ado::pipeline_context::PipelineContext;
 use crate::ado::secret::Secret;
@@ -421,14 +423,24 @@ async fn record_evidence(
         ));
     }
     for (kind, reference, detail) in items {
-        let record = async || {
-            client
-                .record_evidence(task, &options.id, kind, &reference, &detail)
-                .await
+        // The same report for the same assignment carries the same key, so a retry after the
+        // hub died mid-answer cannot record it twice.
+        let evidence = NewEvidence {
+            agent_id: Some(options.id.clone()),
+            detail,
+            idempotency_key: Some(evidence_key(claim.assignment.id, kind, &reference)),
+            ..NewEvidence::new(task, kind, reference)
         };
+        let record = async || client.record_evidence(&evidence).await;
         // A refusal does not hold up the task's outcome, which is reported either way.
         let _: Result<_, ClientError> = until_answered(stop, record).await;
     }
+}
+
+/// `assignment-<id>/<kind>/<sha-256 of the reference>`: short whatever the reference's length.
+fn evidence_key(assignment_id: i64, kind: EvidenceKind, reference: &str) -> String {
+    let digest = hex::encode(Sha256::digest(reference.as_bytes()));
+    format!("assignment-{assignment_id}/{kind}/{digest}")
 }
 
 async fn head_commit(repo: &Path) -> Option<String> {

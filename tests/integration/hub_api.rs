@@ -265,8 +265,24 @@ async fn seed_api_end_to_end(db: HubDb) {
             .contains("unknown variant `tweet`"),
         "{error}"
     );
+    // A retry with the same idempotency key is answered with the first record, not a copy.
+    let keyed = json!({"task_id": task, "kind": "junit", "reference": "runs/1/junit.xml", "idempotency_key": "a-1/junit"});
+    let (status, first) = hub.post("/api/git/evidence", keyed.clone()).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = hub.post("/api/git/evidence", keyed).await;
+    assert_eq!((status, &again), (200, &first));
+    let (status, error) = hub
+        .post("/api/git/evidence", json!({"task_id": task, "kind": "junit", "reference": "runs/2/junit.xml", "idempotency_key": "a-1/junit"}))
+        .await;
+    assert_eq!(status, 409, "{error}");
     let (_, evidence) = hub.get(&format!("/api/git/evidence/{task}")).await;
-    assert_eq!(evidence[0]["reference"], "abc123");
+    let references: Vec<_> = evidence
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(references, ["abc123", "runs/1/junit.xml"]);
 
     // Progress.
     let (_, summary) = hub.get("/api/progress/summary").await;

@@ -295,6 +295,11 @@ async fn fleet_survives_kill_nine(db: HubDb) {
             mine.len()
         );
         assert_eq!(mine[0].status, AssignmentStatus::Completed);
+        // Reports retried across the restart are kept once.
+        let evidence = store.evidence_for(task.id).await.unwrap();
+        let distinct: HashSet<_> = evidence.iter().map(|e| (e.kind, &e.reference)).collect();
+        assert!(!evidence.is_empty(), "task {} has no evidence", task.key);
+        assert_eq!(distinct.len(), evidence.len(), "{evidence:?}");
     }
     store.close().await;
 }

@@ -1,14 +1,21 @@
 //! The hub's store against real databases, each behaviour on SQLite and on PostgreSQL.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use agent_orch::hub::model::{AssignmentStatus, EvidenceKind, TaskStatus};
 use agent_orch::hub::plan::Plan;
-use agent_orch::hub::store::{NewTask, Store, StoreErrorKind, TaskFilter};
+use agent_orch::hub::store::{NewEvidence, NewTask, Recorded, Store, StoreErrorKind, TaskFilter};
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{PgPool, SqlitePool};
 
 use crate::support::hub_db::{HubDb, on_both_stores};
+use crate::support::repo;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -20,6 +27,8 @@ on_both_stores! {
     giving_a_task_back_requeues_it_and_ends_the_assignment => giving_back;
     silent_agents_lose_their_tasks => heartbeat_timeout;
     evidence_and_snapshots_are_kept_per_task_and_project => evidence_and_history;
+    evidence_sent_again_with_its_key_is_kept_once => evidence_idempotency;
+    a_database_from_the_first_schema_upgrades_and_keeps_its_evidence => upgrade_from_first_schema;
 }
 
 async fn seeded(db: &HubDb) -> (Store, Plan) {
@@ -438,17 +447,19 @@ async fn evidence_and_history(db: HubDb) {
     let project = store.projects().await.unwrap().remove(0);
     let task = store.ready_tasks().await.unwrap().remove(0);
     store
-        .add_evidence(
-            task.id,
-            Some("agent-a"),
-            EvidenceKind::Commit,
-            "0123abcd",
-            "first",
-        )
+        .add_evidence(&NewEvidence {
+            agent_id: Some("agent-a".into()),
+            detail: "first".into(),
+            ..NewEvidence::new(task.id, EvidenceKind::Commit, "0123abcd")
+        })
         .await
         .unwrap();
     store
-        .add_evidence(task.id, None, EvidenceKind::Junit, "runs/1/junit.xml", "")
+        .add_evidence(&NewEvidence::new(
+            task.id,
+            EvidenceKind::Junit,
+            "runs/1/junit.xml",
+        ))
         .await
         .unwrap();
     let trail = store.evidence_for(task.id).await.unwrap();
@@ -461,7 +472,7 @@ async fn evidence_and_history(db: HubDb) {
         StoreErrorKind::NotFound
     );
     let err = store
-        .add_evidence(999_999, None, EvidenceKind::Pr, "x", "")
+        .add_evidence(&NewEvidence::new(999_999, EvidenceKind::Pr, "x"))
         .await
         .unwrap_err();
     assert_eq!(err.kind, StoreErrorKind::Invalid);
@@ -500,4 +511,131 @@ async fn evidence_and_history(db: HubDb) {
         store.snapshot(424_242, HOUR_MS).await.unwrap_err().kind,
         StoreErrorKind::NotFound
     );
+}
+
+async fn evidence_idempotency(db: HubDb) {
+    let (store, _) = seeded(&db).await;
+    let task = store.ready_tasks().await.unwrap().remove(0);
+    let report = NewEvidence {
+        agent_id: Some("agent-a".into()),
+        idempotency_key: Some("assignment-1/commit/abc".into()),
+        ..NewEvidence::new(task.id, EvidenceKind::Commit, "abc")
+    };
+
+    // Eight retries of one report racing each other: one record, the rest are told of it.
+    let store = Arc::new(store);
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, report) = (Arc::clone(&store), report.clone());
+            tokio::spawn(async move { store.add_evidence(&report).await.unwrap() })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut repeated = Vec::new();
+    for racer in racers {
+        match racer.await.unwrap() {
+            Recorded::Created(evidence) => created.push(evidence),
+            Recorded::Repeated(evidence) => repeated.push(evidence),
+        }
+    }
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(repeated.len(), 7);
+    assert!(repeated.iter().all(|evidence| *evidence == created[0]));
+    assert_eq!(store.evidence_for(task.id).await.unwrap(), created);
+
+    // The key is per task, and evidence without a key is never merged.
+    let other_task = store.ready_tasks().await.unwrap().remove(1);
+    let elsewhere = store
+        .add_evidence(&NewEvidence {
+            task_id: other_task.id,
+            ..report.clone()
+        })
+        .await
+        .unwrap();
+    assert!(matches!(elsewhere, Recorded::Created(_)), "{elsewhere:?}");
+    let unkeyed = NewEvidence {
+        idempotency_key: None,
+        ..report.clone()
+    };
+    for _ in 0..2 {
+        let recorded = store.add_evidence(&unkeyed).await.unwrap();
+        assert!(matches!(recorded, Recorded::Created(_)), "{recorded:?}");
+    }
+    assert_eq!(store.evidence_for(task.id).await.unwrap().len(), 3);
+
+    // The same key for different evidence is refused, and names the earlier record.
+    let err = store
+        .add_evidence(&NewEvidence {
+            reference: "def".into(),
+            ..report
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Conflict);
+    assert!(
+        err.to_string().contains(&format!(
+            "already used for other evidence on task {}",
+            task.id
+        )),
+        "{err}"
+    );
+    assert_eq!(store.evidence_for(task.id).await.unwrap().len(), 3);
+}
+
+/// A database as the first release left it: one commit reported twice, before evidence had
+/// keys. Upgrading keeps both rows and then honours keys.
+async fn upgrade_from_first_schema(db: HubDb) {
+    const FIRST_RELEASE_DATA: &str = "\
+        INSERT INTO projects (id, name, created_at) VALUES (1, 'old', 0);
+        INSERT INTO tasks (id, project_id, key, epic, title, created_at, updated_at)
+            VALUES (1, 1, 'old-1', 'E1', 'old task', 0, 0);
+        INSERT INTO evidence (task_id, agent_id, kind, reference, created_at)
+            VALUES (1, 'agent-a', 'commit', 'abc', 0), (1, 'agent-a', 'commit', 'abc', 0);";
+    if db.url.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(&db.url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        first_schema("sqlite").await.run(&pool).await.unwrap();
+        sqlx::raw_sql(FIRST_RELEASE_DATA)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    } else {
+        let pool = PgPool::connect(&db.url).await.unwrap();
+        first_schema("postgres").await.run(&pool).await.unwrap();
+        sqlx::raw_sql(FIRST_RELEASE_DATA)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+
+    let store = Store::connect(&db.url).await.unwrap();
+    let kept = store.evidence_for(1).await.unwrap();
+    assert_eq!(
+        kept.iter()
+            .map(|e| e.reference.as_str())
+            .collect::<Vec<_>>(),
+        ["abc", "abc"]
+    );
+    let report = NewEvidence {
+        idempotency_key: Some("k".into()),
+        ..NewEvidence::new(1, EvidenceKind::Junit, "junit.xml")
+    };
+    let first = store.add_evidence(&report).await.unwrap();
+    assert!(matches!(first, Recorded::Created(_)), "{first:?}");
+    let again = store.add_evidence(&report).await.unwrap();
+    assert_eq!(again, Recorded::Repeated(first.evidence().clone()));
+    assert_eq!(store.evidence_for(1).await.unwrap().len(), 3);
+}
+
+/// The migrations `agent-orch` shipped first, read from the repository as sqlx reads them.
+async fn first_schema(store: &str) -> Migrator {
+    let mut migrator = Migrator::new(repo::path(&format!("migrations/{store}")))
+        .await
+        .unwrap();
+    migrator.migrations = Cow::Owned(migrator.migrations[..1].to_vec());
+    migrator
 }

@@ -8,11 +8,13 @@ use agent_orch::ado::secret::Secret;
 use agent_orch::hub::model::{AssignmentStatus, EvidenceKind, TaskStatus};
 use agent_orch::hub::store::{NewTask, TaskFilter};
 use agent_orch::hub::worker::{WorkerOptions, WorkerSummary, run_worker};
+use axum::http::Method;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::keyvault::{DB_PASSWORD, files_under};
 use crate::support::azure_server::{AzureConfig, AzureServer, CLIENT_ID, OIDC_TOKEN, TENANT_ID};
+use crate::support::cutting_proxy::CuttingProxy;
 use crate::support::hub_db::HubDb;
 use crate::support::hub_server::{TOKEN, TestHub};
 
@@ -183,6 +185,56 @@ async fn a_worker_runs_task_workflows_and_reports_outcomes_and_evidence() {
     assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
     assert_eq!(progress.first(), Some(&10));
     assert_eq!(progress.last(), Some(&100));
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_whose_answer_was_cut_off_is_sent_again_and_kept_once() {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join("workflows")).unwrap();
+    std::fs::write(
+        repo.path().join("workflows/ok.yaml"),
+        "name: ok\nsafety: {max_iterations: 1}\nsteps:\n  - {id: build, gate: \"echo built\"}\n",
+    )
+    .unwrap();
+    git(repo.path(), &["init", "-q"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "workflows"]);
+
+    let hub = TestHub::start(HubDb::sqlite()).await;
+    let store = hub.hub.state.store.clone();
+    store
+        .import_plan("worker", None, &[task("ok", 0, Some("workflows/ok.yaml"))])
+        .await
+        .unwrap();
+    // The hub records the first report, then its answer breaks off.
+    let proxy = CuttingProxy::start(&hub.base, Method::POST, "/api/git/evidence").await;
+
+    let options = WorkerOptions {
+        hub: proxy.base.clone(),
+        max_tasks: Some(1),
+        ..worker(&hub, "worker-1", repo.path())
+    };
+    let summary = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_worker(&options, CancellationToken::new()),
+    )
+    .await
+    .expect("the worker finishes")
+    .unwrap();
+    assert_eq!(summary.completed, 1, "{summary:?}");
+    assert_eq!(proxy.cuts(), 1);
+
+    let task = store.tasks(&TaskFilter::default()).await.unwrap().remove(0);
+    let mut kinds: Vec<_> = store
+        .evidence_for(task.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    kinds.sort_by_key(|kind| kind.as_str());
+    assert_eq!(kinds, [EvidenceKind::Commit, EvidenceKind::Junit]);
     hub.stop().await;
 }
 

@@ -1,15 +1,14 @@
 //! `/api/git`: the merge queue, active branches, and evidence per task.
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use serde::Deserialize;
-
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
 use super::{HubState, validate_agent_id, validate_text};
 use crate::hub::events::HubEvent;
-use crate::hub::model::{Evidence, EvidenceKind, Task};
+use crate::hub::model::{Evidence, Task};
+use crate::hub::store::{NewEvidence, Recorded};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
 
 pub(crate) async fn merge_queue(
     State(state): State<HubState>,
@@ -21,17 +20,8 @@ pub(crate) async fn branches(State(state): State<HubState>) -> Result<Json<Vec<T
     Ok(Json(state.store.active_branches().await?))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewEvidence {
-    task_id: i64,
-    agent_id: Option<String>,
-    kind: EvidenceKind,
-    reference: String,
-    #[serde(default)]
-    detail: String,
-}
-
+/// `201` with the new record, or `200` with the earlier one when the idempotency key repeats a
+/// report already recorded.
 pub(crate) async fn record_evidence(
     State(state): State<HubState>,
     ApiJson(evidence): ApiJson<NewEvidence>,
@@ -44,20 +34,22 @@ pub(crate) async fn record_evidence(
         return Err(ApiError::bad_request("`reference` must not be empty"));
     }
     validate_text("detail", &evidence.detail, 16 * 1024)?;
-    let recorded = state
-        .store
-        .add_evidence(
-            evidence.task_id,
-            evidence.agent_id.as_deref(),
-            evidence.kind,
-            &evidence.reference,
-            &evidence.detail,
-        )
-        .await?;
-    state
-        .events
-        .publish(&HubEvent::EvidenceRecorded(recorded.clone()));
-    Ok((StatusCode::CREATED, Json(recorded)))
+    if let Some(key) = &evidence.idempotency_key {
+        validate_text("idempotency_key", key, 255)?;
+        if key.is_empty() {
+            return Err(ApiError::bad_request("`idempotency_key` must not be empty"));
+        }
+    }
+    match state.store.add_evidence(&evidence).await? {
+        Recorded::Created(recorded) => {
+            state
+                .events
+                .publish(&HubEvent::EvidenceRecorded(recorded.clone()));
+            Ok((StatusCode::CREATED, Json(recorded)))
+        }
+        // Told once already: no second event.
+        Recorded::Repeated(earlier) => Ok((StatusCode::OK, Json(earlier))),
+    }
 }
 
 pub(crate) async fn evidence(

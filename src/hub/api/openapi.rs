@@ -179,7 +179,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         (
             "post",
             "/api/git/evidence",
-            "Record evidence (commit, pr, test, build, patch, junit)",
+            "Record evidence (commit, pr, test, build, patch, junit); idempotent by key",
             Some("NewEvidence"),
             201,
             Some(schema("Evidence")),
@@ -336,7 +336,8 @@ fn schemas() -> Value {
         }), &["progress"]),
         "SnapshotRequest": object(json!({"project_id": int}), &["project_id"]),
         "NewEvidence": object(json!({
-            "task_id": int, "agent_id": text, "kind": evidence_kind, "reference": text, "detail": text
+            "task_id": int, "agent_id": text, "kind": evidence_kind, "reference": text, "detail": text,
+            "idempotency_key": {"type": "string", "description": "sending the same key for the same task again answers 200 with the earlier record instead of recording a copy; 409 if the evidence differs"}
         }), &["task_id", "kind", "reference"]),
     })
 }

@@ -24,6 +24,7 @@ use sqlx::sqlite::{
 
 use claim_queue::ClaimQueue;
 pub use error::{StoreError, StoreErrorKind};
+pub use evidence::{NewEvidence, Recorded};
 pub use tasks::{NewTask, TaskFilter};
 
 /// Which database a store talks to, for messages and for the few places that differ.
@@ -75,16 +76,30 @@ macro_rules! on_writer {
 
 pub(crate) use {on_reader, on_writer};
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "hub",
-    include_str!("../../../migrations/sqlite/0001_hub.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "hub",
-    include_str!("../../../migrations/postgres/0001_hub.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "hub",
+        include_str!("../../../migrations/sqlite/0001_hub.sql"),
+    ),
+    (
+        2,
+        "evidence idempotency",
+        include_str!("../../../migrations/sqlite/0002_evidence_idempotency.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "hub",
+        include_str!("../../../migrations/postgres/0001_hub.sql"),
+    ),
+    (
+        2,
+        "evidence idempotency",
+        include_str!("../../../migrations/postgres/0002_evidence_idempotency.sql"),
+    ),
+];
 
 /// How many connections a PostgreSQL hub keeps; enough for 64 concurrent claims on 2 cores.
 const POSTGRES_CONNECTIONS: u32 = 16;

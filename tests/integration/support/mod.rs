@@ -3,6 +3,7 @@
 pub(crate) mod azure_server;
 pub(crate) mod chromium;
 pub(crate) mod cli;
+pub(crate) mod cutting_proxy;
 pub(crate) mod entra_fake;
 pub(crate) mod http_service;
 pub(crate) mod hub_db;
