@@ -140,6 +140,16 @@ pub struct HubServeArgs {
     )]
     pub tokens_secret: String,
 
+    /// How often the tokens of `--tokens-vault` are read again, so a rotated secret takes
+    /// effect without a restart (SIGHUP reads them at once); `0s` reads them only on SIGHUP.
+    #[arg(
+        long,
+        env = "AGENT_ORCH_HUB_TOKENS_REFRESH",
+        default_value = "5m",
+        value_parser = humantime::parse_duration
+    )]
+    pub tokens_refresh: std::time::Duration,
+
     #[command(flatten)]
     pub azure: AzureSignInArgs,
 }

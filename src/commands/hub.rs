@@ -4,11 +4,12 @@ use std::io::Write;
 use std::path::Path;
 
 use axum::http::HeaderValue;
+use tokio_util::sync::CancellationToken;
 
 use crate::ado::agent_env::AgentEnv;
 use crate::azure::fetch_service_secret;
 use crate::cli::{HubCommand, HubDatabaseArgs, HubSeedArgs, HubServeArgs};
-use crate::error::{Error, ExitStatus};
+use crate::error::{Error, ExitStatus, error_chain};
 use crate::hub::api::{ApiTokens, TOKENS_ENV, TokenError};
 use crate::hub::error::HubError;
 use crate::hub::plan::Plan;
@@ -44,6 +45,8 @@ async fn serve(args: &HubServeArgs) -> Result<ExitStatus, Error> {
         heartbeat_timeout: args.heartbeat_timeout,
     })
     .await?;
+    // Listening before the start-up line: a SIGHUP sent once the hub is up must not kill it.
+    let hangups = Hangups::listen();
     let store = match hub.state.store.kind() {
         StoreKind::Sqlite => "sqlite",
         StoreKind::Postgres => "postgres",
@@ -55,11 +58,16 @@ async fn serve(args: &HubServeArgs) -> Result<ExitStatus, Error> {
         hub.state.tokens.count(),
     ));
     let shutdown = hub.state.shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        shutdown.cancel();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            wait_for_signal().await;
+            shutdown.cancel();
+        }
     });
-    hub.wait().await?;
+    let refresh = refresh_tokens(args, hub.state.tokens.clone(), hangups, shutdown);
+    let (served, ()) = tokio::join!(hub.wait(), refresh);
+    served?;
     say("hub stopped");
     Ok(ExitStatus::Success)
 }
@@ -73,14 +81,17 @@ async fn tokens(args: &HubServeArgs) -> Result<(ApiTokens, String), Error> {
             TOKENS_ENV.to_owned(),
         ));
     };
-    let env = AgentEnv::from_process();
-    if env.var(TOKENS_ENV).is_some() {
+    if AgentEnv::from_process().var(TOKENS_ENV).is_some() {
         return Err(HubError::from(TokenError::TwoSources).into());
     }
+    Ok((vault_tokens(args, vault).await?, tokens_origin(args, vault)))
+}
+
+async fn vault_tokens(args: &HubServeArgs, vault: &str) -> Result<ApiTokens, HubError> {
     let secret = fetch_service_secret(
         vault,
         &args.tokens_secret,
-        &env,
+        &AgentEnv::from_process(),
         args.azure.managed_identity,
     )
     .await
@@ -88,9 +99,94 @@ async fn tokens(args: &HubServeArgs) -> Result<(ApiTokens, String), Error> {
         what: "the hub's write tokens",
         source,
     })?;
-    let origin = format!("secret `{}` of key vault `{vault}`", args.tokens_secret);
-    let tokens = ApiTokens::from_list(secret.expose(), &origin).map_err(HubError::from)?;
-    Ok((tokens, origin))
+    Ok(ApiTokens::from_list(
+        secret.expose(),
+        &tokens_origin(args, vault),
+    )?)
+}
+
+fn tokens_origin(args: &HubServeArgs, vault: &str) -> String {
+    format!("secret `{}` of key vault `{vault}`", args.tokens_secret)
+}
+
+/// Reads the vault's tokens again every `--tokens-refresh` and on SIGHUP until `stop`, so a
+/// rotated secret takes effect without a restart. A failed read keeps the tokens in force: a
+/// vault outage must not lock every worker out.
+async fn refresh_tokens(
+    args: &HubServeArgs,
+    tokens: ApiTokens,
+    mut hangups: Hangups,
+    stop: CancellationToken,
+) {
+    let vault = args.tokens_vault.as_deref();
+    let mut ticker = (vault.is_some() && !args.tokens_refresh.is_zero()).then(|| {
+        let period = args.tokens_refresh;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = async {
+                match &mut ticker {
+                    Some(ticker) => drop(ticker.tick().await),
+                    None => std::future::pending().await,
+                }
+            } => {}
+            () = hangups.next() => {}
+        }
+        let Some(vault) = vault else {
+            say(&format!(
+                "nothing to reload: the write tokens come from {TOKENS_ENV}, which a running \
+                 process cannot read again (restart the hub, or keep them in Key Vault)"
+            ));
+            continue;
+        };
+        match vault_tokens(args, vault).await {
+            Ok(fresh) => {
+                if tokens.replace_with(&fresh) {
+                    say(&format!(
+                        "write tokens reloaded: {} token(s) from {}",
+                        tokens.count(),
+                        tokens_origin(args, vault)
+                    ));
+                }
+            }
+            Err(err) => say(&format!(
+                "failed to reload the write tokens, keeping the {} in force: {}",
+                tokens.count(),
+                error_chain(&err)
+            )),
+        }
+    }
+}
+
+/// SIGHUP, the usual "read your configuration again" signal, where there is one.
+struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    fn listen() -> Hangups {
+        Hangups {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal {
+            if signal.recv().await.is_some() {
+                return;
+            }
+            // The signal driver is gone; never hear of SIGHUP again rather than spin.
+            self.signal = None;
+        }
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn seed(args: &HubSeedArgs) -> Result<ExitStatus, Error> {

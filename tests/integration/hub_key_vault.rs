@@ -12,6 +12,7 @@ use crate::support::azure_server::{
 };
 use crate::support::hub_db::HubDb;
 use crate::support::hub_process::{HubProcess, run_agent_orch};
+use crate::support::hub_server::TOKEN;
 use crate::support::managed_identity_fake;
 
 const FIRST_TOKEN: &str = "vault-hub-token-first-0123456789";
@@ -221,4 +222,77 @@ async fn bad_token_secrets_stop_the_hub_with_a_clear_message() {
         "{stderr}"
     );
     assert!(!stderr.contains("hub listening"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_secret_takes_effect_without_a_restart() {
+    let server = vault(FIRST_TOKEN);
+    let db = HubDb::sqlite();
+    let envs = managed_identity(&server);
+    let (hub, _) = HubProcess::start_with(
+        &db.url,
+        "127.0.0.1:0",
+        &["--tokens-vault", VAULT, "--tokens-refresh", "200ms"],
+        &pairs(&envs),
+    )
+    .await;
+    assert_eq!(write_status(&hub.base, FIRST_TOKEN).await, 200);
+
+    // A vault that cannot be read does not lock the fleet out: the tokens in force stay.
+    server.set_deny(true);
+    let failed = hub.wait_for_line("failed to reload the write tokens").await;
+    assert!(failed.contains("keeping the 1 in force"), "{failed}");
+    assert!(failed.contains("secrets get permission"), "{failed}");
+    assert_eq!(write_status(&hub.base, FIRST_TOKEN).await, 200);
+
+    // The operator rotates the secret: the new token works and the old one is retired.
+    server.set_deny(false);
+    server.set_secret("agent-orch-hub-tokens", SECOND_TOKEN);
+    let reloaded = hub.wait_for_line("write tokens reloaded").await;
+    assert_eq!(
+        reloaded,
+        "write tokens reloaded: 1 token(s) from secret `agent-orch-hub-tokens` of key vault `hub-kv`"
+    );
+    assert_eq!(write_status(&hub.base, SECOND_TOKEN).await, 200);
+    assert_eq!(write_status(&hub.base, FIRST_TOKEN).await, 401);
+    hub.kill9().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reads_the_token_secret_again_at_once() {
+    let server = vault(FIRST_TOKEN);
+    let db = HubDb::sqlite();
+    let envs = managed_identity(&server);
+    let (hub, _) = HubProcess::start_with(
+        &db.url,
+        "127.0.0.1:0",
+        &["--tokens-vault", VAULT, "--tokens-refresh", "0s"],
+        &pairs(&envs),
+    )
+    .await;
+    server.set_secret(
+        "agent-orch-hub-tokens",
+        &format!("{FIRST_TOKEN},{SECOND_TOKEN}"),
+    );
+    // No timer: the new token is unknown until the hub is told to look.
+    assert_eq!(write_status(&hub.base, SECOND_TOKEN).await, 401);
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(hub.child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    hub.wait_for_line("write tokens reloaded: 2 token(s)").await;
+    assert_eq!(write_status(&hub.base, FIRST_TOKEN).await, 200);
+    assert_eq!(write_status(&hub.base, SECOND_TOKEN).await, 200);
+    hub.kill9().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_tokens_from_the_environment_says_so_and_keeps_serving() {
+    let db = HubDb::sqlite();
+    let hub = HubProcess::start(&db.url).await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(hub.child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let line = hub.wait_for_line("nothing to reload").await;
+    assert!(line.contains("AGENT_ORCH_HUB_TOKENS"), "{line}");
+    assert_eq!(write_status(&hub.base, TOKEN).await, 200);
+    hub.kill9().await;
 }

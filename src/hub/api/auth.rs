@@ -2,7 +2,7 @@
 //! (never from code or flags, which end up in shell history and process lists); only their
 //! SHA-256 digests are kept, and comparison does not stop at the first differing byte.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -17,14 +17,16 @@ pub const TOKENS_ENV: &str = "AGENT_ORCH_HUB_TOKENS";
 /// Tokens shorter than this are refused: they could be guessed.
 const MIN_TOKEN_LENGTH: usize = 16;
 
+/// The accepted tokens. Clones share one set, so a rotation ([`ApiTokens::replace_with`]) takes
+/// effect for every request from then on.
 #[derive(Clone)]
 pub struct ApiTokens {
-    digests: Arc<Vec<[u8; 32]>>,
+    digests: Arc<RwLock<Arc<Vec<[u8; 32]>>>>,
 }
 
 impl std::fmt::Debug for ApiTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ApiTokens({} tokens)", self.digests.len())
+        write!(f, "ApiTokens({} tokens)", self.count())
     }
 }
 
@@ -80,25 +82,43 @@ impl ApiTokens {
             }
             digests.push(digest(token));
         }
+        // Sorted, so the same tokens listed in another order are the same set.
+        digests.sort_unstable();
+        digests.dedup();
         if digests.is_empty() {
             return Err(TokenError::Empty {
                 origin: origin.to_owned(),
             });
         }
         Ok(ApiTokens {
-            digests: Arc::new(digests),
+            digests: Arc::new(RwLock::new(Arc::new(digests))),
         })
     }
 
     /// How many tokens are accepted (for the start-up line; never the tokens).
     pub fn count(&self) -> usize {
-        self.digests.len()
+        self.current().len()
+    }
+
+    /// Accepts `fresh`'s tokens from now on, and only those. Says whether anything changed.
+    pub fn replace_with(&self, fresh: &ApiTokens) -> bool {
+        let fresh = fresh.current();
+        let mut digests = self.digests.write().unwrap_or_else(PoisonError::into_inner);
+        let changed = *digests != fresh;
+        *digests = fresh;
+        changed
+    }
+
+    /// The set in force; a rotation during a request does not change the set it checks against.
+    fn current(&self) -> Arc<Vec<[u8; 32]>> {
+        // Writers only swap an `Arc`, so a poisoned lock still holds a whole set.
+        Arc::clone(&self.digests.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn accepts(&self, token: &str) -> bool {
         let candidate = digest(token);
         // Check every known digest with a full-length comparison, so timing says nothing.
-        self.digests.iter().fold(false, |found, known| {
+        self.current().iter().fold(false, |found, known| {
             let difference = known
                 .iter()
                 .zip(candidate.iter())
@@ -168,5 +188,21 @@ mod tests {
             "ApiTokens(2 tokens)",
             "no token in debug output"
         );
+    }
+
+    #[test]
+    fn a_rotation_reaches_every_clone_and_retires_the_old_tokens() {
+        let tokens = ApiTokens::new(["first-token-0123456", "second-token-0123456"]).unwrap();
+        let in_the_router = tokens.clone();
+        let same_in_other_order =
+            ApiTokens::from_list("second-token-0123456,first-token-0123456", "t").unwrap();
+        assert!(!tokens.replace_with(&same_in_other_order));
+
+        let rotated = ApiTokens::new(["second-token-0123456", "third-token-0123456"]).unwrap();
+        assert!(tokens.replace_with(&rotated));
+        assert!(!in_the_router.accepts("first-token-0123456"));
+        assert!(in_the_router.accepts("second-token-0123456"));
+        assert!(in_the_router.accepts("third-token-0123456"));
+        assert_eq!(in_the_router.count(), 2);
     }
 }

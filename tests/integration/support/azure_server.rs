@@ -69,7 +69,8 @@ pub(crate) struct Recorded {
 }
 
 pub(crate) struct AzureState {
-    pub(crate) config: AzureConfig,
+    /// Changeable while the server runs, as a vault's secrets and access policies are.
+    pub(crate) config: Mutex<AzureConfig>,
     requests: Mutex<Vec<Recorded>>,
 }
 
@@ -83,7 +84,7 @@ pub(crate) struct AzureServer {
 impl AzureServer {
     pub(crate) fn start(config: AzureConfig) -> Self {
         let state = Arc::new(AzureState {
-            config,
+            config: Mutex::new(config),
             requests: Mutex::new(Vec::new()),
         });
         let app = Router::new()
@@ -123,6 +124,17 @@ impl AzureServer {
     /// The value for `AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE`.
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Sets a secret's value, as `az keyvault secret set` would (a new version).
+    pub(crate) fn set_secret(&self, name: &str, value: &str) {
+        let mut config = self.state.config.lock().unwrap();
+        config.secrets.insert(name.to_owned(), value.to_owned());
+    }
+
+    /// Takes the identity's `get` permission away (`true`) or gives it back.
+    pub(crate) fn set_deny(&self, deny: bool) {
+        self.state.config.lock().unwrap().deny = deny;
     }
 
     /// Every request so far, in order.

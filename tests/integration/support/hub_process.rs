@@ -2,6 +2,7 @@
 //! need to signal or kill -9 it. The child is killed when the handle drops.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -12,6 +13,8 @@ use super::hub_server::TOKEN;
 pub(crate) struct HubProcess {
     pub(crate) child: Child,
     pub(crate) base: String,
+    /// What the hub said on stderr after its start-up line.
+    said: Arc<Mutex<Vec<String>>>,
 }
 
 impl HubProcess {
@@ -60,8 +63,32 @@ impl HubProcess {
         .await
         .expect("the hub listens within 20 s");
         // Keep draining stderr so the hub never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        (HubProcess { child, base }, started)
+        let said = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn({
+            let said = Arc::clone(&said);
+            async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    said.lock().unwrap().push(line);
+                }
+            }
+        });
+        (HubProcess { child, base, said }, started)
+    }
+
+    /// Waits up to 20 s for a stderr line (after the start-up line) containing `text`.
+    pub(crate) async fn wait_for_line(&self, text: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let said = self.said.lock().unwrap().clone();
+            if let Some(line) = said.iter().find(|line| line.contains(text)) {
+                return line.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the hub never said `{text}`; it said: {said:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGKILL: no graceful anything.

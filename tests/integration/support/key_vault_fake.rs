@@ -55,7 +55,8 @@ fn secret(state: &AzureState, name: &str, headers: &HeaderMap) -> Response {
         )
             .into_response();
     }
-    if state.config.deny {
+    let config = state.config.lock().unwrap().clone();
+    if config.deny {
         return (
             StatusCode::FORBIDDEN,
             axum::Json(json!({"error": {
@@ -66,7 +67,7 @@ fn secret(state: &AzureState, name: &str, headers: &HeaderMap) -> Response {
         )
             .into_response();
     }
-    match state.config.secrets.get(name) {
+    match config.secrets.get(name) {
         Some(value) => axum::Json(json!({
             "value": value,
             "id": format!("https://fleet-kv.vault.azure.net/secrets/{name}/4387e9f3d6e14c459867679a90fd0f79"),
