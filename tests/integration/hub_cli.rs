@@ -51,8 +51,7 @@ async fn seed_then_serve(db: HubDb) {
     assert_eq!(agents.as_array().unwrap().len(), 3);
 
     // SIGTERM: a graceful stop with exit code 0.
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(hub.child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    hub.signal(nix::sys::signal::Signal::SIGTERM);
     let status = tokio::time::timeout(Duration::from_secs(10), hub.child.wait())
         .await
         .expect("the hub stops within 10 s of SIGTERM")

@@ -5,6 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use tokio::process::Command;
 
 use crate::support::azure_server::{
@@ -224,18 +225,20 @@ async fn bad_token_secrets_stop_the_hub_with_a_clear_message() {
     assert!(!stderr.contains("hub listening"), "{stderr}");
 }
 
+/// A hub reading its tokens from the vault with App Service's identity, again every `refresh`.
+async fn hub_on_vault(server: &AzureServer, db: &HubDb, refresh: &str) -> HubProcess {
+    let envs = managed_identity(server);
+    let args = ["--tokens-vault", VAULT, "--tokens-refresh", refresh];
+    HubProcess::start_with(&db.url, "127.0.0.1:0", &args, &pairs(&envs))
+        .await
+        .0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_token_secret_takes_effect_without_a_restart() {
     let server = vault(FIRST_TOKEN);
     let db = HubDb::sqlite();
-    let envs = managed_identity(&server);
-    let (hub, _) = HubProcess::start_with(
-        &db.url,
-        "127.0.0.1:0",
-        &["--tokens-vault", VAULT, "--tokens-refresh", "200ms"],
-        &pairs(&envs),
-    )
-    .await;
+    let hub = hub_on_vault(&server, &db, "200ms").await;
     assert_eq!(write_status(&hub.base, FIRST_TOKEN).await, 200);
 
     // A vault that cannot be read does not lock the fleet out: the tokens in force stay.
@@ -262,14 +265,7 @@ async fn a_rotated_token_secret_takes_effect_without_a_restart() {
 async fn sighup_reads_the_token_secret_again_at_once() {
     let server = vault(FIRST_TOKEN);
     let db = HubDb::sqlite();
-    let envs = managed_identity(&server);
-    let (hub, _) = HubProcess::start_with(
-        &db.url,
-        "127.0.0.1:0",
-        &["--tokens-vault", VAULT, "--tokens-refresh", "0s"],
-        &pairs(&envs),
-    )
-    .await;
+    let hub = hub_on_vault(&server, &db, "0s").await;
     server.set_secret(
         "agent-orch-hub-tokens",
         &format!("{FIRST_TOKEN},{SECOND_TOKEN}"),
@@ -277,8 +273,7 @@ async fn sighup_reads_the_token_secret_again_at_once() {
     // No timer: the new token is unknown until the hub is told to look.
     assert_eq!(write_status(&hub.base, SECOND_TOKEN).await, 401);
 
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(hub.child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    hub.signal(Signal::SIGHUP);
     hub.wait_for_line("write tokens reloaded: 2 token(s)").await;
     assert_eq!(write_status(&hub.base, FIRST_TOKEN).await, 200);
     assert_eq!(write_status(&hub.base, SECOND_TOKEN).await, 200);
@@ -289,8 +284,7 @@ async fn sighup_reads_the_token_secret_again_at_once() {
 async fn sighup_with_tokens_from_the_environment_says_so_and_keeps_serving() {
     let db = HubDb::sqlite();
     let hub = HubProcess::start(&db.url).await;
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(hub.child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    hub.signal(Signal::SIGHUP);
     let line = hub.wait_for_line("nothing to reload").await;
     assert!(line.contains("AGENT_ORCH_HUB_TOKENS"), "{line}");
     assert_eq!(write_status(&hub.base, TOKEN).await, 200);

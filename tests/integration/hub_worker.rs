@@ -60,23 +60,42 @@ fn git(repo: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_runs_task_workflows_and_reports_outcomes_and_evidence() {
+/// Runs the worker until it has nothing left to do (at most 60 s).
+async fn work_until_idle(options: &WorkerOptions) -> WorkerSummary {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        run_worker(options, CancellationToken::new()),
+    )
+    .await
+    .expect("the worker finishes")
+    .unwrap()
+}
+
+/// A git repository with `workflows/<name>.yaml` for each of `workflows`, committed.
+fn committed_workflows(workflows: &[(&str, &str)]) -> tempfile::TempDir {
     let repo = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(repo.path().join("workflows")).unwrap();
-    std::fs::write(
-        repo.path().join("workflows/ok.yaml"),
-        "name: ok\nsafety: {max_iterations: 1}\nsteps:\n  - {id: build, gate: \"echo built\"}\n  - {id: test, gate: \"echo tested\"}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        repo.path().join("workflows/fail.yaml"),
-        "name: fail\nsafety: {max_iterations: 1}\nsteps:\n  - {id: test, gate: \"echo broken >&2; exit 3\"}\n",
-    )
-    .unwrap();
+    for (name, yaml) in workflows {
+        std::fs::write(repo.path().join(format!("workflows/{name}.yaml")), yaml).unwrap();
+    }
     git(repo.path(), &["init", "-q"]);
     git(repo.path(), &["add", "."]);
     git(repo.path(), &["commit", "-q", "-m", "workflows"]);
+    repo
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_task_workflows_and_reports_outcomes_and_evidence() {
+    let repo = committed_workflows(&[
+        (
+            "ok",
+            "name: ok\nsafety: {max_iterations: 1}\nsteps:\n  - {id: build, gate: \"echo built\"}\n  - {id: test, gate: \"echo tested\"}\n",
+        ),
+        (
+            "fail",
+            "name: fail\nsafety: {max_iterations: 1}\nsteps:\n  - {id: test, gate: \"echo broken >&2; exit 3\"}\n",
+        ),
+    ]);
     let head = git(repo.path(), &["rev-parse", "HEAD"]);
 
     let hub = TestHub::start(HubDb::sqlite()).await;
@@ -104,13 +123,7 @@ async fn a_worker_runs_task_workflows_and_reports_outcomes_and_evidence() {
         max_tasks: Some(4),
         ..worker(&hub, "worker-1", repo.path())
     };
-    let summary = tokio::time::timeout(
-        Duration::from_secs(60),
-        run_worker(&options, CancellationToken::new()),
-    )
-    .await
-    .expect("the worker finishes")
-    .unwrap();
+    let summary = work_until_idle(&options).await;
     assert_eq!(
         summary,
         WorkerSummary {
@@ -190,16 +203,10 @@ async fn a_worker_runs_task_workflows_and_reports_outcomes_and_evidence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evidence_whose_answer_was_cut_off_is_sent_again_and_kept_once() {
-    let repo = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(repo.path().join("workflows")).unwrap();
-    std::fs::write(
-        repo.path().join("workflows/ok.yaml"),
+    let repo = committed_workflows(&[(
+        "ok",
         "name: ok\nsafety: {max_iterations: 1}\nsteps:\n  - {id: build, gate: \"echo built\"}\n",
-    )
-    .unwrap();
-    git(repo.path(), &["init", "-q"]);
-    git(repo.path(), &["add", "."]);
-    git(repo.path(), &["commit", "-q", "-m", "workflows"]);
+    )]);
 
     let hub = TestHub::start(HubDb::sqlite()).await;
     let store = hub.hub.state.store.clone();
@@ -215,13 +222,7 @@ async fn evidence_whose_answer_was_cut_off_is_sent_again_and_kept_once() {
         max_tasks: Some(1),
         ..worker(&hub, "worker-1", repo.path())
     };
-    let summary = tokio::time::timeout(
-        Duration::from_secs(60),
-        run_worker(&options, CancellationToken::new()),
-    )
-    .await
-    .expect("the worker finishes")
-    .unwrap();
+    let summary = work_until_idle(&options).await;
     assert_eq!(summary.completed, 1, "{summary:?}");
     assert_eq!(proxy.cuts(), 1);
 
@@ -325,9 +326,7 @@ async fn task_workflows_get_their_secrets_and_the_hub_never_sees_them() {
         max_tasks: Some(2),
         ..worker_in_aks(&hub, repo.path(), &azure, pod.path())
     };
-    let summary = run_worker(&options, CancellationToken::new())
-        .await
-        .unwrap();
+    let summary = work_until_idle(&options).await;
     // `ok` passes only if the secret arrived intact.
     assert_eq!((summary.completed, summary.failed), (1, 1), "{summary:?}");
 
@@ -384,9 +383,7 @@ async fn a_task_whose_secrets_cannot_be_read_is_given_back_without_running() {
         max_tasks: Some(1),
         ..worker_in_aks(&hub, repo.path(), &azure, pod.path())
     };
-    let summary = run_worker(&options, CancellationToken::new())
-        .await
-        .unwrap();
+    let summary = work_until_idle(&options).await;
     assert_eq!(summary.failed, 1, "{summary:?}");
     let assignment = &store.assignments(None, None).await.unwrap()[0];
     assert_eq!(assignment.status, AssignmentStatus::Failed);
@@ -437,9 +434,7 @@ async fn a_worker_runs_the_assignment_whose_answer_it_never_got() {
     assert_eq!(orphan.task.key, "claimed");
 
     let options = worker(&hub, "worker-1", repo.path());
-    let summary = run_worker(&options, CancellationToken::new())
-        .await
-        .unwrap();
+    let summary = work_until_idle(&options).await;
     assert_eq!((summary.completed, summary.failed), (2, 0), "{summary:?}");
     let assignments = store.assignments(None, None).await.unwrap();
     assert_eq!(

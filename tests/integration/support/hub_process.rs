@@ -91,6 +91,16 @@ impl HubProcess {
         }
     }
 
+    /// Sends `signal` to the hub.
+    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = self.child.id().expect("the hub is running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+            signal,
+        )
+        .unwrap();
+    }
+
     /// SIGKILL: no graceful anything.
     pub(crate) async fn kill9(mut self) {
         self.child.start_kill().unwrap();
