@@ -11,7 +11,7 @@ use crate::cli::WorkerArgs;
 use crate::error::{Error, ExitStatus};
 use crate::hub::client::TOKEN_ENV;
 use crate::hub::error::HubError;
-use crate::hub::worker::{WorkerOptions, run_worker};
+use crate::hub::worker::{TokenVault, WorkerOptions, run_worker};
 
 pub(crate) fn run(args: &WorkerArgs) -> Result<ExitStatus, Error> {
     let environment = AgentEnv::from_process();
@@ -32,6 +32,10 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitStatus, Error> {
         max_tasks: args.max_tasks,
         exit_when_idle: args.exit_when_idle,
         managed_identity: args.azure.managed_identity,
+        token_vault: args.token_vault.as_ref().map(|vault| TokenVault {
+            vault: vault.clone(),
+            secret: args.token_secret.clone(),
+        }),
         environment,
     };
     let summary = runtime.block_on(async {

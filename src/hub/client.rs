@@ -1,23 +1,31 @@
 //! A typed client of the hub's API, used by `agent-orch worker` (and by anyone scripting the
 //! hub from Rust). Every write carries the bearer token; every call has a timeout.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use reqwest::StatusCode;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::model::{Agent, Assignment, AssignmentStatus, Claim, Evidence, Task};
 use super::store::NewEvidence;
+use crate::ado::secret::Secret;
 
 /// The variable a worker reads its bearer token from.
 pub const TOKEN_ENV: &str = "AGENT_ORCH_HUB_TOKEN";
 
+/// Reads the token again after the hub refused it (it may have been rotated): the token now in
+/// force, or why it could not be read.
+pub type TokenRenewal = Arc<dyn Fn() -> BoxFuture<'static, Result<Secret, String>> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct HubClient {
     base: String,
-    token: String,
+    /// Shared by clones, so a renewed token serves the heartbeat and the work loop alike.
+    token: Arc<RwLock<Secret>>,
+    renewal: Option<TokenRenewal>,
     http: reqwest::Client,
 }
 
@@ -73,9 +81,17 @@ impl HubClient {
             })?;
         Ok(HubClient {
             base: base.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
+            token: Arc::new(RwLock::new(Secret::new(token))),
+            renewal: None,
             http,
         })
+    }
+
+    /// When the hub answers 401, asks `renewal` for the token and, if it changed, sends the
+    /// request again with it: a rotated token is picked up without a restart.
+    pub fn with_token_renewal(mut self, renewal: TokenRenewal) -> HubClient {
+        self.renewal = Some(renewal);
+        self
     }
 
     pub async fn heartbeat(
@@ -95,11 +111,13 @@ impl HubClient {
     /// The next ready task, or `None` when nothing is ready (the hub's 204).
     pub async fn claim(&self, agent_id: &str) -> Result<Option<Claim>, ClientError> {
         let response = self
-            .request(reqwest::Method::POST, "/api/assignments/claim")
-            .json(&json!({"agent_id": agent_id}))
-            .send()
-            .await
-            .map_err(|err| unreachable(&self.base, &err))?;
+            .call(
+                reqwest::Method::POST,
+                "/api/assignments/claim",
+                &[],
+                Some(&json!({"agent_id": agent_id})),
+            )
+            .await?;
         if response.status() == StatusCode::NO_CONTENT {
             return Ok(None);
         }
@@ -137,41 +155,89 @@ impl HubClient {
 
     /// The agent's assignments still in progress.
     pub async fn active_assignments(&self, agent_id: &str) -> Result<Vec<Assignment>, ClientError> {
+        let query = [("agent_id", agent_id), ("status", "active")];
         let response = self
-            .request(reqwest::Method::GET, "/api/assignments")
-            .query(&[("agent_id", agent_id), ("status", "active")])
-            .send()
-            .await
-            .map_err(|err| unreachable(&self.base, &err))?;
+            .call(reqwest::Method::GET, "/api/assignments", &query, None)
+            .await?;
         decode(response).await
     }
 
     pub async fn task(&self, id: i64) -> Result<Task, ClientError> {
-        self.send::<(), _>(reqwest::Method::GET, &format!("/api/tasks/{id}"), None)
+        self.send(reqwest::Method::GET, &format!("/api/tasks/{id}"), None)
             .await
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-    }
-
-    async fn send<B: Serialize, T: DeserializeOwned>(
+    async fn send<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<&B>,
+        body: Option<&Value>,
     ) -> Result<T, ClientError> {
-        let mut request = self.request(method, path);
+        decode(self.call(method, path, &[], body).await?).await
+    }
+
+    /// One request with the token in force; after a 401, once more with a renewed token.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let token = self.token();
+        let response = self
+            .call_with(method.clone(), path, query, body, &token)
+            .await?;
+        let Some(renewal) = self
+            .renewal
+            .as_ref()
+            .filter(|_| response.status() == StatusCode::UNAUTHORIZED)
+        else {
+            return Ok(response);
+        };
+        match renewal().await {
+            Ok(renewed) if renewed != token => {
+                *self.token.write().unwrap_or_else(PoisonError::into_inner) = renewed.clone();
+                self.call_with(method, path, query, body, &renewed).await
+            }
+            // The same token again: the refusal stands.
+            Ok(_) => Ok(response),
+            Err(reason) => Err(ClientError {
+                kind: ClientErrorKind::Status(401),
+                message: format!(
+                    "the hub refused the token (401), and reading it again failed: {reason}"
+                ),
+            }),
+        }
+    }
+
+    async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        token: &Secret,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .query(query)
+            .bearer_auth(token.expose());
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
+        request
             .send()
             .await
-            .map_err(|err| unreachable(&self.base, &err))?;
-        decode(response).await
+            .map_err(|err| unreachable(&self.base, &err))
+    }
+
+    fn token(&self) -> Secret {
+        self.token
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

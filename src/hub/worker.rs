@@ -4,13 +4,14 @@
 //! ran on) and completes the task, or gives it back on failure.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ClientError, HubClient};
+use super::client::{ClientError, HubClient, TokenRenewal};
 use super::error::HubError;
 use super::model::{AssignmentStatus, Claim, EvidenceKind};
 use super::store::NewEvidence;
@@ -19,7 +20,7 @@ use crate::ado::pipeline_context::PipelineContext;
 use crate::ado::secret::Secret;
 use crate::azure::credential::CredentialSources;
 use crate::azure::transport::OVERRIDE_ENV;
-use crate::azure::{RunSecrets, SecretsRequest, fetch_workflow_secrets};
+use crate::azure::{RunSecrets, SecretsRequest, fetch_service_secret, fetch_workflow_secrets};
 use crate::engine::events::{Event, RunOutcome};
 use crate::engine::interrupt::Interrupts;
 use crate::engine::run_loop::RunSettings;
@@ -48,6 +49,15 @@ pub struct WorkerOptions {
     pub environment: AgentEnv,
     /// The machine is an Azure VM: its managed identity (IMDS) may sign in too.
     pub managed_identity: bool,
+    /// Where `token` came from, if from Key Vault: read again when the hub refuses the token.
+    pub token_vault: Option<TokenVault>,
+}
+
+/// A Key Vault secret that holds a worker's hub token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenVault {
+    pub vault: String,
+    pub secret: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,12 +77,15 @@ pub async fn run_worker(
     options: &WorkerOptions,
     stop: CancellationToken,
 ) -> Result<WorkerSummary, HubError> {
-    let client = HubClient::new(
+    let mut client = HubClient::new(
         &options.hub,
         options.token.expose(),
         Duration::from_secs(10),
     )
     .map_err(|err| HubError::Worker(err.to_string()))?;
+    if let Some(source) = &options.token_vault {
+        client = client.with_token_renewal(renew_from_vault(source, options));
+    }
     // Registration must work before anything else: a wrong URL or token fails fast.
     client
         .heartbeat(&options.id, &options.host, &options.capabilities)
@@ -114,6 +127,32 @@ pub async fn run_worker(
     };
     heartbeat.abort();
     result
+}
+
+/// Reads the token from its Key Vault secret again, as at start: the hub refusing it usually
+/// means it was rotated.
+fn renew_from_vault(source: &TokenVault, options: &WorkerOptions) -> TokenRenewal {
+    let source = source.clone();
+    let environment = options.environment.clone();
+    let managed_identity = options.managed_identity;
+    Arc::new(move || {
+        let (source, environment) = (source.clone(), environment.clone());
+        Box::pin(async move {
+            notice(&format!(
+                "the hub refused the token; reading secret `{}` of key vault `{}` again",
+                source.secret, source.vault
+            ));
+            fetch_service_secret(
+                &source.vault,
+                &source.secret,
+                &environment,
+                managed_identity,
+            )
+            .await
+            .map(|secret| Secret::new(secret.expose().trim()))
+            .map_err(|err| error_chain(&err))
+        })
+    })
 }
 
 /// What to work on next: an active assignment of this agent's that nothing here runs (a claim

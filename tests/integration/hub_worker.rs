@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use agent_orch::ado::agent_env::AgentEnv;
 use agent_orch::ado::secret::Secret;
+use agent_orch::hub::api::ApiTokens;
 use agent_orch::hub::model::{AssignmentStatus, EvidenceKind, TaskStatus};
 use agent_orch::hub::store::{NewTask, TaskFilter};
-use agent_orch::hub::worker::{WorkerOptions, WorkerSummary, run_worker};
+use agent_orch::hub::worker::{TokenVault, WorkerOptions, WorkerSummary, run_worker};
 use axum::http::Method;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,7 @@ fn worker(hub: &TestHub, id: &str, workdir: &std::path::Path) -> WorkerOptions {
         exit_when_idle: true,
         environment: AgentEnv::default(),
         managed_identity: false,
+        token_vault: None,
     }
 }
 
@@ -450,5 +452,60 @@ async fn a_worker_runs_the_assignment_whose_answer_it_never_got() {
         (adopted.id, adopted.status),
         (orphan.assignment.id, AssignmentStatus::Completed)
     );
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_read_again_from_key_vault() {
+    const ROTATED: &str = "rotated-hub-token-0123456789";
+    let repo = committed_workflows(&[(
+        "ok",
+        "name: ok\nsafety: {max_iterations: 1}\nsteps:\n  - {id: build, gate: \"echo built\"}\n",
+    )]);
+    let hub = TestHub::start(HubDb::sqlite()).await;
+    hub.hub
+        .state
+        .store
+        .import_plan("worker", None, &[task("ok", 0, Some("workflows/ok.yaml"))])
+        .await
+        .unwrap();
+    // The token was rotated after this worker read it: the hub and the vault hold the new one.
+    hub.hub
+        .state
+        .tokens
+        .replace_with(&ApiTokens::new([ROTATED]).unwrap());
+    let azure = AzureServer::start(AzureConfig::with_secrets(&[(
+        "agent-orch-hub-token",
+        ROTATED,
+    )]));
+    let pod = tempfile::tempdir().unwrap();
+    let options = WorkerOptions {
+        token_vault: Some(TokenVault {
+            vault: "fleet-kv".into(),
+            secret: "agent-orch-hub-token".into(),
+        }),
+        max_tasks: Some(1),
+        ..worker_in_aks(&hub, repo.path(), &azure, pod.path())
+    };
+    assert_eq!(options.token.expose(), TOKEN);
+    let summary = work_until_idle(&options).await;
+    assert_eq!(summary.completed, 1, "{summary:?}");
+    // Read once: the renewed token served the heartbeats and the work after it.
+    let reads = azure.requests_to("/secrets/agent-orch-hub-token");
+    assert_eq!(
+        reads.iter().filter(|r| r.status == 200).count(),
+        1,
+        "{reads:?}"
+    );
+
+    // A vault that still holds a refused token: the refusal stands.
+    hub.hub
+        .state
+        .tokens
+        .replace_with(&ApiTokens::new(["third-hub-token-0123456789"]).unwrap());
+    let err = run_worker(&options, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
     hub.stop().await;
 }
