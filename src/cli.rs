@@ -66,7 +66,7 @@ pub struct DemoArgs {
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub vars: Vec<(String, String)>,
 
-    /// Folder for reports and logs [default: .agent-orch/runs/<run-id>].
+    /// Folder for reports and logs [default: .agent-orch/runs/RUN_ID].
     #[arg(long, env = "AGENT_ORCH_ARTIFACTS")]
     pub artifacts: Option<PathBuf>,
 
@@ -248,7 +248,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub workflow: WorkflowArgs,
 
-    /// Folder for reports and logs [default: .agent-orch/runs/<run-id>].
+    /// Folder for reports and logs [default: .agent-orch/runs/RUN_ID].
     #[arg(long, env = "AGENT_ORCH_ARTIFACTS")]
     pub artifacts: Option<PathBuf>,
 
