@@ -38,20 +38,31 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         println!("hub claims: {WORKERS} concurrent workers over HTTP, {CLAIMS} claims per store");
-        println!(
-            "{:<10} {:>10} {:>9} {:>9} {:>9} {:>12} {:>7}   floor (2,000/s, p99 <= 20 ms)",
-            "store", "claims/s", "p50 ms", "p99 ms", "max ms", "p99 all ms", "errors"
-        );
         let dir = tempfile::tempdir().unwrap();
-        let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-        claims("sqlite", &sqlite, 1).await;
-        let (postgres, schema) = postgres_schema("http").await;
-        claims("postgres", &postgres, 1).await;
-        drop_schema(&schema).await;
-        // Two hubs on one database, half the workers on each; events relayed between them.
-        let (postgres, schema) = postgres_schema("replicas").await;
-        claims("postgres×2", &postgres, 2).await;
-        drop_schema(&schema).await;
+        for load in [Load::Saturating, Load::Offered(FLOOR_CLAIMS_PER_SECOND)] {
+            match load {
+                Load::Saturating => println!(
+                    "\nsaturating: each worker sends its next claim as soon as the last is answered"
+                ),
+                Load::Offered(rate) => println!(
+                    "\nat the floor's rate: the workers together send {rate:.0} claims/s on a fixed \
+                     schedule; latency counts from the scheduled send"
+                ),
+            }
+            println!(
+                "{:<10} {:>10} {:>9} {:>9} {:>9} {:>12} {:>7}   floor",
+                "store", "claims/s", "p50 ms", "p99 ms", "max ms", "p99 all ms", "errors"
+            );
+            let sqlite = format!("sqlite://{}", dir.path().join(load.file("bench.db")).display());
+            claims("sqlite", &sqlite, 1, load).await;
+            let (postgres, schema) = postgres_schema("http").await;
+            claims("postgres", &postgres, 1, load).await;
+            drop_schema(&schema).await;
+            // Two hubs on one database, half the workers on each; events relayed between them.
+            let (postgres, schema) = postgres_schema("replicas").await;
+            claims("postgres×2", &postgres, 2, load).await;
+            drop_schema(&schema).await;
+        }
         println!();
         println!("the same claims without HTTP: {WORKERS} concurrent callers of Store::claim");
         let direct = format!("sqlite://{}", dir.path().join("direct.db").display());
@@ -60,8 +71,38 @@ fn main() {
         store_claims("postgres", &postgres).await;
         drop_schema(&schema).await;
         println!();
-        fan_out(&sqlite).await;
+        fan_out(&format!("sqlite://{}", dir.path().join("fan-out.db").display())).await;
     });
+}
+
+/// How the workers send their claims.
+#[derive(Clone, Copy)]
+enum Load {
+    /// Each worker sends its next claim as soon as the last is answered: the most the hub can do.
+    Saturating,
+    /// The workers together send this many claims per second, each on a fixed schedule (an
+    /// open loop: a slow answer does not delay the next send, so a stall is not hidden).
+    Offered(f64),
+}
+
+impl Load {
+    fn file(self, name: &str) -> String {
+        match self {
+            Load::Saturating => name.to_owned(),
+            Load::Offered(_) => format!("offered-{name}"),
+        }
+    }
+
+    /// When worker `worker` sends its `n`-th claim, from `start`; `None` means at once.
+    fn send_time(self, start: Instant, worker: usize, n: u32) -> Option<Instant> {
+        let Load::Offered(rate) = self else {
+            return None;
+        };
+        let period = Duration::from_secs_f64(WORKERS as f64 / rate);
+        // Workers are spread evenly over one period, so the load is smooth, not in bursts.
+        let offset = period.mul_f64(worker as f64 / WORKERS as f64);
+        Some(start + offset + period * n)
+    }
 }
 
 fn bench_tasks() -> Vec<NewTask> {
@@ -112,7 +153,7 @@ async fn store_claims(label: &str, database: &str) {
 }
 
 /// `replicas` hubs on one database, the workers spread evenly over them.
-async fn claims(label: &str, database: &str, replicas: usize) {
+async fn claims(label: &str, database: &str, replicas: usize, load: Load) {
     let mut hubs = Vec::new();
     for _ in 0..replicas {
         hubs.push(server::start(options(database)).await.unwrap());
@@ -151,8 +192,14 @@ async fn claims(label: &str, database: &str, replicas: usize) {
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0_usize;
-            loop {
-                let sent = Instant::now();
+            for n in 0.. {
+                let sent = match load.send_time(started, worker, n) {
+                    Some(scheduled) => {
+                        tokio::time::sleep_until(scheduled.into()).await;
+                        scheduled
+                    }
+                    None => Instant::now(),
+                };
                 let response = client
                     .post(&url)
                     .bearer_auth(TOKEN)
@@ -174,9 +221,10 @@ async fn claims(label: &str, database: &str, replicas: usize) {
                     _ => errors += 1,
                 }
                 if errors > 100 {
-                    return (latencies, errors);
+                    break;
                 }
             }
+            (latencies, errors)
         }));
     }
     let mut latencies = Vec::with_capacity(CLAIMS);
@@ -213,10 +261,14 @@ async fn claims(label: &str, database: &str, replicas: usize) {
     );
     let rate = claimed as f64 / elapsed.as_secs_f64();
     let p99 = millis(percentile(&steady, 0.99));
-    let floor = if rate >= FLOOR_CLAIMS_PER_SECOND && p99 <= FLOOR_P99_MS {
-        "met"
-    } else {
-        "NOT MET"
+    // The floor has two halves: the most the hub can do must reach the rate, and at that rate
+    // 99 % of claims must be answered in time (from their scheduled send, so a hub that falls
+    // behind shows it).
+    let floor = match load {
+        Load::Saturating if rate >= FLOOR_CLAIMS_PER_SECOND => "2,000/s met",
+        Load::Offered(_) if p99 <= FLOOR_P99_MS => "p99 <= 20 ms met",
+        Load::Saturating => "2,000/s NOT MET",
+        Load::Offered(_) => "p99 <= 20 ms NOT MET",
     };
     println!(
         "{label:<10} {rate:>10.0} {:>9.2} {p99:>9.2} {:>9.2} {:>12.2} {errors:>7}   {floor}",
