@@ -6,7 +6,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ado::agent_env::AgentEnv;
 use crate::ado::secret::Secret;
-use crate::azure::fetch_service_secret;
 use crate::cli::WorkerArgs;
 use crate::error::{Error, ExitStatus};
 use crate::hub::client::TOKEN_ENV;
@@ -32,10 +31,7 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitStatus, Error> {
         max_tasks: args.max_tasks,
         exit_when_idle: args.exit_when_idle,
         managed_identity: args.azure.managed_identity,
-        token_vault: args.token_vault.as_ref().map(|vault| TokenVault {
-            vault: vault.clone(),
-            secret: args.token_secret.clone(),
-        }),
+        token_vault: token_vault(args),
         environment,
     };
     let summary = runtime.block_on(async {
@@ -62,10 +58,18 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitStatus, Error> {
     })
 }
 
+/// The Key Vault secret `--token-vault` names, if any.
+fn token_vault(args: &WorkerArgs) -> Option<TokenVault> {
+    args.token_vault.as_ref().map(|vault| TokenVault {
+        vault: vault.clone(),
+        secret: args.token_secret.clone(),
+    })
+}
+
 /// The token to present to the hub: from Key Vault when `--token-vault` names one, else from
 /// `AGENT_ORCH_HUB_TOKEN`.
 async fn token(args: &WorkerArgs, env: &AgentEnv) -> Result<Secret, Error> {
-    let Some(vault) = &args.token_vault else {
+    let Some(vault) = token_vault(args) else {
         return env.var(TOKEN_ENV).map(Secret::new).ok_or_else(|| {
             HubError::Worker(format!(
                 "no hub token: set {TOKEN_ENV} to a token the hub accepts, or name a Key Vault \
@@ -74,11 +78,11 @@ async fn token(args: &WorkerArgs, env: &AgentEnv) -> Result<Secret, Error> {
             .into()
         });
     };
-    let secret = fetch_service_secret(vault, &args.token_secret, env, args.azure.managed_identity)
+    Ok(vault
+        .read(env, args.azure.managed_identity)
         .await
         .map_err(|source| HubError::KeyVault {
             what: "the worker's hub token",
             source,
-        })?;
-    Ok(Secret::new(secret.expose().trim()))
+        })?)
 }

@@ -144,11 +144,7 @@ impl HubClient {
         self.send(
             reqwest::Method::POST,
             "/api/git/evidence",
-            Some(&json!({
-                "task_id": evidence.task_id, "agent_id": evidence.agent_id, "kind": evidence.kind,
-                "reference": evidence.reference, "detail": evidence.detail,
-                "idempotency_key": evidence.idempotency_key,
-            })),
+            Some(&json!(evidence)),
         )
         .await
     }

@@ -20,7 +20,9 @@ use crate::ado::pipeline_context::PipelineContext;
 use crate::ado::secret::Secret;
 use crate::azure::credential::CredentialSources;
 use crate::azure::transport::OVERRIDE_ENV;
-use crate::azure::{RunSecrets, SecretsRequest, fetch_service_secret, fetch_workflow_secrets};
+use crate::azure::{
+    RunSecrets, SecretsError, SecretsRequest, fetch_service_secret, fetch_workflow_secrets,
+};
 use crate::engine::events::{Event, RunOutcome};
 use crate::engine::interrupt::Interrupts;
 use crate::engine::run_loop::RunSettings;
@@ -58,6 +60,19 @@ pub struct WorkerOptions {
 pub struct TokenVault {
     pub vault: String,
     pub secret: String,
+}
+
+impl TokenVault {
+    /// The token the secret holds now, without surrounding whitespace.
+    pub async fn read(
+        &self,
+        environment: &AgentEnv,
+        managed_identity: bool,
+    ) -> Result<Secret, SecretsError> {
+        let secret =
+            fetch_service_secret(&self.vault, &self.secret, environment, managed_identity).await?;
+        Ok(Secret::new(secret.expose().trim()))
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -142,15 +157,10 @@ fn renew_from_vault(source: &TokenVault, options: &WorkerOptions) -> TokenRenewa
                 "the hub refused the token; reading secret `{}` of key vault `{}` again",
                 source.secret, source.vault
             ));
-            fetch_service_secret(
-                &source.vault,
-                &source.secret,
-                &environment,
-                managed_identity,
-            )
-            .await
-            .map(|secret| Secret::new(secret.expose().trim()))
-            .map_err(|err| error_chain(&err))
+            source
+                .read(&environment, managed_identity)
+                .await
+                .map_err(|err| error_chain(&err))
         })
     })
 }

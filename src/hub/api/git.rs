@@ -1,14 +1,15 @@
 //! `/api/git`: the merge queue, active branches, and evidence per task.
 
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
 use super::{HubState, validate_agent_id, validate_text};
 use crate::hub::events::HubEvent;
 use crate::hub::model::{Evidence, Task};
 use crate::hub::store::{NewEvidence, Recorded};
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
 
 pub(crate) async fn merge_queue(
     State(state): State<HubState>,

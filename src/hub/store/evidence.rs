@@ -1,13 +1,13 @@
 //! Evidence: the audit trail of commits, pull requests, test and build results per task.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::rows::{self, EVIDENCE_COLUMNS};
 use super::{Store, StoreError, on_reader, on_writer};
 use crate::hub::model::{Evidence, EvidenceKind, now_ms};
 
 /// Evidence as an agent reports it (the body of `POST /api/git/evidence`).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvidence {
     pub task_id: i64,
