@@ -23,15 +23,7 @@ async fn seed_then_serve(db: HubDb) {
     assert_eq!(code, Some(0), "{stderr}");
 
     let mut hub = HubProcess::start(&db.url).await;
-    let summary: serde_json::Value = agent_orch::http::http_client()
-        .unwrap()
-        .get(format!("{}/api/progress/summary", hub.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary = hub.get_json("/api/progress/summary").await;
     assert_eq!(
         (
             summary["total_tasks"].as_i64(),
@@ -39,15 +31,7 @@ async fn seed_then_serve(db: HubDb) {
         ),
         (Some(27), Some(592.0))
     );
-    let agents: serde_json::Value = agent_orch::http::http_client()
-        .unwrap()
-        .get(format!("{}/api/agents", hub.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let agents = hub.get_json("/api/agents").await;
     assert_eq!(agents.as_array().unwrap().len(), 3);
 
     // SIGTERM: a graceful stop with exit code 0.

@@ -57,6 +57,17 @@ fn pairs(envs: &[(String, String)]) -> Vec<(&str, &str)> {
     envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
+/// `hub serve --tokens-vault hub-kv` plus `args`, signing in as `envs` say: the hub and its
+/// start-up line.
+async fn hub_on_vault(
+    db: &HubDb,
+    envs: &[(String, String)],
+    args: &[&str],
+) -> (HubProcess, String) {
+    let args = [&["--tokens-vault", VAULT], args].concat();
+    HubProcess::start_with(&db.url, "127.0.0.1:0", &args, &pairs(envs)).await
+}
+
 async fn write_status(base: &str, token: &str) -> u16 {
     agent_orch::http::http_client()
         .unwrap()
@@ -74,14 +85,7 @@ async fn write_status(base: &str, token: &str) -> u16 {
 async fn the_hub_reads_its_write_tokens_from_key_vault_with_a_managed_identity() {
     let server = vault(&format!("{FIRST_TOKEN}, {SECOND_TOKEN}"));
     let db = HubDb::sqlite();
-    let envs = managed_identity(&server);
-    let (hub, started) = HubProcess::start_with(
-        &db.url,
-        "127.0.0.1:0",
-        &["--tokens-vault", VAULT],
-        &pairs(&envs),
-    )
-    .await;
+    let (hub, started) = hub_on_vault(&db, &managed_identity(&server), &[]).await;
 
     assert!(
         started.ends_with(
@@ -112,13 +116,7 @@ async fn a_hub_and_a_worker_in_aks_sign_in_with_workload_identity() {
     let db = HubDb::sqlite();
     let pod = tempfile::tempdir().unwrap();
     let envs = workload_identity(&server, &pod.path().join("azure-identity-token"));
-    let (hub, started) = HubProcess::start_with(
-        &db.url,
-        "127.0.0.1:0",
-        &["--tokens-vault", VAULT],
-        &pairs(&envs),
-    )
-    .await;
+    let (hub, started) = hub_on_vault(&db, &envs, &[]).await;
     assert!(started.contains("1 write token(s)"), "{started}");
 
     // The worker's token (a second secret) comes from the same vault the same way.
@@ -140,15 +138,7 @@ async fn a_hub_and_a_worker_in_aks_sign_in_with_workload_identity() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains(SECOND_TOKEN), "{stderr}");
-    let agents: serde_json::Value = agent_orch::http::http_client()
-        .unwrap()
-        .get(format!("{}/api/agents", hub.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let agents = hub.get_json("/api/agents").await;
     assert_eq!(agents[0]["id"], "aks-worker", "{agents}");
     // Entra was asked with the pod's token, as a client assertion.
     assert!(
@@ -225,20 +215,12 @@ async fn bad_token_secrets_stop_the_hub_with_a_clear_message() {
     assert!(!stderr.contains("hub listening"), "{stderr}");
 }
 
-/// A hub reading its tokens from the vault with App Service's identity, again every `refresh`.
-async fn hub_on_vault(server: &AzureServer, db: &HubDb, refresh: &str) -> HubProcess {
-    let envs = managed_identity(server);
-    let args = ["--tokens-vault", VAULT, "--tokens-refresh", refresh];
-    HubProcess::start_with(&db.url, "127.0.0.1:0", &args, &pairs(&envs))
-        .await
-        .0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_token_secret_takes_effect_without_a_restart() {
     let server = vault(FIRST_TOKEN);
     let db = HubDb::sqlite();
-    let hub = hub_on_vault(&server, &db, "200ms").await;
+    let envs = managed_identity(&server);
+    let (hub, _) = hub_on_vault(&db, &envs, &["--tokens-refresh", "200ms"]).await;
     assert_eq!(write_status(&hub.base, FIRST_TOKEN).await, 200);
 
     // A vault that cannot be read does not lock the fleet out: the tokens in force stay.
@@ -265,7 +247,8 @@ async fn a_rotated_token_secret_takes_effect_without_a_restart() {
 async fn sighup_reads_the_token_secret_again_at_once() {
     let server = vault(FIRST_TOKEN);
     let db = HubDb::sqlite();
-    let hub = hub_on_vault(&server, &db, "0s").await;
+    let envs = managed_identity(&server);
+    let (hub, _) = hub_on_vault(&db, &envs, &["--tokens-refresh", "0s"]).await;
     server.set_secret(
         "agent-orch-hub-tokens",
         &format!("{FIRST_TOKEN},{SECOND_TOKEN}"),

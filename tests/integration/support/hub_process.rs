@@ -91,6 +91,19 @@ impl HubProcess {
         }
     }
 
+    /// `GET path` of the hub's API, as JSON.
+    pub(crate) async fn get_json(&self, path: &str) -> serde_json::Value {
+        agent_orch::http::http_client()
+            .unwrap()
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Sends `signal` to the hub.
     pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = self.child.id().expect("the hub is running");
