@@ -135,9 +135,19 @@ pub async fn fetch_workflow_secrets(
     Ok(RunSecrets::new(secrets))
 }
 
-/// One secret of a service's own (the hub's write tokens, a worker's hub token), signing in as
-/// the machine or pod can (see [`CredentialSources::from_env`]); `on_azure_vm` allows IMDS.
-/// The value is never part of an error.
+/// `request`'s secrets with no service connection: signing in as the machine or pod can (see
+/// [`CredentialSources::from_env`]); `on_azure_vm` allows IMDS.
+pub async fn fetch_secrets_as_machine(
+    request: &SecretsRequest,
+    env: &AgentEnv,
+    on_azure_vm: bool,
+) -> Result<RunSecrets, SecretsError> {
+    let sources = CredentialSources::from_env(env, on_azure_vm);
+    fetch_workflow_secrets(request, sources, env.var(transport::OVERRIDE_ENV)).await
+}
+
+/// One secret of a service's own (the hub's write tokens, a worker's hub token), read as
+/// [`fetch_secrets_as_machine`] reads. The value is never part of an error.
 pub async fn fetch_service_secret(
     vault: &str,
     name: &str,
@@ -148,9 +158,7 @@ pub async fn fetch_service_secret(
         vault: vault.to_owned(),
         names: vec![name.to_owned()],
     };
-    let sources = CredentialSources::from_env(env, on_azure_vm);
-    let mut fetched =
-        fetch_workflow_secrets(&request, sources, env.var(transport::OVERRIDE_ENV)).await?;
+    let mut fetched = fetch_secrets_as_machine(&request, env, on_azure_vm).await?;
     // Every name asked for is fetched or the call fails, so there is exactly one.
     Ok(fetched
         .secrets

@@ -18,10 +18,8 @@ use super::store::NewEvidence;
 use crate::ado::agent_env::AgentEnv;
 use crate::ado::pipeline_context::PipelineContext;
 use crate::ado::secret::Secret;
-use crate::azure::credential::CredentialSources;
-use crate::azure::transport::OVERRIDE_ENV;
 use crate::azure::{
-    RunSecrets, SecretsError, SecretsRequest, fetch_service_secret, fetch_workflow_secrets,
+    RunSecrets, SecretsError, SecretsRequest, fetch_secrets_as_machine, fetch_service_secret,
 };
 use crate::engine::events::{Event, RunOutcome};
 use crate::engine::interrupt::Interrupts;
@@ -403,19 +401,15 @@ async fn fetch_secrets(options: &WorkerOptions, workflow: &Workflow) -> Result<R
         return Ok(RunSecrets::default());
     };
     let env = &options.environment;
-    let sources = CredentialSources::from_env(env, options.managed_identity || env.in_pipeline());
-    fetch_workflow_secrets(
-        &SecretsRequest::of(config, None),
-        sources,
-        env.var(OVERRIDE_ENV),
-    )
-    .await
-    .map_err(|err| {
-        format!(
-            "failed to fetch the workflow's secrets: {}",
-            error_chain(&err)
-        )
-    })
+    let on_azure_vm = options.managed_identity || env.in_pipeline();
+    fetch_secrets_as_machine(&SecretsRequest::of(config, None), env, on_azure_vm)
+        .await
+        .map_err(|err| {
+            format!(
+                "failed to fetch the workflow's secrets: {}",
+                error_chain(&err)
+            )
+        })
 }
 
 /// The task's workflow inside the worker's repository; the hub cannot point outside it.
