@@ -30,6 +30,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
         Command::Task => commands::task::run(cli.color, color),
         Command::Hub(command) => commands::hub::run(command),
         Command::Worker(args) => commands::worker::run(args),
+        Command::Audit(command) => commands::audit::run(command),
     };
     match result {
         Ok(status) => status,

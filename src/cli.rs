@@ -50,6 +50,28 @@ pub enum Command {
     Hub(HubCommand),
     /// Work for a hub: register, claim ready tasks, run their workflows, report back.
     Worker(WorkerArgs),
+    /// Check a run's records.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of a run's `audit.jsonl`: every line in order, none edited,
+    /// removed or inserted. Prints the line count and the chain's head on stdout.
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// A run's artifacts folder, or its `audit.jsonl`.
+    #[arg(value_name = "RUN_DIR|FILE")]
+    pub path: PathBuf,
+
+    /// The head recorded outside the artifacts when the run ended (its log prints it): a file
+    /// rewritten from some line to its end, or cut short, has another head.
+    #[arg(long, value_name = "SHA256")]
+    pub head: Option<String>,
 }
 
 #[derive(Debug, Args)]

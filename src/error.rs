@@ -66,6 +66,18 @@ pub enum Error {
     TaskEnvironment(#[source] crate::ado::task_environment::TaskEnvironmentError),
     #[error(transparent)]
     Hub(#[from] crate::hub::error::HubError),
+    #[error(transparent)]
+    Audit(#[from] crate::report::audit::AuditChainError),
+    /// The chain holds together, but ends somewhere other than where the run said it ended.
+    #[error(
+        "audit log `{}` is intact to its last line, but its head {found} is not the recorded head {expected}: lines were rewritten from some point to the end, or cut off",
+        path.display()
+    )]
+    AuditHead {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
 }
 
 impl Error {
@@ -82,7 +94,9 @@ impl Error {
             | Error::Signals(_)
             | Error::DeployLedger(_)
             | Error::FakeCluster(_)
-            | Error::Stdout(_) => ExitStatus::RunFailed,
+            | Error::Stdout(_)
+            | Error::Audit(_)
+            | Error::AuditHead { .. } => ExitStatus::RunFailed,
         }
     }
 }

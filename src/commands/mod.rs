@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub(crate) mod audit;
 pub(crate) mod demo;
 pub(crate) mod hub;
 pub(crate) mod plan;

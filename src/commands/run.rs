@@ -123,6 +123,11 @@ pub(crate) fn execute(
             // The run's outcome stands; a report that could not be written is said, not fatal.
             report_warning(&err);
         }
+        if let Some(head) = reporters.audit_head() {
+            // Recorded outside the artifacts (the console, the pipeline log), the head makes
+            // the whole audit file tamper-evident: see `agent-orch audit verify --head`.
+            report_audit_head(&settings.artifacts_dir, &head);
+        }
         Ok::<_, Error>(match summary.outcome {
             RunOutcome::Succeeded | RunOutcome::SucceededWithIssues => ExitStatus::Success,
             RunOutcome::Failed => ExitStatus::RunFailed,
@@ -201,6 +206,15 @@ fn warn(pipeline: bool, message: &str) {
     } else {
         let _ = writeln!(std::io::stderr().lock(), "warning: {message}");
     }
+}
+
+fn report_audit_head(artifacts_dir: &std::path::Path, head: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "audit head {head} (check: agent-orch audit verify {} --head {head})",
+        artifacts_dir.display()
+    );
 }
 
 fn report_warning(err: &std::io::Error) {
