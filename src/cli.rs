@@ -117,6 +117,24 @@ pub enum HubCommand {
     Serve(HubServeArgs),
     /// Load a plan (project, epics, tasks, dependencies, agents) into the hub's database.
     Seed(HubSeedArgs),
+    /// Ask a hub's `/health` (its store included); exit 0 when healthy, 1 otherwise. For
+    /// container health checks, where the image has no curl.
+    Health(HubHealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HubHealthArgs {
+    /// The health endpoint to ask.
+    #[arg(
+        long,
+        env = "AGENT_ORCH_HUB_HEALTH_URL",
+        default_value = "http://127.0.0.1:8080/health"
+    )]
+    pub url: String,
+
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

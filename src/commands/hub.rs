@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ado::agent_env::AgentEnv;
 use crate::azure::fetch_service_secret;
-use crate::cli::{HubCommand, HubDatabaseArgs, HubSeedArgs, HubServeArgs};
+use crate::cli::{HubCommand, HubDatabaseArgs, HubHealthArgs, HubSeedArgs, HubServeArgs};
 use crate::error::{Error, ExitStatus, error_chain};
 use crate::hub::api::{ApiTokens, TOKENS_ENV, TokenError};
 use crate::hub::error::HubError;
@@ -24,7 +24,33 @@ pub(crate) fn run(command: &HubCommand) -> Result<ExitStatus, Error> {
     match command {
         HubCommand::Serve(args) => runtime.block_on(serve(args)),
         HubCommand::Seed(args) => runtime.block_on(seed(args)),
+        HubCommand::Health(args) => runtime.block_on(health(args)),
     }
+}
+
+/// One GET of the health endpoint: its JSON on stdout when healthy, the reason on stderr (as
+/// an error) when not.
+async fn health(args: &HubHealthArgs) -> Result<ExitStatus, Error> {
+    let unhealthy = |reason: String| HubError::Unhealthy {
+        url: args.url.clone(),
+        reason,
+    };
+    let client = crate::http::http_client_builder()
+        .timeout(args.timeout)
+        .build()
+        .map_err(|err| unhealthy(error_chain(&err)))?;
+    let response = client
+        .get(&args.url)
+        .send()
+        .await
+        .map_err(|err| unhealthy(error_chain(&err)))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(unhealthy(format!("{status}: {}", body.trim())).into());
+    }
+    writeln!(std::io::stdout().lock(), "{}", body.trim()).map_err(Error::Stdout)?;
+    Ok(ExitStatus::Success)
 }
 
 async fn serve(args: &HubServeArgs) -> Result<ExitStatus, Error> {

@@ -32,6 +32,8 @@ pub enum HubError {
         #[source]
         source: crate::azure::SecretsError,
     },
+    #[error("the hub at {url} is not healthy: {reason}")]
+    Unhealthy { url: String, reason: String },
 }
 
 impl HubError {
@@ -43,7 +45,8 @@ impl HubError {
             HubError::Bind { .. }
             | HubError::Serve(_)
             | HubError::Worker(_)
-            | HubError::KeyVault { .. } => false,
+            | HubError::KeyVault { .. }
+            | HubError::Unhealthy { .. } => false,
         }
     }
 }

@@ -118,3 +118,27 @@ async fn bad_plans_and_missing_tokens_are_usage_errors() {
         "{stderr}"
     );
 }
+
+/// `hub health` is the container health check: 0 with the hub's JSON while it serves, 1 with
+/// the reason once it is gone.
+#[tokio::test]
+async fn hub_health_answers_for_a_running_hub_and_fails_for_a_stopped_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("hub.db").display());
+    let hub = HubProcess::start(&database).await;
+    let url = format!("{}/health", hub.base);
+
+    let (code, stdout, stderr) = run(&["hub", "health", "--url", &url], &[]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let health: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(health["status"], "ok", "{stdout}");
+    assert_eq!(health["database"], "ok", "{stdout}");
+
+    hub.kill9().await;
+    let (code, _, stderr) = run(&["hub", "health", "--url", &url, "--timeout", "2s"], &[]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the hub at {url} is not healthy")),
+        "{stderr}"
+    );
+}

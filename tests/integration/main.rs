@@ -20,6 +20,7 @@ mod deploy;
 mod hub_api;
 mod hub_cli;
 mod hub_dashboard;
+mod hub_deploy;
 mod hub_key_vault;
 mod hub_reliability;
 mod hub_store;

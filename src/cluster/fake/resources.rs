@@ -35,6 +35,13 @@ pub(crate) const RESOURCES: &[ResourceType] = &[
     apps("replicasets", "ReplicaSet"),
     apps("statefulsets", "StatefulSet"),
     apps("daemonsets", "DaemonSet"),
+    ResourceType {
+        group: "policy",
+        version: "v1",
+        plural: "poddisruptionbudgets",
+        kind: "PodDisruptionBudget",
+        namespaced: true,
+    },
 ];
 
 const fn core(plural: &'static str, kind: &'static str, namespaced: bool) -> ResourceType {
@@ -95,16 +102,25 @@ pub(crate) fn core_versions() -> Value {
     })
 }
 
-/// `GET /apis`
+/// `GET /apis`: every named group the table serves, in table order.
 pub(crate) fn group_list() -> Value {
+    let mut groups: Vec<Value> = Vec::new();
+    for resource in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        if groups.iter().any(|g| g["name"] == resource.group) {
+            continue;
+        }
+        let group_version =
+            json!({"groupVersion": resource.api_version(), "version": resource.version});
+        groups.push(json!({
+            "name": resource.group,
+            "versions": [group_version.clone()],
+            "preferredVersion": group_version,
+        }));
+    }
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [{
-            "name": "apps",
-            "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-            "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"},
-        }],
+        "groups": groups,
     })
 }
 
