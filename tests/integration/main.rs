@@ -25,6 +25,7 @@ mod hub_store;
 mod hub_worker;
 mod keyvault;
 mod llm;
+mod notify;
 mod patch_corpus;
 mod repair;
 mod run_cli;
