@@ -28,6 +28,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod llm;
+pub mod notify;
 pub mod patch;
 pub mod process;
 pub mod redact;

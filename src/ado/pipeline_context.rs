@@ -103,10 +103,38 @@ impl PipelineContext {
         }
     }
 
+    /// The pipeline run's results page, `{collection}{project}/_build/results?buildId={id}`,
+    /// when the agent said all three.
+    pub fn run_url(&self) -> Option<String> {
+        let collection = self.collection_uri.as_deref()?;
+        let project = self.project.as_deref()?;
+        let build_id = self.build_id.as_deref()?;
+        let separator = if collection.ends_with('/') { "" } else { "/" };
+        Some(format!(
+            "{collection}{separator}{}/_build/results?buildId={}",
+            percent_encode(project),
+            percent_encode(build_id)
+        ))
+    }
+
     /// The value for the template context's `ado` key: an object holding only the set fields.
     pub fn to_template_value(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_else(|_| serde_json::json!({}))
     }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (a project name may hold
+/// spaces).
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 #[cfg(test)]
@@ -184,5 +212,20 @@ mod tests {
             render(&local, "{% if not ado.in_pipeline %}laptop{% endif %}").unwrap(),
             "laptop"
         );
+    }
+
+    #[test]
+    fn the_run_url_points_at_the_build_results() {
+        let context = PipelineContext::read(&AgentEnv::from_vars([
+            ("TF_BUILD", "True"),
+            ("BUILD_BUILDID", "4711"),
+            ("SYSTEM_TEAMPROJECT", "Fleet Management"),
+            ("SYSTEM_COLLECTIONURI", "https://dev.azure.com/contoso/"),
+        ]));
+        assert_eq!(
+            context.run_url().as_deref(),
+            Some("https://dev.azure.com/contoso/Fleet%20Management/_build/results?buildId=4711")
+        );
+        assert_eq!(PipelineContext::default().run_url(), None);
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::ado::agent_env::AgentEnv;
-use crate::ado::logging::{Issue, LoggingCommand};
+use crate::ado::logging::LoggingCommand;
 use crate::ado::pipeline_context::PipelineContext;
 use crate::ado::secret::Secret;
 use crate::ado::service_connection::{OidcSettings, ServiceConnection};
@@ -19,6 +19,7 @@ use crate::engine::workflow_run::run_workflow;
 use crate::error::{Error, ExitStatus};
 use crate::report::console::Console;
 use crate::report::pipeline::{PipelineConsole, StepPositions};
+use crate::report::warning::warn;
 use crate::report::{Reporter, Reporters};
 use crate::workflow::Workflow;
 
@@ -195,17 +196,6 @@ fn set_secret_commands<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Log
         }
     }
     commands
-}
-
-/// A warning: a `task.logissue` in a pipeline, a `warning:` line on stderr elsewhere.
-fn warn(pipeline: bool, message: &str) {
-    use std::io::Write;
-    if pipeline {
-        let issue = LoggingCommand::log_issue(&Issue::warning(message));
-        let _ = writeln!(std::io::stdout().lock(), "{issue}");
-    } else {
-        let _ = writeln!(std::io::stderr().lock(), "warning: {message}");
-    }
 }
 
 fn report_audit_head(artifacts_dir: &std::path::Path, head: &str) {

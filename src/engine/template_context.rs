@@ -82,6 +82,11 @@ impl TemplateContext {
         self.root.get("secrets").unwrap_or(&Value::Null)
     }
 
+    /// A renderer over the run's values as they are now, for templates outside any step.
+    pub fn renderer(&self) -> Renderer {
+        Renderer::new(Value::Object(self.root.clone()))
+    }
+
     /// A renderer for one step: the run's values plus the step's template `parameters`.
     pub fn renderer_for(&self, step: &Step) -> Result<Renderer, RenderError> {
         Renderer::new(Value::Object(self.root.clone())).for_step(step)

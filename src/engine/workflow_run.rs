@@ -1,6 +1,7 @@
 //! A run of a workflow with everything around the loop that `agent-orch run`, the pipeline
 //! task and a hub worker share: the run's secrets masked in every report and known to the
-//! engine, the `ado` template context, and the deploy ledger in the artifacts folder.
+//! engine, the `ado` template context, the deploy ledger in the artifacts folder, and the
+//! notifications sent when the run has ended.
 
 use crate::ado::pipeline_context::PipelineContext;
 use crate::azure::RunSecrets;
@@ -9,6 +10,8 @@ use crate::engine::interrupt::Interrupts;
 use crate::engine::run_loop::{Engine, RunSettings, RunSummary};
 use crate::engine::template_context::TemplateContext;
 use crate::report::Reporters;
+use crate::report::notification::Notifications;
+use crate::report::warning::warn;
 use crate::workflow::Workflow;
 
 /// Runs `workflow` to its end, feeding `reporters` (finishing them is the caller's, which may
@@ -34,7 +37,13 @@ pub async fn run_workflow(
         ado,
     );
     let deployments = DeployLedger::in_artifacts(&settings.artifacts_dir)?;
-    Ok(Engine::new(
+    let (notifications, warnings) =
+        Notifications::prepare(&workflow.notify, &context.renderer(), pipeline.run_url());
+    for warning in warnings {
+        warn(pipeline.in_pipeline, &warning);
+    }
+    reporters.push(notifications.report());
+    let summary = Engine::new(
         workflow,
         settings,
         context,
@@ -44,5 +53,25 @@ pub async fn run_workflow(
     )
     .with_secrets(secrets.values())
     .run()
-    .await)
+    .await;
+    notify(&notifications, pipeline.in_pipeline).await;
+    Ok(summary)
+}
+
+/// Sends the run's notifications; a failure is a warning, never the run's failure.
+async fn notify(notifications: &Notifications, pipeline: bool) {
+    if notifications.is_empty() {
+        return;
+    }
+    let failures = match crate::http::http_client() {
+        Ok(client) => notifications.send(&client).await,
+        Err(err) => {
+            let message = crate::error::error_chain(&err);
+            warn(pipeline, &format!("notifications not sent: {message}"));
+            return;
+        }
+    };
+    for failure in failures {
+        warn(pipeline, &failure.to_string());
+    }
 }

@@ -13,6 +13,7 @@ pub mod console;
 mod format;
 pub mod junit;
 pub mod metrics;
+pub mod notification;
 pub mod pipeline;
 pub mod run_log;
 mod run_record;
@@ -20,6 +21,7 @@ pub mod secret_mask;
 pub mod summary;
 #[cfg(test)]
 mod test_events;
+pub mod warning;
 
 use std::io::{self, Write};
 use std::path::Path;

@@ -12,7 +12,7 @@ use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean, one_of
 use super::duration::DurationSpec;
 use super::expand::{ExpandedStep, TemplateScope};
 use super::model::{
-    AgentConfig, ExpandedWorkflow, Safety, SecretsConfig, Step, StepKind, Workflow,
+    AgentConfig, ExpandedWorkflow, NotifyTarget, Safety, SecretsConfig, Step, StepKind, Workflow,
 };
 use super::node::{Key, Node, Value};
 use super::node_deserializer::from_node;
@@ -20,7 +20,7 @@ use super::span::{Span, Spanned};
 use super::template::Template;
 
 /// The top-level keys of a workflow file.
-pub(crate) const TOP_LEVEL_KEYS: [&str; 10] = [
+pub(crate) const TOP_LEVEL_KEYS: [&str; 11] = [
     "name",
     "description",
     "environments",
@@ -31,6 +31,7 @@ pub(crate) const TOP_LEVEL_KEYS: [&str; 10] = [
     "steps",
     "repair",
     "on_give_up",
+    "notify",
 ];
 
 /// The keys every step kind shares.
@@ -127,10 +128,15 @@ impl Decoder {
         let safety: Safety = get("safety")
             .and_then(|(_, node)| self.decode(node))
             .unwrap_or_default();
+        let notify = get("notify").map_or_else(Vec::new, |(_, node)| self.notify_targets(node));
 
         let expanded = expanded_view(root, &phases);
+        let notify_templates = get("notify").map_or_else(Vec::new, |(_, node)| templates_in(node));
         let mut sites = vec![TemplateSite {
-            templates: agent_templates,
+            templates: agent_templates
+                .into_iter()
+                .chain(notify_templates)
+                .collect(),
             condition: None,
             scope: None,
         }];
@@ -157,9 +163,52 @@ impl Decoder {
             steps,
             repair,
             on_give_up,
+            notify,
             expanded: ExpandedWorkflow(expanded),
         };
         (workflow, sites)
+    }
+
+    /// `notify:`, a list of targets, each decoded on its own and holding exactly one channel.
+    fn notify_targets(&mut self, node: &Node) -> Vec<NotifyTarget> {
+        let Value::Seq(items) = &node.value else {
+            if !matches!(node.value, Value::Null) {
+                self.diagnostics.push(Diagnostic::new(
+                    DiagnosticKind::InvalidValue,
+                    format!(
+                        "expected a list of notification targets, found {}",
+                        node.describe()
+                    ),
+                    node.span.clone(),
+                ));
+            }
+            return Vec::new();
+        };
+        let mut targets = Vec::new();
+        for item in items {
+            let Some(target) = self.decode::<NotifyTarget>(item) else {
+                continue;
+            };
+            let channels = [&target.teams, &target.slack, &target.webhook]
+                .into_iter()
+                .filter(|channel| channel.is_some())
+                .count();
+            if channels == 1 {
+                targets.push(target);
+            } else {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        DiagnosticKind::InvalidValue,
+                        format!(
+                            "a notification target needs exactly one of `teams`, `slack` or `webhook`, found {channels}"
+                        ),
+                        item.span.clone(),
+                    )
+                    .with_help("write one target per channel"),
+                );
+            }
+        }
+        targets
     }
 
     /// A mapping of named entries (environments, agents), each decoded on its own.

@@ -43,6 +43,8 @@ pub struct Workflow {
     pub steps: Vec<Step>,
     pub repair: Vec<Step>,
     pub on_give_up: Vec<Step>,
+    /// Who hears how the run ended.
+    pub notify: Vec<NotifyTarget>,
     /// The workflow as written, with templates inlined: what `plan` shows.
     pub expanded: ExpandedWorkflow,
 }
@@ -88,6 +90,50 @@ impl Environment {
 
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(serde_json::Value::as_str)
+    }
+}
+
+/// A place to tell a team how a run ended: exactly one of `teams`, `slack` or `webhook`, each
+/// a URL (templated, so it can come from `secrets`), and the endings that are worth a message.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyTarget {
+    /// A Microsoft Teams workflow webhook ("Send webhook alerts to a channel"): an Adaptive Card.
+    #[serde(default)]
+    pub teams: Option<Template>,
+    /// A Slack incoming webhook.
+    #[serde(default)]
+    pub slack: Option<Template>,
+    /// Any URL that takes a JSON POST: the run's ending as a JSON object.
+    #[serde(default)]
+    pub webhook: Option<Template>,
+    /// Which endings to send (default: `give_up`, `rollback`, `pull_request`).
+    #[serde(default = "NotifyEvent::defaults")]
+    pub on: Vec<NotifyEvent>,
+}
+
+/// An ending of a run worth a message. One run can have several (gave up and rolled back);
+/// a target gets one message if any of its events happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyEvent {
+    /// Every required step passed.
+    Success,
+    /// The run failed, gave up or was interrupted.
+    GiveUp,
+    /// A rollback step restored what the run had deployed.
+    Rollback,
+    /// A `pull_request` step opened or updated a pull request.
+    PullRequest,
+}
+
+impl NotifyEvent {
+    fn defaults() -> Vec<NotifyEvent> {
+        vec![
+            NotifyEvent::GiveUp,
+            NotifyEvent::Rollback,
+            NotifyEvent::PullRequest,
+        ]
     }
 }
 

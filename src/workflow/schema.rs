@@ -10,7 +10,7 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use super::duration::DurationSpec;
-use super::model::{AgentConfig, Environment, Safety, SecretsConfig};
+use super::model::{AgentConfig, Environment, NotifyTarget, Safety, SecretsConfig};
 use crate::steps::deploy::DeployConfig;
 use crate::steps::fix::FixConfig;
 use crate::steps::gate::GateConfig;
@@ -67,6 +67,7 @@ pub fn schema() -> Value {
     let secrets = generator.subschema_for::<SecretsConfig>().to_value();
     let agent = generator.subschema_for::<AgentConfig>().to_value();
     let safety = generator.subschema_for::<Safety>().to_value();
+    let notify_target = generator.subschema_for::<NotifyTarget>().to_value();
     let mut definitions: Map<String, Value> = generator.take_definitions(true);
     definitions.insert("Step".into(), json!({"oneOf": branches}));
     json!({
@@ -85,6 +86,7 @@ pub fn schema() -> Value {
             "steps": step_list,
             "repair": step_list,
             "on_give_up": step_list,
+            "notify": {"type": "array", "items": notify_target, "description": "Who hears how the run ended: Teams, Slack or any JSON webhook."},
         },
         "required": ["name"],
         "additionalProperties": false,

@@ -27,6 +27,7 @@ mod hub_store;
 mod hub_worker;
 mod keyvault;
 mod llm;
+mod notify;
 mod patch_corpus;
 mod repair;
 mod run_cli;

@@ -19,3 +19,4 @@ pub(crate) mod process;
 pub(crate) mod repo;
 pub(crate) mod step_harness;
 pub(crate) mod vso;
+pub(crate) mod webhook_fake;
