@@ -16,6 +16,7 @@ mod ado_vsix;
 mod cli_commands;
 mod demo;
 mod deploy;
+mod fuzz;
 mod hub_api;
 mod hub_cli;
 mod hub_dashboard;
