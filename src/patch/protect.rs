@@ -71,7 +71,7 @@ pub(crate) fn weakening(before: &str, after: &str) -> Option<Weakening> {
             None => {
                 return Some(Weakening::RemovedAssertion {
                     line: index + 1,
-                    text: line.trim().to_owned(),
+                    text: shown(line),
                 });
             }
         }
@@ -92,12 +92,23 @@ pub(crate) fn weakening(before: &str, after: &str) -> Option<Weakening> {
             None => {
                 return Some(Weakening::AddedSkip {
                     line: index + 1,
-                    text: line.trim().to_owned(),
+                    text: shown(line),
                 });
             }
         }
     }
     None
+}
+
+/// A line as a message quotes it: trimmed, and cut after 120 characters (a minified line
+/// would drown the message).
+fn shown(line: &str) -> String {
+    const MAX: usize = 120;
+    let line = line.trim();
+    match line.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
+    }
 }
 
 /// Whether `after` keeps none of the lines that made up `before`: what an emptied file, or
@@ -129,6 +140,11 @@ mod tests {
             })
         );
         assert!(weakening(before, &before.replace("== 3", "== 4")).is_some());
+        let long = format!("assert x == '{}'\n", "y".repeat(500));
+        let Some(Weakening::RemovedAssertion { text, .. }) = weakening(&long, "") else {
+            panic!("a removed assertion");
+        };
+        assert_eq!(text.chars().count(), 121);
         assert!(weakening(before, &before.replace("    assert", "    # assert")).is_some());
         // Adding code or assertions, or moving them, is fine.
         let more = format!("{before}    assert total > 0\n");
