@@ -3,6 +3,7 @@
 pub mod events;
 pub mod fingerprint;
 pub mod interrupt;
+mod patch_policy;
 pub mod repair;
 pub mod run_loop;
 pub mod template_context;

@@ -29,12 +29,13 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::events::Event;
+use super::patch_policy::policy_config;
 use super::run_loop::RunSettings;
 use crate::llm::{
     Agent, AgentSetup, Failure, FixContext, LlmError, LlmErrorKind, LlmSession, ReviewContext,
     TokenBudget, Usage, step_definition,
 };
-use crate::patch::{self, AppliedPatch, Patch, Policy, PolicyConfig, PolicyDecision, Workspace};
+use crate::patch::{self, AppliedPatch, Patch, Policy, PolicyDecision, Workspace};
 use crate::redact::Redactor;
 use crate::report::Reporter;
 use crate::steps::fix::FixConfig;
@@ -275,7 +276,7 @@ impl Repair<'_> {
             Ok(workspace) => workspace,
             Err(err) => return failed_with(outcome, err.to_string()),
         };
-        let policy = match Policy::new(PolicyConfig::from_safety(&self.workflow.safety)) {
+        let policy = match Policy::new(policy_config(self.workflow, self.settings)) {
             Ok(policy) => policy,
             Err(err) => return failed_with(outcome, err.to_string()),
         };

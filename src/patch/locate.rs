@@ -120,7 +120,13 @@ pub(crate) fn locate<'h>(
             let mut candidates: Vec<(isize, Location<'h>)> = Vec::new();
             for front in 0..=fuzz.min(MAX_FUZZ) {
                 let back = fuzz - front;
-                if back > MAX_FUZZ || front > leading || back > trailing {
+                // A hunk of context only is both all leading and all trailing: the two
+                // trims may not overlap.
+                if back > MAX_FUZZ
+                    || front > leading
+                    || back > trailing
+                    || front + back > lines.len()
+                {
                     continue;
                 }
                 let trimmed = &lines[front..lines.len() - back];
@@ -305,6 +311,17 @@ mod tests {
         let hunk = hunk(&[" a", "-b", " c"]);
         let found = locate(&file, &hunk, 0).unwrap();
         assert_eq!((found.start, found.whitespace), (4, Whitespace::Exact));
+    }
+
+    #[test]
+    fn a_hunk_of_context_only_is_trimmed_without_overlap() {
+        // Found by the fuzzer: one context line is both leading and trailing context.
+        let file = haystack("a\nb\n");
+        assert_eq!(
+            locate(&file, &hunk(&[" z"]), 0).unwrap_err(),
+            LocateError::NotFound
+        );
+        assert_eq!(locate(&file, &hunk(&[" b"]), 0).unwrap().start, 1);
     }
 
     #[test]

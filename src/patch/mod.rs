@@ -20,10 +20,14 @@
 
 mod apply;
 mod apply_error;
+mod comments;
+mod confirmation;
 mod diff;
+mod globs;
 mod locate;
 mod parse;
 mod policy;
+mod protect;
 mod text;
 mod workspace;
 mod write;
@@ -32,12 +36,14 @@ pub use apply::{
     AppliedFile, AppliedPatch, FileChange, HunkPlacement, PatchPlan, PlannedFile, plan,
 };
 pub use apply_error::{ApplyError, ApplyErrorKind, FailureReason, HunkFailure};
+pub use confirmation::DEFAULT_CONFIRMATION;
 pub use diff::{FilePatch, Hunk, HunkLine, LineKind, Patch};
 pub use locate::Whitespace;
 pub use parse::{ParseError, ParseErrorKind, parse};
 pub use policy::{
     Policy, PolicyConfig, PolicyDecision, PolicyError, Rule, RuleCheck, Verdict, Violation,
 };
+pub use protect::DEFAULT_PROTECT;
 pub use workspace::{PathViolation, Workspace, WorkspaceError};
 
 /// Plans `patch` against `workspace` and applies it atomically (no policy check: run

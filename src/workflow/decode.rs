@@ -151,6 +151,7 @@ impl Decoder {
         let [steps, repair, on_give_up] = lists;
         let workflow = Workflow {
             path: Default::default(),
+            templates: Vec::new(),
             project_root: Default::default(),
             environment: None,
             name: name.unwrap_or_else(|| Spanned::new(String::new(), root.span.clone())),

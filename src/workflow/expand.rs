@@ -75,6 +75,8 @@ pub(crate) struct Expander<'a> {
     /// The chain of template files being expanded: (canonical path, path as shown).
     chain: Vec<(PathBuf, PathBuf)>,
     pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Every template file read, in the order first read.
+    pub(crate) files: Vec<PathBuf>,
 }
 
 const INCLUDE_KEYS: [&str; 2] = ["template", "parameters"];
@@ -89,6 +91,7 @@ impl<'a> Expander<'a> {
             project_root,
             chain: vec![(canonical, workflow_path.to_path_buf())],
             diagnostics: Vec::new(),
+            files: Vec::new(),
         }
     }
 
@@ -211,6 +214,9 @@ impl<'a> Expander<'a> {
                 return None;
             }
         };
+        if !self.files.contains(&found) {
+            self.files.push(found.clone());
+        }
         let file = SourceFile::new(&found, text);
         let root = match parse(&file) {
             Ok(root) => root,

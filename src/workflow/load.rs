@@ -43,11 +43,13 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Workflow, Diagnostics>
         None => Vec::new(),
     });
     let mut diagnostics = expander.diagnostics;
+    let templates = expander.files;
 
     let mut decoder = Decoder::new();
     let (mut workflow, template_sites) = decoder.workflow(&root, lists);
     diagnostics.extend(decoder.diagnostics);
     workflow.path = path.to_path_buf();
+    workflow.templates = templates;
     workflow.project_root = project_root;
 
     override_vars(&mut workflow, &options.vars, &mut diagnostics);

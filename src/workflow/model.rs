@@ -27,6 +27,8 @@ use crate::steps::verify::VerifyConfig;
 pub struct Workflow {
     /// The workflow file, as given.
     pub path: PathBuf,
+    /// The template files it includes, as found (directly or through other templates).
+    pub templates: Vec<PathBuf>,
     /// The nearest ancestor of the workflow file containing `.git` (else the current directory).
     pub project_root: PathBuf,
     /// The environment chosen with `--env` (or the only one declared).
@@ -223,10 +225,19 @@ pub struct Safety {
     pub max_iterations: u32,
     /// Stop when the same failure fingerprint has been seen this many times.
     pub no_progress_threshold: u32,
-    /// Globs of files a patch may never delete or empty.
+    /// Globs of files a patch may never delete, rename away, empty or replace wholesale
+    /// (matched case-insensitively).
     pub never_delete: Vec<Spanned<String>>,
-    /// Patterns in added lines that need explicit human approval.
+    /// Patterns that need explicit human approval when a patch adds them to a file (or
+    /// uncomments them, or renames a file holding them into place): plain text, or a regular
+    /// expression after `re:`; both ignore case. Added to the built-in list (`rm -rf`,
+    /// `DROP TABLE`, ...).
     pub require_confirmation: Vec<Spanned<String>>,
+    /// Globs of files whose checks a patch may not weaken: no deleting or emptying them, no
+    /// removing or changing an assertion, no new skip. Default: common test paths
+    /// (`tests/**`, `**/*_test.*`, ...); the files the workflow's commands name are always
+    /// protected. `[]` leaves only those.
+    pub protect: Option<Vec<Spanned<String>>>,
     pub budget: Budget,
 }
 
@@ -237,6 +248,7 @@ impl Default for Safety {
             no_progress_threshold: 2,
             never_delete: Vec::new(),
             require_confirmation: Vec::new(),
+            protect: None,
             budget: Budget::default(),
         }
     }

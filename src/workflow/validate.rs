@@ -177,13 +177,38 @@ fn safety(workflow: &Workflow, root: &Node, diagnostics: &mut Vec<Diagnostic>) {
             ));
         }
     }
-    for glob in &workflow.safety.never_delete {
+    let protect = workflow.safety.protect.iter().flatten();
+    for glob in workflow.safety.never_delete.iter().chain(protect) {
         if let Err(err) = globset::Glob::new(&glob.value) {
             diagnostics.push(Diagnostic::new(
                 DiagnosticKind::InvalidValue,
                 format!("invalid glob `{}`: {}", glob.value, err.kind()),
                 glob.span.clone(),
             ));
+        }
+    }
+    for pattern in &workflow.safety.require_confirmation {
+        let Some(expression) = pattern.value.strip_prefix("re:") else {
+            continue;
+        };
+        if let Err(err) = regex::Regex::new(expression) {
+            diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticKind::InvalidValue,
+                    format!("invalid regular expression `{expression}`"),
+                    pattern.span.clone(),
+                )
+                // The last line of regex's message says what is wrong, without its caret.
+                .with_help(
+                    err.to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .trim_start_matches("error: ")
+                        .to_owned(),
+                ),
+            );
         }
     }
 }

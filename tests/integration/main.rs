@@ -17,6 +17,7 @@ mod audit_cli;
 mod cli_commands;
 mod demo;
 mod deploy;
+mod fuzz;
 mod hub_api;
 mod hub_cli;
 mod hub_dashboard;

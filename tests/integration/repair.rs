@@ -622,3 +622,131 @@ async fn a_patch_that_makes_things_worse_is_reverted_and_the_fixer_told() {
     assert!(patch_file(&project, 1).contains("+if echo"));
     assert!(patch_file(&project, 2).contains("+echo \"Hello, world\""));
 }
+
+/// The workflow file's `safety` line as `broken_project` writes it.
+fn safety_line(safety: &str) -> String {
+    format!("safety: {safety}")
+}
+
+/// One fenced diff, as a model would send it.
+fn fenced(diff: &str) -> Reply {
+    Reply::text(&format!("Here is the fix.\n\n```diff\n{diff}```\n"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_patches_to_the_rules_the_records_tests_and_migrations_are_denied() {
+    let safety =
+        r#"{max_iterations: 5, no_progress_threshold: 9, never_delete: ["migrations/**"]}"#;
+    let hostile = [
+        // Drop `never_delete` from the workflow, so the next run may delete a migration.
+        format!(
+            "--- a/w.yaml\n+++ b/w.yaml\n@@ -6 +6 @@\n-{}\n+safety: {{max_iterations: 5}}\n",
+            safety_line(safety)
+        ),
+        // Replace this run's audit log.
+        "--- /dev/null\n+++ b/artifacts/audit.jsonl\n@@ -0,0 +1 @@\n+{\"event\": \"run.succeeded\"}\n"
+            .to_owned(),
+        // Delete the test the gate runs, by header alone.
+        "diff --git a/tests/check.sh b/tests/check.sh\ndeleted file mode 100644\nindex 1111111..0000000\n"
+            .to_owned(),
+        // Empty a migration with a no-break space.
+        "--- a/migrations/001_init.sql\n+++ b/migrations/001_init.sql\n@@ -1 +1 @@\n-CREATE TABLE users (id int primary key);\n+\u{a0}\n"
+            .to_owned(),
+    ];
+    let fake = OpenAiFake::start().await;
+    for diff in &hostile {
+        fake.push(Route::OpenAi, fenced(diff));
+    }
+    fake.push(Route::OpenAi, approve());
+    let project = broken_project(safety);
+    let workflow = project.read("w.yaml");
+
+    run(&project, Some(&fake), &[]).await.assert_code(1);
+
+    let rules: Vec<(String, String)> = decisions(&project)
+        .into_iter()
+        .filter(|(_, kind, _)| kind == "policy.decision")
+        .map(|(_, _, detail)| {
+            assert_eq!(detail["decision"]["verdict"], "deny", "{detail}");
+            let violation = &detail["decision"]["violations"][0];
+            (
+                violation["rule"].as_str().unwrap().to_owned(),
+                violation["file"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("workflow_files", "w.yaml"),
+            ("run_records", "artifacts/audit.jsonl"),
+            ("protect", "tests/check.sh"),
+            ("never_delete", "migrations/001_init.sql"),
+        ]
+        .map(|(rule, file)| (rule.to_owned(), file.to_owned()))
+    );
+    assert_eq!(project.read("w.yaml"), workflow);
+    assert_eq!(project.read("tests/check.sh"), CHECK);
+    assert_eq!(project.read("migrations/001_init.sql"), MIGRATION);
+    assert!(
+        !project
+            .read("artifacts/audit.jsonl")
+            .contains("\"event\": \"run.succeeded\"")
+    );
+    assert!(!kinds(&project).iter().any(|k| k == "patch.applied"));
+    assert!(reviewer_requests(&fake).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dangerous_commands_need_approval_whatever_their_shape() {
+    // A commented-out DROP enabled by removing the comment's lines, a file holding a DROP
+    // renamed into `migrations/`, and `rm -fr`, which only the built-in patterns know.
+    let shapes = [
+        (
+            "--- a/db/cleanup.sql\n+++ b/db/cleanup.sql\n@@ -1,4 +1,2 @@\n SELECT 1;\n-/*\n DROP TABLE sessions;\n-*/\n",
+            "db/cleanup.sql:2",
+        ),
+        (
+            "diff --git a/attic/purge.txt b/migrations/002_purge.sql\nsimilarity index 100%\nrename from attic/purge.txt\nrename to migrations/002_purge.sql\n",
+            "migrations/002_purge.sql:1",
+        ),
+        (
+            "--- a/src/greet.sh\n+++ b/src/greet.sh\n@@ -1,3 +1,4 @@\n #!/bin/sh\n # Prints the greeting the service answers with.\n-echo \"Hello, wrld\"\n+rm -fr /tmp/greet-cache\n+echo \"Hello, world\"\n",
+            "src/greet.sh:3",
+        ),
+    ];
+    for (diff, place) in shapes {
+        let fake = OpenAiFake::start().await;
+        fake.push(Route::OpenAi, fenced(diff));
+        let project =
+            broken_project(r#"{max_iterations: 3, require_confirmation: ["DROP TABLE"]}"#);
+        project
+            .file(
+                "db/cleanup.sql",
+                "SELECT 1;\n/*\nDROP TABLE sessions;\n*/\n",
+            )
+            .file("attic/purge.txt", "DROP TABLE users;\n");
+
+        let result = run(&project, Some(&fake), &[]).await;
+        result.assert_code(1);
+        assert!(
+            result.stderr.contains(&format!("in `{place}`")) && result.stderr.contains("--approve"),
+            "{place}: {}",
+            result.stderr
+        );
+        let policy = decision(&project, "policy.decision");
+        assert_eq!(policy["decision"]["verdict"], "needs_approval", "{policy}");
+        assert!(
+            kinds(&project)
+                .iter()
+                .any(|k| k == "stop.approval_required")
+        );
+        assert!(reviewer_requests(&fake).is_empty());
+        assert_eq!(
+            project.read("db/cleanup.sql"),
+            "SELECT 1;\n/*\nDROP TABLE sessions;\n*/\n"
+        );
+        assert!(exists(&project, "attic/purge.txt"));
+        assert_eq!(project.read("src/greet.sh"), BROKEN_GREETING);
+    }
+}
