@@ -1,6 +1,7 @@
 //! A run of a workflow with everything around the loop that `agent-orch run`, the pipeline
 //! task and a hub worker share: the run's secrets masked in every report and known to the
-//! engine, the `ado` template context, and the deploy ledger in the artifacts folder.
+//! engine, the `ado` template context, and the deploy ledger in the artifacts folder. A dry run
+//! sees placeholders (`<secret:NAME>`) where the secrets would be.
 
 use crate::ado::pipeline_context::PipelineContext;
 use crate::azure::RunSecrets;
@@ -10,6 +11,7 @@ use crate::engine::run_loop::{Engine, RunSettings, RunSummary};
 use crate::engine::template_context::TemplateContext;
 use crate::report::Reporters;
 use crate::workflow::Workflow;
+use crate::workflow::template::secret_key;
 
 /// Runs `workflow` to its end, feeding `reporters` (finishing them is the caller's, which may
 /// still add to them). `pipeline` is what templates see as `ado`.
@@ -26,11 +28,17 @@ pub async fn run_workflow(
         serde_json::Value::Object(map) => map,
         _ => serde_json::Map::new(),
     };
+    // A dry run fetched nothing: its templates show where each secret would go.
+    let secret_values = if settings.dry_run {
+        secret_placeholders(workflow)
+    } else {
+        secrets.template_values()
+    };
     let context = TemplateContext::new(
         workflow,
         &settings.run_id,
         settings.max_iterations,
-        secrets.template_values(),
+        secret_values,
         ado,
     );
     let deployments = DeployLedger::in_artifacts(&settings.artifacts_dir)?;
@@ -45,4 +53,19 @@ pub async fn run_workflow(
     .with_secrets(secrets.values())
     .run()
     .await)
+}
+
+/// `secrets.<name>` for a dry run: `<secret:db-password>` for each name the workflow lists.
+fn secret_placeholders(workflow: &Workflow) -> serde_json::Map<String, serde_json::Value> {
+    workflow
+        .secrets
+        .iter()
+        .flat_map(|config| &config.names)
+        .map(|name| {
+            (
+                secret_key(&name.value),
+                serde_json::Value::String(format!("<secret:{}>", name.value)),
+            )
+        })
+        .collect()
 }
