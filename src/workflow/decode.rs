@@ -12,7 +12,7 @@ use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean, one_of
 use super::duration::DurationSpec;
 use super::expand::{ExpandedStep, TemplateScope};
 use super::model::{
-    AgentConfig, ExpandedWorkflow, Safety, SecretsConfig, Step, StepKind, Workflow,
+    AgentConfig, ExpandedWorkflow, Phase, Safety, SecretsConfig, Step, StepKind, Workflow,
 };
 use super::node::{Key, Node, Value};
 use super::node_deserializer::from_node;
@@ -46,6 +46,23 @@ pub(crate) struct TemplateSite {
     pub(crate) scope: Option<Arc<TemplateScope>>,
 }
 
+/// What is known of a step even when its body did not decode: enough for the checks that do
+/// not need the body (duplicate ids, `steps.<id>` references, rollback targets, phases).
+#[derive(Clone, Debug)]
+pub(crate) struct StepHeader {
+    /// `None` when the step has no `id` or it did not decode.
+    pub(crate) id: Option<Spanned<String>>,
+    /// The kind key, when the step has exactly one known kind.
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) phase: Phase,
+}
+
+/// What decoding found besides the model: every template site and every step's header.
+pub(crate) struct Decoded {
+    pub(crate) sites: Vec<TemplateSite>,
+    pub(crate) headers: Vec<StepHeader>,
+}
+
 pub(crate) struct Decoder {
     pub(crate) diagnostics: Vec<Diagnostic>,
 }
@@ -66,7 +83,7 @@ impl Decoder {
         &mut self,
         root: &Node,
         phases: [Vec<ExpandedStep>; 3],
-    ) -> (Workflow, Vec<TemplateSite>) {
+    ) -> (Workflow, Decoded) {
         let entries = match root.as_map() {
             Some(entries) => entries,
             None => {
@@ -134,12 +151,14 @@ impl Decoder {
             condition: None,
             scope: None,
         }];
+        let mut headers = Vec::new();
         let mut lists: [Vec<Step>; 3] = Default::default();
-        for (steps, list) in phases.into_iter().zip(&mut lists) {
+        let phase_of = [Phase::Steps, Phase::Repair, Phase::OnGiveUp];
+        for ((steps, list), phase) in phases.into_iter().zip(&mut lists).zip(phase_of) {
             for expanded in &steps {
-                if let Some(step) = self.step(expanded, &mut sites) {
-                    list.push(step);
-                }
+                let (header, step) = self.step(expanded, phase, &mut sites);
+                headers.extend(header);
+                list.extend(step);
             }
         }
         let [steps, repair, on_give_up] = lists;
@@ -159,7 +178,7 @@ impl Decoder {
             on_give_up,
             expanded: ExpandedWorkflow(expanded),
         };
-        (workflow, sites)
+        (workflow, Decoded { sites, headers })
     }
 
     /// A mapping of named entries (environments, agents), each decoded on its own.
@@ -185,7 +204,13 @@ impl Decoder {
             .collect()
     }
 
-    fn step(&mut self, expanded: &ExpandedStep, sites: &mut Vec<TemplateSite>) -> Option<Step> {
+    /// A step's header (for any mapping) and the step itself (when all of it decoded).
+    fn step(
+        &mut self,
+        expanded: &ExpandedStep,
+        phase: Phase,
+        sites: &mut Vec<TemplateSite>,
+    ) -> (Option<StepHeader>, Option<Step>) {
         let node = &expanded.node;
         let Some(entries) = node.as_map() else {
             self.diagnostics.push(Diagnostic::new(
@@ -193,8 +218,25 @@ impl Decoder {
                 format!("expected a step (a mapping), found {}", node.describe()),
                 node.span.clone(),
             ));
-            return None;
+            return (None, None);
         };
+        let mut header = StepHeader {
+            id: None,
+            kind: None,
+            phase,
+        };
+        let step = self.step_body(expanded, entries, &mut header, sites);
+        (Some(header), step)
+    }
+
+    fn step_body(
+        &mut self,
+        expanded: &ExpandedStep,
+        entries: &[(Key, Node)],
+        header: &mut StepHeader,
+        sites: &mut Vec<TemplateSite>,
+    ) -> Option<Step> {
+        let node = &expanded.node;
         let mut id: Option<Spanned<String>> = None;
         let mut name = None;
         let mut required = true;
@@ -287,6 +329,10 @@ impl Decoder {
                 .with_help("every step needs an `id`: other steps and reports refer to it"),
             );
             ok = false;
+        }
+        header.id.clone_from(&id);
+        if let [(key, _)] = kinds.as_slice() {
+            header.kind = StepKind::KEYS.into_iter().find(|k| *k == key.name);
         }
         let (kind_key, kind_node) = kinds.first().copied()?;
         let kind = self.kind(&kind_key.name, kind_node);

@@ -45,22 +45,19 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Workflow, Diagnostics>
     let mut diagnostics = expander.diagnostics;
 
     let mut decoder = Decoder::new();
-    let (mut workflow, template_sites) = decoder.workflow(&root, lists);
+    let (mut workflow, decoded) = decoder.workflow(&root, lists);
     diagnostics.extend(decoder.diagnostics);
     workflow.path = path.to_path_buf();
     workflow.project_root = project_root;
 
     override_vars(&mut workflow, &options.vars, &mut diagnostics);
     find_prompts(&mut workflow, &mut diagnostics);
-    // A step that did not decode is missing from the model: references to it would be
-    // reported as unknown, which is noise, so those checks wait for a complete decode.
-    let complete = diagnostics.is_empty();
     let each: Vec<String> = workflow.environments.value.keys().cloned().collect();
     if options.every_environment && options.environment.is_none() && each.len() > 1 {
         let mut found = Vec::new();
         for name in each {
             workflow.environment = Some(name);
-            for diagnostic in validate(&workflow, &template_sites, &root, complete) {
+            for diagnostic in validate(&workflow, &decoded, &root) {
                 // The same mistake seen through several environments is one mistake.
                 if !found.contains(&diagnostic) {
                     found.push(diagnostic);
@@ -71,7 +68,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Workflow, Diagnostics>
         diagnostics.extend(found);
     } else {
         workflow.environment = select_environment(&workflow, options, &mut diagnostics);
-        diagnostics.extend(validate(&workflow, &template_sites, &root, complete));
+        diagnostics.extend(validate(&workflow, &decoded, &root));
     }
     if diagnostics.is_empty() {
         Ok(workflow)

@@ -5,54 +5,49 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::decode::TemplateSite;
+use super::decode::{Decoded, StepHeader, TemplateSite};
 use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean};
 use super::expand::TemplateScope;
-use super::model::{StepKind, Workflow};
+use super::model::{Phase, StepKind, Workflow};
 use super::node::{Node, Value};
 use super::span::Span;
 use super::template::{CONTEXT_ROOTS, RUN_FIELDS, STEP_FIELDS, STEP_KIND_ROOTS, secret_key};
 
-/// `complete` is false when some steps did not decode: references to steps are then not
-/// checked, since the step referred to may be one of those.
-pub(crate) fn validate(
-    workflow: &Workflow,
-    sites: &[TemplateSite],
-    root: &Node,
-    complete: bool,
-) -> Vec<Diagnostic> {
+/// `decoded.headers` describe every step, including those that did not decode (missing from
+/// `workflow`): ids, kinds and phases are checked on them, so one broken step hides nothing.
+pub(crate) fn validate(workflow: &Workflow, decoded: &Decoded, root: &Node) -> Vec<Diagnostic> {
+    let headers = &decoded.headers;
     let mut diagnostics = Vec::new();
-    step_ids(workflow, &mut diagnostics);
+    step_ids(headers, &mut diagnostics);
     agents(workflow, &mut diagnostics);
-    repair_steps(workflow, &mut diagnostics);
-    if complete {
-        rollback_targets(workflow, &mut diagnostics);
-    }
+    repair_steps(headers, &mut diagnostics);
+    rollback_targets(workflow, headers, &mut diagnostics);
     safety(workflow, root, &mut diagnostics);
     approvals(root, &mut diagnostics);
-    let checker = TemplateChecker::new(workflow, complete);
-    checker.check_sites(sites, &mut diagnostics);
+    let checker = TemplateChecker::new(workflow, headers);
+    checker.check_sites(&decoded.sites, &mut diagnostics);
     diagnostics
 }
 
-fn step_ids(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
+fn step_ids(headers: &[StepHeader], diagnostics: &mut Vec<Diagnostic>) {
     let mut seen: HashMap<&str, &Span> = HashMap::new();
-    for step in workflow.all_steps() {
-        match seen.get(step.id.value.as_str()) {
+    for step in headers {
+        let Some(id) = &step.id else { continue };
+        match seen.get(id.value.as_str()) {
             Some(first) => diagnostics.push(
                 Diagnostic::new(
                     DiagnosticKind::DuplicateId,
-                    format!("duplicate step id `{}`", step.id.value),
-                    step.id.span.clone(),
+                    format!("duplicate step id `{}`", id.value),
+                    id.span.clone(),
                 )
                 .with_note(
-                    format!("`{}` is first defined here", step.id.value),
+                    format!("`{}` is first defined here", id.value),
                     Some((*first).clone()),
                 )
                 .with_help("step ids must be unique across `steps`, `repair` and `on_give_up`"),
             ),
             None => {
-                seen.insert(&step.id.value, &step.id.span);
+                seen.insert(&id.value, &id.span);
             }
         }
     }
@@ -87,39 +82,33 @@ fn agents(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
 
 /// `fix` and `review` need the failure being repaired, so they only run in `repair:`; a
 /// `review` needs a `fix` before it to have a patch to look at.
-fn repair_steps(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
-    let is_repair_kind = |kind: &StepKind| matches!(kind, StepKind::Fix(_) | StepKind::Review(_));
-    for step in workflow
-        .steps
+fn repair_steps(headers: &[StepHeader], diagnostics: &mut Vec<Diagnostic>) {
+    let is_repair_kind = |kind: Option<&str>| matches!(kind, Some("fix" | "review"));
+    for step in headers
         .iter()
-        .chain(&workflow.on_give_up)
-        .filter(|step| is_repair_kind(&step.kind))
+        .filter(|step| step.phase != Phase::Repair && is_repair_kind(step.kind))
     {
+        let (Some(id), Some(kind)) = (&step.id, step.kind) else {
+            continue;
+        };
         diagnostics.push(
             Diagnostic::new(
                 DiagnosticKind::InvalidValue,
-                format!(
-                    "`{}` step `{}` outside `repair:`",
-                    step.kind.key(),
-                    step.id.value
-                ),
-                step.id.span.clone(),
+                format!("`{kind}` step `{}` outside `repair:`", id.value),
+                id.span.clone(),
             )
             .with_help("`fix` and `review` steps repair a failure: move them under `repair:`"),
         );
     }
     let mut fix_seen = false;
-    for step in &workflow.repair {
-        match step.kind {
-            StepKind::Fix(_) => fix_seen = true,
-            StepKind::Review(_) if !fix_seen => diagnostics.push(
+    for step in headers.iter().filter(|step| step.phase == Phase::Repair) {
+        match (step.kind, &step.id) {
+            (Some("fix"), _) => fix_seen = true,
+            (Some("review"), Some(id)) if !fix_seen => diagnostics.push(
                 Diagnostic::new(
                     DiagnosticKind::InvalidValue,
-                    format!(
-                        "review step `{}` has no `fix` step before it",
-                        step.id.value
-                    ),
-                    step.id.span.clone(),
+                    format!("review step `{}` has no `fix` step before it", id.value),
+                    id.span.clone(),
                 )
                 .with_help("a review judges the patch a `fix` step proposed: put a `fix` first"),
             ),
@@ -128,17 +117,34 @@ fn repair_steps(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
     }
 }
 
-fn rollback_targets(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
+/// A rollback's `deployment` must name a deploy step. Kinds come from the headers, so a deploy
+/// step whose body did not decode still counts; a target that may be a step whose id or kind
+/// is unknown is not reported.
+fn rollback_targets(
+    workflow: &Workflow,
+    headers: &[StepHeader],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let deploy_ids = || {
-        workflow.all_steps().filter_map(|step| match step.kind {
-            StepKind::Deploy(_) => Some(step.id.value.as_str()),
-            _ => None,
+        headers
+            .iter()
+            .filter_map(|step| match (&step.id, step.kind) {
+                (Some(id), Some("deploy")) => Some(id.value.as_str()),
+                _ => None,
+            })
+    };
+    let may_be = |target: &str| {
+        headers.iter().any(|step| match (&step.id, step.kind) {
+            (None, None | Some("deploy")) => true,
+            (Some(id), None) => id.value == target,
+            _ => false,
         })
     };
     for step in workflow.all_steps() {
         if let StepKind::Rollback(config) = &step.kind
             && let Some(target) = &config.deployment
             && !deploy_ids().any(|id| id == target.value)
+            && !may_be(&target.value)
         {
             let mut diagnostic = Diagnostic::new(
                 DiagnosticKind::UnknownReference,
@@ -220,20 +226,23 @@ struct TemplateChecker<'a> {
     env: minijinja::Environment<'static>,
     workflow: &'a Workflow,
     step_ids: HashSet<&'a str>,
-    /// Whether every step decoded, so that `steps.<id>` can be checked.
+    /// Whether every step's id is known, so that `steps.<id>` can be checked.
     complete: bool,
     secrets: Vec<String>,
 }
 
 impl<'a> TemplateChecker<'a> {
-    fn new(workflow: &'a Workflow, complete: bool) -> Self {
+    fn new(workflow: &'a Workflow, headers: &'a [StepHeader]) -> Self {
         let mut env = minijinja::Environment::new();
         env.add_filter("shell_quote", super::template::shell_quote);
         Self {
             env,
             workflow,
-            step_ids: workflow.all_steps().map(|s| s.id.value.as_str()).collect(),
-            complete,
+            step_ids: headers
+                .iter()
+                .filter_map(|s| Some(s.id.as_ref()?.value.as_str()))
+                .collect(),
+            complete: headers.iter().all(|s| s.id.is_some()),
             secrets: workflow
                 .secrets
                 .iter()
@@ -289,6 +298,28 @@ impl<'a> TemplateChecker<'a> {
         expression: bool,
         diagnostics: &mut Vec<Diagnostic>,
     ) {
+        let Some(variables) = self.variables(source, span, expression, diagnostics) else {
+            return;
+        };
+        for variable in variables {
+            if let Some(diagnostic) = self.undefined(&variable, scope) {
+                diagnostics.push(Diagnostic {
+                    span: span_within(span, &variable, source),
+                    ..diagnostic
+                });
+            }
+        }
+    }
+
+    /// The context variables a template reads, sorted; `None` when it does not parse (that
+    /// is reported).
+    fn variables(
+        &self,
+        source: &str,
+        span: &Span,
+        expression: bool,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Option<Vec<String>> {
         let variables = if expression {
             self.env
                 .compile_expression(source)
@@ -314,7 +345,7 @@ impl<'a> TemplateChecker<'a> {
                     ),
                     at,
                 ));
-                return;
+                return None;
             }
         };
         // minijinja's global functions (`range`, `dict`, `namespace`) are not context values.
@@ -324,14 +355,25 @@ impl<'a> TemplateChecker<'a> {
             .filter(|v| !globals.contains(v.split('.').next().unwrap_or(v)))
             .collect();
         variables.sort();
-        for variable in variables {
-            if let Some(diagnostic) = self.undefined(&variable, scope) {
-                diagnostics.push(Diagnostic {
-                    span: span_within(span, &variable, source),
-                    ..diagnostic
-                });
-            }
-        }
+        Some(variables)
+    }
+
+    /// An undefined-variable diagnostic (without its span): `wrong` is the part of `variable`
+    /// that does not exist, `known` what does.
+    fn missing(&self, variable: &str, what: &str, wrong: &str, known: Vec<&str>) -> Diagnostic {
+        let help = if known.is_empty() {
+            format!("there are no {what}")
+        } else {
+            format!("the {what} are {}", all_of(known.iter().copied()))
+        };
+        let mut diagnostic = Diagnostic::new(
+            DiagnosticKind::UndefinedVariable,
+            format!("undefined variable `{variable}`"),
+            Span::detached(),
+        )
+        .with_help(help);
+        diagnostic.label = did_you_mean(wrong, known);
+        diagnostic
     }
 
     /// A diagnostic (without its span) when `variable` will not exist at render time.
@@ -350,12 +392,7 @@ impl<'a> TemplateChecker<'a> {
             Some(diagnostic)
         };
         let missing = |what: &str, wrong: &str, known: Vec<&str>| {
-            let help = if known.is_empty() {
-                format!("there are no {what}")
-            } else {
-                format!("the {what} are {}", all_of(known.iter().copied()))
-            };
-            undefined(help, wrong, known)
+            Some(self.missing(variable, what, wrong, known))
         };
         match (root, field) {
             (root, _) if !CONTEXT_ROOTS.contains(&root) && !STEP_KIND_ROOTS.contains(&root) => {
@@ -541,7 +578,40 @@ mod tests {
                 DiagnosticKind::UndefinedVariable,
                 DiagnosticKind::UndefinedVariable,
                 DiagnosticKind::InvalidValue,
+                // The first `a` did not decode (its timeout), yet it still owns the id.
+                DiagnosticKind::DuplicateId,
                 DiagnosticKind::UnknownStepKind,
+            ],
+            "{}",
+            diagnostics.render(false)
+        );
+    }
+
+    #[test]
+    fn steps_that_did_not_decode_still_count_for_references() {
+        // `deploy` did not decode (its manifests are not a list), `build` neither: the
+        // rollback's target and `steps.build` are still known, and `missing` is still unknown.
+        let diagnostics = load_text(
+            "name: w
+steps:
+  - {id: deploy, deploy: {manifests: 3}}
+  - {id: build, gate: x, retries: many}
+  - {id: use, gate: \"{{ steps.build.status }} {{ steps.missing.status }}\"}
+on_give_up:
+  - {id: undo, rollback: {deployment: deploy}}
+  - {id: again, rollback: {deployment: deplyo}}
+",
+        )
+        .expect_err("broken");
+        let found: Vec<(usize, DiagnosticKind)> =
+            diagnostics.iter().map(|d| (d.span.line, d.kind)).collect();
+        assert_eq!(
+            found,
+            [
+                (3, DiagnosticKind::InvalidValue),
+                (4, DiagnosticKind::InvalidValue),
+                (5, DiagnosticKind::UndefinedVariable),
+                (8, DiagnosticKind::UnknownReference),
             ],
             "{}",
             diagnostics.render(false)
