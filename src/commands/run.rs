@@ -123,7 +123,7 @@ pub(crate) fn execute(
             interrupts,
         )
         .await
-        .map_err(Error::DeployLedger)?;
+        .map_err(Error::RunStart)?;
         if let Err(err) = reporters.finish() {
             // The run's outcome stands; a report that could not be written is said, not fatal.
             report_warning(&err);

@@ -11,7 +11,17 @@ use crate::engine::run_loop::{Engine, RunSettings, RunSummary};
 use crate::engine::template_context::TemplateContext;
 use crate::report::Reporters;
 use crate::workflow::Workflow;
+use crate::workflow::environment::EnvironmentError;
 use crate::workflow::template::secret_key;
+
+/// Why a run could not start; no step ran.
+#[derive(Debug, thiserror::Error)]
+pub enum RunStartError {
+    #[error(transparent)]
+    Environment(#[from] EnvironmentError),
+    #[error("failed to prepare the deploy ledger")]
+    DeployLedger(#[from] LedgerError),
+}
 
 /// Runs `workflow` to its end, feeding `reporters` (finishing them is the caller's, which may
 /// still add to them). `pipeline` is what templates see as `ado`.
@@ -22,7 +32,7 @@ pub async fn run_workflow(
     pipeline: &PipelineContext,
     reporters: &mut Reporters,
     interrupts: Interrupts,
-) -> Result<RunSummary, LedgerError> {
+) -> Result<RunSummary, RunStartError> {
     reporters.mask_secrets(secrets.values());
     let ado = match pipeline.to_template_value() {
         serde_json::Value::Object(map) => map,
@@ -40,7 +50,7 @@ pub async fn run_workflow(
         settings.max_iterations,
         secret_values,
         ado,
-    );
+    )?;
     let deployments = DeployLedger::in_artifacts(&settings.artifacts_dir)?;
     Ok(Engine::new(
         workflow,

@@ -8,6 +8,7 @@ use super::expand::{Expander, find_file, lookup_candidates, project_root};
 use super::model::Workflow;
 use super::node::{Key, Node, Value, parse};
 use super::span::{SourceFile, Span};
+use super::template::has_template_syntax;
 use super::validate::validate;
 
 /// What the command line adds to a workflow file.
@@ -101,6 +102,17 @@ fn override_vars(
                     Span::detached(),
                 )
                 .with_help("a var name is letters, digits and `_`, not starting with a digit"),
+            );
+        }
+        // A var is a value that templates read; its own `{{` would be passed on as text.
+        if has_template_syntax(value) {
+            diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticKind::InvalidVar,
+                    format!("`--var {name}` uses template syntax, but vars are not rendered"),
+                    Span::detached(),
+                )
+                .with_help("give the value itself; templates read vars, vars are not templates"),
             );
         }
     }

@@ -5,8 +5,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::decode::{Decoded, StepHeader, TemplateSite};
+use super::decode::{Decoded, EnvironmentSite, StepHeader, TemplateSite};
 use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean};
+use super::environment::{self, ENVIRONMENT_ROOTS};
 use super::expand::TemplateScope;
 use super::model::{Phase, StepKind, Workflow};
 use super::node::{Node, Value};
@@ -26,6 +27,7 @@ pub(crate) fn validate(workflow: &Workflow, decoded: &Decoded, root: &Node) -> V
     approvals(root, &mut diagnostics);
     let checker = TemplateChecker::new(workflow, headers);
     checker.check_sites(&decoded.sites, &mut diagnostics);
+    checker.check_environments(&decoded.environments, &mut diagnostics);
     diagnostics
 }
 
@@ -358,6 +360,86 @@ impl<'a> TemplateChecker<'a> {
         Some(variables)
     }
 
+    /// Environment values render when the run starts, from `vars`, `ado` and their own
+    /// environment's values: anything else is undefined, and so is reading in a cycle.
+    fn check_environments(&self, sites: &[EnvironmentSite], diagnostics: &mut Vec<Diagnostic>) {
+        for site in sites {
+            let values = self.workflow.environments.value.get(&site.environment);
+            for template in &site.templates {
+                let (source, span) = (template.source(), template.span());
+                let Some(variables) = self.variables(source, span, false, diagnostics) else {
+                    continue;
+                };
+                for variable in variables {
+                    let mut parts = variable.splitn(3, '.');
+                    let (root, field) = (parts.next().unwrap_or_default(), parts.next());
+                    let diagnostic = match (root, field) {
+                        ("vars" | "ado", _) => self.undefined(&variable, None),
+                        ("env", None) => None,
+                        ("env", Some(field)) => values.and_then(|values| {
+                            let mut known: Vec<&str> = vec!["name"];
+                            known.extend(values.0.keys().map(String::as_str));
+                            (!known.contains(&field)).then(|| {
+                                self.missing(&variable, "environment's values", field, known)
+                            })
+                        }),
+                        (root, _)
+                            if CONTEXT_ROOTS.contains(&root) || STEP_KIND_ROOTS.contains(&root) =>
+                        {
+                            Some(
+                                Diagnostic::new(
+                                    DiagnosticKind::UndefinedVariable,
+                                    format!("`{root}` cannot be used in an environment value"),
+                                    Span::detached(),
+                                )
+                                .with_help(ENVIRONMENT_HELP),
+                            )
+                        }
+                        (root, _) => Some(self.missing(
+                            &variable,
+                            "roots an environment value may read",
+                            root,
+                            ENVIRONMENT_ROOTS.to_vec(),
+                        )),
+                    };
+                    if let Some(diagnostic) = diagnostic {
+                        diagnostics.push(Diagnostic {
+                            span: span_within(span, &variable, source),
+                            ..diagnostic
+                        });
+                    }
+                }
+            }
+        }
+        for (name, values) in &self.workflow.environments.value {
+            let Err(keys) = environment::order(&environment::dependencies(values)) else {
+                continue;
+            };
+            // Point at the first value of the cycle.
+            let Some(span) = sites
+                .iter()
+                .find(|site| site.environment == *name && keys.first() == Some(&site.key))
+                .and_then(|site| site.templates.first())
+                .map(|template| template.span().clone())
+            else {
+                continue;
+            };
+            diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticKind::EnvironmentCycle,
+                    format!(
+                        "the values of environment `{name}` refer to each other in a cycle: {}",
+                        environment::chain(&keys)
+                    ),
+                    span,
+                )
+                .with_help(
+                    "an environment value may read the others, but never itself through them",
+                ),
+            );
+        }
+    }
+
     /// An undefined-variable diagnostic (without its span): `wrong` is the part of `variable`
     /// that does not exist, `known` what does.
     fn missing(&self, variable: &str, what: &str, wrong: &str, known: Vec<&str>) -> Diagnostic {
@@ -475,6 +557,9 @@ impl<'a> TemplateChecker<'a> {
         }
     }
 }
+
+const ENVIRONMENT_HELP: &str = "environment values render when the run starts: they may read \
+     `vars`, `ado` and the environment's other values (`env.<key>`)";
 
 /// The span of `needle` inside a template's value, searched in the lines the value spans
 /// (a block scalar's text starts on the line after its `|`); otherwise the whole value.
@@ -612,6 +697,44 @@ on_give_up:
                 (4, DiagnosticKind::InvalidValue),
                 (5, DiagnosticKind::UndefinedVariable),
                 (8, DiagnosticKind::UnknownReference),
+            ],
+            "{}",
+            diagnostics.render(false)
+        );
+    }
+
+    #[test]
+    fn template_syntax_that_is_never_rendered_is_an_error() {
+        let diagnostics = load_text(concat!(
+            "name: \"deploy {{ env.name }}\"\n",
+            "vars: {image: \"app:{{ ado.build_id }}\"}\n",
+            "agents: {a: {model: \"{{ vars.model }}\", api_key: \"{{ vars.image }}\"}}\n",
+            "steps:\n",
+            "  - id: check\n",
+            "    name: \"check {{ vars.image }}\"\n",
+            "    verify:\n",
+            "      flow:\n",
+            "        requests:\n",
+            "          - name: login\n",
+            "            url: \"http://x/{{ vars.image }}\"\n",
+            "            json: {user: \"{{ vars.image }}\", \"{{ vars.image }}\": 1}\n",
+            "            capture: {token: {header: \"X-{{ vars.image }}\"}}\n",
+        ))
+        .expect_err("unrendered");
+        let found: Vec<(usize, usize, DiagnosticKind)> = diagnostics
+            .iter()
+            .map(|d| (d.span.line, d.span.column, d.kind))
+            .collect();
+        let unrendered = DiagnosticKind::UnrenderedTemplate;
+        assert_eq!(
+            found,
+            [
+                (1, 7, unrendered),
+                (2, 15, unrendered),
+                (3, 21, unrendered),
+                (6, 11, unrendered),
+                (12, 46, unrendered),
+                (13, 39, unrendered),
             ],
             "{}",
             diagnostics.render(false)

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use crate::keyvault;
 use crate::support::azure_server::IDENTITY_HEADER;
 use crate::support::cli::{Project, RunResult};
+use crate::support::http_service::{HttpService, Script};
 use crate::support::managed_identity_fake;
 
 fn json(text: &str) -> serde_json::Value {
@@ -244,6 +245,34 @@ steps:
         junit.contains("would check GET http://127.0.0.1:9/health"),
         "{junit}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_values_render_with_vars_before_a_verify_step_reads_them() {
+    let service = HttpService::start(Script::default()).await;
+    let project = Project::new();
+    project.file(
+        "w.yaml",
+        r#"
+name: templated-environment
+environments:
+  local: {url: "http://127.0.0.1:{{ vars.port }}", health: "{{ env.url }}/json"}
+vars: {port: 1}
+steps:
+  - id: health
+    verify: {http: {url: "{{ env.health }}", expect_json: {/status: ok}}}
+"#,
+    );
+    let port = format!("port={}", service.addr.port());
+    let result = tokio::task::spawn_blocking(move || {
+        let result = project.run_workflow("w.yaml", &["--var", &port]);
+        (result, project)
+    });
+    let (result, project) = result.await.unwrap();
+    result.assert_code(0);
+    assert_eq!(service.hits(), ["/json"]);
+    let junit = project.read("artifacts/junit.xml");
+    assert!(!junit.contains("<failure"), "{junit}");
 }
 
 /// `agent-orch run workflow.yaml --dry-run` (plus `extra`) signing in with a managed identity
