@@ -490,11 +490,12 @@ fn expanded_step(step: &ExpandedStep) -> Node {
 }
 
 impl Decoder {
-    /// The strings under `node` (the value of `key`) that use template syntax, each as a template with its own
-    /// span: those inside a node in `rendered` (noted while `node` decoded, see
-    /// [`noting_rendered`]). Template syntax anywhere else, in keys too, would be passed on as
-    /// text: each is an error. With `rendered` unknown (`node` did not decode, which is
-    /// reported already), every such string is taken for a template, so it is still checked.
+    /// The strings under `node` (the value of `key`) that use template syntax, each as a
+    /// template with its own span: those inside a node in `rendered` (noted while `node`
+    /// decoded, see [`noting_rendered`]). Template syntax anywhere else, in keys too, would be
+    /// passed on as text: each is an error. With `rendered` unknown (`node` did not decode,
+    /// which is reported already), every such string is taken for a template, so it is still
+    /// checked.
     fn templates_in(
         &mut self,
         key: Option<&Key>,

@@ -5,7 +5,7 @@
 //!
 //! | name | value |
 //! |---|---|
-//! | `env` | the selected environment's values, rendered when the run starts (`super::environment`), plus `env.name` |
+//! | `env` | the selected environment's values, rendered at run start, plus `env.name` |
 //! | `vars` | the workflow's `vars`, after `--var` overrides |
 //! | `secrets` | the fetched secrets, keyed by [`secret_key`] (`secrets.openai_api_key`) |
 //! | `steps.<id>` | `status` (`passed`, `failed`, ...), `message`, `exit_code`, `outputs` |
