@@ -54,8 +54,9 @@ pub enum Error {
     Signals(#[source] std::io::Error),
     #[error("failed to start the demo's fake Kubernetes cluster")]
     FakeCluster(#[source] std::io::Error),
-    #[error("failed to prepare the deploy ledger")]
-    DeployLedger(#[source] crate::cluster::ledger::LedgerError),
+    /// The environment could not be rendered, or the deploy ledger prepared; no step ran.
+    #[error("failed to start the run, so nothing ran")]
+    RunStart(#[source] crate::engine::workflow_run::RunStartError),
     #[error("failed to write to stdout")]
     Stdout(#[source] std::io::Error),
     /// A secret could not be fetched; no step ran.
@@ -83,7 +84,11 @@ pub enum Error {
 impl Error {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Error::Workflow { .. } | Error::TaskEnvironment(_) => ExitStatus::Invalid,
+            Error::Workflow { .. }
+            | Error::TaskEnvironment(_)
+            | Error::RunStart(crate::engine::workflow_run::RunStartError::Environment(_)) => {
+                ExitStatus::Invalid
+            }
             Error::Hub(err) if err.is_usage() => ExitStatus::Invalid,
             // Not the workflow's fault (a vault, a permission, a network): exit 1, like a run
             // that could not succeed, with the message saying nothing ran.
@@ -92,7 +97,7 @@ impl Error {
             | Error::Artifacts { .. }
             | Error::Runtime(_)
             | Error::Signals(_)
-            | Error::DeployLedger(_)
+            | Error::RunStart(_)
             | Error::FakeCluster(_)
             | Error::Stdout(_)
             | Error::Audit(_)

@@ -79,8 +79,13 @@ pub(crate) fn execute(
         .build()
         .map_err(Error::Runtime)?;
     let status = runtime.block_on(async {
-        // Every secret first: a run that cannot have them must not start.
-        let secrets = fetch_secrets(invocation, &workflow).await?;
+        // Every secret first: a run that cannot have them must not start. A dry run needs
+        // none (it shows placeholders), so it works offline, in a pull request's build.
+        let secrets = if settings.dry_run {
+            RunSecrets::default()
+        } else {
+            fetch_secrets(invocation, &workflow).await?
+        };
         if invocation.pipeline {
             announce_secrets(secrets.values().iter().map(String::as_str))?;
         }
@@ -119,7 +124,7 @@ pub(crate) fn execute(
             interrupts,
         )
         .await
-        .map_err(Error::DeployLedger)?;
+        .map_err(Error::RunStart)?;
         if let Err(err) = reporters.finish() {
             // The run's outcome stands; a report that could not be written is said, not fatal.
             report_warning(&err);

@@ -2,7 +2,7 @@
 //!
 //! | name | what |
 //! |---|---|
-//! | `env` | the selected environment's values, plus `env.name` |
+//! | `env` | the selected environment's values, rendered, plus `env.name` |
 //! | `vars` | the workflow's `vars`, with `--var` overrides |
 //! | `secrets` | Key Vault secrets (masked in every output) |
 //! | `steps.<id>` | `status`, `message`, `exit_code`, `outputs` of the step's latest run |
@@ -13,6 +13,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::steps::StepOutcome;
+use crate::workflow::environment::{self, EnvironmentError};
 use crate::workflow::model::{Step, Workflow};
 use crate::workflow::template::{RenderError, Renderer};
 
@@ -27,14 +28,11 @@ impl TemplateContext {
         max_iterations: u32,
         secrets: Map<String, Value>,
         ado: Map<String, Value>,
-    ) -> Self {
-        let mut env = Map::new();
-        if let Some(name) = &workflow.environment {
-            env.insert("name".into(), Value::String(name.clone()));
-            if let Some(values) = workflow.environments.value.get(name) {
-                env.extend(values.0.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-        }
+    ) -> Result<Self, EnvironmentError> {
+        let env = match workflow.environment_values() {
+            Some((name, values)) => environment::render(name, values, &workflow.vars, &ado)?,
+            None => Map::new(),
+        };
         let mut root = Map::new();
         root.insert("env".into(), Value::Object(env));
         root.insert(
@@ -54,7 +52,7 @@ impl TemplateContext {
             json!({ "id": run_id, "iteration": 0, "max_iterations": max_iterations }),
         );
         root.insert("ado".into(), Value::Object(ado));
-        Self { root }
+        Ok(Self { root })
     }
 
     pub fn start_iteration(&mut self, iteration: u32) {

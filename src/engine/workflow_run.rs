@@ -1,7 +1,8 @@
 //! A run of a workflow with everything around the loop that `agent-orch run`, the pipeline
 //! task and a hub worker share: the run's secrets masked in every report and known to the
 //! engine, the `ado` template context, the deploy ledger in the artifacts folder, and the
-//! notifications sent when the run has ended.
+//! notifications sent when the run has ended. A dry run sees placeholders (`<secret:NAME>`)
+//! where the secrets would be.
 
 use crate::ado::pipeline_context::PipelineContext;
 use crate::azure::RunSecrets;
@@ -13,6 +14,17 @@ use crate::report::Reporters;
 use crate::report::notification::Notifications;
 use crate::report::warning::warn;
 use crate::workflow::Workflow;
+use crate::workflow::environment::EnvironmentError;
+use crate::workflow::template::secret_key;
+
+/// Why a run could not start; no step ran.
+#[derive(Debug, thiserror::Error)]
+pub enum RunStartError {
+    #[error(transparent)]
+    Environment(#[from] EnvironmentError),
+    #[error("failed to prepare the deploy ledger")]
+    DeployLedger(#[from] LedgerError),
+}
 
 /// Runs `workflow` to its end, feeding `reporters` (finishing them is the caller's, which may
 /// still add to them). `pipeline` is what templates see as `ado`.
@@ -23,19 +35,25 @@ pub async fn run_workflow(
     pipeline: &PipelineContext,
     reporters: &mut Reporters,
     interrupts: Interrupts,
-) -> Result<RunSummary, LedgerError> {
+) -> Result<RunSummary, RunStartError> {
     reporters.mask_secrets(secrets.values());
     let ado = match pipeline.to_template_value() {
         serde_json::Value::Object(map) => map,
         _ => serde_json::Map::new(),
     };
+    // A dry run fetched nothing: its templates show where each secret would go.
+    let secret_values = if settings.dry_run {
+        secret_placeholders(workflow)
+    } else {
+        secrets.template_values()
+    };
     let context = TemplateContext::new(
         workflow,
         &settings.run_id,
         settings.max_iterations,
-        secrets.template_values(),
+        secret_values,
         ado,
-    );
+    )?;
     let deployments = DeployLedger::in_artifacts(&settings.artifacts_dir)?;
     let (notifications, warnings) =
         Notifications::prepare(&workflow.notify, &context.renderer(), pipeline.run_url());
@@ -74,4 +92,19 @@ async fn notify(notifications: &Notifications, pipeline: bool) {
     for failure in failures {
         warn(pipeline, &failure.to_string());
     }
+}
+
+/// `secrets.<name>` for a dry run: `<secret:db-password>` for each name the workflow lists.
+fn secret_placeholders(workflow: &Workflow) -> serde_json::Map<String, serde_json::Value> {
+    workflow
+        .secrets
+        .iter()
+        .flat_map(|config| &config.names)
+        .map(|name| {
+            (
+                secret_key(&name.value),
+                serde_json::Value::String(format!("<secret:{}>", name.value)),
+            )
+        })
+        .collect()
 }

@@ -361,7 +361,7 @@ async fn work(
         Err(err) => {
             drop(reporters);
             let _ = forwarder.await;
-            let reason = format!("failed to prepare the deploy ledger: {}", error_chain(&err));
+            let reason = format!("failed to start the run: {}", error_chain(&err));
             return give_back(reason, &redactor).await;
         }
     };

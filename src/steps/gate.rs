@@ -109,7 +109,7 @@ impl<'de> Deserialize<'de> for GateConfig {
         let node = Spanned::<GateNode>::deserialize(deserializer)?;
         Ok(match node.value {
             GateNode::Command(command) => GateConfig {
-                run: Template(Spanned::new(command, node.span)),
+                run: Template::read(Spanned::new(command, node.span)),
                 shell: None,
                 workdir: None,
                 env: IndexMap::new(),

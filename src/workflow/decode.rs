@@ -12,12 +12,13 @@ use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean, one_of
 use super::duration::DurationSpec;
 use super::expand::{ExpandedStep, TemplateScope};
 use super::model::{
-    AgentConfig, ExpandedWorkflow, NotifyTarget, Safety, SecretsConfig, Step, StepKind, Workflow,
+    AgentConfig, ExpandedWorkflow, NotifyTarget, Phase, Safety, SecretsConfig, Step, StepKind,
+    Workflow,
 };
 use super::node::{Key, Node, Value};
 use super::node_deserializer::from_node;
 use super::span::{Span, Spanned};
-use super::template::Template;
+use super::template::{Template, has_template_syntax, noting_rendered};
 
 /// The top-level keys of a workflow file.
 pub(crate) const TOP_LEVEL_KEYS: [&str; 11] = [
@@ -47,6 +48,31 @@ pub(crate) struct TemplateSite {
     pub(crate) scope: Option<Arc<TemplateScope>>,
 }
 
+/// What is known of a step even when its body did not decode: enough for the checks that do
+/// not need the body (duplicate ids, `steps.<id>` references, rollback targets, phases).
+#[derive(Clone, Debug)]
+pub(crate) struct StepHeader {
+    /// `None` when the step has no `id` or it did not decode.
+    pub(crate) id: Option<Spanned<String>>,
+    /// The kind key, when the step has exactly one known kind.
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) phase: Phase,
+}
+
+/// The templates of one environment value (`url: "http://127.0.0.1:{{ vars.port }}"`).
+pub(crate) struct EnvironmentSite {
+    pub(crate) environment: String,
+    pub(crate) key: String,
+    pub(crate) templates: Vec<Template>,
+}
+
+/// What decoding found besides the model: every template site and every step's header.
+pub(crate) struct Decoded {
+    pub(crate) sites: Vec<TemplateSite>,
+    pub(crate) environments: Vec<EnvironmentSite>,
+    pub(crate) headers: Vec<StepHeader>,
+}
+
 pub(crate) struct Decoder {
     pub(crate) diagnostics: Vec<Diagnostic>,
 }
@@ -67,7 +93,7 @@ impl Decoder {
         &mut self,
         root: &Node,
         phases: [Vec<ExpandedStep>; 3],
-    ) -> (Workflow, Vec<TemplateSite>) {
+    ) -> (Workflow, Decoded) {
         let entries = match root.as_map() {
             Some(entries) => entries,
             None => {
@@ -93,6 +119,12 @@ impl Decoder {
         }
         let get = |name: &str| root.get(name);
 
+        // These hold no templates: template syntax in them would be passed on as text.
+        for key in ["name", "description", "vars", "secrets", "safety"] {
+            if let Some((key, node)) = get(key) {
+                self.templates_in(Some(key), node, Some(&[]));
+            }
+        }
         let name = match get("name") {
             Some((_, node)) => self.decode(node),
             None if root.as_map().is_some() => {
@@ -112,6 +144,10 @@ impl Decoder {
             }
             None => Spanned::new(IndexMap::new(), root.span.clone()),
         };
+        let environment_sites = match get("environments") {
+            Some((_, node)) => self.environment_sites(node),
+            None => Vec::new(),
+        };
         let vars = match get("vars") {
             Some((_, node)) => self
                 .decode::<IndexMap<String, serde_json::Value>>(node)
@@ -119,19 +155,34 @@ impl Decoder {
             None => IndexMap::new(),
         };
         let secrets: Option<SecretsConfig> = get("secrets").and_then(|(_, node)| self.decode(node));
-        let agents: IndexMap<String, AgentConfig> = match get("agents") {
-            Some((_, node)) => self.named_map(node, "agent"),
-            None => IndexMap::new(),
-        };
         // Agents hold templates too (`api_key: "{{ secrets.openai_api_key }}"`).
-        let agent_templates = get("agents").map_or_else(Vec::new, |(_, node)| templates_in(node));
+        let (agents, agent_templates) = match get("agents") {
+            Some((_, node)) => {
+                let errors = self.diagnostics.len();
+                let (agents, rendered): (IndexMap<String, AgentConfig>, _) =
+                    noting_rendered(|| self.named_map(node, "agent"));
+                let decoded = self.diagnostics.len() == errors;
+                let templates = self.templates_in(None, node, decoded.then_some(&rendered[..]));
+                (agents, templates)
+            }
+            None => (IndexMap::new(), Vec::new()),
+        };
         let safety: Safety = get("safety")
             .and_then(|(_, node)| self.decode(node))
             .unwrap_or_default();
-        let notify = get("notify").map_or_else(Vec::new, |(_, node)| self.notify_targets(node));
+        // Notification URLs are templates (`teams: "{{ secrets.teams_webhook }}"`).
+        let (notify, notify_templates) = match get("notify") {
+            Some((_, node)) => {
+                let errors = self.diagnostics.len();
+                let (notify, rendered) = noting_rendered(|| self.notify_targets(node));
+                let decoded = self.diagnostics.len() == errors;
+                let templates = self.templates_in(None, node, decoded.then_some(&rendered[..]));
+                (notify, templates)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
 
         let expanded = expanded_view(root, &phases);
-        let notify_templates = get("notify").map_or_else(Vec::new, |(_, node)| templates_in(node));
         let mut sites = vec![TemplateSite {
             templates: agent_templates
                 .into_iter()
@@ -140,12 +191,14 @@ impl Decoder {
             condition: None,
             scope: None,
         }];
+        let mut headers = Vec::new();
         let mut lists: [Vec<Step>; 3] = Default::default();
-        for (steps, list) in phases.into_iter().zip(&mut lists) {
+        let phase_of = [Phase::Steps, Phase::Repair, Phase::OnGiveUp];
+        for ((steps, list), phase) in phases.into_iter().zip(&mut lists).zip(phase_of) {
             for expanded in &steps {
-                if let Some(step) = self.step(expanded, &mut sites) {
-                    list.push(step);
-                }
+                let (header, step) = self.step(expanded, phase, &mut sites);
+                headers.extend(header);
+                list.extend(step);
             }
         }
         let [steps, repair, on_give_up] = lists;
@@ -167,7 +220,14 @@ impl Decoder {
             notify,
             expanded: ExpandedWorkflow(expanded),
         };
-        (workflow, sites)
+        (
+            workflow,
+            Decoded {
+                sites,
+                environments: environment_sites,
+                headers,
+            },
+        )
     }
 
     /// `notify:`, a list of targets, each decoded on its own and holding exactly one channel.
@@ -235,7 +295,34 @@ impl Decoder {
             .collect()
     }
 
-    fn step(&mut self, expanded: &ExpandedStep, sites: &mut Vec<TemplateSite>) -> Option<Step> {
+    /// The templates of every environment value; names and keys are never rendered.
+    fn environment_sites(&mut self, node: &Node) -> Vec<EnvironmentSite> {
+        let mut sites = Vec::new();
+        for (name, environment) in node.as_map().unwrap_or_default() {
+            self.unrendered_key(name);
+            for (key, value) in environment.as_map().unwrap_or_default() {
+                self.unrendered_key(key);
+                let templates =
+                    self.templates_in(Some(key), value, Some(std::slice::from_ref(&value.span)));
+                if !templates.is_empty() {
+                    sites.push(EnvironmentSite {
+                        environment: name.name.clone(),
+                        key: key.name.clone(),
+                        templates,
+                    });
+                }
+            }
+        }
+        sites
+    }
+
+    /// A step's header (for any mapping) and the step itself (when all of it decoded).
+    fn step(
+        &mut self,
+        expanded: &ExpandedStep,
+        phase: Phase,
+        sites: &mut Vec<TemplateSite>,
+    ) -> (Option<StepHeader>, Option<Step>) {
         let node = &expanded.node;
         let Some(entries) = node.as_map() else {
             self.diagnostics.push(Diagnostic::new(
@@ -243,8 +330,25 @@ impl Decoder {
                 format!("expected a step (a mapping), found {}", node.describe()),
                 node.span.clone(),
             ));
-            return None;
+            return (None, None);
         };
+        let mut header = StepHeader {
+            id: None,
+            kind: None,
+            phase,
+        };
+        let step = self.step_body(expanded, entries, &mut header, sites);
+        (Some(header), step)
+    }
+
+    fn step_body(
+        &mut self,
+        expanded: &ExpandedStep,
+        entries: &[(Key, Node)],
+        header: &mut StepHeader,
+        sites: &mut Vec<TemplateSite>,
+    ) -> Option<Step> {
+        let node = &expanded.node;
         let mut id: Option<Spanned<String>> = None;
         let mut name = None;
         let mut required = true;
@@ -255,6 +359,10 @@ impl Decoder {
         let mut unknown: Vec<&Key> = Vec::new();
         let mut ok = true;
         for (key, value) in entries {
+            if COMMON_STEP_KEYS.contains(&key.name.as_str()) && key.name != "if" {
+                // Ids, names and limits are never rendered.
+                self.templates_in(Some(key), value, Some(&[]));
+            }
             let decoded = match key.name.as_str() {
                 "id" => self.decode(value).map(|v| id = Some(v)),
                 "name" => self.decode(value).map(|v| name = Some(v)),
@@ -338,10 +446,19 @@ impl Decoder {
             );
             ok = false;
         }
+        header.id.clone_from(&id);
+        if let [(key, _)] = kinds.as_slice() {
+            header.kind = StepKind::KEYS.into_iter().find(|k| *k == key.name);
+        }
         let (kind_key, kind_node) = kinds.first().copied()?;
-        let kind = self.kind(&kind_key.name, kind_node);
+        let (kind, rendered) = noting_rendered(|| self.kind(&kind_key.name, kind_node));
+        let templates = self.templates_in(
+            Some(kind_key),
+            kind_node,
+            kind.is_some().then_some(&rendered[..]),
+        );
         sites.push(TemplateSite {
-            templates: templates_in(kind_node),
+            templates,
             condition: condition.clone(),
             scope: expanded.scope.clone(),
         });
@@ -432,23 +549,97 @@ fn expanded_step(step: &ExpandedStep) -> Node {
     Node::new(Value::Map(entries), step.node.span.clone())
 }
 
-/// Every string under `node` that uses template syntax, as a template with its own span.
-///
-/// Found on the node tree rather than the decoded settings, so the check does not depend on
-/// how each step kind's types read their templates (a short form, a hand-written visitor).
-/// Strings without `{{`, `{%` or `{#` render as themselves and need no check.
-fn templates_in(node: &Node) -> Vec<Template> {
-    fn walk(node: &Node, found: &mut Vec<Template>) {
+impl Decoder {
+    /// The strings under `node` (the value of `key`) that use template syntax, each as a
+    /// template with its own span: those inside a node in `rendered` (noted while `node`
+    /// decoded, see [`noting_rendered`]). Template syntax anywhere else, in keys too, would be
+    /// passed on as text: each is an error. With `rendered` unknown (`node` did not decode,
+    /// which is reported already), every such string is taken for a template, so it is still
+    /// checked.
+    fn templates_in(
+        &mut self,
+        key: Option<&Key>,
+        node: &Node,
+        rendered: Option<&[Span]>,
+    ) -> Vec<Template> {
+        let mut found = Vec::new();
+        self.walk(node, rendered, false, key, &mut found);
+        found
+    }
+
+    fn walk(
+        &mut self,
+        node: &Node,
+        rendered: Option<&[Span]>,
+        inside: bool,
+        key: Option<&Key>,
+        found: &mut Vec<Template>,
+    ) {
+        let inside = inside
+            || rendered.is_none_or(|spans| spans.iter().any(|span| same_node(span, &node.span)));
         match &node.value {
-            Value::String(text) if ["{{", "{%", "{#"].iter().any(|m| text.contains(m)) => {
-                found.push(Template(Spanned::new(text.clone(), node.span.clone())));
+            Value::String(text) if has_template_syntax(text) => {
+                if inside {
+                    found.push(Template(Spanned::new(text.clone(), node.span.clone())));
+                } else {
+                    let what =
+                        key.map_or_else(|| "this value".to_owned(), |k| format!("`{}`", k.name));
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            DiagnosticKind::UnrenderedTemplate,
+                            format!("{what} is not a template, but uses template syntax"),
+                            node.span.clone(),
+                        )
+                        .with_label("never rendered: this text would be used as written")
+                        .with_help(RENDERED_HELP),
+                    );
+                }
             }
-            Value::Seq(items) => items.iter().for_each(|item| walk(item, found)),
-            Value::Map(entries) => entries.iter().for_each(|(_, value)| walk(value, found)),
+            Value::Seq(items) => {
+                for item in items {
+                    self.walk(item, rendered, inside, key, found);
+                }
+            }
+            Value::Map(entries) => {
+                for (entry_key, value) in entries {
+                    if rendered.is_some() {
+                        self.unrendered_key(entry_key);
+                    }
+                    self.walk(value, rendered, inside, Some(entry_key), found);
+                }
+            }
             _ => {}
         }
     }
-    let mut found = Vec::new();
-    walk(node, &mut found);
-    found
+
+    /// Keys are never rendered.
+    fn unrendered_key(&mut self, key: &Key) {
+        if has_template_syntax(&key.name) {
+            self.diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticKind::UnrenderedTemplate,
+                    format!(
+                        "key `{}` uses template syntax, but keys are not rendered",
+                        key.name
+                    ),
+                    key.span.clone(),
+                )
+                .with_label("never rendered: this key would be used as written")
+                .with_help(RENDERED_HELP),
+            );
+        }
+    }
+}
+
+/// Where templates are rendered, for a diagnostic about template syntax anywhere else.
+const RENDERED_HELP: &str = "only step settings, environment values and agents' `base_url`, \
+     `api_key` and `deployment` are rendered; write this value out in full";
+
+/// Whether two spans are the same node: the same file (the same read of it), line and column.
+fn same_node(a: &Span, b: &Span) -> bool {
+    let same_file = match (&a.file, &b.file) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    };
+    same_file && a.line == b.line && a.column == b.column
 }

@@ -51,6 +51,10 @@ pub enum DiagnosticKind {
     UndefinedVariable,
     /// A bad `--var` given on the command line.
     InvalidVar,
+    /// Template syntax where nothing renders it: it would be passed on as text.
+    UnrenderedTemplate,
+    /// Environment values that refer to each other in a cycle.
+    EnvironmentCycle,
 }
 
 /// A secondary message: where something related was defined, or extra context.

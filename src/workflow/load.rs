@@ -8,6 +8,7 @@ use super::expand::{Expander, find_file, lookup_candidates, project_root};
 use super::model::Workflow;
 use super::node::{Key, Node, Value, parse};
 use super::span::{SourceFile, Span};
+use super::template::has_template_syntax;
 use super::validate::validate;
 
 /// What the command line adds to a workflow file.
@@ -46,7 +47,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Workflow, Diagnostics>
     let templates = expander.files;
 
     let mut decoder = Decoder::new();
-    let (mut workflow, template_sites) = decoder.workflow(&root, lists);
+    let (mut workflow, decoded) = decoder.workflow(&root, lists);
     diagnostics.extend(decoder.diagnostics);
     workflow.path = path.to_path_buf();
     workflow.templates = templates;
@@ -54,15 +55,12 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Workflow, Diagnostics>
 
     override_vars(&mut workflow, &options.vars, &mut diagnostics);
     find_prompts(&mut workflow, &mut diagnostics);
-    // A step that did not decode is missing from the model: references to it would be
-    // reported as unknown, which is noise, so those checks wait for a complete decode.
-    let complete = diagnostics.is_empty();
     let each: Vec<String> = workflow.environments.value.keys().cloned().collect();
     if options.every_environment && options.environment.is_none() && each.len() > 1 {
         let mut found = Vec::new();
         for name in each {
             workflow.environment = Some(name);
-            for diagnostic in validate(&workflow, &template_sites, &root, complete) {
+            for diagnostic in validate(&workflow, &decoded, &root) {
                 // The same mistake seen through several environments is one mistake.
                 if !found.contains(&diagnostic) {
                     found.push(diagnostic);
@@ -73,7 +71,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Workflow, Diagnostics>
         diagnostics.extend(found);
     } else {
         workflow.environment = select_environment(&workflow, options, &mut diagnostics);
-        diagnostics.extend(validate(&workflow, &template_sites, &root, complete));
+        diagnostics.extend(validate(&workflow, &decoded, &root));
     }
     if diagnostics.is_empty() {
         Ok(workflow)
@@ -106,6 +104,17 @@ fn override_vars(
                     Span::detached(),
                 )
                 .with_help("a var name is letters, digits and `_`, not starting with a digit"),
+            );
+        }
+        // A var is a value that templates read; its own `{{` would be passed on as text.
+        if has_template_syntax(value) {
+            diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticKind::InvalidVar,
+                    format!("`--var {name}` uses template syntax, but vars are not rendered"),
+                    Span::detached(),
+                )
+                .with_help("give the value itself; templates read vars, vars are not templates"),
             );
         }
     }

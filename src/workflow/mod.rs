@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Every stage reports [`Diagnostic`]s pointing at `file:line:col`; [`load`] returns all of
-//! them at once. [`template::Renderer`] renders templates lazily when steps run, [`schema()`]
+//! them at once. [`environment::render`] renders the selected environment's values when a run
+//! starts; [`template::Renderer`] renders templates lazily when steps run, [`schema()`]
 //! describes the format as JSON Schema and [`plan()`] shows the expanded workflow.
 //!
 //! Adding a step kind: its settings type in `crate::steps::<kind>` (serde `Deserialize` with
@@ -20,6 +21,7 @@
 mod decode;
 pub mod diagnostic;
 pub mod duration;
+pub mod environment;
 pub mod expand;
 mod load;
 pub mod model;

@@ -5,7 +5,7 @@
 //!
 //! | name | value |
 //! |---|---|
-//! | `env` | the selected environment's values, plus `env.name` |
+//! | `env` | the selected environment's values, rendered at run start, plus `env.name` |
 //! | `vars` | the workflow's `vars`, after `--var` overrides |
 //! | `secrets` | the fetched secrets, keyed by [`secret_key`] (`secrets.openai_api_key`) |
 //! | `steps.<id>` | `status` (`passed`, `failed`, ...), `message`, `exit_code`, `outputs` |
@@ -35,6 +35,13 @@ use super::span::{Span, Spanned};
 pub struct Template(pub Spanned<String>);
 
 impl Template {
+    /// A template read from a workflow node; the node is noted as rendered (see
+    /// [`noting_rendered`]). What a hand-written visitor uses for a short form.
+    pub(crate) fn read(source: Spanned<String>) -> Self {
+        note_rendered(&source.span);
+        Template(source)
+    }
+
     pub fn source(&self) -> &str {
         &self.0.value
     }
@@ -46,8 +53,54 @@ impl Template {
 
 impl<'de> Deserialize<'de> for Template {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Spanned::<String>::deserialize(deserializer).map(Template)
+        Spanned::<String>::deserialize(deserializer).map(Template::read)
     }
+}
+
+/// Whether `text` uses template syntax (`{{`, `{%` or `{#`); other text renders as itself.
+pub(crate) fn has_template_syntax(text: &str) -> bool {
+    ["{{", "{%", "{#"]
+        .iter()
+        .any(|marker| text.contains(marker))
+}
+
+thread_local! {
+    /// The nodes read as templates by the decode in progress, when one is noting them.
+    static RENDERED_NODES: std::cell::RefCell<Option<Vec<Span>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `decode` and returns, with its result, the nodes it read as templates: a string read
+/// as a [`Template`], or a free-form value whose strings are all rendered (a JSON body, read
+/// through [`rendered_strings`]). Template syntax anywhere else would be passed on as text.
+pub(crate) fn noting_rendered<T>(decode: impl FnOnce() -> T) -> (T, Vec<Span>) {
+    let outer = RENDERED_NODES.with(|slot| slot.borrow_mut().replace(Vec::new()));
+    let result = decode();
+    let noted = RENDERED_NODES.with(|slot| std::mem::replace(&mut *slot.borrow_mut(), outer));
+    (result, noted.unwrap_or_default())
+}
+
+fn note_rendered(span: &Span) {
+    if span.file.is_none() {
+        return;
+    }
+    RENDERED_NODES.with(|slot| {
+        if let Some(noted) = slot.borrow_mut().as_mut() {
+            noted.push(span.clone());
+        }
+    });
+}
+
+/// `deserialize_with` for a free-form value whose strings the step renders as templates
+/// (`json: {user: "{{ vars.user }}"}`): its node is noted as rendered.
+pub(crate) fn rendered_strings<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let value = Spanned::<T>::deserialize(deserializer)?;
+    note_rendered(&value.span);
+    Ok(value.value)
 }
 
 impl schemars::JsonSchema for Template {
@@ -156,6 +209,16 @@ impl Renderer {
                 span: template.span().clone(),
                 source,
             })
+    }
+
+    /// Renders every string of a JSON value (an environment value, say); keys and other
+    /// values stay as written. The error is the reason, without a position.
+    pub(crate) fn render_strings_of(
+        &self,
+        value: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        self.render_strings(value, &self.context_value(&[]))
+            .map_err(|err| detail(&err))
     }
 
     /// Evaluates an expression such as an `if:` (`steps.build.status == 'passed'`) to a bool.

@@ -5,54 +5,51 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::decode::TemplateSite;
+use super::decode::{Decoded, EnvironmentSite, StepHeader, TemplateSite};
 use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean};
+use super::environment::{self, ENVIRONMENT_ROOTS};
 use super::expand::TemplateScope;
-use super::model::{StepKind, Workflow};
+use super::model::{Phase, StepKind, Workflow};
 use super::node::{Node, Value};
 use super::span::Span;
 use super::template::{CONTEXT_ROOTS, RUN_FIELDS, STEP_FIELDS, STEP_KIND_ROOTS, secret_key};
 
-/// `complete` is false when some steps did not decode: references to steps are then not
-/// checked, since the step referred to may be one of those.
-pub(crate) fn validate(
-    workflow: &Workflow,
-    sites: &[TemplateSite],
-    root: &Node,
-    complete: bool,
-) -> Vec<Diagnostic> {
+/// `decoded.headers` describe every step, including those that did not decode (missing from
+/// `workflow`): ids, kinds and phases are checked on them, so one broken step hides nothing.
+pub(crate) fn validate(workflow: &Workflow, decoded: &Decoded, root: &Node) -> Vec<Diagnostic> {
+    let headers = &decoded.headers;
     let mut diagnostics = Vec::new();
-    step_ids(workflow, &mut diagnostics);
+    step_ids(headers, &mut diagnostics);
     agents(workflow, &mut diagnostics);
-    repair_steps(workflow, &mut diagnostics);
-    if complete {
-        rollback_targets(workflow, &mut diagnostics);
-    }
+    repair_steps(headers, &mut diagnostics);
+    rollback_targets(workflow, headers, &mut diagnostics);
     safety(workflow, root, &mut diagnostics);
     approvals(root, &mut diagnostics);
-    let checker = TemplateChecker::new(workflow, complete);
-    checker.check_sites(sites, &mut diagnostics);
+    let checker = TemplateChecker::new(workflow, headers);
+    checker.check_sites(&decoded.sites, &mut diagnostics);
+    checker.check_environments(&decoded.environments, &mut diagnostics);
     diagnostics
 }
 
-fn step_ids(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
+fn step_ids(headers: &[StepHeader], diagnostics: &mut Vec<Diagnostic>) {
     let mut seen: HashMap<&str, &Span> = HashMap::new();
-    for step in workflow.all_steps() {
-        match seen.get(step.id.value.as_str()) {
+    for step in headers {
+        let Some(id) = &step.id else { continue };
+        match seen.get(id.value.as_str()) {
             Some(first) => diagnostics.push(
                 Diagnostic::new(
                     DiagnosticKind::DuplicateId,
-                    format!("duplicate step id `{}`", step.id.value),
-                    step.id.span.clone(),
+                    format!("duplicate step id `{}`", id.value),
+                    id.span.clone(),
                 )
                 .with_note(
-                    format!("`{}` is first defined here", step.id.value),
+                    format!("`{}` is first defined here", id.value),
                     Some((*first).clone()),
                 )
                 .with_help("step ids must be unique across `steps`, `repair` and `on_give_up`"),
             ),
             None => {
-                seen.insert(&step.id.value, &step.id.span);
+                seen.insert(&id.value, &id.span);
             }
         }
     }
@@ -87,39 +84,33 @@ fn agents(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
 
 /// `fix` and `review` need the failure being repaired, so they only run in `repair:`; a
 /// `review` needs a `fix` before it to have a patch to look at.
-fn repair_steps(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
-    let is_repair_kind = |kind: &StepKind| matches!(kind, StepKind::Fix(_) | StepKind::Review(_));
-    for step in workflow
-        .steps
+fn repair_steps(headers: &[StepHeader], diagnostics: &mut Vec<Diagnostic>) {
+    let is_repair_kind = |kind: Option<&str>| matches!(kind, Some("fix" | "review"));
+    for step in headers
         .iter()
-        .chain(&workflow.on_give_up)
-        .filter(|step| is_repair_kind(&step.kind))
+        .filter(|step| step.phase != Phase::Repair && is_repair_kind(step.kind))
     {
+        let (Some(id), Some(kind)) = (&step.id, step.kind) else {
+            continue;
+        };
         diagnostics.push(
             Diagnostic::new(
                 DiagnosticKind::InvalidValue,
-                format!(
-                    "`{}` step `{}` outside `repair:`",
-                    step.kind.key(),
-                    step.id.value
-                ),
-                step.id.span.clone(),
+                format!("`{kind}` step `{}` outside `repair:`", id.value),
+                id.span.clone(),
             )
             .with_help("`fix` and `review` steps repair a failure: move them under `repair:`"),
         );
     }
     let mut fix_seen = false;
-    for step in &workflow.repair {
-        match step.kind {
-            StepKind::Fix(_) => fix_seen = true,
-            StepKind::Review(_) if !fix_seen => diagnostics.push(
+    for step in headers.iter().filter(|step| step.phase == Phase::Repair) {
+        match (step.kind, &step.id) {
+            (Some("fix"), _) => fix_seen = true,
+            (Some("review"), Some(id)) if !fix_seen => diagnostics.push(
                 Diagnostic::new(
                     DiagnosticKind::InvalidValue,
-                    format!(
-                        "review step `{}` has no `fix` step before it",
-                        step.id.value
-                    ),
-                    step.id.span.clone(),
+                    format!("review step `{}` has no `fix` step before it", id.value),
+                    id.span.clone(),
                 )
                 .with_help("a review judges the patch a `fix` step proposed: put a `fix` first"),
             ),
@@ -128,17 +119,34 @@ fn repair_steps(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
     }
 }
 
-fn rollback_targets(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
+/// A rollback's `deployment` must name a deploy step. Kinds come from the headers, so a deploy
+/// step whose body did not decode still counts; a target that may be a step whose id or kind
+/// is unknown is not reported.
+fn rollback_targets(
+    workflow: &Workflow,
+    headers: &[StepHeader],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let deploy_ids = || {
-        workflow.all_steps().filter_map(|step| match step.kind {
-            StepKind::Deploy(_) => Some(step.id.value.as_str()),
-            _ => None,
+        headers
+            .iter()
+            .filter_map(|step| match (&step.id, step.kind) {
+                (Some(id), Some("deploy")) => Some(id.value.as_str()),
+                _ => None,
+            })
+    };
+    let may_be = |target: &str| {
+        headers.iter().any(|step| match (&step.id, step.kind) {
+            (None, None | Some("deploy")) => true,
+            (Some(id), None) => id.value == target,
+            _ => false,
         })
     };
     for step in workflow.all_steps() {
         if let StepKind::Rollback(config) = &step.kind
             && let Some(target) = &config.deployment
             && !deploy_ids().any(|id| id == target.value)
+            && !may_be(&target.value)
         {
             let mut diagnostic = Diagnostic::new(
                 DiagnosticKind::UnknownReference,
@@ -245,20 +253,23 @@ struct TemplateChecker<'a> {
     env: minijinja::Environment<'static>,
     workflow: &'a Workflow,
     step_ids: HashSet<&'a str>,
-    /// Whether every step decoded, so that `steps.<id>` can be checked.
+    /// Whether every step's id is known, so that `steps.<id>` can be checked.
     complete: bool,
     secrets: Vec<String>,
 }
 
 impl<'a> TemplateChecker<'a> {
-    fn new(workflow: &'a Workflow, complete: bool) -> Self {
+    fn new(workflow: &'a Workflow, headers: &'a [StepHeader]) -> Self {
         let mut env = minijinja::Environment::new();
         env.add_filter("shell_quote", super::template::shell_quote);
         Self {
             env,
             workflow,
-            step_ids: workflow.all_steps().map(|s| s.id.value.as_str()).collect(),
-            complete,
+            step_ids: headers
+                .iter()
+                .filter_map(|s| Some(s.id.as_ref()?.value.as_str()))
+                .collect(),
+            complete: headers.iter().all(|s| s.id.is_some()),
             secrets: workflow
                 .secrets
                 .iter()
@@ -314,6 +325,28 @@ impl<'a> TemplateChecker<'a> {
         expression: bool,
         diagnostics: &mut Vec<Diagnostic>,
     ) {
+        let Some(variables) = self.variables(source, span, expression, diagnostics) else {
+            return;
+        };
+        for variable in variables {
+            if let Some(diagnostic) = self.undefined(&variable, scope) {
+                diagnostics.push(Diagnostic {
+                    span: span_within(span, &variable, source),
+                    ..diagnostic
+                });
+            }
+        }
+    }
+
+    /// The context variables a template reads, sorted; `None` when it does not parse (that
+    /// is reported).
+    fn variables(
+        &self,
+        source: &str,
+        span: &Span,
+        expression: bool,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Option<Vec<String>> {
         let variables = if expression {
             self.env
                 .compile_expression(source)
@@ -339,7 +372,7 @@ impl<'a> TemplateChecker<'a> {
                     ),
                     at,
                 ));
-                return;
+                return None;
             }
         };
         // minijinja's global functions (`range`, `dict`, `namespace`) are not context values.
@@ -349,14 +382,105 @@ impl<'a> TemplateChecker<'a> {
             .filter(|v| !globals.contains(v.split('.').next().unwrap_or(v)))
             .collect();
         variables.sort();
-        for variable in variables {
-            if let Some(diagnostic) = self.undefined(&variable, scope) {
-                diagnostics.push(Diagnostic {
-                    span: span_within(span, &variable, source),
-                    ..diagnostic
-                });
+        Some(variables)
+    }
+
+    /// Environment values render when the run starts, from `vars`, `ado` and their own
+    /// environment's values: anything else is undefined, and so is reading in a cycle.
+    fn check_environments(&self, sites: &[EnvironmentSite], diagnostics: &mut Vec<Diagnostic>) {
+        for site in sites {
+            let values = self.workflow.environments.value.get(&site.environment);
+            for template in &site.templates {
+                let (source, span) = (template.source(), template.span());
+                let Some(variables) = self.variables(source, span, false, diagnostics) else {
+                    continue;
+                };
+                for variable in variables {
+                    let mut parts = variable.splitn(3, '.');
+                    let (root, field) = (parts.next().unwrap_or_default(), parts.next());
+                    let diagnostic = match (root, field) {
+                        ("vars" | "ado", _) => self.undefined(&variable, None),
+                        ("env", None) => None,
+                        ("env", Some(field)) => values.and_then(|values| {
+                            let mut known: Vec<&str> = vec!["name"];
+                            known.extend(values.0.keys().map(String::as_str));
+                            (!known.contains(&field)).then(|| {
+                                self.missing(&variable, "environment's values", field, known)
+                            })
+                        }),
+                        (root, _)
+                            if CONTEXT_ROOTS.contains(&root) || STEP_KIND_ROOTS.contains(&root) =>
+                        {
+                            Some(
+                                Diagnostic::new(
+                                    DiagnosticKind::UndefinedVariable,
+                                    format!("`{root}` cannot be used in an environment value"),
+                                    Span::detached(),
+                                )
+                                .with_help(ENVIRONMENT_HELP),
+                            )
+                        }
+                        (root, _) => Some(self.missing(
+                            &variable,
+                            "roots an environment value may read",
+                            root,
+                            ENVIRONMENT_ROOTS.to_vec(),
+                        )),
+                    };
+                    if let Some(diagnostic) = diagnostic {
+                        diagnostics.push(Diagnostic {
+                            span: span_within(span, &variable, source),
+                            ..diagnostic
+                        });
+                    }
+                }
             }
         }
+        for (name, values) in &self.workflow.environments.value {
+            let Err(keys) = environment::order(&environment::dependencies(values)) else {
+                continue;
+            };
+            // Point at the first value of the cycle.
+            let Some(span) = sites
+                .iter()
+                .find(|site| site.environment == *name && keys.first() == Some(&site.key))
+                .and_then(|site| site.templates.first())
+                .map(|template| template.span().clone())
+            else {
+                continue;
+            };
+            diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticKind::EnvironmentCycle,
+                    format!(
+                        "the values of environment `{name}` refer to each other in a cycle: {}",
+                        environment::chain(&keys)
+                    ),
+                    span,
+                )
+                .with_help(
+                    "an environment value may read the others, but never itself through them",
+                ),
+            );
+        }
+    }
+
+    /// An undefined-variable diagnostic (without its span): `wrong` is the part of `variable`
+    /// that does not exist, `known` what does.
+    fn missing(&self, variable: &str, what: &str, wrong: &str, known: Vec<&str>) -> Diagnostic {
+        let help = if known.is_empty() {
+            format!("there are no {what}")
+        } else {
+            format!("the {what} are {}", all_of(known.iter().copied()))
+        };
+        let mut diagnostic = Diagnostic::new(
+            DiagnosticKind::UndefinedVariable,
+            format!("undefined variable `{variable}`"),
+            Span::detached(),
+        )
+        .with_help(help);
+        diagnostic.label = did_you_mean(wrong, known);
+        diagnostic
     }
 
     /// A diagnostic (without its span) when `variable` will not exist at render time.
@@ -375,12 +499,7 @@ impl<'a> TemplateChecker<'a> {
             Some(diagnostic)
         };
         let missing = |what: &str, wrong: &str, known: Vec<&str>| {
-            let help = if known.is_empty() {
-                format!("there are no {what}")
-            } else {
-                format!("the {what} are {}", all_of(known.iter().copied()))
-            };
-            undefined(help, wrong, known)
+            Some(self.missing(variable, what, wrong, known))
         };
         match (root, field) {
             (root, _) if !CONTEXT_ROOTS.contains(&root) && !STEP_KIND_ROOTS.contains(&root) => {
@@ -463,6 +582,9 @@ impl<'a> TemplateChecker<'a> {
         }
     }
 }
+
+const ENVIRONMENT_HELP: &str = "environment values render when the run starts: they may read \
+     `vars`, `ado` and the environment's other values (`env.<key>`)";
 
 /// The span of `needle` inside a template's value, searched in the lines the value spans
 /// (a block scalar's text starts on the line after its `|`); otherwise the whole value.
@@ -566,7 +688,78 @@ mod tests {
                 DiagnosticKind::UndefinedVariable,
                 DiagnosticKind::UndefinedVariable,
                 DiagnosticKind::InvalidValue,
+                // The first `a` did not decode (its timeout), yet it still owns the id.
+                DiagnosticKind::DuplicateId,
                 DiagnosticKind::UnknownStepKind,
+            ],
+            "{}",
+            diagnostics.render(false)
+        );
+    }
+
+    #[test]
+    fn steps_that_did_not_decode_still_count_for_references() {
+        // `deploy` did not decode (its manifests are not a list), `build` neither: the
+        // rollback's target and `steps.build` are still known, and `missing` is still unknown.
+        let diagnostics = load_text(
+            "name: w
+steps:
+  - {id: deploy, deploy: {manifests: 3}}
+  - {id: build, gate: x, retries: many}
+  - {id: use, gate: \"{{ steps.build.status }} {{ steps.missing.status }}\"}
+on_give_up:
+  - {id: undo, rollback: {deployment: deploy}}
+  - {id: again, rollback: {deployment: deplyo}}
+",
+        )
+        .expect_err("broken");
+        let found: Vec<(usize, DiagnosticKind)> =
+            diagnostics.iter().map(|d| (d.span.line, d.kind)).collect();
+        assert_eq!(
+            found,
+            [
+                (3, DiagnosticKind::InvalidValue),
+                (4, DiagnosticKind::InvalidValue),
+                (5, DiagnosticKind::UndefinedVariable),
+                (8, DiagnosticKind::UnknownReference),
+            ],
+            "{}",
+            diagnostics.render(false)
+        );
+    }
+
+    #[test]
+    fn template_syntax_that_is_never_rendered_is_an_error() {
+        let diagnostics = load_text(concat!(
+            "name: \"deploy {{ env.name }}\"\n",
+            "vars: {image: \"app:{{ ado.build_id }}\"}\n",
+            "agents: {a: {model: \"{{ vars.model }}\", api_key: \"{{ vars.image }}\"}}\n",
+            "steps:\n",
+            "  - id: check\n",
+            "    name: \"check {{ vars.image }}\"\n",
+            "    verify:\n",
+            "      flow:\n",
+            "        requests:\n",
+            "          - name: login\n",
+            "            url: \"http://x/{{ vars.image }}\"\n",
+            "            json: {user: \"{{ vars.image }}\", \"{{ vars.image }}\": 1}\n",
+            "            capture: {token: {header: \"X-{{ vars.image }}\"}}\n",
+        ))
+        .expect_err("unrendered");
+        let found: Vec<(usize, usize, DiagnosticKind)> = diagnostics
+            .iter()
+            .map(|d| (d.span.line, d.span.column, d.kind))
+            .collect();
+        let unrendered = DiagnosticKind::UnrenderedTemplate;
+        assert_eq!(
+            found,
+            [
+                (1, 7, unrendered),
+                (2, 15, unrendered),
+                (3, 21, unrendered),
+                (6, 11, unrendered),
+                (12, 46, unrendered),
+                (13, 39, unrendered),
             ],
             "{}",
             diagnostics.render(false)

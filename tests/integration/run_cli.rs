@@ -2,7 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::cli::Project;
+use crate::keyvault;
+use crate::support::azure_server::IDENTITY_HEADER;
+use crate::support::cli::{Project, RunResult};
+use crate::support::http_service::{HttpService, Script};
+use crate::support::managed_identity_fake;
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{text}"))
@@ -241,6 +245,87 @@ steps:
         junit.contains("would check GET http://127.0.0.1:9/health"),
         "{junit}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_values_render_with_vars_before_a_verify_step_reads_them() {
+    let service = HttpService::start(Script::default()).await;
+    let project = Project::new();
+    project.file(
+        "w.yaml",
+        r#"
+name: templated-environment
+environments:
+  local: {url: "http://127.0.0.1:{{ vars.port }}", health: "{{ env.url }}/json"}
+vars: {port: 1}
+steps:
+  - id: health
+    verify: {http: {url: "{{ env.health }}", expect_json: {/status: ok}}}
+"#,
+    );
+    let port = format!("port={}", service.addr.port());
+    let result = tokio::task::spawn_blocking(move || {
+        let result = project.run_workflow("w.yaml", &["--var", &port]);
+        (result, project)
+    });
+    let (result, project) = result.await.unwrap();
+    result.assert_code(0);
+    assert_eq!(service.hits(), ["/json"]);
+    let junit = project.read("artifacts/junit.xml");
+    assert!(!junit.contains("<failure"), "{junit}");
+}
+
+/// `agent-orch run workflow.yaml --dry-run` (plus `extra`) signing in with a managed identity
+/// whose Key Vault traffic goes to `azure` (a fake, or an address nobody answers).
+fn dry_run_with_vault(project: &Project, azure: &str, extra: &[&str]) -> RunResult {
+    let artifacts = project.artifacts();
+    let mut args = vec![
+        "run",
+        "workflow.yaml",
+        "--artifacts",
+        artifacts.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let output = project
+        .command(&args)
+        .env("AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE", azure)
+        .env(
+            "IDENTITY_ENDPOINT",
+            format!("http://localhost:41{}", managed_identity_fake::PATH),
+        )
+        .env("IDENTITY_HEADER", IDENTITY_HEADER)
+        .output()
+        .unwrap();
+    RunResult::from(output)
+}
+
+#[test]
+fn a_dry_run_needs_no_vault_and_shows_secrets_as_placeholders() {
+    let project = keyvault::project(keyvault::WORKFLOW);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let unreachable = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let result = dry_run_with_vault(&project, &unreachable, &["--dry-run"]);
+    result.assert_code(0);
+    let junit = project.read("artifacts/junit.xml");
+    assert!(
+        junit.contains("inline=&lt;secret:db-password&gt;"),
+        "the secret's place is shown: {junit}"
+    );
+
+    // Against a vault that answers, a dry run still asks it nothing; the real run does.
+    let server = keyvault::vault(false);
+    dry_run_with_vault(&project, &server.url(), &["--dry-run"]).assert_code(0);
+    let heard = server.requests();
+    assert!(heard.is_empty(), "a dry run needs no network: {heard:?}");
+    dry_run_with_vault(&project, &server.url(), &[]).assert_code(0);
+    assert!(
+        !server.requests_to("/secrets/").is_empty(),
+        "{:?}",
+        server.requests()
+    );
+    let leak_log = project.read("artifacts/steps/1-steps/leak.log");
+    assert!(leak_log.contains("inline=***"), "{leak_log}");
 }
 
 #[cfg(unix)]

@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use crate::steps::gate::GateConfig;
 use crate::workflow::duration::DurationSpec;
 use crate::workflow::span::Spanned;
-use crate::workflow::template::Template;
+use crate::workflow::template::{Template, rendered_strings};
 
 /// Extra attempts are spaced by this much unless `interval` says otherwise.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -94,7 +94,7 @@ pub struct HttpCheck {
     #[serde(default)]
     pub body: Option<Template>,
     /// A JSON body; its strings are templates. Exclusive with `body`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rendered_strings")]
     pub json: Option<serde_json::Value>,
     /// Follow redirects (default); turn off to check or capture a `Location` header.
     #[serde(default = "default_true")]
@@ -107,8 +107,9 @@ pub struct HttpCheck {
     pub expect_status: Option<ExpectStatus>,
     #[serde(default)]
     pub expect_body_contains: Option<Template>,
-    /// JSON pointer (`/status`, `/checks/0/ok`) -> the value the response must hold there.
-    #[serde(default)]
+    /// JSON pointer (`/status`, `/checks/0/ok`) -> the value the response must hold there;
+    /// its strings are templates.
+    #[serde(default, deserialize_with = "rendered_strings")]
     pub expect_json: IndexMap<String, serde_json::Value>,
     /// The whole exchange (connect to last body byte) must take no longer than this.
     #[serde(default)]
@@ -162,7 +163,7 @@ pub struct FlowRequest {
     pub headers: IndexMap<String, Template>,
     #[serde(default)]
     pub body: Option<Template>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rendered_strings")]
     pub json: Option<serde_json::Value>,
     #[serde(default = "default_true")]
     pub follow_redirects: bool,
@@ -172,7 +173,7 @@ pub struct FlowRequest {
     pub expect_status: Option<ExpectStatus>,
     #[serde(default)]
     pub expect_body_contains: Option<Template>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rendered_strings")]
     pub expect_json: IndexMap<String, serde_json::Value>,
     #[serde(default)]
     pub max_latency: Option<DurationSpec>,
