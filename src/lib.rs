@@ -25,6 +25,7 @@ pub mod cluster;
 mod commands;
 pub mod engine;
 pub mod error;
+pub mod git;
 pub mod http;
 pub mod hub;
 pub mod llm;
