@@ -12,7 +12,7 @@ use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean, one_of
 use super::duration::DurationSpec;
 use super::expand::{ExpandedStep, TemplateScope};
 use super::model::{
-    AgentConfig, ExpandedWorkflow, Safety, SecretsConfig, Step, StepKind, Workflow,
+    AgentConfig, ExpandedWorkflow, Phase, Safety, SecretsConfig, Step, StepKind, Workflow,
 };
 use super::node::{Key, Node, Value};
 use super::node_deserializer::from_node;
@@ -20,7 +20,7 @@ use super::span::{Span, Spanned};
 use super::template::Template;
 
 /// The top-level keys of a workflow file.
-pub(crate) const TOP_LEVEL_KEYS: [&str; 10] = [
+pub(crate) const TOP_LEVEL_KEYS: [&str; 12] = [
     "name",
     "description",
     "environments",
@@ -31,6 +31,8 @@ pub(crate) const TOP_LEVEL_KEYS: [&str; 10] = [
     "steps",
     "repair",
     "on_give_up",
+    "on_success",
+    "outputs",
 ];
 
 /// The keys every step kind shares.
@@ -65,7 +67,7 @@ impl Decoder {
     pub(crate) fn workflow(
         &mut self,
         root: &Node,
-        phases: [Vec<ExpandedStep>; 3],
+        phases: [Vec<ExpandedStep>; 4],
     ) -> (Workflow, Vec<TemplateSite>) {
         let entries = match root.as_map() {
             Some(entries) => entries,
@@ -127,14 +129,26 @@ impl Decoder {
         let safety: Safety = get("safety")
             .and_then(|(_, node)| self.decode(node))
             .unwrap_or_default();
+        let outputs: IndexMap<String, Template> = get("outputs")
+            .and_then(|(_, node)| self.decode(node))
+            .unwrap_or_default();
+        // Outputs render after the run, against the same context as steps (no `parameters`).
+        let output_templates = get("outputs").map_or_else(Vec::new, |(_, node)| templates_in(node));
 
         let expanded = expanded_view(root, &phases);
-        let mut sites = vec![TemplateSite {
-            templates: agent_templates,
-            condition: None,
-            scope: None,
-        }];
-        let mut lists: [Vec<Step>; 3] = Default::default();
+        let mut sites = vec![
+            TemplateSite {
+                templates: agent_templates,
+                condition: None,
+                scope: None,
+            },
+            TemplateSite {
+                templates: output_templates,
+                condition: None,
+                scope: None,
+            },
+        ];
+        let mut lists: [Vec<Step>; 4] = Default::default();
         for (steps, list) in phases.into_iter().zip(&mut lists) {
             for expanded in &steps {
                 if let Some(step) = self.step(expanded, &mut sites) {
@@ -142,7 +156,7 @@ impl Decoder {
                 }
             }
         }
-        let [steps, repair, on_give_up] = lists;
+        let [steps, repair, on_give_up, on_success] = lists;
         let workflow = Workflow {
             path: Default::default(),
             project_root: Default::default(),
@@ -157,6 +171,8 @@ impl Decoder {
             steps,
             repair,
             on_give_up,
+            on_success,
+            outputs,
             expanded: ExpandedWorkflow(expanded),
         };
         (workflow, sites)
@@ -321,6 +337,7 @@ impl Decoder {
             "fix" => self.decode(node).map(StepKind::Fix),
             "review" => self.decode(node).map(StepKind::Review),
             "rollback" => self.decode(node).map(StepKind::Rollback),
+            "pull_request" => self.decode(node).map(StepKind::PullRequest),
             // A key in `StepKind::KEYS` without an arm here: say so rather than drop the step.
             other => {
                 self.diagnostics.push(Diagnostic::new(
@@ -335,17 +352,14 @@ impl Decoder {
 }
 
 /// The workflow as written, with the expanded step lists (see `plan`).
-fn expanded_view(root: &Node, phases: &[Vec<ExpandedStep>; 3]) -> Node {
+fn expanded_view(root: &Node, phases: &[Vec<ExpandedStep>; 4]) -> Node {
     let Some(entries) = root.as_map() else {
         return root.clone();
     };
     let entries = entries
         .iter()
         .map(|(key, value)| {
-            let Some(index) = ["steps", "repair", "on_give_up"]
-                .iter()
-                .position(|list| *list == key.name)
-            else {
+            let Some(index) = Phase::ALL.iter().position(|phase| phase.key() == key.name) else {
                 return (key.clone(), value.clone());
             };
             let steps = phases[index].iter().map(expanded_step).collect();

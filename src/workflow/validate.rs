@@ -25,6 +25,8 @@ pub(crate) fn validate(
     step_ids(workflow, &mut diagnostics);
     agents(workflow, &mut diagnostics);
     repair_steps(workflow, &mut diagnostics);
+    delivery_steps(workflow, &mut diagnostics);
+    output_names(root, &mut diagnostics);
     if complete {
         rollback_targets(workflow, &mut diagnostics);
     }
@@ -49,7 +51,9 @@ fn step_ids(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
                     format!("`{}` is first defined here", step.id.value),
                     Some((*first).clone()),
                 )
-                .with_help("step ids must be unique across `steps`, `repair` and `on_give_up`"),
+                .with_help(
+                    "step ids must be unique across `steps`, `repair`, `on_give_up` and `on_success`",
+                ),
             ),
             None => {
                 seen.insert(&step.id.value, &step.id.span);
@@ -93,6 +97,7 @@ fn repair_steps(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
         .steps
         .iter()
         .chain(&workflow.on_give_up)
+        .chain(&workflow.on_success)
         .filter(|step| is_repair_kind(&step.kind))
     {
         diagnostics.push(
@@ -126,6 +131,62 @@ fn repair_steps(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
             _ => {}
         }
     }
+}
+
+/// A pull request delivers what a successful run fixed: it has nothing to deliver before the
+/// loop has succeeded.
+fn delivery_steps(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
+    for step in workflow
+        .steps
+        .iter()
+        .chain(&workflow.repair)
+        .chain(&workflow.on_give_up)
+        .filter(|step| matches!(step.kind, StepKind::PullRequest(_)))
+    {
+        diagnostics.push(
+            Diagnostic::new(
+                DiagnosticKind::InvalidValue,
+                format!(
+                    "`pull_request` step `{}` outside `on_success:`",
+                    step.id.value
+                ),
+                step.id.span.clone(),
+            )
+            .with_help(
+                "a pull request delivers a fix once the run succeeded: move it under `on_success:`",
+            ),
+        );
+    }
+}
+
+/// Output names become pipeline variables (`$(agentorch.image)`): letters, digits and `_`.
+fn output_names(root: &Node, diagnostics: &mut Vec<Diagnostic>) {
+    let Some((_, outputs)) = root.get("outputs") else {
+        return;
+    };
+    for (key, _) in outputs.as_map().unwrap_or_default() {
+        if !is_variable_name(&key.name) {
+            diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticKind::InvalidValue,
+                    format!("invalid output name `{}`", key.name),
+                    key.span.clone(),
+                )
+                .with_help(
+                    "an output name is letters, digits and `_`, not starting with a digit: it becomes a pipeline variable",
+                ),
+            );
+        }
+    }
+}
+
+/// Letters, digits and `_`, not starting with a digit: a name every shell, template and
+/// pipeline accepts (`--var` names, output names).
+pub(crate) fn is_variable_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn rollback_targets(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
