@@ -347,9 +347,8 @@ impl<'a> Engine<'a> {
             if let Some(failure) = &result.failure {
                 summary.outcome = RunOutcome::SucceededWithIssues;
                 summary.reason = format!(
-                    "{}; on_success step {} failed",
-                    summary.reason,
-                    failure.describe()
+                    "{}; on_success step `{}` failed: {}",
+                    summary.reason, failure.step_id, failure.outcome.message
                 );
             } else if result.optional_failures > 0 {
                 summary.outcome = RunOutcome::SucceededWithIssues;

@@ -26,6 +26,7 @@ mod hub_worker;
 mod keyvault;
 mod llm;
 mod patch_corpus;
+mod pull_request;
 mod repair;
 mod run_cli;
 #[cfg(target_os = "linux")]
