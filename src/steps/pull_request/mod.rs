@@ -31,6 +31,7 @@ use super::{StepContext, StepOutcome, StepStatus};
 use crate::ado::agent_env::AgentEnv;
 use crate::ado::secret::Secret;
 use crate::git::{self, GitError};
+use crate::redact::Redactor;
 use crate::workflow::template::Template;
 
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -288,7 +289,13 @@ async fn deliver(
         None => default_target(env, workdir).await,
     };
 
+    // Failure messages come from steps' output: the run's secrets stay on the machine.
+    let redactor = Redactor::builder()
+        .secrets(ctx.secrets.iter().cloned())
+        .build();
+    let title = redactor.redact(&title).into_owned();
     let text = description::full(delivery, forge.run_link(env).as_deref());
+    let text = redactor.redact(&text).into_owned();
     let written = ctx.run.artifacts_dir.join(description::FILE_NAME);
     if let Err(err) = std::fs::write(&written, &text) {
         log.line(&format!(
@@ -299,6 +306,7 @@ async fn deliver(
 
     let files = delivery.files();
     let message = description::commit_message(&title, delivery);
+    let message = redactor.redact(&message);
     let commit = git::commit_files(workdir, &files, &message)
         .await
         .map_err(PullRequestError::Commit)?;
