@@ -655,3 +655,34 @@ async fn without_a_patch_there_is_nothing_to_deliver() {
     let outputs: Value = serde_json::from_str(&checkout.artifact("outputs.json")).unwrap();
     assert_eq!(outputs["pull_request"], "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_description_over_azure_repos_limit_is_cut_with_a_pointer_to_the_artifact() {
+    let forge = ForgeFake::start(Flavor::AzureRepos, TOKEN);
+    let checkout = Checkout::new(&forge, Flavor::AzureRepos, "{provider: azure_repos}");
+    let openai = OpenAiFake::start().await;
+    // A fix that also documents the script at length: its diff alone passes 4,000 characters.
+    let comment = "greeting ".repeat(500);
+    let long_fix = format!(
+        "```diff\n--- a/src/greet.sh\n+++ b/src/greet.sh\n@@ -1,2 +1,3 @@\n #!/bin/sh\n-echo \"Hello, wrld\"\n+# {comment}\n+echo \"Hello, world\"\n```\n"
+    );
+    openai
+        .push(Route::OpenAi, Reply::text(&long_fix))
+        .push(Route::OpenAi, Reply::text(APPROVE));
+
+    run(checkout.command(&openai, &azure_env(&forge)))
+        .await
+        .assert_code(0);
+    let pull_requests = forge.pull_requests();
+    assert_eq!(pull_requests.len(), 1, "{:?}", checkout.pr_outcome());
+    let description = &pull_requests[0].description;
+    assert_eq!(description.chars().count(), 4000);
+    let pointer = "… cut to the 4000-character limit of Azure Repos: the whole description is \
+                   `pull-request.md` in the run's artifacts (`agent-orch-";
+    assert!(description.contains(pointer), "{description}");
+    assert!(description.ends_with("`)."), "{description}");
+    let whole = checkout.artifact("pull-request.md");
+    assert!(whole.chars().count() > 4000);
+    assert!(whole.contains(comment.trim_end()));
+    assert!(whole.starts_with(&description[..3000]));
+}

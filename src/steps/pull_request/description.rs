@@ -86,7 +86,7 @@ pub(super) fn cut(text: &str, limit: usize, service: &str, run_id: &str) -> Stri
         return text.to_owned();
     }
     let pointer = format!(
-        "\n\n… cut to {service}'s limit of {limit} characters: the whole description is \
+        "\n\n… cut to the {limit}-character limit of {service}: the whole description is \
          `{FILE_NAME}` in the run's artifacts (`agent-orch-{run_id}`)."
     );
     let keep = limit.saturating_sub(pointer.chars().count());
