@@ -35,7 +35,9 @@ pub async fn commit_files(
         .await?
         .trim()
         .to_owned();
-    let index_path = GitCommand::new(repo, &["rev-parse", "--git-path", "agent-orch.index"])
+    // Per process: two runs in one checkout must not share it.
+    let name = format!("agent-orch-{}.index", std::process::id());
+    let index_path = GitCommand::new(repo, &["rev-parse", "--git-path", &name])
         .run()
         .await?;
     let index = repo.join(index_path.trim());

@@ -285,9 +285,12 @@ async fn deliver(
         Provider::Git => Forge::PushOnly,
     };
     let target = match render("target", &config.target)? {
-        Some(target) => Some(target),
-        None => default_target(env, workdir).await,
+        Some(target) => target,
+        None => default_target(env, workdir).await.unwrap_or_default(),
     };
+    if target.is_empty() && !matches!(forge, Forge::PushOnly) {
+        return Err(PullRequestError::NoTarget);
+    }
 
     // Failure messages come from steps' output: the run's secrets stay on the machine.
     let redactor = Redactor::builder()
@@ -334,7 +337,6 @@ async fn deliver(
     let mut outputs = IndexMap::new();
     outputs.insert("branch".to_owned(), branch.clone());
     outputs.insert("commit".to_owned(), commit.sha.clone());
-    let target = target.unwrap_or_default();
     let request = Request {
         branch: &branch,
         target: &target,
@@ -345,7 +347,6 @@ async fn deliver(
     };
     let opened = match &forge {
         Forge::PushOnly => None,
-        _ if target.is_empty() => return Err(PullRequestError::NoTarget),
         Forge::AzureRepos(service) => Some(service.open_or_update(&request).await?),
         Forge::GitHub(service) => Some(service.open_or_update(&request).await?),
     };
