@@ -396,3 +396,46 @@ async fn default_target(env: &AgentEnv, workdir: &std::path::Path) -> Option<Str
 fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_target_is_the_branch_being_built() {
+        let outside_git = tempfile::tempdir().expect("temp dir");
+        let target = |vars: &[(&str, &str)]| {
+            let env = AgentEnv::from_vars(vars.iter().copied());
+            let dir = outside_git.path().to_owned();
+            async move { default_target(&env, &dir).await }
+        };
+        assert_eq!(
+            target(&[("BUILD_SOURCEBRANCH", "refs/heads/release/2.1")])
+                .await
+                .as_deref(),
+            Some("release/2.1")
+        );
+        // A pull request build: the fix goes to the pull request's branch.
+        assert_eq!(
+            target(&[
+                ("BUILD_SOURCEBRANCH", "refs/pull/12/merge"),
+                (
+                    "SYSTEM_PULLREQUEST_SOURCEBRANCH",
+                    "refs/heads/feature/login"
+                ),
+            ])
+            .await
+            .as_deref(),
+            Some("feature/login")
+        );
+        assert_eq!(
+            target(&[("GITHUB_REF_TYPE", "tag"), ("GITHUB_REF_NAME", "v1.0")]).await,
+            None,
+            "a tag is no branch to merge into"
+        );
+        assert_eq!(
+            target(&[("GITHUB_HEAD_REF", "fix/typo")]).await.as_deref(),
+            Some("fix/typo")
+        );
+    }
+}
