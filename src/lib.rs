@@ -7,10 +7,12 @@
 //!   → workflow/ (load → template expansion → decode → validate → model)
 //!   → engine/ (the iteration loop, the repair phase, safety limits, failure fingerprints,
 //!       interrupts)
-//!       → steps/ (one file per step kind: gate, service, verify, deploy, fix, review, rollback)
-//!           → integrations: process/, http, llm/, patch/, cluster/, ado/, azure/ (Key Vault)
+//!       → steps/ (one file per step kind: gate, service, verify, deploy, fix, review, rollback,
+//!         pull_request)
+//!           → integrations: process/, http, llm/, patch/, cluster/, ado/, azure/ (Key Vault),
+//!             git/
 //!   → engine::events::Event stream → report/ (console or pipeline, run.log, junit, audit,
-//!     metrics, summary)
+//!     metrics, summary, outputs)
 //!
 //! cli → commands/hub, commands/worker
 //!   → hub/ (store over SQLite / PostgreSQL → api/ over HTTP + /ws → dashboard)
@@ -25,6 +27,7 @@ pub mod cluster;
 mod commands;
 pub mod engine;
 pub mod error;
+pub mod git;
 pub mod http;
 pub mod hub;
 pub mod llm;

@@ -157,6 +157,14 @@ impl LoggingCommand {
         Self::new("task.setsecret", value)
     }
 
+    /// `task.setvariable variable=NAME;isOutput=true`: a variable later jobs and stages read
+    /// as `dependencies.<job>.outputs['<step>.NAME']` (`stageDependencies.<stage>.<job>...`).
+    pub fn set_output_variable(name: &str, value: &str) -> Self {
+        Self::new("task.setvariable", value)
+            .property("variable", name)
+            .property("isOutput", "true")
+    }
+
     /// `task.setprogress value=N`: N is clamped to 0..=100.
     pub fn set_progress(percent: u32, description: &str) -> Self {
         Self::new("task.setprogress", description).property("value", percent.min(100).to_string())

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::steps::StepOutcome;
@@ -65,6 +66,10 @@ pub enum Event {
         iteration: u32,
         kind: String,
         detail: serde_json::Value,
+    },
+    /// The workflow's `outputs`, rendered after a successful run (before `RunFinished`).
+    OutputsRendered {
+        outputs: IndexMap<String, String>,
     },
     RunFinished {
         outcome: RunOutcome,

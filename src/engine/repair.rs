@@ -39,6 +39,7 @@ use crate::patch::{self, AppliedPatch, Patch, Policy, PolicyDecision, Workspace}
 use crate::redact::Redactor;
 use crate::report::Reporter;
 use crate::steps::fix::FixConfig;
+use crate::steps::pull_request::DeliveredPatch;
 use crate::steps::review::ReviewConfig;
 use crate::steps::{StepOutcome, StepStatus, fix, review};
 use crate::workflow::model::{Step, StepKind, Workflow};
@@ -104,6 +105,8 @@ pub struct Repair<'a> {
     /// Why the last proposal could not be used; told to the next fix attempt, once.
     feedback: Option<String>,
     applied: Option<Applied>,
+    /// Every patch applied and not reverted, oldest first: what a pull request delivers.
+    delivered: Vec<DeliveredPatch>,
     /// How the iteration being repaired ended, the baseline for the next one.
     current: Option<IterationState>,
     /// Whether the last repair phase changed the files (`None`: no repair phase yet).
@@ -133,6 +136,7 @@ impl<'a> Repair<'a> {
             suggestion: None,
             feedback: None,
             applied: None,
+            delivered: Vec::new(),
             current: None,
             last_phase_applied: None,
             stop: None,
@@ -179,6 +183,11 @@ impl<'a> Repair<'a> {
 
     pub fn take_stop(&mut self) -> Option<RepairStop> {
         self.stop.take()
+    }
+
+    /// The patches applied and still in the files, oldest first.
+    pub fn delivered_patches(&self) -> &[DeliveredPatch] {
+        &self.delivered
     }
 
     /// Runs a `fix` or `review` step.
@@ -326,7 +335,7 @@ impl Repair<'_> {
             diff,
         });
         if !self.has_review_step() {
-            if let Err(reason) = self.apply_proposal(iteration, reporter) {
+            if let Err(reason) = self.apply_proposal(iteration, None, reporter) {
                 return failed_with(outcome, reason);
             }
             outcome.message.push_str("; applied (no review step)");
@@ -398,7 +407,7 @@ impl Repair<'_> {
             self.suggestion = Some(advice);
             return outcome;
         }
-        match self.apply_proposal(iteration, reporter) {
+        match self.apply_proposal(iteration, Some(verdict.verdict.reason.clone()), reporter) {
             Ok(path) => {
                 outcome.message.push_str(&format!("; applied `{path}`"));
                 outcome
@@ -407,11 +416,13 @@ impl Repair<'_> {
         }
     }
 
-    /// Applies the approved proposal atomically, writes its diff, and records it. The error is
-    /// the reason, already kept for the next fix attempt.
+    /// Applies the approved proposal atomically, writes its diff, and records it with the
+    /// reviewer's reason (`None`: no review step). The error is the reason, already kept for
+    /// the next fix attempt.
     fn apply_proposal(
         &mut self,
         iteration: u32,
+        verdict: Option<String>,
         reporter: &mut dyn Reporter,
     ) -> Result<String, String> {
         let Some(proposal) = self.proposal.take() else {
@@ -448,7 +459,7 @@ impl Repair<'_> {
         let written = diff_path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&diff_path, redacted));
+            .and_then(|()| std::fs::write(&diff_path, &redacted));
         emit(
             reporter,
             iteration,
@@ -465,6 +476,19 @@ impl Repair<'_> {
                 ),
             }),
         );
+        self.delivered.push(DeliveredPatch {
+            iteration,
+            fixed: self
+                .target
+                .as_ref()
+                .map(|t| format!("{}: {}", t.failure.step_id, t.failure.message))
+                .unwrap_or_default(),
+            files: applied.files.iter().map(|f| f.path.clone()).collect(),
+            diff: redacted,
+            diff_path: relative.clone(),
+            patch_sha256: applied.patch_sha256.clone(),
+            verdict,
+        });
         self.applied = Some(Applied {
             patch: applied,
             iteration,
@@ -519,6 +543,7 @@ impl Repair<'_> {
         };
         match applied.patch.revert() {
             Ok(()) => {
+                self.delivered.retain(|p| p.iteration != applied.iteration);
                 let note = format!(
                     "(applied in iteration {} and reverted: {why})",
                     applied.iteration

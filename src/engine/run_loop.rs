@@ -1,7 +1,12 @@
 //! The iteration loop of design.md: run the steps; on a required failure, fingerprint it,
 //! stop if there is no progress or no budget left, otherwise repair and try again; when giving
-//! up (or interrupted), run `on_give_up`. The repair phase's own logic (agents, policy,
-//! applying and reverting patches) lives in [`super::repair`].
+//! up (or interrupted), run `on_give_up`. After a success, `on_success` runs once (delivering
+//! the patches applied: `pull_request`) and the workflow's `outputs` are rendered. The repair
+//! phase's own logic (agents, policy, applying and reverting patches) lives in
+//! [`super::repair`].
+//!
+//! `run.source_hash` is computed from the checkout's files before every iteration, so it
+//! follows each patch applied (and reverted) in the repair phase before it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,6 +23,7 @@ use super::template_context::TemplateContext;
 use crate::cluster::ledger::DeployLedger;
 use crate::llm::TapeMode;
 use crate::report::Reporter;
+use crate::steps::pull_request::{self, Delivery};
 use crate::steps::service::Services;
 use crate::steps::{self, RunInfo, StepContext, StepOutcome, StepStatus};
 use crate::workflow::model::{Phase, Step, StepKind, Workflow};
@@ -88,6 +94,8 @@ pub struct Engine<'a> {
     repair: Repair<'a>,
     /// Secret values steps must mask in what they write.
     secrets: Vec<String>,
+    /// What `on_success` steps deliver; set when that phase starts.
+    delivery: Option<Delivery>,
     started: Instant,
 }
 
@@ -111,6 +119,7 @@ impl<'a> Engine<'a> {
             deployments,
             repair,
             secrets: Vec::new(),
+            delivery: None,
             started: Instant::now(),
         }
     }
@@ -131,8 +140,14 @@ impl<'a> Engine<'a> {
             max_iterations: self.settings.max_iterations,
             at: SystemTime::now(),
         });
-        let summary = self.iterate().await;
-        // `on_give_up` may have started services too.
+        let mut summary = self.iterate().await;
+        if matches!(
+            summary.outcome,
+            RunOutcome::Succeeded | RunOutcome::SucceededWithIssues
+        ) {
+            self.after_success(&mut summary).await;
+        }
+        // `on_give_up` and `on_success` may have started services too.
         self.services.stop_all().await;
         self.emit(Event::RunFinished {
             outcome: summary.outcome,
@@ -155,6 +170,7 @@ impl<'a> Engine<'a> {
         loop {
             iteration += 1;
             self.context.start_iteration(iteration);
+            self.refresh_source_hash().await;
             self.emit(Event::IterationStarted { iteration });
             let result = self
                 .run_phase(iteration, Phase::Steps, &self.workflow.steps)
@@ -286,6 +302,70 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// `run.source_hash` for the files as they are now (undefined outside a git checkout).
+    async fn refresh_source_hash(&mut self) {
+        let hash = crate::git::source_hash(&self.settings.workdir, &self.settings.artifacts_dir)
+            .await
+            .ok();
+        self.context.set_source_hash(hash);
+    }
+
+    /// Runs `on_success`, then renders the outputs. A failed `on_success` step leaves the run
+    /// succeeded with issues (what was deployed and verified stays so); outputs that cannot be
+    /// rendered fail it, since a later stage would deploy without them.
+    async fn after_success(&mut self, summary: &mut RunSummary) {
+        let iteration = summary.iterations;
+        if !self.workflow.on_success.is_empty() {
+            self.emit(Event::Decision {
+                iteration,
+                kind: "on_success".into(),
+                detail: json!({
+                    "reason": summary.reason,
+                    "patches": self.repair.delivered_patches().len(),
+                    "steps": self.workflow.on_success.iter().map(|s| s.id.value.clone()).collect::<Vec<_>>(),
+                }),
+            });
+            self.delivery = Some(Delivery {
+                run_id: self.settings.run_id.clone(),
+                workflow: self.workflow.name.value.clone(),
+                environment: self.settings.environment.clone(),
+                summary: format!(
+                    "{} after {} iteration(s)",
+                    summary.reason, summary.iterations
+                ),
+                patches: self.repair.delivered_patches().to_vec(),
+                audit_head: self.reporter.audit_head(),
+            });
+            let result = self
+                .run_phase(iteration, Phase::OnSuccess, &self.workflow.on_success)
+                .await;
+            if result.cancelled {
+                summary.outcome = RunOutcome::Interrupted;
+                summary.reason = "interrupted".into();
+                return;
+            }
+            if let Some(failure) = &result.failure {
+                summary.outcome = RunOutcome::SucceededWithIssues;
+                summary.reason = format!(
+                    "{}; on_success step `{}` failed: {}",
+                    summary.reason, failure.step_id, failure.outcome.message
+                );
+            } else if result.optional_failures > 0 {
+                summary.outcome = RunOutcome::SucceededWithIssues;
+            }
+        }
+        if self.settings.dry_run || self.workflow.outputs.is_empty() {
+            return;
+        }
+        match self.context.render_outputs(&self.workflow.outputs) {
+            Ok(outputs) => self.emit(Event::OutputsRendered { outputs }),
+            Err((name, err)) => {
+                summary.outcome = RunOutcome::Failed;
+                summary.reason = format!("output `{name}` cannot be rendered: {err}");
+            }
+        }
+    }
+
     fn wall_time_exceeded(&self) -> Option<Duration> {
         let limit = self.workflow.safety.budget.wall_time?.0;
         (self.started.elapsed() >= limit).then_some(limit)
@@ -337,7 +417,7 @@ impl<'a> Engine<'a> {
         let mut result = PhaseResult::default();
         let cancel = match phase {
             Phase::OnGiveUp => self.interrupts.cleanup.clone(),
-            Phase::Steps | Phase::Repair => self.interrupts.run.clone(),
+            Phase::Steps | Phase::Repair | Phase::OnSuccess => self.interrupts.run.clone(),
         };
         for (index, step) in steps.iter().enumerate() {
             let started = Instant::now();
@@ -489,8 +569,11 @@ impl<'a> Engine<'a> {
                         .await
                         .unwrap_or_else(|_| timed_out(limit)),
                 }
+            } else if let StepKind::PullRequest(config) = &step.kind {
+                let delivery = self.delivery.clone().unwrap_or_default();
+                with_backstop(pull_request::run(config, &ctx, &delivery), timeout).await
             } else {
-                run_with_backstop(&ctx, timeout).await
+                with_backstop(steps::run(&ctx), timeout).await
             };
             let retry = matches!(
                 outcome.status,
@@ -523,8 +606,10 @@ impl<'a> Engine<'a> {
 
 /// Runs the step; if it overruns its own timeout by more than the grace period, drop it (which
 /// kills its processes) and report the timeout.
-async fn run_with_backstop(ctx: &StepContext<'_>, timeout: Option<Duration>) -> StepOutcome {
-    let step = steps::run(ctx);
+async fn with_backstop(
+    step: impl Future<Output = StepOutcome>,
+    timeout: Option<Duration>,
+) -> StepOutcome {
     match timeout {
         None => step.await,
         Some(limit) => match tokio::time::timeout(limit + TIMEOUT_GRACE, step).await {

@@ -6,16 +6,17 @@
 //! | `vars` | the workflow's `vars`, with `--var` overrides |
 //! | `secrets` | Key Vault secrets (masked in every output) |
 //! | `steps.<id>` | `status`, `message`, `exit_code`, `outputs` of the step's latest run |
-//! | `run` | `id`, `iteration`, `max_iterations` |
+//! | `run` | `id`, `iteration`, `max_iterations`, `source_hash` |
 //! | `ado` | Azure DevOps build variables, empty outside a pipeline |
 //! | `parameters` | inside a template file: its bound parameters |
 
+use indexmap::IndexMap;
 use serde_json::{Map, Value, json};
 
 use crate::steps::StepOutcome;
 use crate::workflow::environment::{self, EnvironmentError};
 use crate::workflow::model::{Step, Workflow};
-use crate::workflow::template::{RenderError, Renderer};
+use crate::workflow::template::{RenderError, Renderer, Template};
 
 pub struct TemplateContext {
     root: Map<String, Value>,
@@ -59,6 +60,35 @@ impl TemplateContext {
         if let Some(Value::Object(run)) = self.root.get_mut("run") {
             run.insert("iteration".into(), iteration.into());
         }
+    }
+
+    /// `run.source_hash`, the hash of the checkout's files now; `None` (outside a git checkout)
+    /// leaves it undefined, so a template that needs it fails rather than render a stale one.
+    pub fn set_source_hash(&mut self, hash: Option<String>) {
+        if let Some(Value::Object(run)) = self.root.get_mut("run") {
+            match hash {
+                Some(hash) => run.insert("source_hash".into(), hash.into()),
+                None => run.remove("source_hash"),
+            };
+        }
+    }
+
+    /// The workflow's `outputs`, rendered against the run's final values; the error names the
+    /// output that failed.
+    pub fn render_outputs(
+        &self,
+        outputs: &IndexMap<String, Template>,
+    ) -> Result<IndexMap<String, String>, (String, RenderError)> {
+        let renderer = Renderer::new(Value::Object(self.root.clone()));
+        outputs
+            .iter()
+            .map(|(name, template)| {
+                renderer
+                    .render(template)
+                    .map(|value| (name.clone(), value))
+                    .map_err(|err| (name.clone(), err))
+            })
+            .collect()
     }
 
     pub fn record_step(&mut self, id: &str, outcome: &StepOutcome) {

@@ -191,6 +191,7 @@ impl<W: Write> Reporter for Console<W> {
                     Phase::Steps => format!("{index}/{total}"),
                     Phase::Repair => format!("repair {index}/{total}"),
                     Phase::OnGiveUp => format!("on give up {index}/{total}"),
+                    Phase::OnSuccess => format!("on success {index}/{total}"),
                 };
                 writeln!(
                     self.out,
@@ -224,6 +225,11 @@ impl<W: Write> Reporter for Console<W> {
                     writeln!(self.out, "{MAGENTA}◆ {kind}{MAGENTA:#}")?;
                 } else {
                     writeln!(self.out, "{MAGENTA}◆ {kind}{MAGENTA:#}: {summary}")?;
+                }
+            }
+            Event::OutputsRendered { outputs } => {
+                for (name, value) in outputs {
+                    writeln!(self.out, "{DIM}output{DIM:#} {name} = {value}")?;
                 }
             }
             Event::RunFinished {

@@ -2,7 +2,7 @@
 //!
 //! Every report is a [`Reporter`] in its own file: [`console`] (the terminal view),
 //! [`run_log`] (`run.log`), [`junit`] (`junit.xml`), [`audit`] (`audit.jsonl`), [`metrics`]
-//! (`metrics.json`) and [`summary`] (`summary.md`). [`Reporters`] fans each event out to all
+//! (`metrics.json`), [`summary`] (`summary.md`) and [`outputs`] (`outputs.json`). [`Reporters`] fans each event out to all
 //! of them; [`Reporters::for_run`] sets up the whole artifacts folder of a run.
 //!
 //! [`Reporters`] masks secret values (see [`secret_mask`]) before any reporter sees an event.
@@ -14,6 +14,7 @@ mod format;
 pub mod junit;
 pub mod metrics;
 pub mod notification;
+pub mod outputs;
 pub mod pipeline;
 pub mod run_log;
 mod run_record;
@@ -32,6 +33,7 @@ use self::audit::{AuditHead, AuditLog};
 use self::console::Console;
 use self::junit::JunitReport;
 use self::metrics::MetricsReport;
+use self::outputs::OutputsFile;
 use self::run_log::RunLog;
 use self::secret_mask::SecretMask;
 use self::summary::SummaryReport;
@@ -48,6 +50,12 @@ pub trait Reporter {
     /// files here.
     fn finish(&mut self) -> io::Result<()> {
         Ok(())
+    }
+
+    /// The SHA-256 of the audit log's last line so far, if this reporter keeps one: what a
+    /// commit or pull request cites as the evidence of the run.
+    fn audit_head(&self) -> Option<String> {
+        None
     }
 }
 
@@ -86,6 +94,7 @@ impl Reporters {
         reporters.push(JunitReport::new(artifacts_dir.join("junit.xml")));
         reporters.push(MetricsReport::new(artifacts_dir.join("metrics.json")));
         reporters.push(SummaryReport::new(artifacts_dir.join("summary.md")));
+        reporters.push(OutputsFile::new(artifacts_dir.join("outputs.json")));
         Ok(reporters)
     }
 
@@ -96,12 +105,6 @@ impl Reporters {
     /// Masks these values (secrets fetched for the run) in every event from now on.
     pub fn mask_secrets<S: Into<String>>(&mut self, values: impl IntoIterator<Item = S>) {
         self.secrets = SecretMask::new(values);
-    }
-
-    /// The SHA-256 of the last line of `audit.jsonl` (set up by [`Reporters::for_run`]):
-    /// print it where the artifacts cannot rewrite it, so the whole log is tamper-evident.
-    pub fn audit_head(&self) -> Option<String> {
-        self.audit_head.as_ref().map(AuditHead::sha256)
     }
 
     /// Every error met so far, oldest first.
@@ -127,6 +130,12 @@ impl Reporter for Reporters {
             }
         }
         Ok(())
+    }
+
+    /// The SHA-256 of the last line of `audit.jsonl` (set up by [`Reporters::for_run`]):
+    /// print it where the artifacts cannot rewrite it, so the whole log is tamper-evident.
+    fn audit_head(&self) -> Option<String> {
+        self.audit_head.as_ref().map(AuditHead::sha256)
     }
 
     /// Finishes every reporter, then fails if any error was met during the run or now.

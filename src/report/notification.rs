@@ -206,6 +206,7 @@ impl Reporter for NotificationReport {
                 notice.events = events.into_iter().map(str::to_owned).collect();
             }
             Event::IterationFinished { .. }
+            | Event::OutputsRendered { .. }
             | Event::StepStarted { .. }
             | Event::Decision { .. } => {}
         }

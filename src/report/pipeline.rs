@@ -167,6 +167,13 @@ impl<W: Write> PipelineConsole<W> {
             }
             self.close_group()?;
         }
+        if failed && phase == Phase::OnSuccess {
+            // The run passed; what failed after it (delivering the fix) is a warning on the
+            // summary page, with its own words (the permission to grant, say).
+            let text = format!("{step_name} failed after the run succeeded: {message}");
+            let issue = self.issue_at(step_id, Issue::warning(text));
+            return self.command(&LoggingCommand::log_issue(&issue));
+        }
         if !failed || phase != Phase::Steps {
             return Ok(());
         }
@@ -252,6 +259,7 @@ impl<W: Write> Reporter for PipelineConsole<W> {
                     Phase::Steps => String::new(),
                     Phase::Repair => " · repair".to_owned(),
                     Phase::OnGiveUp => " · on give up".to_owned(),
+                    Phase::OnSuccess => " · on success".to_owned(),
                 };
                 writeln!(
                     self.out,
@@ -265,6 +273,12 @@ impl<W: Write> Reporter for PipelineConsole<W> {
             Event::Decision { kind, detail, .. } => {
                 let summary = one_line(&decision_summary(detail), MAX_MESSAGE_CHARS);
                 writeln!(self.out, "◆ {kind}: {summary}")?;
+            }
+            Event::OutputsRendered { outputs } => {
+                self.close_group()?;
+                for (name, value) in outputs {
+                    self.command(&LoggingCommand::set_output_variable(name, value))?;
+                }
             }
             Event::RunFinished {
                 outcome,

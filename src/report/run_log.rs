@@ -137,6 +137,16 @@ fn describe(event: &Event) -> String {
                 format!("[{iteration}] decision {kind}: {summary}")
             }
         }
+        Event::OutputsRendered { outputs } => {
+            let pairs: Vec<String> = outputs
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            format!(
+                "outputs: {}",
+                one_line(&pairs.join(", "), MAX_MESSAGE_CHARS)
+            )
+        }
         Event::RunFinished {
             outcome,
             reason,

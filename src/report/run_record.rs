@@ -171,6 +171,8 @@ impl RunRecord {
                 kind: kind.clone(),
                 detail: detail.clone(),
             }),
+            // `outputs.json` holds them; the summary is about how the run went.
+            Event::OutputsRendered { .. } => {}
             Event::RunFinished {
                 outcome,
                 reason,

@@ -71,6 +71,9 @@ impl SecretMask {
                 self.mask_in_place(kind);
                 self.mask_json(detail);
             }
+            Event::OutputsRendered { outputs } => outputs
+                .values_mut()
+                .for_each(|value| self.mask_in_place(value)),
             Event::RunFinished { reason, .. } => self.mask_in_place(reason),
         }
         Cow::Owned(event)

@@ -7,6 +7,7 @@
 pub mod deploy;
 pub mod fix;
 pub mod gate;
+pub mod pull_request;
 pub mod review;
 pub mod rollback;
 pub mod service;
@@ -96,6 +97,10 @@ pub fn describe(ctx: &StepContext<'_>) -> String {
                 config.agent.value
             )
         }
+        StepKind::PullRequest(config) => format!(
+            "would push the run's patches and open a pull request ({})",
+            config.provider
+        ),
     }
 }
 
@@ -126,6 +131,10 @@ pub async fn run(ctx: &StepContext<'_>) -> StepOutcome {
             "`{}` steps run only in a workflow's `repair:` phase",
             ctx.step.kind.key()
         )),
+        // It delivers what the run fixed, which the engine hands it (`engine::run_loop`).
+        StepKind::PullRequest(_) => {
+            StepOutcome::failed("`pull_request` steps run only in a workflow's `on_success:` phase")
+        }
         StepKind::Deploy(config) => deploy::run(config, ctx).await,
         StepKind::Rollback(config) => rollback::run(config, ctx).await,
     }

@@ -21,7 +21,7 @@ use super::span::{Span, Spanned};
 use super::template::{Template, has_template_syntax, noting_rendered};
 
 /// The top-level keys of a workflow file.
-pub(crate) const TOP_LEVEL_KEYS: [&str; 11] = [
+pub(crate) const TOP_LEVEL_KEYS: [&str; 13] = [
     "name",
     "description",
     "environments",
@@ -32,6 +32,8 @@ pub(crate) const TOP_LEVEL_KEYS: [&str; 11] = [
     "steps",
     "repair",
     "on_give_up",
+    "on_success",
+    "outputs",
     "notify",
 ];
 
@@ -92,7 +94,7 @@ impl Decoder {
     pub(crate) fn workflow(
         &mut self,
         root: &Node,
-        phases: [Vec<ExpandedStep>; 3],
+        phases: [Vec<ExpandedStep>; 4],
     ) -> (Workflow, Decoded) {
         let entries = match root.as_map() {
             Some(entries) => entries,
@@ -181,27 +183,45 @@ impl Decoder {
             }
             None => (Vec::new(), Vec::new()),
         };
+        // Outputs render after the run, against the same context as steps (no `parameters`).
+        let (outputs, output_templates) = match get("outputs") {
+            Some((_, node)) => {
+                let errors = self.diagnostics.len();
+                let (outputs, rendered): (Option<IndexMap<String, Template>>, _) =
+                    noting_rendered(|| self.decode(node));
+                let decoded = self.diagnostics.len() == errors;
+                let templates = self.templates_in(None, node, decoded.then_some(&rendered[..]));
+                (outputs.unwrap_or_default(), templates)
+            }
+            None => (IndexMap::new(), Vec::new()),
+        };
 
         let expanded = expanded_view(root, &phases);
-        let mut sites = vec![TemplateSite {
-            templates: agent_templates
-                .into_iter()
-                .chain(notify_templates)
-                .collect(),
-            condition: None,
-            scope: None,
-        }];
+        let mut sites = vec![
+            TemplateSite {
+                templates: agent_templates
+                    .into_iter()
+                    .chain(notify_templates)
+                    .collect(),
+                condition: None,
+                scope: None,
+            },
+            TemplateSite {
+                templates: output_templates,
+                condition: None,
+                scope: None,
+            },
+        ];
         let mut headers = Vec::new();
-        let mut lists: [Vec<Step>; 3] = Default::default();
-        let phase_of = [Phase::Steps, Phase::Repair, Phase::OnGiveUp];
-        for ((steps, list), phase) in phases.into_iter().zip(&mut lists).zip(phase_of) {
+        let mut lists: [Vec<Step>; 4] = Default::default();
+        for ((steps, list), phase) in phases.into_iter().zip(&mut lists).zip(Phase::ALL) {
             for expanded in &steps {
                 let (header, step) = self.step(expanded, phase, &mut sites);
                 headers.extend(header);
                 list.extend(step);
             }
         }
-        let [steps, repair, on_give_up] = lists;
+        let [steps, repair, on_give_up, on_success] = lists;
         let workflow = Workflow {
             path: Default::default(),
             templates: Vec::new(),
@@ -217,6 +237,8 @@ impl Decoder {
             steps,
             repair,
             on_give_up,
+            on_success,
+            outputs,
             notify,
             expanded: ExpandedWorkflow(expanded),
         };
@@ -488,6 +510,7 @@ impl Decoder {
             "fix" => self.decode(node).map(StepKind::Fix),
             "review" => self.decode(node).map(StepKind::Review),
             "rollback" => self.decode(node).map(StepKind::Rollback),
+            "pull_request" => self.decode(node).map(StepKind::PullRequest),
             // A key in `StepKind::KEYS` without an arm here: say so rather than drop the step.
             other => {
                 self.diagnostics.push(Diagnostic::new(
@@ -502,17 +525,14 @@ impl Decoder {
 }
 
 /// The workflow as written, with the expanded step lists (see `plan`).
-fn expanded_view(root: &Node, phases: &[Vec<ExpandedStep>; 3]) -> Node {
+fn expanded_view(root: &Node, phases: &[Vec<ExpandedStep>; 4]) -> Node {
     let Some(entries) = root.as_map() else {
         return root.clone();
     };
     let entries = entries
         .iter()
         .map(|(key, value)| {
-            let Some(index) = ["steps", "repair", "on_give_up"]
-                .iter()
-                .position(|list| *list == key.name)
-            else {
+            let Some(index) = Phase::ALL.iter().position(|phase| phase.key() == key.name) else {
                 return (key.clone(), value.clone());
             };
             let steps = phases[index].iter().map(expanded_step).collect();

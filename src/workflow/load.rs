@@ -5,11 +5,11 @@ use std::path::Path;
 use super::decode::Decoder;
 use super::diagnostic::{Diagnostic, DiagnosticKind, Diagnostics, all_of, did_you_mean, one_of};
 use super::expand::{Expander, find_file, lookup_candidates, project_root};
-use super::model::Workflow;
+use super::model::{Phase, Workflow};
 use super::node::{Key, Node, Value, parse};
 use super::span::{SourceFile, Span};
 use super::template::has_template_syntax;
-use super::validate::validate;
+use super::validate::{is_variable_name, validate};
 
 /// What the command line adds to a workflow file.
 #[derive(Clone, Debug, Default)]
@@ -39,7 +39,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Workflow, Diagnostics>
     let project_root = project_root(path);
 
     let mut expander = Expander::new(path, &project_root);
-    let lists = ["steps", "repair", "on_give_up"].map(|key| match root.get(key) {
+    let lists = Phase::ALL.map(|phase| match root.get(phase.key()) {
         Some((_, list)) => expander.expand_list(list, None),
         None => Vec::new(),
     });
@@ -88,12 +88,7 @@ fn override_vars(
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     for (name, value) in vars {
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if valid {
+        if is_variable_name(name) {
             workflow.vars.insert(name.clone(), value.clone().into());
             show_var_override(&mut workflow.expanded.0, name, value);
         } else {

@@ -18,6 +18,7 @@ use super::template::Template;
 use crate::steps::deploy::DeployConfig;
 use crate::steps::fix::FixConfig;
 use crate::steps::gate::GateConfig;
+use crate::steps::pull_request::PullRequestConfig;
 use crate::steps::review::ReviewConfig;
 use crate::steps::rollback::RollbackConfig;
 use crate::steps::verify::VerifyConfig;
@@ -47,6 +48,10 @@ pub struct Workflow {
     pub on_give_up: Vec<Step>,
     /// Who hears how the run ended.
     pub notify: Vec<NotifyTarget>,
+    /// Steps run once after the loop succeeded (deliver the fix: `pull_request`).
+    pub on_success: Vec<Step>,
+    /// Values rendered after a successful run: `outputs.json`, and pipeline output variables.
+    pub outputs: IndexMap<String, Template>,
     /// The workflow as written, with templates inlined: what `plan` shows.
     pub expanded: ExpandedWorkflow,
 }
@@ -74,6 +79,7 @@ impl Workflow {
             .iter()
             .chain(&self.repair)
             .chain(&self.on_give_up)
+            .chain(&self.on_success)
     }
 }
 
@@ -270,15 +276,25 @@ pub enum Phase {
     Steps,
     Repair,
     OnGiveUp,
+    OnSuccess,
 }
 
 impl Phase {
-    /// The YAML list the phase's steps come from: `steps`, `repair`, `on_give_up`.
+    /// Every phase, in the order their lists are read from the file.
+    pub const ALL: [Phase; 4] = [
+        Phase::Steps,
+        Phase::Repair,
+        Phase::OnGiveUp,
+        Phase::OnSuccess,
+    ];
+
+    /// The YAML list the phase's steps come from: `steps`, `repair`, `on_give_up`, `on_success`.
     pub fn key(self) -> &'static str {
         match self {
             Phase::Steps => "steps",
             Phase::Repair => "repair",
             Phase::OnGiveUp => "on_give_up",
+            Phase::OnSuccess => "on_success",
         }
     }
 }
@@ -318,12 +334,21 @@ pub enum StepKind {
     Fix(FixConfig),
     Review(ReviewConfig),
     Rollback(RollbackConfig),
+    /// Commits the run's patches to a branch, pushes it and opens or updates a pull request.
+    PullRequest(PullRequestConfig),
 }
 
 impl StepKind {
     /// The YAML key that selects this kind.
-    pub const KEYS: [&'static str; 7] = [
-        "gate", "service", "deploy", "verify", "fix", "review", "rollback",
+    pub const KEYS: [&'static str; 8] = [
+        "gate",
+        "service",
+        "deploy",
+        "verify",
+        "fix",
+        "review",
+        "rollback",
+        "pull_request",
     ];
 
     pub fn key(&self) -> &'static str {
@@ -335,6 +360,7 @@ impl StepKind {
             StepKind::Fix(_) => "fix",
             StepKind::Review(_) => "review",
             StepKind::Rollback(_) => "rollback",
+            StepKind::PullRequest(_) => "pull_request",
         }
     }
 }

@@ -14,6 +14,7 @@ use super::model::{AgentConfig, Environment, NotifyTarget, Safety, SecretsConfig
 use crate::steps::deploy::DeployConfig;
 use crate::steps::fix::FixConfig;
 use crate::steps::gate::GateConfig;
+use crate::steps::pull_request::PullRequestConfig;
 use crate::steps::review::ReviewConfig;
 use crate::steps::rollback::RollbackConfig;
 use crate::steps::verify::VerifyConfig;
@@ -87,6 +88,13 @@ pub fn schema() -> Value {
             "repair": step_list,
             "on_give_up": step_list,
             "notify": {"type": "array", "items": notify_target, "description": "Who hears how the run ended: Teams, Slack or any JSON webhook."},
+            "on_success": step_list,
+            "outputs": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                "description": "Rendered after a successful run into `outputs.json`; in a pipeline, also output variables.",
+            },
         },
         "required": ["name"],
         "additionalProperties": false,
@@ -95,7 +103,7 @@ pub fn schema() -> Value {
 }
 
 /// One schema per step kind, keyed like [`StepKind::KEYS`].
-fn kind_schemas(generator: &mut SchemaGenerator) -> [(&'static str, Value); 7] {
+fn kind_schemas(generator: &mut SchemaGenerator) -> [(&'static str, Value); 8] {
     fn of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
         generator.subschema_for::<T>().to_value()
     }
@@ -107,6 +115,7 @@ fn kind_schemas(generator: &mut SchemaGenerator) -> [(&'static str, Value); 7] {
         ("fix", of::<FixConfig>(generator)),
         ("review", of::<ReviewConfig>(generator)),
         ("rollback", of::<RollbackConfig>(generator)),
+        ("pull_request", of::<PullRequestConfig>(generator)),
     ]
 }
 

@@ -9,7 +9,7 @@
 //! | `vars` | the workflow's `vars`, after `--var` overrides |
 //! | `secrets` | the fetched secrets, keyed by [`secret_key`] (`secrets.openai_api_key`) |
 //! | `steps.<id>` | `status` (`passed`, `failed`, ...), `message`, `exit_code`, `outputs` |
-//! | `run` | `id`, `iteration`, `max_iterations` |
+//! | `run` | `id`, `iteration`, `max_iterations`, `source_hash` (of the checkout's files, patches included) |
 //! | `ado` | Azure DevOps values (`build_id`, `branch`, ...); empty outside a pipeline |
 //! | `parameters` | inside a template: the values bound where it was included |
 //! | `flow` | inside a verify flow: values captured from earlier responses |
@@ -158,7 +158,7 @@ pub(crate) const STEP_KIND_ROOTS: [&str; 1] = ["flow"];
 pub(crate) const STEP_FIELDS: [&str; 4] = ["status", "message", "exit_code", "outputs"];
 
 /// What `run` holds.
-pub(crate) const RUN_FIELDS: [&str; 3] = ["id", "iteration", "max_iterations"];
+pub(crate) const RUN_FIELDS: [&str; 4] = ["id", "iteration", "max_iterations", "source_hash"];
 
 /// Renders templates against the run's context (see the module docs for what it holds).
 pub struct Renderer {

@@ -22,6 +22,8 @@ pub(crate) fn validate(workflow: &Workflow, decoded: &Decoded, root: &Node) -> V
     step_ids(headers, &mut diagnostics);
     agents(workflow, &mut diagnostics);
     repair_steps(headers, &mut diagnostics);
+    delivery_steps(headers, &mut diagnostics);
+    output_names(root, &mut diagnostics);
     rollback_targets(workflow, headers, &mut diagnostics);
     safety(workflow, root, &mut diagnostics);
     approvals(root, &mut diagnostics);
@@ -46,7 +48,9 @@ fn step_ids(headers: &[StepHeader], diagnostics: &mut Vec<Diagnostic>) {
                     format!("`{}` is first defined here", id.value),
                     Some((*first).clone()),
                 )
-                .with_help("step ids must be unique across `steps`, `repair` and `on_give_up`"),
+                .with_help(
+                    "step ids must be unique across `steps`, `repair`, `on_give_up` and `on_success`",
+                ),
             ),
             None => {
                 seen.insert(&id.value, &id.span);
@@ -117,6 +121,60 @@ fn repair_steps(headers: &[StepHeader], diagnostics: &mut Vec<Diagnostic>) {
             _ => {}
         }
     }
+}
+
+/// A pull request delivers what a successful run fixed: it has nothing to deliver before the
+/// loop has succeeded.
+/// Kinds come from the headers, so a step whose body did not decode still counts.
+fn delivery_steps(headers: &[StepHeader], diagnostics: &mut Vec<Diagnostic>) {
+    for step in headers
+        .iter()
+        .filter(|step| step.phase != Phase::OnSuccess && step.kind == Some("pull_request"))
+    {
+        let Some(id) = &step.id else {
+            continue;
+        };
+        diagnostics.push(
+            Diagnostic::new(
+                DiagnosticKind::InvalidValue,
+                format!("`pull_request` step `{}` outside `on_success:`", id.value),
+                id.span.clone(),
+            )
+            .with_help(
+                "a pull request delivers a fix once the run succeeded: move it under `on_success:`",
+            ),
+        );
+    }
+}
+
+/// Output names become pipeline variables (`$(agentorch.image)`): letters, digits and `_`.
+fn output_names(root: &Node, diagnostics: &mut Vec<Diagnostic>) {
+    let Some((_, outputs)) = root.get("outputs") else {
+        return;
+    };
+    for (key, _) in outputs.as_map().unwrap_or_default() {
+        if !is_variable_name(&key.name) {
+            diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticKind::InvalidValue,
+                    format!("invalid output name `{}`", key.name),
+                    key.span.clone(),
+                )
+                .with_help(
+                    "an output name is letters, digits and `_`, not starting with a digit: it becomes a pipeline variable",
+                ),
+            );
+        }
+    }
+}
+
+/// Letters, digits and `_`, not starting with a digit: a name every shell, template and
+/// pipeline accepts (`--var` names, output names).
+pub(crate) fn is_variable_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A rollback's `deployment` must name a deploy step. Kinds come from the headers, so a deploy

@@ -150,3 +150,66 @@ fn each_agent_orch_job_publishes_results_and_artifacts_even_on_failure() {
         );
     }
 }
+
+#[test]
+fn production_deploys_the_image_staging_exported_and_the_approval_links_the_fix() {
+    let pipeline = pipeline();
+    let staging = &stage(&pipeline, "Orchestrate_Staging")["jobs"][0];
+    assert_eq!(staging["job"], "OrchestrationJob");
+    let staging_task = steps_using(staging, "AgentOrch@1")[0].1;
+    assert_eq!(staging_task["name"], "agentorch");
+    assert!(
+        staging_task["env"]["SYSTEM_ACCESSTOKEN"]
+            .as_str()
+            .is_some_and(|v| v == "$(System.AccessToken)"),
+        "the pull request needs the job's token"
+    );
+    // The workflow exports what the stages below read.
+    let workflow = repo::read_to_string(&repo::path("workflows/fleet-deploy.yaml"));
+    for output in ["image:", "pull_request:"] {
+        assert!(workflow.contains(&format!("  {output}")), "{output}");
+    }
+    let exported = |name: &str| {
+        format!(
+            "$[ stageDependencies.Orchestrate_Staging.OrchestrationJob.outputs['agentorch.{name}'] ]"
+        )
+    };
+
+    let production_stage = stage(&pipeline, "Deploy_Production");
+    let depends: Vec<&str> = production_stage["dependsOn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(depends.contains(&"Orchestrate_Staging"), "{depends:?}");
+    assert!(
+        production_stage["condition"].as_str().unwrap().contains(
+            "dependencies.Orchestrate_Staging.outputs['OrchestrationJob.agentorch.image']"
+        ),
+        "{}",
+        production_stage["condition"]
+    );
+    let production = &production_stage["jobs"][0];
+    assert_eq!(
+        production["variables"]["stagingImage"],
+        exported("image").as_str()
+    );
+    let task = steps_using(&production["strategy"]["runOnce"]["deploy"], "AgentOrch@1")[0].1;
+    assert_eq!(task["inputs"]["maxIterations"], 1);
+    let extra = task["inputs"]["extraVariables"].as_str().unwrap();
+    assert!(
+        extra.lines().any(|l| l == "image=$(stagingImage)"),
+        "{extra}"
+    );
+
+    let approval = &stage(&pipeline, "Approval")["jobs"][0];
+    assert_eq!(
+        approval["variables"]["fixPullRequest"],
+        exported("pull_request").as_str()
+    );
+    let validation = steps_using(approval, "ManualValidation@1")[0].1;
+    let instructions = validation["inputs"]["instructions"].as_str().unwrap();
+    assert!(instructions.contains("$(fixPullRequest)"), "{instructions}");
+    assert!(instructions.contains("$(stagingImage)"), "{instructions}");
+}

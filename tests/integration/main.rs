@@ -30,6 +30,7 @@ mod keyvault;
 mod llm;
 mod notify;
 mod patch_corpus;
+mod pull_request;
 mod repair;
 mod run_cli;
 #[cfg(target_os = "linux")]

@@ -483,3 +483,42 @@ steps:
         .count();
     assert_eq!(runs, 1);
 }
+
+#[test]
+fn outputs_are_written_after_a_success_and_an_unrenderable_one_fails_the_run() {
+    let project = Project::new();
+    let workflow = |output: &str| {
+        format!(
+            r#"
+name: outputs
+steps:
+  - {{id: build, gate: "echo version=1.4.2 >> \"$AGENT_ORCH_OUTPUT\""}}
+on_success:
+  - {{id: announce, gate: "echo released"}}
+outputs:
+  version: "{output}"
+"#
+        )
+    };
+    project.file("w.yaml", &workflow("{{ steps.build.outputs.version }}"));
+    project.run_workflow("w.yaml", &[]).assert_code(0);
+    assert_eq!(
+        json(&project.read("artifacts/outputs.json")),
+        serde_json::json!({"version": "1.4.2"})
+    );
+    let run_log = project.read("artifacts/run.log");
+    assert!(run_log.contains("on_success/announce passed"), "{run_log}");
+    assert!(run_log.contains("outputs: version=1.4.2"), "{run_log}");
+
+    // Checked at load time as far as it can be; the gate never writes `tag`.
+    project.file("w.yaml", &workflow("{{ steps.build.outputs.tag }}"));
+    std::fs::remove_dir_all(project.artifacts()).unwrap();
+    project.run_workflow("w.yaml", &[]).assert_code(1);
+    let metrics = json(&project.read("artifacts/metrics.json"));
+    let reason = metrics["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("output `version` cannot be rendered:"),
+        "{reason}"
+    );
+    assert!(!project.artifacts().join("outputs.json").exists());
+}

@@ -90,6 +90,7 @@ fn the_fleet_deploy_example_loads_for_each_environment() {
                 "lint",
                 "test",
                 "build",
+                "image",
                 "deploy",
                 "health",
                 "smoke",
@@ -170,6 +171,7 @@ fn the_schema_rejects_what_the_loader_rejects() {
         "err_missing_id.yaml",
         "err_bad_duration.yaml",
         "err_yaml11_boolean.yaml",
+        "err_pull_request.yaml",
     ] {
         let instance = yaml_as_json(&Path::new("tests/inputs").join(fixture));
         assert!(

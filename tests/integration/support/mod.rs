@@ -6,6 +6,7 @@ pub(crate) mod cli;
 pub(crate) mod cutting_proxy;
 pub(crate) mod entra_fake;
 pub(crate) mod fuzz;
+pub(crate) mod forge_fake;
 pub(crate) mod http_service;
 pub(crate) mod hub_db;
 pub(crate) mod hub_process;
