@@ -15,6 +15,7 @@ use super::fingerprint::{FailureSignature, fingerprint};
 use super::interrupt::Interrupts;
 use super::repair::{IterationState, Repair};
 use super::template_context::TemplateContext;
+use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
 use crate::llm::TapeMode;
 use crate::report::Reporter;
@@ -88,6 +89,7 @@ pub struct Engine<'a> {
     repair: Repair<'a>,
     /// Secret values steps must mask in what they write.
     secrets: Vec<String>,
+    azure: AzureSignIn,
     started: Instant,
 }
 
@@ -111,6 +113,7 @@ impl<'a> Engine<'a> {
             deployments,
             repair,
             secrets: Vec::new(),
+            azure: AzureSignIn::default(),
             started: Instant::now(),
         }
     }
@@ -118,6 +121,12 @@ impl<'a> Engine<'a> {
     /// Secret values (fetched from Key Vault) that every step masks in its log and output.
     pub fn with_secrets(mut self, secrets: Vec<String>) -> Self {
         self.secrets = secrets;
+        self
+    }
+
+    /// How deploy and rollback steps sign in to Azure (AKS clusters).
+    pub fn with_azure(mut self, azure: AzureSignIn) -> Self {
+        self.azure = azure;
         self
     }
 
@@ -461,6 +470,7 @@ impl<'a> Engine<'a> {
                 services: &self.services,
                 deployments: &self.deployments,
                 secrets: &self.secrets,
+                azure: &self.azure,
             };
             if let Some(dir) = ctx.log_path.parent()
                 && let Err(err) = std::fs::create_dir_all(dir)

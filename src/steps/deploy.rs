@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use super::step_log::StepLog;
 use super::{StepContext, StepOutcome, StepStatus};
+use crate::azure::aks::AksCluster;
 use crate::cluster::access::{Cluster, ClusterAccess, RetryPolicy};
 use crate::cluster::apply::{self, ResolvedManifest};
 use crate::cluster::error::Operation;
@@ -56,6 +57,10 @@ pub struct DeployConfig {
     /// kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, then in-cluster config.
     #[serde(default)]
     pub kubeconfig: Option<Template>,
+    /// An AKS cluster, reached with Azure credentials instead of a kubeconfig; default:
+    /// `env.aks` when neither `kubeconfig` nor `context` is set.
+    #[serde(default)]
+    pub aks: Option<AksSettings>,
     /// Wait for the rollouts to finish (default true).
     #[serde(default = "default_wait")]
     pub wait: bool,
@@ -66,6 +71,23 @@ pub struct DeployConfig {
 
 fn default_wait() -> bool {
     true
+}
+
+/// `aks:` of a deploy step or an environment: which AKS cluster, found through Azure Resource
+/// Manager with the run's Azure sign-in (the service connection in a pipeline).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AksSettings {
+    /// The subscription id; default: the service connection's subscription.
+    #[serde(default)]
+    pub subscription: Option<Template>,
+    pub resource_group: Template,
+    /// The managed cluster's name.
+    pub cluster: Template,
+    /// Use the cluster's local admin account (`listClusterAdminCredential`) instead of the
+    /// user's credentials (default false).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// Renders a template, naming the setting in the error.
@@ -101,9 +123,83 @@ struct Prepared {
     images: Vec<ImageChange>,
 }
 
+/// The step's `aks`, else the environment's when the step names no kubeconfig or context.
+fn aks_cluster(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Option<AksCluster>, String> {
+    if let Some(aks) = &config.aks {
+        if config.kubeconfig.is_some() || config.context.is_some() {
+            return Err(
+                "`aks` and `kubeconfig`/`context` each say how to reach the cluster: keep one"
+                    .to_owned(),
+            );
+        }
+        let subscription = aks
+            .subscription
+            .as_ref()
+            .map(|t| render(ctx, "aks.subscription", t))
+            .transpose()?;
+        return resolve_aks(
+            ctx,
+            subscription,
+            render(ctx, "aks.resource_group", &aks.resource_group)?,
+            render(ctx, "aks.cluster", &aks.cluster)?,
+            aks.admin,
+        )
+        .map(Some);
+    }
+    if config.kubeconfig.is_some() || config.context.is_some() {
+        return Ok(None);
+    }
+    // `env.aks`: free-form environment values, so each is read (and rendered, as a template)
+    // here; `validate` checks their shape.
+    let field = |key: &str| -> Result<Option<String>, String> {
+        environment_value(ctx, &format!("aks.{key}"))
+            .map(|value| {
+                ctx.renderer
+                    .render(&Template(Spanned::detached(value)))
+                    .map_err(|err| format!("failed to render `env.aks.{key}`: {}", err.reason()))
+            })
+            .transpose()
+    };
+    let (Some(resource_group), Some(cluster)) = (field("resource_group")?, field("cluster")?)
+    else {
+        return Ok(None);
+    };
+    let admin = field("admin")?.is_some_and(|admin| admin == "true");
+    resolve_aks(ctx, field("subscription")?, resource_group, cluster, admin).map(Some)
+}
+
+fn resolve_aks(
+    ctx: &StepContext<'_>,
+    subscription: Option<String>,
+    resource_group: String,
+    name: String,
+    admin: bool,
+) -> Result<AksCluster, String> {
+    let subscription = subscription
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| {
+            ctx.azure
+                .connection()
+                .and_then(|c| c.subscription_id.clone())
+        })
+        .ok_or_else(|| {
+            format!(
+                "AKS cluster `{name}`: no subscription; set `aks.subscription` or use a service connection that has one"
+            )
+        })?;
+    Ok(AksCluster {
+        subscription,
+        resource_group,
+        name,
+        admin,
+    })
+}
+
 fn prepare(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Prepared, String> {
+    let aks = aks_cluster(config, ctx)?;
     let context = match &config.context {
         Some(t) => Some(render(ctx, "context", t)?),
+        None if aks.is_some() => None,
         None => environment_value(ctx, "context"),
     };
     let kubeconfig = config
@@ -157,6 +253,7 @@ fn prepare(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Prepared, Str
         access: ClusterAccess {
             kubeconfig,
             context,
+            aks,
         },
         namespace,
         manifests,
@@ -223,7 +320,8 @@ async fn deploy(config: &DeployConfig, ctx: &StepContext<'_>, log: &Mutex<StepLo
         Ok(prepared) => prepared,
         Err(message) => return StepOutcome::failed(message),
     };
-    let cluster = match Cluster::connect(&prepared.access, RetryPolicy::default()).await {
+    let cluster = match Cluster::connect(&prepared.access, RetryPolicy::default(), ctx.azure).await
+    {
         Ok(cluster) => cluster,
         Err(error) => return StepOutcome::failed(error.to_string()),
     };

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use agent_orch::azure::sign_in::AzureSignIn;
 use agent_orch::cluster::fake::{self, FakeCluster, FakeOptions};
 use agent_orch::cluster::ledger::DeployLedger;
 use agent_orch::steps::deploy::DeployConfig;
@@ -24,6 +25,8 @@ pub(crate) struct TestCluster {
     pub kubeconfig: PathBuf,
     pub ledger: DeployLedger,
     pub cancel: CancellationToken,
+    /// How deploys sign in to Azure (AKS tests set a service connection).
+    pub azure: AzureSignIn,
     renderer: Renderer,
 }
 
@@ -51,6 +54,7 @@ impl TestCluster {
             kubeconfig,
             ledger,
             cancel: CancellationToken::new(),
+            azure: AzureSignIn::default(),
             renderer,
         }
     }
@@ -126,6 +130,7 @@ impl TestCluster {
             deployments: ledger,
             services: &services,
             secrets: &[],
+            azure: &self.azure,
         };
         agent_orch::steps::deploy::run(config, &ctx).await
     }
@@ -150,6 +155,7 @@ impl TestCluster {
             deployments: ledger,
             services: &services,
             secrets: &[],
+            azure: &self.azure,
         };
         agent_orch::steps::rollback::run(&config, &ctx).await
     }
