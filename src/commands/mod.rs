@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub(crate) mod demo;
+mod deploy_approval;
 pub(crate) mod hub;
 pub(crate) mod plan;
 pub(crate) mod run;

@@ -73,6 +73,8 @@ pub(crate) fn execute(
     }
     let args = invocation.args;
     let workflow = super::load(&args.workflow, color)?;
+    // Before anything of the run, secrets included: a refused deploy leaves no trace.
+    super::deploy_approval::require(&workflow, args, invocation.agent)?;
     let settings = RunSettings::resolve(args, &workflow);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -32,7 +32,7 @@ use crate::cluster::rollout::{
 use crate::cluster::rollout_status::{TEMPLATE_HASH_LABEL, current_replica_set, revision};
 use crate::workflow::duration::DurationSpec;
 use crate::workflow::span::Spanned;
-use crate::workflow::template::Template;
+use crate::workflow::template::{Renderer, Template};
 
 /// How long a running container may stay unready before the rollout counts as failed.
 pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(120);
@@ -113,6 +113,51 @@ fn environment_value(ctx: &StepContext<'_>, key: &str) -> Option<String> {
         .render(&Template(Spanned::detached(format!("{{{{ env.{key} }}}}"))))
         .ok()
         .filter(|value| !value.trim().is_empty())
+}
+
+/// Where a deploy step would deploy, for a person to approve before the run starts:
+/// `AKS cluster `fleet-aks` (resource group `fleet-rg`), namespace `fleet``. A value only a
+/// run can know (an earlier step's output) is shown as written.
+pub fn describe_target(config: &DeployConfig, renderer: &Renderer) -> String {
+    let show = |template: &Template| {
+        renderer
+            .render(template)
+            .unwrap_or_else(|_| template.source().to_owned())
+    };
+    let env = |key: &str| {
+        renderer
+            .render(&Template(Spanned::detached(format!("{{{{ env.{key} }}}}"))))
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    let aks = match &config.aks {
+        Some(aks) => Some((show(&aks.cluster), show(&aks.resource_group))),
+        None if config.kubeconfig.is_none() && config.context.is_none() => {
+            env("aks.cluster").zip(env("aks.resource_group"))
+        }
+        None => None,
+    };
+    let cluster = match (aks, &config.context, &config.kubeconfig) {
+        (Some((name, group)), _, _) => {
+            format!("AKS cluster `{name}` (resource group `{group}`)")
+        }
+        (None, Some(context), _) => format!("kubeconfig context `{}`", show(context)),
+        (None, None, Some(path)) => format!("kubeconfig `{}`", show(path)),
+        (None, None, None) => env("context").map_or_else(
+            || "the current kubeconfig context".to_owned(),
+            |context| format!("kubeconfig context `{context}`"),
+        ),
+    };
+    let namespace = config
+        .namespace
+        .as_ref()
+        .map(show)
+        .or_else(|| env("namespace"))
+        .map_or_else(
+            || "the context's namespace".to_owned(),
+            |namespace| format!("namespace `{namespace}`"),
+        );
+    format!("{cluster}, {namespace}")
 }
 
 /// The rendered settings and the parsed, image-patched manifests.

@@ -13,6 +13,7 @@ mod ado_shim;
 mod ado_task;
 #[cfg(unix)]
 mod ado_vsix;
+mod aks;
 mod cli_commands;
 mod demo;
 mod deploy;

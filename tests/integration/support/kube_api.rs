@@ -32,10 +32,14 @@ pub(crate) struct TestCluster {
 
 impl TestCluster {
     pub(crate) async fn start() -> Self {
+        Self::start_with(FakeOptions::default()).await
+    }
+
+    pub(crate) async fn start_with(options: FakeOptions) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("should succeed");
-        let fake = fake::serve(listener, FakeOptions::default())
+        let fake = fake::serve(listener, options)
             .await
             .expect("should succeed");
         let dir = tempfile::tempdir().expect("should succeed");
@@ -66,9 +70,15 @@ impl TestCluster {
         path
     }
 
-    /// A deploy config from YAML, with `kubeconfig` pointing at the fake unless it sets one.
+    /// What templates see (`env`, `vars`, ...), replacing the defaults.
+    pub(crate) fn set_template_context(&mut self, context: serde_json::Value) {
+        self.renderer = Renderer::new(context);
+    }
+
+    /// A deploy config from YAML, with `kubeconfig` pointing at the fake unless it sets one
+    /// (or reaches the cluster through `aks`, or is meant to use `env.aks`: `# env.aks`).
     pub(crate) fn deploy_config(&self, yaml: &str) -> DeployConfig {
-        let yaml = if yaml.contains("kubeconfig:") {
+        let yaml = if yaml.contains("kubeconfig:") || yaml.contains("aks") {
             yaml.to_owned()
         } else {
             format!("{yaml}\nkubeconfig: {}\n", self.kubeconfig.display())
