@@ -17,6 +17,7 @@ mod aks;
 mod cli_commands;
 mod demo;
 mod deploy;
+mod deploy_approval;
 mod hub_api;
 mod hub_cli;
 mod hub_dashboard;
