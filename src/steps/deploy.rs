@@ -195,7 +195,8 @@ fn aks_cluster(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Option<Ak
         return Ok(None);
     }
     // `env.aks`: free-form environment values, so each is read (and rendered, as a template)
-    // here; `validate` checks their shape.
+    // here; `validate` checks their shape. A cluster that renders empty (a pipeline variable
+    // not given on a laptop) leaves the kubeconfig in charge.
     let field = |key: &str| -> Result<Option<String>, String> {
         environment_value(ctx, &format!("aks.{key}"))
             .map(|value| {
@@ -204,6 +205,7 @@ fn aks_cluster(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Option<Ak
                     .map_err(|err| format!("failed to render `env.aks.{key}`: {}", err.reason()))
             })
             .transpose()
+            .map(|value| value.filter(|v| !v.trim().is_empty()))
     };
     let (Some(resource_group), Some(cluster)) = (field("resource_group")?, field("cluster")?)
     else {
