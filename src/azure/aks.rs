@@ -54,7 +54,7 @@ pub struct AksError {
     pub subscription: String,
     pub resource_group: String,
     pub cluster: String,
-    pub kind: AksErrorKind,
+    pub kind: Box<AksErrorKind>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +123,7 @@ impl AksCluster {
             subscription: self.subscription.clone(),
             resource_group: self.resource_group.clone(),
             cluster: self.name.clone(),
-            kind,
+            kind: Box::new(kind),
         }
     }
 
@@ -333,7 +333,7 @@ mod tests {
         ] {
             let error = cluster(subscription, group, name).validate().unwrap_err();
             assert!(
-                matches!(error.kind, AksErrorKind::Invalid { field: f, .. } if f == field),
+                matches!(*error.kind, AksErrorKind::Invalid { field: f, .. } if f == field),
                 "{error}"
             );
         }

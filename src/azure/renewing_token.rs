@@ -44,7 +44,7 @@ impl RenewingToken {
         &self.scope
     }
 
-    /// The current token, renewed first when it expires within [`RENEW_BEFORE`]. Concurrent
+    /// The current token, renewed first when it expires within five minutes. Concurrent
     /// callers wait for one renewal rather than each asking for a token.
     pub async fn token(&self) -> azure_core::Result<Secret> {
         let mut current = self.current.lock().await;

@@ -36,7 +36,7 @@ pub(crate) async fn config(
     let fail = |kind| ClusterError::new(operation(), kind);
     let credentials = fetch_kubeconfig(cluster, sign_in)
         .await
-        .map_err(|e| fail(ClusterErrorKind::Aks(e)))?;
+        .map_err(|e| fail(ClusterErrorKind::Aks(Box::new(e))))?;
     let mut kubeconfig = Kubeconfig::from_yaml(credentials.kubeconfig.expose()).map_err(|e| {
         fail(ClusterErrorKind::Config(format!(
             "the kubeconfig of AKS cluster `{}` is invalid: {}",

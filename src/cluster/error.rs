@@ -63,7 +63,7 @@ pub enum ClusterErrorKind {
     #[error("cannot load cluster access settings: {0}")]
     Config(String),
     #[error(transparent)]
-    Aks(crate::azure::aks::AksError),
+    Aks(Box<crate::azure::aks::AksError>),
     #[error(
         "api server {server} unreachable after {attempts} attempts over {elapsed:.1?}: {detail}"
     )]

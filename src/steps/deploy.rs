@@ -59,8 +59,9 @@ pub struct DeployConfig {
     pub kubeconfig: Option<Template>,
     /// An AKS cluster, reached with Azure credentials instead of a kubeconfig; default:
     /// `env.aks` when neither `kubeconfig` nor `context` is set.
+    // Boxed: most deploy steps have none, and every step kind is as large as the largest.
     #[serde(default)]
-    pub aks: Option<AksSettings>,
+    pub aks: Option<Box<AksSettings>>,
     /// Wait for the rollouts to finish (default true).
     #[serde(default = "default_wait")]
     pub wait: bool,
