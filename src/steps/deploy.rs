@@ -573,3 +573,43 @@ async fn deploy(config: &DeployConfig, ctx: &StepContext<'_>, log: &Mutex<StepLo
     outcome.outputs = outputs;
     outcome
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(config: &str, context: serde_json::Value) -> String {
+        let config: DeployConfig = serde_saphyr::from_str(config).unwrap();
+        describe_target(&config, &Renderer::new(context))
+    }
+
+    #[test]
+    fn targets_name_the_cluster_and_namespace_a_person_approves() {
+        let env = serde_json::json!({
+            "env": {"namespace": "fleet", "aks": {"resource_group": "fleet-rg", "cluster": "fleet-aks"}},
+            "vars": {"cluster": "other-aks"},
+        });
+        assert_eq!(
+            target("manifests: [a.yaml]", env.clone()),
+            "AKS cluster `fleet-aks` (resource group `fleet-rg`), namespace `fleet`"
+        );
+        assert_eq!(
+            target(
+                "manifests: [a.yaml]\nnamespace: web\naks: {resource_group: rg, cluster: \"{{ vars.cluster }}\"}",
+                env.clone()
+            ),
+            "AKS cluster `other-aks` (resource group `rg`), namespace `web`"
+        );
+        assert_eq!(
+            target("manifests: [a.yaml]\ncontext: kind-dev", env),
+            "kubeconfig context `kind-dev`, namespace `fleet`"
+        );
+        assert_eq!(
+            target(
+                "manifests: [a.yaml]\nnamespace: \"{{ steps.build.outputs.ns }}\"",
+                serde_json::json!({"env": {}})
+            ),
+            "the current kubeconfig context, namespace `{{ steps.build.outputs.ns }}`"
+        );
+    }
+}
