@@ -254,3 +254,31 @@ async fn the_token_is_renewed_before_it_expires() {
         "no new token after the first expired"
     );
 }
+
+#[tokio::test]
+async fn a_rollback_reaches_the_cluster_the_deploy_recorded() {
+    let aks = aks(|_| {}).await;
+    let earlier = agent_orch::cluster::ledger::DeployLedger::in_memory();
+    let config = aks.cluster.deploy_config(
+        "manifests: [k8s/app.yaml]\nimage: registry.local/web:1.0.0\naks: {resource_group: fleet-rg, cluster: fleet-aks}",
+    );
+    let outcome = aks
+        .cluster
+        .deploy_with(&config, "deploy", &earlier, None)
+        .await;
+    assert_eq!(outcome.status, StepStatus::Passed, "{outcome:#?}");
+    let outcome = aks
+        .deploy("aks: {resource_group: fleet-rg, cluster: fleet-aks}")
+        .await;
+    assert_eq!(outcome.status, StepStatus::Passed, "{outcome:#?}");
+
+    // The ledger names the AKS cluster, not a kubeconfig: the rollback signs in again.
+    let outcome = aks.cluster.rollback("deployment: deploy").await;
+
+    assert_eq!(outcome.status, StepStatus::Passed, "{outcome:#?}");
+    assert_eq!(
+        aks.cluster.image_of("web").as_deref(),
+        Some("registry.local/web:1.0.0")
+    );
+    assert_eq!(aks.azure.requests_to("/subscriptions/").len(), 3);
+}
