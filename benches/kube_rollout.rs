@@ -13,6 +13,7 @@
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
+use agent_orch::azure::sign_in::AzureSignIn;
 use agent_orch::cluster::fake::{self, FakeCluster, FakeOptions};
 use agent_orch::cluster::ledger::DeployLedger;
 use agent_orch::steps::deploy::DeployConfig;
@@ -92,6 +93,7 @@ impl Bench {
             deployments: ledger,
             services: &services,
             secrets: &[],
+            azure: &AzureSignIn::default(),
         };
         agent_orch::steps::deploy::run(&config, &ctx).await
     }
@@ -112,6 +114,7 @@ impl Bench {
             deployments: ledger,
             services: &services,
             secrets: &[],
+            azure: &AzureSignIn::default(),
         };
         agent_orch::steps::rollback::run(&config, &ctx).await
     }

@@ -309,6 +309,12 @@ pub struct RunArgs {
     #[arg(long, env = "AGENT_ORCH_APPROVE")]
     pub approve: bool,
 
+    /// Approve deploying to an environment with `require_approval: true` without being asked
+    /// (a human's decision, for runs without a terminal). In a pipeline, use a deployment job
+    /// instead: Azure DevOps enforces the environment's approvals there.
+    #[arg(long, env = "AGENT_ORCH_APPROVE_DEPLOY")]
+    pub approve_deploy: bool,
+
     /// Save every LLM exchange of the run to this JSONL file, for `--replay`.
     #[arg(long, value_name = "FILE", conflicts_with = "replay")]
     pub record: Option<PathBuf>,

@@ -79,6 +79,32 @@ pub enum Error {
         expected: String,
         found: String,
     },
+    /// A deploy to a `require_approval` environment was not approved; nothing ran.
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+}
+
+/// The variable the Azure Pipelines agent sets in a deployment job (`Environment.Name`).
+pub const ENVIRONMENT_NAME_VAR: &str = "ENVIRONMENT_NAME";
+
+/// Why a run that needs an approval may not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error(
+        "environment `{environment}` requires approval to deploy, and there is no terminal to ask on: {deploys}; pass --approve-deploy (or set AGENT_ORCH_APPROVE_DEPLOY=true) once a person has approved"
+    )]
+    NoTerminal {
+        environment: String,
+        deploys: String,
+    },
+    #[error("the deploy to environment `{environment}` was not approved, so nothing ran")]
+    Declined { environment: String },
+    #[error(
+        "environment `{environment}` requires approval to deploy: in a pipeline, run agent-orch in a deployment job (`- deployment: ...` with `environment: <name>`), where Azure DevOps enforces the environment's approvals and checks; `{ENVIRONMENT_NAME_VAR}` is not set, so this is not one"
+    )]
+    NotDeploymentJob { environment: String },
+    #[error("failed to read the answer from the terminal")]
+    Terminal(#[source] std::io::Error),
 }
 
 impl Error {
@@ -86,6 +112,7 @@ impl Error {
         match self {
             Error::Workflow { .. }
             | Error::TaskEnvironment(_)
+            | Error::Approval(_)
             | Error::RunStart(crate::engine::workflow_run::RunStartError::Environment(_)) => {
                 ExitStatus::Invalid
             }

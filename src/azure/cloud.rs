@@ -1,6 +1,6 @@
 //! [`AzureCloud`]: which Azure cloud a service connection lives in, and what that changes:
-//! the Entra ID authority the credentials sign in at, and the Key Vault domain a bare vault
-//! name expands to.
+//! the Entra ID authority the credentials sign in at, the Key Vault domain a bare vault
+//! name expands to, and the Resource Manager endpoint.
 
 use std::sync::Arc;
 
@@ -39,6 +39,16 @@ impl AzureCloud {
             Self::Public => "vault.azure.net",
             Self::UsGovernment => "vault.usgovcloudapi.net",
             Self::China => "vault.azure.cn",
+        }
+    }
+
+    /// The Resource Manager endpoint, also the audience of its tokens (the endpoints of each
+    /// cloud as the Azure SDKs list them, e.g. azure-sdk-for-js `getArmEndpoint`).
+    pub fn resource_manager(self) -> &'static str {
+        match self {
+            Self::Public => "https://management.azure.com",
+            Self::UsGovernment => "https://management.usgovcloudapi.net",
+            Self::China => "https://management.chinacloudapi.cn",
         }
     }
 

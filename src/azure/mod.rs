@@ -5,24 +5,26 @@
 //!   tests use to reach local fakes behind real-looking `https://` URLs;
 //! - [`credential`]: the chain of ways to sign in (service connection, managed identity,
 //!   Azure CLI);
-//! - [`key_vault`]: reading the secrets, with errors that say what to fix.
+//! - [`sign_in`]: the chain's sources and the transport, owned by a run;
+//! - [`key_vault`]: reading the secrets, with errors that say what to fix;
+//! - [`aks`]: an AKS cluster's kubeconfig from Resource Manager;
+//! - [`renewing_token`]: a token kept fresh for a long conversation (an AKS API server).
 //!
 //! [`fetch_workflow_secrets`] is what a run calls before its first step: every name in
 //! `secrets.names`, or none of the run happens.
 
+pub mod aks;
 pub mod cloud;
 pub mod credential;
 pub mod key_vault;
+pub mod renewing_token;
+pub mod sign_in;
 pub mod transport;
-
-use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use self::cloud::{AzureCloud, UnsupportedCloud};
-use self::credential::{CredentialChain, CredentialError, CredentialSources};
 use self::key_vault::{KeyVaultError, VaultSecret};
-use self::transport::{AzureTransport, TransportError};
+use self::sign_in::{AzureSignIn, SignInError};
 use crate::ado::agent_env::AgentEnv;
 use crate::ado::secret::Secret;
 use crate::redact::Redactor;
@@ -99,55 +101,36 @@ impl RunSecrets {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error(transparent)]
-    Cloud(#[from] UnsupportedCloud),
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    #[error(transparent)]
-    Credential(#[from] CredentialError),
+    SignIn(#[from] SignInError),
     #[error(transparent)]
     KeyVault(#[from] KeyVaultError),
 }
 
-/// Signs in with the chain for `sources` and reads every secret of `request`.
-/// `transport_override` is [`transport::OVERRIDE_ENV`]'s value (tests only).
+/// Signs in as `sign_in` says and reads every secret of `request`.
 pub async fn fetch_workflow_secrets(
     request: &SecretsRequest,
-    sources: CredentialSources<'_>,
-    transport_override: Option<&str>,
+    sign_in: &AzureSignIn,
 ) -> Result<RunSecrets, SecretsError> {
     if request.names.is_empty() {
         return Ok(RunSecrets::default());
     }
-    let cloud = AzureCloud::from_connection(sources.connection.and_then(|c| c.cloud.as_deref()))?;
+    let cloud = sign_in.cloud().map_err(SignInError::from)?;
     // Checked before signing in, so a typo is not reported as a sign-in failure.
     key_vault::vault_url(&request.vault, cloud)?;
-    let transport = AzureTransport::new(transport_override)?.into_sdk();
-    let credential: Arc<dyn azure_core::credentials::TokenCredential> =
-        Arc::new(CredentialChain::new(sources, cloud, &transport)?);
+    let signed_in = sign_in.sign_in()?;
     let secrets = key_vault::fetch_secrets(
         &request.vault,
         &request.names,
-        credential,
+        signed_in.credential,
         cloud,
-        &transport,
+        &signed_in.transport,
     )
     .await?;
     Ok(RunSecrets::new(secrets))
 }
 
-/// `request`'s secrets with no service connection: signing in as the machine or pod can (see
-/// [`CredentialSources::from_env`]); `on_azure_vm` allows IMDS.
-pub async fn fetch_secrets_as_machine(
-    request: &SecretsRequest,
-    env: &AgentEnv,
-    on_azure_vm: bool,
-) -> Result<RunSecrets, SecretsError> {
-    let sources = CredentialSources::from_env(env, on_azure_vm);
-    fetch_workflow_secrets(request, sources, env.var(transport::OVERRIDE_ENV)).await
-}
-
-/// One secret of a service's own (the hub's write tokens, a worker's hub token), read as
-/// [`fetch_secrets_as_machine`] reads. The value is never part of an error.
+/// One secret of a service's own (the hub's write tokens, a worker's hub token), read as the
+/// machine or pod (see [`AzureSignIn::as_machine`]). The value is never part of an error.
 pub async fn fetch_service_secret(
     vault: &str,
     name: &str,
@@ -158,7 +141,8 @@ pub async fn fetch_service_secret(
         vault: vault.to_owned(),
         names: vec![name.to_owned()],
     };
-    let mut fetched = fetch_secrets_as_machine(&request, env, on_azure_vm).await?;
+    let mut fetched =
+        fetch_workflow_secrets(&request, &AzureSignIn::as_machine(env, on_azure_vm)).await?;
     // Every name asked for is fetched or the call fails, so there is exactly one.
     Ok(fetched
         .secrets

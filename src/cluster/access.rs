@@ -1,6 +1,7 @@
 //! Reaching a cluster the way kubectl does: `--kubeconfig`/`KUBECONFIG`/`~/.kube/config` with an
 //! optional context (exec credential plugins such as `kubelogin` included), else in-cluster
-//! config; and calling it with bounded retries when the API server is unreachable.
+//! config; or an AKS cluster from Azure credentials ([`super::aks`]); and calling it with
+//! bounded retries when the API server is unreachable.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -10,6 +11,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ClusterError, ClusterErrorKind, Operation, is_transient};
+use crate::azure::aks::AksCluster;
+use crate::azure::sign_in::AzureSignIn;
 use crate::error::distinct_error_chain;
 
 /// Which cluster to talk to, and as whom.
@@ -19,7 +22,13 @@ pub struct ClusterAccess {
     pub kubeconfig: Option<PathBuf>,
     /// A kubeconfig context; default: the current context.
     pub context: Option<String>,
+    /// An AKS cluster reached through Azure Resource Manager instead of a kubeconfig file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aks: Option<AksCluster>,
 }
+
+/// Requests queued for the AKS client's stack (kube's own client buffers 1024 too).
+const BUFFERED_REQUESTS: usize = 1024;
 
 /// How long to keep trying an API server that cannot be reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,8 +76,37 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Builds a client; nothing is sent to the server yet.
-    pub async fn connect(access: &ClusterAccess, retry: RetryPolicy) -> Result<Self, ClusterError> {
+    /// Builds a client; nothing is sent to the API server yet (for AKS, Resource Manager and
+    /// Entra ID are asked for the credentials, signing in as `azure` says).
+    pub async fn connect(
+        access: &ClusterAccess,
+        retry: RetryPolicy,
+        azure: &AzureSignIn,
+    ) -> Result<Self, ClusterError> {
+        if let Some(cluster) = &access.aks {
+            let aks = super::aks::config(cluster, azure).await?;
+            let client = match aks.token {
+                None => kube::Client::try_from(aks.config.clone()),
+                Some(token) => {
+                    kube::client::ClientBuilder::try_from(aks.config.clone()).map(|builder| {
+                        builder
+                            // The filter clones the service it wraps; kube's stack is not Clone.
+                            .with_layer(&tower::buffer::BufferLayer::new(BUFFERED_REQUESTS))
+                            .with_layer(&tower::filter::AsyncFilterLayer::new(
+                                super::aks::EntraBearer(token),
+                            ))
+                            .build()
+                    })
+                }
+            }
+            .map_err(|err| {
+                ClusterError::new(
+                    Operation::new("load", "cluster access settings"),
+                    ClusterErrorKind::Config(distinct_error_chain(&err)),
+                )
+            })?;
+            return Ok(Self::new(client, &aks.config, retry));
+        }
         let config_error = |detail: String| {
             ClusterError::new(
                 Operation::new("load", "cluster access settings"),
@@ -107,16 +145,22 @@ impl Cluster {
                 .await
                 .map_err(|err| config_error(distinct_error_chain(&err)))?,
         };
-        let server = config.cluster_url.to_string();
-        let default_namespace = config.default_namespace.clone();
-        let client = kube::Client::try_from(config)
+        let client = kube::Client::try_from(config.clone())
             .map_err(|err| config_error(distinct_error_chain(&err)))?;
-        Ok(Self {
+        Ok(Self::new(client, &config, retry))
+    }
+
+    fn new(client: kube::Client, config: &kube::Config, retry: RetryPolicy) -> Self {
+        Self {
             client,
-            server: server.trim_end_matches('/').to_owned(),
-            default_namespace,
+            server: config
+                .cluster_url
+                .to_string()
+                .trim_end_matches('/')
+                .to_owned(),
+            default_namespace: config.default_namespace.clone(),
             retry,
-        })
+        }
     }
 
     pub fn client(&self) -> &kube::Client {

@@ -62,6 +62,8 @@ pub struct ClusterError {
 pub enum ClusterErrorKind {
     #[error("cannot load cluster access settings: {0}")]
     Config(String),
+    #[error(transparent)]
+    Aks(Box<crate::azure::aks::AksError>),
     #[error(
         "api server {server} unreachable after {attempts} attempts over {elapsed:.1?}: {detail}"
     )]

@@ -8,10 +8,11 @@
 //! ledger (what the run changed, what was live before) → rollback (restore, wait)
 //! ```
 //!
-//! `access` makes the client (kubeconfig, context, exec plugins, in-cluster) and bounds retries
-//! against an unreachable API server; `error` says which verb, resource and namespace failed.
+//! `access` makes the client (kubeconfig, context, exec plugins, in-cluster, or AKS through `aks`:
+//! Resource Manager and Entra ID tokens) and bounds retries against an unreachable API server; `error` says which verb, resource and namespace failed.
 
 pub mod access;
+pub mod aks;
 pub mod apply;
 pub mod error;
 pub mod evidence;

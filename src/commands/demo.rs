@@ -55,6 +55,8 @@ pub(crate) fn run(
         dry_run: false,
         quiet: args.quiet,
         approve: false,
+        // The demo workflow has no environment that asks for approval.
+        approve_deploy: false,
         record: None,
         replay: None,
     };

@@ -2,6 +2,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod demo;
+mod deploy_approval;
 pub(crate) mod hub;
 pub(crate) mod plan;
 pub(crate) mod run;

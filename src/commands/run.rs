@@ -9,6 +9,7 @@ use crate::ado::pipeline_context::PipelineContext;
 use crate::ado::secret::Secret;
 use crate::ado::service_connection::{OidcSettings, ServiceConnection};
 use crate::azure::credential::CredentialSources;
+use crate::azure::sign_in::AzureSignIn;
 use crate::azure::transport::OVERRIDE_ENV;
 use crate::azure::{RunSecrets, SecretsRequest, fetch_workflow_secrets};
 use crate::cli::{ColorChoice, RunArgs};
@@ -73,18 +74,21 @@ pub(crate) fn execute(
     }
     let args = invocation.args;
     let workflow = super::load(&args.workflow, color)?;
+    // Before anything of the run, secrets included: a refused deploy leaves no trace.
+    super::deploy_approval::require(&workflow, args, invocation.agent)?;
     let settings = RunSettings::resolve(args, &workflow);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
+    let azure = sign_in(invocation);
     let status = runtime.block_on(async {
         // Every secret first: a run that cannot have them must not start. A dry run needs
         // none (it shows placeholders), so it works offline, in a pull request's build.
         let secrets = if settings.dry_run {
             RunSecrets::default()
         } else {
-            fetch_secrets(invocation, &workflow).await?
+            fetch_secrets(invocation, &workflow, &azure).await?
         };
         if invocation.pipeline {
             announce_secrets(secrets.values().iter().map(String::as_str))?;
@@ -120,6 +124,7 @@ pub(crate) fn execute(
             &settings,
             &secrets,
             &pipeline_context,
+            &azure,
             &mut reporters,
             interrupts,
         )
@@ -145,11 +150,23 @@ pub(crate) fn execute(
     status
 }
 
-/// Fetches the workflow's `secrets.names` from its vault (or the task's), signing in with the
-/// service connection or, without one, the managed identity or the Azure CLI.
+/// How the run signs in to Azure (Key Vault, AKS): with the service connection or, without
+/// one, workload identity, the managed identity or the Azure CLI.
+fn sign_in(invocation: &Invocation<'_>) -> AzureSignIn {
+    let agent = invocation.agent;
+    let sources = CredentialSources {
+        connection: invocation.connection,
+        oidc: invocation.oidc,
+        ..CredentialSources::from_env(agent, agent.in_pipeline())
+    };
+    AzureSignIn::new(sources, agent.var(OVERRIDE_ENV))
+}
+
+/// Fetches the workflow's `secrets.names` from its vault (or the task's).
 async fn fetch_secrets(
     invocation: &Invocation<'_>,
     workflow: &Workflow,
+    azure: &AzureSignIn,
 ) -> Result<RunSecrets, Error> {
     let Some(config) = &workflow.secrets else {
         if let Some(vault) = invocation.vault {
@@ -162,19 +179,9 @@ async fn fetch_secrets(
         }
         return Ok(RunSecrets::default());
     };
-    let agent = invocation.agent;
-    let sources = CredentialSources {
-        connection: invocation.connection,
-        oidc: invocation.oidc,
-        ..CredentialSources::from_env(agent, agent.in_pipeline())
-    };
-    fetch_workflow_secrets(
-        &SecretsRequest::of(config, invocation.vault),
-        sources,
-        agent.var(OVERRIDE_ENV),
-    )
-    .await
-    .map_err(Error::Secrets)
+    fetch_workflow_secrets(&SecretsRequest::of(config, invocation.vault), azure)
+        .await
+        .map_err(Error::Secrets)
 }
 
 /// Announces each value with `task.setsecret` on stdout.

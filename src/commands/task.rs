@@ -46,6 +46,8 @@ fn run_task(agent: &AgentEnv, color_choice: ColorChoice, color: bool) -> Result<
         quiet: false,
         // The approval is a person's, given in the pipeline definition: `--approve` as a task input.
         approve: inputs.approve_dangerous_changes,
+        // A deployment job's environment approves deploys; no input can stand in for it.
+        approve_deploy: false,
         record: None,
         replay: None,
     };

@@ -20,6 +20,7 @@ use super::fingerprint::{FailureSignature, fingerprint};
 use super::interrupt::Interrupts;
 use super::repair::{IterationState, Repair};
 use super::template_context::TemplateContext;
+use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
 use crate::llm::TapeMode;
 use crate::report::Reporter;
@@ -96,6 +97,7 @@ pub struct Engine<'a> {
     secrets: Vec<String>,
     /// What `on_success` steps deliver; set when that phase starts.
     delivery: Option<Delivery>,
+    azure: AzureSignIn,
     started: Instant,
 }
 
@@ -120,6 +122,7 @@ impl<'a> Engine<'a> {
             repair,
             secrets: Vec::new(),
             delivery: None,
+            azure: AzureSignIn::default(),
             started: Instant::now(),
         }
     }
@@ -127,6 +130,12 @@ impl<'a> Engine<'a> {
     /// Secret values (fetched from Key Vault) that every step masks in its log and output.
     pub fn with_secrets(mut self, secrets: Vec<String>) -> Self {
         self.secrets = secrets;
+        self
+    }
+
+    /// How deploy and rollback steps sign in to Azure (AKS clusters).
+    pub fn with_azure(mut self, azure: AzureSignIn) -> Self {
+        self.azure = azure;
         self
     }
 
@@ -541,6 +550,7 @@ impl<'a> Engine<'a> {
                 services: &self.services,
                 deployments: &self.deployments,
                 secrets: &self.secrets,
+                azure: &self.azure,
             };
             if let Some(dir) = ctx.log_path.parent()
                 && let Err(err) = std::fs::create_dir_all(dir)

@@ -6,6 +6,7 @@
 
 use crate::ado::pipeline_context::PipelineContext;
 use crate::azure::RunSecrets;
+use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::{DeployLedger, LedgerError};
 use crate::engine::interrupt::Interrupts;
 use crate::engine::run_loop::{Engine, RunSettings, RunSummary};
@@ -27,12 +28,14 @@ pub enum RunStartError {
 }
 
 /// Runs `workflow` to its end, feeding `reporters` (finishing them is the caller's, which may
-/// still add to them). `pipeline` is what templates see as `ado`.
+/// still add to them). `pipeline` is what templates see as `ado`; `azure` is how steps sign in
+/// to Azure.
 pub async fn run_workflow(
     workflow: &Workflow,
     settings: &RunSettings,
     secrets: &RunSecrets,
     pipeline: &PipelineContext,
+    azure: &AzureSignIn,
     reporters: &mut Reporters,
     interrupts: Interrupts,
 ) -> Result<RunSummary, RunStartError> {
@@ -70,6 +73,7 @@ pub async fn run_workflow(
         deployments,
     )
     .with_secrets(secrets.values())
+    .with_azure(azure.clone())
     .run()
     .await;
     notify(&notifications, pipeline.in_pipeline).await;

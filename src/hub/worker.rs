@@ -18,8 +18,9 @@ use super::store::NewEvidence;
 use crate::ado::agent_env::AgentEnv;
 use crate::ado::pipeline_context::PipelineContext;
 use crate::ado::secret::Secret;
+use crate::azure::sign_in::AzureSignIn;
 use crate::azure::{
-    RunSecrets, SecretsError, SecretsRequest, fetch_secrets_as_machine, fetch_service_secret,
+    RunSecrets, SecretsError, SecretsRequest, fetch_service_secret, fetch_workflow_secrets,
 };
 use crate::engine::events::{Event, RunOutcome};
 use crate::engine::interrupt::Interrupts;
@@ -352,6 +353,7 @@ async fn work(
         &settings,
         &secrets,
         &pipeline,
+        &sign_in(options),
         &mut reporters,
         interrupts,
     )
@@ -396,13 +398,18 @@ async fn work(
 
 /// The workflow's `secrets:` from Key Vault, signing in as `agent-orch run` would on this
 /// machine; the reason to give back the task when that fails.
+/// How a task's run signs in to Azure: as the worker's machine or pod (IMDS when told so, or
+/// inside a pipeline job).
+fn sign_in(options: &WorkerOptions) -> AzureSignIn {
+    let env = &options.environment;
+    AzureSignIn::as_machine(env, options.managed_identity || env.in_pipeline())
+}
+
 async fn fetch_secrets(options: &WorkerOptions, workflow: &Workflow) -> Result<RunSecrets, String> {
     let Some(config) = &workflow.secrets else {
         return Ok(RunSecrets::default());
     };
-    let env = &options.environment;
-    let on_azure_vm = options.managed_identity || env.in_pipeline();
-    fetch_secrets_as_machine(&SecretsRequest::of(config, None), env, on_azure_vm)
+    fetch_workflow_secrets(&SecretsRequest::of(config, None), &sign_in(options))
         .await
         .map_err(|err| {
             format!(

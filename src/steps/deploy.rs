@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use super::step_log::StepLog;
 use super::{StepContext, StepOutcome, StepStatus};
+use crate::azure::aks::AksCluster;
 use crate::cluster::access::{Cluster, ClusterAccess, RetryPolicy};
 use crate::cluster::apply::{self, ResolvedManifest};
 use crate::cluster::error::Operation;
@@ -31,7 +32,7 @@ use crate::cluster::rollout::{
 use crate::cluster::rollout_status::{TEMPLATE_HASH_LABEL, current_replica_set, revision};
 use crate::workflow::duration::DurationSpec;
 use crate::workflow::span::Spanned;
-use crate::workflow::template::Template;
+use crate::workflow::template::{Renderer, Template};
 
 /// How long a running container may stay unready before the rollout counts as failed.
 pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(120);
@@ -56,6 +57,11 @@ pub struct DeployConfig {
     /// kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, then in-cluster config.
     #[serde(default)]
     pub kubeconfig: Option<Template>,
+    /// An AKS cluster, reached with Azure credentials instead of a kubeconfig; default:
+    /// `env.aks` when neither `kubeconfig` nor `context` is set.
+    // Boxed: most deploy steps have none, and every step kind is as large as the largest.
+    #[serde(default)]
+    pub aks: Option<Box<AksSettings>>,
     /// Wait for the rollouts to finish (default true).
     #[serde(default = "default_wait")]
     pub wait: bool,
@@ -66,6 +72,23 @@ pub struct DeployConfig {
 
 fn default_wait() -> bool {
     true
+}
+
+/// `aks:` of a deploy step or an environment: which AKS cluster, found through Azure Resource
+/// Manager with the run's Azure sign-in (the service connection in a pipeline).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AksSettings {
+    /// The subscription id; default: the service connection's subscription.
+    #[serde(default)]
+    pub subscription: Option<Template>,
+    pub resource_group: Template,
+    /// The managed cluster's name.
+    pub cluster: Template,
+    /// Use the cluster's local admin account (`listClusterAdminCredential`) instead of the
+    /// user's credentials (default false).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// Renders a template, naming the setting in the error.
@@ -93,6 +116,51 @@ fn environment_value(ctx: &StepContext<'_>, key: &str) -> Option<String> {
         .filter(|value| !value.trim().is_empty())
 }
 
+/// Where a deploy step would deploy, for a person to approve before the run starts:
+/// `AKS cluster `fleet-aks` (resource group `fleet-rg`), namespace `fleet``. A value only a
+/// run can know (an earlier step's output) is shown as written.
+pub fn describe_target(config: &DeployConfig, renderer: &Renderer) -> String {
+    let show = |template: &Template| {
+        renderer
+            .render(template)
+            .unwrap_or_else(|_| template.source().to_owned())
+    };
+    let env = |key: &str| {
+        renderer
+            .render(&Template(Spanned::detached(format!("{{{{ env.{key} }}}}"))))
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    let aks = match &config.aks {
+        Some(aks) => Some((show(&aks.cluster), show(&aks.resource_group))),
+        None if config.kubeconfig.is_none() && config.context.is_none() => {
+            env("aks.cluster").zip(env("aks.resource_group"))
+        }
+        None => None,
+    };
+    let cluster = match (aks, &config.context, &config.kubeconfig) {
+        (Some((name, group)), _, _) => {
+            format!("AKS cluster `{name}` (resource group `{group}`)")
+        }
+        (None, Some(context), _) => format!("kubeconfig context `{}`", show(context)),
+        (None, None, Some(path)) => format!("kubeconfig `{}`", show(path)),
+        (None, None, None) => env("context").map_or_else(
+            || "the current kubeconfig context".to_owned(),
+            |context| format!("kubeconfig context `{context}`"),
+        ),
+    };
+    let namespace = config
+        .namespace
+        .as_ref()
+        .map(show)
+        .or_else(|| env("namespace"))
+        .map_or_else(
+            || "the context's namespace".to_owned(),
+            |namespace| format!("namespace `{namespace}`"),
+        );
+    format!("{cluster}, {namespace}")
+}
+
 /// The rendered settings and the parsed, image-patched manifests.
 struct Prepared {
     access: ClusterAccess,
@@ -101,9 +169,85 @@ struct Prepared {
     images: Vec<ImageChange>,
 }
 
+/// The step's `aks`, else the environment's when the step names no kubeconfig or context.
+fn aks_cluster(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Option<AksCluster>, String> {
+    if let Some(aks) = &config.aks {
+        if config.kubeconfig.is_some() || config.context.is_some() {
+            return Err(
+                "`aks` and `kubeconfig`/`context` each say how to reach the cluster: keep one"
+                    .to_owned(),
+            );
+        }
+        let subscription = aks
+            .subscription
+            .as_ref()
+            .map(|t| render(ctx, "aks.subscription", t))
+            .transpose()?;
+        return resolve_aks(
+            ctx,
+            subscription,
+            render(ctx, "aks.resource_group", &aks.resource_group)?,
+            render(ctx, "aks.cluster", &aks.cluster)?,
+            aks.admin,
+        )
+        .map(Some);
+    }
+    if config.kubeconfig.is_some() || config.context.is_some() {
+        return Ok(None);
+    }
+    // `env.aks`: free-form environment values, so each is read (and rendered, as a template)
+    // here; `validate` checks their shape. A cluster that renders empty (a pipeline variable
+    // not given on a laptop) leaves the kubeconfig in charge.
+    let field = |key: &str| -> Result<Option<String>, String> {
+        environment_value(ctx, &format!("aks.{key}"))
+            .map(|value| {
+                ctx.renderer
+                    .render(&Template(Spanned::detached(value)))
+                    .map_err(|err| format!("failed to render `env.aks.{key}`: {}", err.reason()))
+            })
+            .transpose()
+            .map(|value| value.filter(|v| !v.trim().is_empty()))
+    };
+    let (Some(resource_group), Some(cluster)) = (field("resource_group")?, field("cluster")?)
+    else {
+        return Ok(None);
+    };
+    let admin = field("admin")?.is_some_and(|admin| admin == "true");
+    resolve_aks(ctx, field("subscription")?, resource_group, cluster, admin).map(Some)
+}
+
+fn resolve_aks(
+    ctx: &StepContext<'_>,
+    subscription: Option<String>,
+    resource_group: String,
+    name: String,
+    admin: bool,
+) -> Result<AksCluster, String> {
+    let subscription = subscription
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| {
+            ctx.azure
+                .connection()
+                .and_then(|c| c.subscription_id.clone())
+        })
+        .ok_or_else(|| {
+            format!(
+                "AKS cluster `{name}`: no subscription; set `aks.subscription` or use a service connection that has one"
+            )
+        })?;
+    Ok(AksCluster {
+        subscription,
+        resource_group,
+        name,
+        admin,
+    })
+}
+
 fn prepare(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Prepared, String> {
+    let aks = aks_cluster(config, ctx)?;
     let context = match &config.context {
         Some(t) => Some(render(ctx, "context", t)?),
+        None if aks.is_some() => None,
         None => environment_value(ctx, "context"),
     };
     let kubeconfig = config
@@ -157,6 +301,7 @@ fn prepare(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Prepared, Str
         access: ClusterAccess {
             kubeconfig,
             context,
+            aks,
         },
         namespace,
         manifests,
@@ -223,7 +368,8 @@ async fn deploy(config: &DeployConfig, ctx: &StepContext<'_>, log: &Mutex<StepLo
         Ok(prepared) => prepared,
         Err(message) => return StepOutcome::failed(message),
     };
-    let cluster = match Cluster::connect(&prepared.access, RetryPolicy::default()).await {
+    let cluster = match Cluster::connect(&prepared.access, RetryPolicy::default(), ctx.azure).await
+    {
         Ok(cluster) => cluster,
         Err(error) => return StepOutcome::failed(error.to_string()),
     };
@@ -426,4 +572,44 @@ async fn deploy(config: &DeployConfig, ctx: &StepContext<'_>, log: &Mutex<StepLo
     ));
     outcome.outputs = outputs;
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(config: &str, context: serde_json::Value) -> String {
+        let config: DeployConfig = serde_saphyr::from_str(config).unwrap();
+        describe_target(&config, &Renderer::new(context))
+    }
+
+    #[test]
+    fn targets_name_the_cluster_and_namespace_a_person_approves() {
+        let env = serde_json::json!({
+            "env": {"namespace": "fleet", "aks": {"resource_group": "fleet-rg", "cluster": "fleet-aks"}},
+            "vars": {"cluster": "other-aks"},
+        });
+        assert_eq!(
+            target("manifests: [a.yaml]", env.clone()),
+            "AKS cluster `fleet-aks` (resource group `fleet-rg`), namespace `fleet`"
+        );
+        assert_eq!(
+            target(
+                "manifests: [a.yaml]\nnamespace: web\naks: {resource_group: rg, cluster: \"{{ vars.cluster }}\"}",
+                env.clone()
+            ),
+            "AKS cluster `other-aks` (resource group `rg`), namespace `web`"
+        );
+        assert_eq!(
+            target("manifests: [a.yaml]\ncontext: kind-dev", env),
+            "kubeconfig context `kind-dev`, namespace `fleet`"
+        );
+        assert_eq!(
+            target(
+                "manifests: [a.yaml]\nnamespace: \"{{ steps.build.outputs.ns }}\"",
+                serde_json::json!({"env": {}})
+            ),
+            "the current kubeconfig context, namespace `{{ steps.build.outputs.ns }}`"
+        );
+    }
 }

@@ -21,6 +21,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
 use crate::workflow::model::{Step, StepKind};
 use crate::workflow::template::{Renderer, Template};
@@ -56,6 +57,8 @@ pub struct StepContext<'a> {
     pub deployments: &'a DeployLedger,
     /// The run's secret values (from Key Vault): masked in the step's log, echo and messages.
     pub secrets: &'a [String],
+    /// How to sign in to Azure (an AKS deploy or rollback).
+    pub azure: &'a AzureSignIn,
 }
 
 /// What the step would do, for `--dry-run`: its main setting rendered where it can be. A value

@@ -78,7 +78,8 @@ async fn roll_back(
             restored.push(entry.name.clone());
             continue;
         }
-        let cluster = match Cluster::connect(&entry.access, RetryPolicy::default()).await {
+        let cluster = match Cluster::connect(&entry.access, RetryPolicy::default(), ctx.azure).await
+        {
             Ok(cluster) => cluster,
             Err(error) => {
                 failures.push(error.to_string());

@@ -62,7 +62,21 @@ pub fn schema() -> Value {
     if let Some(object) = environment.as_object_mut() {
         object.insert(
             "properties".into(),
-            json!({"require_approval": {"type": "boolean", "description": "Ask a human before deploying here."}}),
+            json!({
+                "require_approval": {"type": "boolean", "description": "Ask a human before deploying here: on a terminal, `--approve-deploy`, or a deployment job in a pipeline."},
+                "aks": {
+                    "type": "object",
+                    "description": "The AKS cluster deploy steps reach with the run's Azure sign-in (unless a step names a kubeconfig or context).",
+                    "properties": {
+                        "subscription": {"type": "string", "description": "Default: the service connection's subscription."},
+                        "resource_group": {"type": "string"},
+                        "cluster": {"type": "string"},
+                        "admin": {"type": "boolean", "description": "Use the cluster's local admin account."},
+                    },
+                    "required": ["resource_group", "cluster"],
+                    "additionalProperties": false,
+                },
+            }),
         );
     }
     let secrets = generator.subschema_for::<SecretsConfig>().to_value();

@@ -27,6 +27,7 @@ pub(crate) fn validate(workflow: &Workflow, decoded: &Decoded, root: &Node) -> V
     rollback_targets(workflow, headers, &mut diagnostics);
     safety(workflow, root, &mut diagnostics);
     approvals(root, &mut diagnostics);
+    environment_clusters(root, &mut diagnostics);
     let checker = TemplateChecker::new(workflow, headers);
     checker.check_sites(&decoded.sites, &mut diagnostics);
     checker.check_environments(&decoded.environments, &mut diagnostics);
@@ -301,6 +302,78 @@ fn approvals(root: &Node, diagnostics: &mut Vec<Diagnostic>) {
                     "only `true` and `false` are booleans: `yes`, `no`, `on` and `off` are strings",
                 ),
             );
+        }
+    }
+}
+
+/// An environment's `aks` is free-form YAML like the rest of it, but deploy steps read it: the
+/// same shape as a deploy step's `aks`, checked here so a typo is not a silent kubeconfig deploy.
+fn environment_clusters(root: &Node, diagnostics: &mut Vec<Diagnostic>) {
+    const KEYS: [&str; 4] = ["subscription", "resource_group", "cluster", "admin"];
+    let Some((_, environments)) = root.get("environments") else {
+        return;
+    };
+    for (_, environment) in environments.as_map().unwrap_or_default() {
+        let Some((_, aks)) = environment.get("aks") else {
+            continue;
+        };
+        let Some(entries) = aks.as_map() else {
+            diagnostics.push(Diagnostic::new(
+                DiagnosticKind::InvalidValue,
+                format!(
+                    "`aks` must be a mapping (`{{resource_group, cluster}}`), found {}",
+                    aks.describe()
+                ),
+                aks.span.clone(),
+            ));
+            continue;
+        };
+        for (key, value) in entries {
+            if !KEYS.contains(&key.name.as_str()) {
+                diagnostics.push(
+                    Diagnostic::new(
+                        DiagnosticKind::UnknownKey,
+                        format!("unknown key `{}` in `aks`", key.name),
+                        key.span.clone(),
+                    )
+                    .with_help(format!(
+                        "expected one of {}",
+                        KEYS.map(|k| format!("`{k}`")).join(", ")
+                    )),
+                );
+                continue;
+            }
+            let expected_bool = key.name == "admin";
+            let fits = match &value.value {
+                Value::Bool(_) => expected_bool,
+                Value::String(_) => !expected_bool,
+                _ => false,
+            };
+            if !fits {
+                diagnostics.push(Diagnostic::new(
+                    DiagnosticKind::InvalidValue,
+                    format!(
+                        "`aks.{}` must be {}, found {}",
+                        key.name,
+                        if expected_bool {
+                            "`true` or `false`"
+                        } else {
+                            "a string"
+                        },
+                        value.describe()
+                    ),
+                    value.span.clone(),
+                ));
+            }
+        }
+        for required in ["resource_group", "cluster"] {
+            if aks.get(required).is_none() {
+                diagnostics.push(Diagnostic::new(
+                    DiagnosticKind::MissingKey,
+                    format!("`aks` needs `{required}`"),
+                    aks.span.clone(),
+                ));
+            }
         }
     }
 }

@@ -13,10 +13,12 @@ mod ado_shim;
 mod ado_task;
 #[cfg(unix)]
 mod ado_vsix;
+mod aks;
 mod audit_cli;
 mod cli_commands;
 mod demo;
 mod deploy;
+mod deploy_approval;
 mod fuzz;
 mod hub_api;
 mod hub_cli;

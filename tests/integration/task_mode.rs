@@ -7,11 +7,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::keyvault::{DB_PASSWORD, files_under, vault};
+use crate::support::arm_fake::FakeAks;
 use crate::support::azure_server::{
-    AzureServer, CLIENT_ID, CLIENT_SECRET, CONNECTION_ID, FEDERATED_ACCESS_TOKEN, OIDC_TOKEN,
-    SYSTEM_ACCESS_TOKEN, TENANT_ID,
+    AKS_SERVER_ID, AzureConfig, AzureServer, CLIENT_ID, CLIENT_SECRET, CONNECTION_ID,
+    FEDERATED_ACCESS_TOKEN, OIDC_TOKEN, SUBSCRIPTION_ID, SYSTEM_ACCESS_TOKEN, TENANT_ID,
 };
 use crate::support::cli::{Project, RunResult};
+use crate::support::kube_api::{NAMESPACE, TestCluster, deployment_manifest};
 use crate::support::oidc_fake::OIDC_REQUEST_URI;
 use crate::support::process::output_with_timeout;
 use crate::support::repo;
@@ -446,4 +448,50 @@ fn a_service_principal_connection_signs_in_with_its_secret_and_keeps_it_secret()
             assert!(!text.contains(secret), "{path} leaks a secret");
         }
     }
+}
+
+/// The task reaches an Entra ID AKS cluster from its service connection alone (workload
+/// identity federation): Resource Manager gives the kubeconfig, Entra a token for the AKS
+/// server application, and the fake API server, which takes no other token, gets the deploy.
+#[test]
+fn the_task_deploys_to_aks_from_the_service_connection() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cluster = runtime.block_on(TestCluster::start());
+    cluster.fake.require_token_audience(AKS_SERVER_ID);
+    let server = AzureServer::start(AzureConfig::with_aks(FakeAks::entra(&cluster.fake.url())));
+    let project = project();
+    project
+        .file(
+            "aks.yaml",
+            &format!(
+                "name: aks-task\nenvironments:\n  staging:\n    namespace: {NAMESPACE}\n    aks: {{subscription: {SUBSCRIPTION_ID}, resource_group: fleet-rg, cluster: fleet-aks}}\nsteps:\n  - id: deploy\n    deploy: {{manifests: [k8s/app.yaml], image: \"registry.local/web:{{{{ ado.build_id }}}}\"}}\n"
+            ),
+        )
+        .file(
+            "k8s/app.yaml",
+            &deployment_manifest("web", "placeholder", "").replace("{{ vars.replicas }}", "1"),
+        );
+
+    let TaskRun { result, .. } = run_task(
+        &project,
+        &server,
+        &[
+            ("INPUT_WORKFLOWFILE", "aks.yaml"),
+            ("INPUT_ENVIRONMENT", "staging"),
+        ],
+    );
+
+    result.assert_code(0);
+    let image = cluster
+        .fake
+        .deployment(NAMESPACE, "web")
+        .and_then(|d| d.spec)
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.image);
+    assert_eq!(image.as_deref(), Some("registry.local/web:4711"));
+    let calls = server.requests_to("/subscriptions/");
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(calls[0].status, 200);
+    assert!(server.aks_tokens_issued() >= 1);
 }

@@ -46,13 +46,13 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let required = lock(&shared.state).bearer_token.clone();
-    if let Some(token) = required {
+    let required = lock(&shared.state).bearer.clone();
+    if let Some(check) = required {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if presented != Some(token.as_str()) {
+        if !presented.is_some_and(|token| check.accepts(token)) {
             return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
         }
     }

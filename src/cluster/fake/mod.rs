@@ -7,7 +7,8 @@
 //! `pod-template-hash`), pods that become ready, and the Deployment status kubectl reads.
 //! Failures are injected per deployment ([`FakeCluster::inject_failure`]) or by image tag
 //! (`web:crashloop`, see [`Failure::image_tag`]); 403s per verb and resource
-//! ([`FakeCluster::forbid`]); and the whole server can go down and come back.
+//! ([`FakeCluster::forbid`]); bearer tokens, or Entra ID tokens for an audience, required
+//! ([`FakeCluster::require_token_audience`]); and the whole server can go down and come back.
 //!
 //! Known simplifications: apply merges onto the stored object (fields dropped from a manifest
 //! are kept), a rollout surges every new pod at once, and old pods go when all new ones are ready.
@@ -73,8 +74,43 @@ struct State {
     store: Store,
     sim: SimState,
     forbidden: Vec<ForbiddenRule>,
-    /// When set, requests without `Authorization: Bearer <token>` get 401.
-    bearer_token: Option<String>,
+    /// When set, requests without an acceptable `Authorization: Bearer` get 401.
+    bearer: Option<BearerCheck>,
+}
+
+/// Which bearer tokens the fake accepts.
+#[derive(Clone, Debug)]
+enum BearerCheck {
+    /// Exactly this token (as from an exec plugin or a static kubeconfig token).
+    Token(String),
+    /// A JWT whose `aud` claim is this and whose `exp` has not passed, as an AKS API server
+    /// with Microsoft Entra ID checks (the signature is not checked: no keys in tests).
+    Audience(String),
+}
+
+impl BearerCheck {
+    fn accepts(&self, presented: &str) -> bool {
+        match self {
+            Self::Token(token) => presented == token,
+            Self::Audience(audience) => jwt_claims(presented).is_some_and(|claims| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                claims.get("aud").and_then(Value::as_str) == Some(audience.as_str())
+                    && claims
+                        .get("exp")
+                        .and_then(Value::as_u64)
+                        .is_some_and(|exp| exp > now)
+            }),
+        }
+    }
+}
+
+/// The claims of a `header.claims.signature` token.
+fn jwt_claims(token: &str) -> Option<serde_json::Map<String, Value>> {
+    let claims = token.split('.').nth(1)?;
+    let bytes = azure_core::base64::decode_url_safe(claims).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 struct Shared {
@@ -112,7 +148,7 @@ pub async fn serve(listener: TcpListener, options: FakeOptions) -> std::io::Resu
             store: Store::new(),
             sim: SimState::default(),
             forbidden: Vec::new(),
-            bearer_token: None,
+            bearer: None,
         }),
         down: Mutex::new(CancellationToken::new()),
     });
@@ -198,7 +234,13 @@ impl FakeCluster {
 
     /// Answer 401 to requests that do not carry this bearer token (as from an exec plugin).
     pub fn require_bearer_token(&self, token: &str) {
-        lock(&self.shared.state).bearer_token = Some(token.to_owned());
+        lock(&self.shared.state).bearer = Some(BearerCheck::Token(token.to_owned()));
+    }
+
+    /// Answer 401 to requests whose bearer is not an unexpired JWT for `audience` (an AKS
+    /// cluster with Entra ID accepts tokens for its server application only).
+    pub fn require_token_audience(&self, audience: &str) {
+        lock(&self.shared.state).bearer = Some(BearerCheck::Audience(audience.to_owned()));
     }
 
     /// Stops listening and ends open connections: clients see connection refused.

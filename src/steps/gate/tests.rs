@@ -7,6 +7,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
 use crate::steps::RunInfo;
 use crate::steps::service::Services;
@@ -82,6 +83,7 @@ struct Harness {
     timeout: Option<Duration>,
     services: Services,
     deployments: DeployLedger,
+    azure: AzureSignIn,
 }
 
 impl Harness {
@@ -119,6 +121,7 @@ impl Harness {
             timeout: None,
             services: Services::default(),
             deployments: DeployLedger::in_memory(),
+            azure: AzureSignIn::default(),
         }
     }
 
@@ -138,6 +141,7 @@ impl Harness {
             services: &self.services,
             deployments: &self.deployments,
             secrets: &[],
+            azure: &self.azure,
         }
     }
 

@@ -1,7 +1,7 @@
 //! One local server for every Azure endpoint a run talks to: the pipeline's OIDC endpoint
 //! ([`super::oidc_fake`]), Microsoft Entra ID's token endpoint ([`super::entra_fake`]), the App
-//! Service managed identity endpoint ([`super::managed_identity_fake`]) and Key Vault
-//! ([`super::key_vault_fake`]).
+//! Service managed identity endpoint ([`super::managed_identity_fake`]), Key Vault
+//! ([`super::key_vault_fake`]) and Resource Manager's AKS credential calls ([`super::arm_fake`]).
 //!
 //! The binary reaches it through `AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE`: the Azure clients keep
 //! their real `https://` URLs and the transport sends each request here, path unchanged, with
@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -18,7 +19,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tokio::sync::oneshot;
 
-use super::{entra_fake, key_vault_fake, managed_identity_fake, oidc_fake};
+use super::arm_fake::FakeAks;
+use super::{arm_fake, entra_fake, key_vault_fake, managed_identity_fake, oidc_fake};
 
 pub(crate) const TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 pub(crate) const CLIENT_ID: &str = "3f2a6d1e-5b4c-4e8a-9d7f-0a1b2c3d4e5f";
@@ -30,6 +32,13 @@ pub(crate) const OIDC_TOKEN: &str = "eyJoaWRjLXRva2VuIn0.oidc-assertion-b9a2.sig
 /// What Entra issues for the assertion, and the managed identity endpoint issues directly.
 pub(crate) const FEDERATED_ACCESS_TOKEN: &str = "kv-access-token-federated-7f3e91";
 pub(crate) const MANAGED_IDENTITY_ACCESS_TOKEN: &str = "kv-access-token-managed-identity-2c8d";
+/// What Entra issues for Resource Manager (`https://management.azure.com/.default`).
+pub(crate) const ARM_ACCESS_TOKEN: &str = "arm-access-token-3d7c52";
+/// The AKS server application: the `--server-id` of every Entra ID AKS kubeconfig, the audience
+/// of the tokens its API server accepts.
+pub(crate) const AKS_SERVER_ID: &str = "6dae42f8-4368-4678-94ff-3960e28e3630";
+/// The subscription of the service connection and of the fake AKS cluster.
+pub(crate) const SUBSCRIPTION_ID: &str = "0b1f6471-1bf0-4dda-aec3-cb9272f09590";
 /// What a fake `az account get-access-token` prints.
 pub(crate) const CLI_ACCESS_TOKEN: &str = "kv-access-token-azure-cli-6b1a";
 /// A service principal connection's client secret, exchanged at Entra directly.
@@ -44,6 +53,10 @@ pub(crate) struct AzureConfig {
     pub(crate) secrets: HashMap<String, String>,
     /// Every secret read is answered 403, as for an identity without `get` permission.
     pub(crate) deny: bool,
+    /// The AKS cluster Resource Manager knows, if any.
+    pub(crate) aks: Option<FakeAks>,
+    /// How long the AKS tokens Entra issues last.
+    pub(crate) aks_token_lifetime_secs: u64,
 }
 
 impl AzureConfig {
@@ -54,6 +67,16 @@ impl AzureConfig {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             deny: false,
+            aks: None,
+            aks_token_lifetime_secs: 3599,
+        }
+    }
+
+    /// An empty vault and Resource Manager that knows `aks`.
+    pub(crate) fn with_aks(aks: FakeAks) -> Self {
+        Self {
+            aks: Some(aks),
+            ..Self::with_secrets(&[])
         }
     }
 }
@@ -72,6 +95,8 @@ pub(crate) struct AzureState {
     /// Changeable while the server runs, as a vault's secrets and access policies are.
     pub(crate) config: Mutex<AzureConfig>,
     requests: Mutex<Vec<Recorded>>,
+    /// AKS tokens issued so far.
+    pub(crate) aks_tokens_issued: AtomicU32,
 }
 
 pub(crate) struct AzureServer {
@@ -86,12 +111,14 @@ impl AzureServer {
         let state = Arc::new(AzureState {
             config: Mutex::new(config),
             requests: Mutex::new(Vec::new()),
+            aks_tokens_issued: AtomicU32::new(0),
         });
         let app = Router::new()
             .merge(oidc_fake::routes())
             .merge(entra_fake::routes())
             .merge(managed_identity_fake::routes())
             .merge(key_vault_fake::routes())
+            .merge(arm_fake::routes())
             .layer(axum::middleware::from_fn_with_state(state.clone(), record))
             .with_state(state.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -135,6 +162,11 @@ impl AzureServer {
     /// Takes the identity's `get` permission away (`true`) or gives it back.
     pub(crate) fn set_deny(&self, deny: bool) {
         self.state.config.lock().unwrap().deny = deny;
+    }
+
+    /// How many AKS tokens Entra has issued.
+    pub(crate) fn aks_tokens_issued(&self) -> u32 {
+        self.state.aks_tokens_issued.load(Ordering::SeqCst)
     }
 
     /// Every request so far, in order.

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use agent_orch::azure::sign_in::AzureSignIn;
 use agent_orch::cluster::fake::{self, FakeCluster, FakeOptions};
 use agent_orch::cluster::ledger::DeployLedger;
 use agent_orch::steps::deploy::DeployConfig;
@@ -24,15 +25,21 @@ pub(crate) struct TestCluster {
     pub kubeconfig: PathBuf,
     pub ledger: DeployLedger,
     pub cancel: CancellationToken,
+    /// How deploys sign in to Azure (AKS tests set a service connection).
+    pub azure: AzureSignIn,
     renderer: Renderer,
 }
 
 impl TestCluster {
     pub(crate) async fn start() -> Self {
+        Self::start_with(FakeOptions::default()).await
+    }
+
+    pub(crate) async fn start_with(options: FakeOptions) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("should succeed");
-        let fake = fake::serve(listener, FakeOptions::default())
+        let fake = fake::serve(listener, options)
             .await
             .expect("should succeed");
         let dir = tempfile::tempdir().expect("should succeed");
@@ -51,6 +58,7 @@ impl TestCluster {
             kubeconfig,
             ledger,
             cancel: CancellationToken::new(),
+            azure: AzureSignIn::default(),
             renderer,
         }
     }
@@ -62,9 +70,15 @@ impl TestCluster {
         path
     }
 
-    /// A deploy config from YAML, with `kubeconfig` pointing at the fake unless it sets one.
+    /// What templates see (`env`, `vars`, ...), replacing the defaults.
+    pub(crate) fn set_template_context(&mut self, context: serde_json::Value) {
+        self.renderer = Renderer::new(context);
+    }
+
+    /// A deploy config from YAML, with `kubeconfig` pointing at the fake unless it sets one
+    /// (or reaches the cluster through `aks`, or is meant to use `env.aks`: `# env.aks`).
     pub(crate) fn deploy_config(&self, yaml: &str) -> DeployConfig {
-        let yaml = if yaml.contains("kubeconfig:") {
+        let yaml = if yaml.contains("kubeconfig:") || yaml.contains("aks") {
             yaml.to_owned()
         } else {
             format!("{yaml}\nkubeconfig: {}\n", self.kubeconfig.display())
@@ -126,6 +140,7 @@ impl TestCluster {
             deployments: ledger,
             services: &services,
             secrets: &[],
+            azure: &self.azure,
         };
         agent_orch::steps::deploy::run(config, &ctx).await
     }
@@ -150,6 +165,7 @@ impl TestCluster {
             deployments: ledger,
             services: &services,
             secrets: &[],
+            azure: &self.azure,
         };
         agent_orch::steps::rollback::run(&config, &ctx).await
     }

@@ -1,5 +1,6 @@
 //! Fakes and helpers shared by the integration tests, one file each.
 
+pub(crate) mod arm_fake;
 pub(crate) mod azure_server;
 pub(crate) mod chromium;
 pub(crate) mod cli;

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agent_orch::azure::sign_in::AzureSignIn;
 use agent_orch::cluster::ledger::DeployLedger;
 use agent_orch::steps::service::Services;
 use agent_orch::steps::{RunInfo, StepContext};
@@ -22,6 +23,7 @@ pub(crate) struct StepHarness {
     pub(crate) timeout: Option<Duration>,
     pub(crate) services: Services,
     pub(crate) deployments: DeployLedger,
+    azure: AzureSignIn,
 }
 
 impl StepHarness {
@@ -53,6 +55,7 @@ impl StepHarness {
             timeout: None,
             services: Services::default(),
             deployments: DeployLedger::in_memory(),
+            azure: AzureSignIn::default(),
         }
     }
 
@@ -73,6 +76,7 @@ impl StepHarness {
             services: &self.services,
             deployments: &self.deployments,
             secrets: &[],
+            azure: &self.azure,
         }
     }
 
