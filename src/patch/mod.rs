@@ -24,6 +24,7 @@ mod diff;
 mod locate;
 mod parse;
 mod policy;
+mod temp_file;
 mod text;
 mod workspace;
 mod write;
@@ -38,6 +39,7 @@ pub use parse::{ParseError, ParseErrorKind, parse};
 pub use policy::{
     Policy, PolicyConfig, PolicyDecision, PolicyError, Rule, RuleCheck, Verdict, Violation,
 };
+pub use temp_file::remove_stale_temps;
 pub use workspace::{PathViolation, Workspace, WorkspaceError};
 
 /// Plans `patch` against `workspace` and applies it atomically (no policy check: run

@@ -16,6 +16,8 @@ mod ado_vsix;
 mod cli_commands;
 mod demo;
 mod deploy;
+#[cfg(target_os = "linux")]
+mod escaping_processes;
 mod hub_api;
 mod hub_cli;
 mod hub_dashboard;
