@@ -21,6 +21,7 @@ mod decode;
 pub mod diagnostic;
 pub mod duration;
 pub mod expand;
+pub mod lint;
 mod load;
 pub mod model;
 mod node;
