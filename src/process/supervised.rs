@@ -24,36 +24,38 @@ pub(super) struct Launcher {
 
 static LAUNCHER: OnceLock<Launcher> = OnceLock::new();
 
+/// This very executable, even if its file was replaced or deleted since it started (an
+/// upgrade during a long run): the kernel resolves the link in the forked child, which is
+/// still our image.
+const CURRENT_EXE: &str = "/proc/self/exe";
+
 /// Runs every later command under a supervisor started as this very executable. Only the
 /// agent-orch binary can do that (its entry point answers [`SUPERVISOR_ENV`]); a program that
 /// uses the library without calling this runs commands in a process group only.
 pub fn supervise_with_current_exe() {
-    if let Ok(program) = std::env::current_exe() {
-        let _ = LAUNCHER.set(Launcher {
-            program,
-            args: Vec::new(),
-        });
-    }
+    let _ = LAUNCHER.set(Launcher {
+        program: PathBuf::from(CURRENT_EXE),
+        args: Vec::new(),
+    });
 }
 
 /// The launcher, if commands are to be supervised. Unit tests start their own test binary,
 /// with a filter that runs only the supervisor's entry point.
 pub(super) fn launcher() -> Option<&'static Launcher> {
     #[cfg(test)]
-    if let Ok(program) = std::env::current_exe() {
-        return Some(LAUNCHER.get_or_init(|| {
-            Launcher {
-                program,
-                args: [
-                    "process::supervisor::tests::entry",
-                    "--exact",
-                    "--nocapture",
-                ]
-                .map(OsString::from)
-                .to_vec(),
-            }
-        }));
-    }
+    return Some(LAUNCHER.get_or_init(|| {
+        Launcher {
+            program: PathBuf::from(CURRENT_EXE),
+            args: [
+                "process::supervisor::tests::entry",
+                "--exact",
+                "--nocapture",
+            ]
+            .map(OsString::from)
+            .to_vec(),
+        }
+    }));
+    #[cfg(not(test))]
     LAUNCHER.get()
 }
 

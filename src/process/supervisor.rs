@@ -12,8 +12,8 @@
 //! and tokio spawns from worker threads that may end; cgroups v2 would do the same job but are
 //! often neither mounted nor writable (CI containers, this machine's hybrid v1 layout).
 //!
-//! The protocol on the socket, agent-orch → supervisor: one JSON line, the [`Request`]; then
-//! single bytes, [`TERMINATE`] (SIGTERM every descendant) or [`KILL`] (SIGKILL them); end of
+//! The protocol on the socket, agent-orch → supervisor: one JSON line, the `Request`; then
+//! single bytes, `T` (SIGTERM every descendant) or `K` (SIGKILL them); end of
 //! file means agent-orch is gone (SIGKILL them). Supervisor → agent-orch: `started` or
 //! `failed ERRNO` once the command was spawned, and `exit CODE` or `signal NUMBER` when it
 //! ended and everything it left was killed. The command's output goes to the supervisor's
@@ -166,10 +166,11 @@ fn reap(main: Pid) -> (bool, Option<Exit>) {
     }
 }
 
-/// Kills every descendant, round after round, until none is left.
+/// Kills every descendant, round after round, until none is left. As a subreaper, having no
+/// child means having no descendant: the usual case, a command that left nothing behind,
+/// costs no walk over `/proc`.
 fn kill_all(reaping: &Mutex<()>) {
     loop {
-        signal_all(Signal::SIGKILL, reaping);
         let children_left = {
             let _turn = reaping.lock().unwrap_or_else(PoisonError::into_inner);
             reap(Pid::from_raw(0)).0
@@ -177,6 +178,7 @@ fn kill_all(reaping: &Mutex<()>) {
         if !children_left {
             return;
         }
+        signal_all(Signal::SIGKILL, reaping);
         std::thread::sleep(KILL_ROUND);
     }
 }
