@@ -8,6 +8,20 @@ use crate::commands;
 use crate::error::{Error, ExitStatus};
 
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
+    #[cfg(target_os = "linux")]
+    {
+        if crate::process::supervisor::requested() {
+            return match crate::process::supervisor::run() {
+                Ok(()) => ExitStatus::Success,
+                // Its stderr is the command's output: the error lands in the step's log.
+                Err(err) => {
+                    let _ = writeln!(std::io::stderr(), "agent-orch supervisor: {err}");
+                    ExitStatus::RunFailed
+                }
+            };
+        }
+        crate::process::supervise_with_current_exe();
+    }
     let cli = match Cli::parse_from_args(args) {
         Ok(cli) => cli,
         Err(err) => {

@@ -147,7 +147,7 @@ fn first_content_line(first_line: usize, document: &str) -> usize {
 
 /// Documents with the 1-based line each starts on; separator lines become blank lines so
 /// positions inside a document stay what they are in the file.
-fn split_documents(text: &str) -> Vec<(usize, String)> {
+pub(super) fn split_documents(text: &str) -> Vec<(usize, String)> {
     let mut documents = Vec::new();
     let mut current = String::new();
     let mut start = 1;

@@ -19,6 +19,7 @@ pub mod evidence;
 pub mod fake;
 pub mod ledger;
 pub mod manifest;
+pub mod manifest_shape;
 pub mod rollback;
 pub mod rollout;
 pub mod rollout_status;

@@ -16,7 +16,11 @@ pub(crate) fn run(args: &ValidateArgs, color: bool) -> Result<ExitStatus, Error>
             every_environment: true,
         };
         match workflow::load(file, &options) {
-            Ok(_) => {
+            Ok(workflow) => {
+                // Warnings are shown, and leave the exit status alone.
+                for warning in workflow::lint::warnings(&workflow) {
+                    let _ = writeln!(stderr, "{}", warning.render(color));
+                }
                 let _ = writeln!(stderr, "{}: ok", file.display());
             }
             Err(diagnostics) => {

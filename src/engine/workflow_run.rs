@@ -11,6 +11,7 @@ use crate::cluster::ledger::{DeployLedger, LedgerError};
 use crate::engine::interrupt::Interrupts;
 use crate::engine::run_loop::{Engine, RunSettings, RunSummary};
 use crate::engine::template_context::TemplateContext;
+use crate::patch::remove_stale_temps;
 use crate::report::Reporters;
 use crate::report::notification::Notifications;
 use crate::report::warning::warn;
@@ -40,6 +41,8 @@ pub async fn run_workflow(
     interrupts: Interrupts,
 ) -> Result<RunSummary, RunStartError> {
     reporters.mask_secrets(secrets.values());
+    // An apply interrupted by a SIGKILL leaves its temporary files; the targets are intact.
+    remove_stale_temps(&settings.workdir);
     let ado = match pipeline.to_template_value() {
         serde_json::Value::Object(map) => map,
         _ => serde_json::Map::new(),

@@ -28,6 +28,7 @@ mod locate;
 mod parse;
 mod policy;
 mod protect;
+mod temp_file;
 mod text;
 mod workspace;
 mod write;
@@ -44,6 +45,7 @@ pub use policy::{
     Policy, PolicyConfig, PolicyDecision, PolicyError, Rule, RuleCheck, Verdict, Violation,
 };
 pub use protect::DEFAULT_PROTECT;
+pub use temp_file::remove_stale_temps;
 pub use workspace::{PathViolation, Workspace, WorkspaceError};
 
 /// Plans `patch` against `workspace` and applies it atomically (no policy check: run

@@ -10,6 +10,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::apply_error::{ApplyError, ApplyErrorKind};
+use super::temp_file::temp_path;
 
 /// One file's change: `contents: None` deletes it; `original: None` means it does not exist.
 pub(crate) struct FileWrite<'a> {
@@ -78,11 +79,7 @@ fn prepare(
         let parent = write.path.parent().unwrap_or(Path::new("."));
         create_dirs(parent, created_dirs)
             .map_err(|source| io_error("create the directory", parent, source))?;
-        let name = write.path.file_name().unwrap_or_default().to_string_lossy();
-        let temp = parent.join(format!(
-            ".{name}.agent-orch-{}-{index}.tmp",
-            std::process::id()
-        ));
+        let temp = temp_path(write.path, index);
         write_file(&temp, contents, write.permissions)
             .map_err(|source| io_error("write a temporary file for", write.path, source))?;
         temps.push(Some(temp));
@@ -143,9 +140,7 @@ fn restore<'a>(done: &[FileWrite<'a>]) -> Vec<&'a Path> {
     for write in done.iter().rev() {
         let result = match write.original {
             Some(original) => {
-                let temp = write
-                    .path
-                    .with_extension(format!("agent-orch-restore-{}", std::process::id()));
+                let temp = temp_path(write.path, "restore");
                 write_file(&temp, original, write.permissions)
                     .and_then(|()| fs::rename(&temp, write.path))
             }

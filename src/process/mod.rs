@@ -14,10 +14,17 @@
 //! - a process that escaped the group (`setsid`) and still holds the output pipe open cannot
 //!   hang the run: reading stops [`DRAIN_TIMEOUT`] after the command ended.
 
+#[cfg(target_os = "linux")]
+mod descendants;
 mod group;
 mod mask;
 mod output_sink;
 mod outputs_file;
+mod running;
+#[cfg(target_os = "linux")]
+mod supervised;
+#[cfg(target_os = "linux")]
+pub mod supervisor;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]
@@ -26,7 +33,6 @@ mod tests;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
@@ -39,9 +45,11 @@ pub use self::output_sink::{DEFAULT_TAIL_BYTES, DEFAULT_TAIL_LINES, OutputSink};
 pub use self::outputs_file::{
     MAX_OUTPUTS_BYTES, OUTPUTS_ENV, OutputsError, OutputsErrorKind, OutputsFile, parse_outputs,
 };
+#[cfg(target_os = "linux")]
+pub use self::supervised::supervise_with_current_exe;
 
-use self::group::ProcessGroup;
 use self::output_sink::{Captured, OpenSink};
+use self::running::Running;
 
 /// How long a stopped command's processes get between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_millis(500);
@@ -108,20 +116,30 @@ impl CommandSpec {
         }
     }
 
-    fn command(&self) -> Command {
-        let mut command = match &self.program {
-            Program::Shell { shell, script } => shell.command(script),
-            Program::Exec { program, args } => {
-                let mut command = Command::new(program);
+    /// The program to start and its arguments.
+    fn argv(&self) -> (OsString, Vec<OsString>) {
+        match &self.program {
+            Program::Shell { shell, script } => shell.argv(script),
+            Program::Exec { program, args } => (program.clone(), args.clone()),
+        }
+    }
+
+    /// Adds the arguments to `command`, a command for [`CommandSpec::argv`]'s program.
+    fn apply_program(&self, command: &mut Command) {
+        match &self.program {
+            Program::Shell { shell, script } => shell.apply_args(script, command),
+            Program::Exec { args, .. } => {
                 command.args(args);
-                command
             }
-        };
+        }
+    }
+
+    /// The working directory and the extra environment.
+    fn apply_context(&self, command: &mut Command) {
         if let Some(dir) = &self.workdir {
             command.current_dir(dir);
         }
         command.envs(self.env.iter().map(|(name, value)| (name, value)));
-        command
     }
 }
 
@@ -163,38 +181,34 @@ impl Shell {
         }
     }
 
-    fn command(self, script: &str) -> Command {
-        // POSIX guarantees `/bin/sh`; naming it saves a PATH search on every step.
+    /// The shell's program (POSIX guarantees `/bin/sh`; naming it saves a PATH search on
+    /// every step) and its arguments for `script`.
+    fn argv(self, script: &str) -> (OsString, Vec<OsString>) {
         let program = match self {
             Shell::Sh if cfg!(unix) => "/bin/sh",
             _ => self.program(),
         };
-        let mut command = Command::new(program);
-        match self {
-            Shell::Sh => {
-                command.args(["-e", "-c", script]);
-            }
-            Shell::Bash => {
-                command.args([
-                    "--noprofile",
-                    "--norc",
-                    "-e",
-                    "-o",
-                    "pipefail",
-                    "-c",
-                    script,
-                ]);
-            }
-            Shell::Cmd => {
-                command.args(["/D", "/S", "/C"]);
-                // cmd does its own parsing of its command line; Rust's quoting would break it.
-                #[cfg(windows)]
-                command.raw_arg(format!("\"{script}\""));
-                #[cfg(not(windows))]
-                command.arg(script);
-            }
+        let args: &[&str] = match self {
+            Shell::Sh => &["-e", "-c"],
+            Shell::Bash => &["--noprofile", "--norc", "-e", "-o", "pipefail", "-c"],
+            Shell::Cmd => &["/D", "/S", "/C"],
+        };
+        let mut args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        args.push(script.into());
+        (program.into(), args)
+    }
+
+    fn apply_args(self, script: &str, command: &mut Command) {
+        let (_, mut args) = self.argv(script);
+        // cmd does its own parsing of its command line; Rust's quoting would break it.
+        if cfg!(windows) && self == Shell::Cmd {
+            args.pop();
+            command.args(args);
+            #[cfg(windows)]
+            command.raw_arg(format!("\"{script}\""));
+        } else {
+            command.args(args);
         }
-        command
     }
 }
 
@@ -274,21 +288,8 @@ pub async fn run_command(
 ) -> Result<CommandResult, ProcessError> {
     let sink = sink.open()?;
     let (reader, writer) = std::io::pipe().map_err(ProcessError::pipe)?;
-    let stderr_writer = writer.try_clone().map_err(ProcessError::pipe)?;
-
-    let mut command = spec.command();
-    command
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(stderr_writer);
-    group::isolate(&mut command);
     let started = Instant::now();
-    let spawned = command.spawn();
-    // The command holds our copies of the pipe's write end; only once they are closed does
-    // the reader see the end of the output when the command's processes are gone.
-    drop(command);
-    let mut child = spawned.map_err(|err| ProcessError::spawn(spec, err))?;
-    let mut group = ProcessGroup::of(&child);
+    let mut running = Running::spawn(spec, writer).await?;
 
     let stop_reading = CancellationToken::new();
     let mut copier = tokio::spawn(copy_output(
@@ -303,14 +304,14 @@ pub async fn run_command(
             None => std::future::pending().await,
         }
     };
-    let (status, timed_out, cancelled) = tokio::select! {
-        status = child.wait() => (status.ok(), false, false),
-        () = deadline => (stop(&mut group, &mut child).await, true, false),
-        () = cancel.cancelled() => (stop(&mut group, &mut child).await, false, true),
+    let (exit, timed_out, cancelled) = tokio::select! {
+        exit = running.wait() => (exit, false, false),
+        () = deadline => (running.stop().await, true, false),
+        () = cancel.cancelled() => (running.stop().await, false, true),
     };
     let duration = started.elapsed();
     // Background processes the command left behind end with it.
-    group.kill(&mut child);
+    running.end();
 
     let (copied, output_left_open) = match tokio::time::timeout(DRAIN_TIMEOUT, &mut copier).await {
         Ok(copied) => (copied, false),
@@ -323,7 +324,7 @@ pub async fn run_command(
         copied.map_err(|err| ProcessError::read_output(std::io::Error::other(err)))??;
 
     Ok(CommandResult {
-        exit: status.and_then(Exit::of),
+        exit,
         timed_out,
         cancelled,
         duration,
@@ -331,23 +332,6 @@ pub async fn run_command(
         output_bytes: captured.bytes,
         output_left_open,
     })
-}
-
-/// Stops a running command: SIGTERM to its group, SIGKILL after the grace period.
-async fn stop(
-    group: &mut ProcessGroup,
-    child: &mut tokio::process::Child,
-) -> Option<std::process::ExitStatus> {
-    group.terminate(child);
-    if let Ok(status) = tokio::time::timeout(KILL_GRACE, child.wait()).await {
-        return status.ok();
-    }
-    group.kill(child);
-    // SIGKILL cannot be ignored; this only guards against a process stuck in the kernel.
-    tokio::time::timeout(KILL_GRACE, child.wait())
-        .await
-        .ok()
-        .and_then(Result::ok)
 }
 
 /// The read end of the output pipe, registered with the async runtime.

@@ -277,10 +277,10 @@ async fn background_processes_do_not_outlive_the_command() {
 }
 
 #[tokio::test]
-async fn a_process_that_left_the_group_cannot_hang_the_run() {
+async fn a_process_that_left_the_group_ends_with_the_command() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
-    // Waits for the pid so the group kill cannot catch the process before it calls setsid.
+    // Waits for the pid so that the clean-up cannot catch the process before it calls setsid.
     let script = format!(
         "setsid sh -c 'echo $$ > \"{0}\"; exec sleep 30' &
          while [ ! -s '{0}' ]; do sleep 0.01; done; echo done",
@@ -289,39 +289,49 @@ async fn a_process_that_left_the_group_cannot_hang_the_run() {
     let started = Instant::now();
     let result = run(&sh(&script), OutputSink::new(), None).await;
     let escaped = read_pid(&pid_file).await;
-    // Not ours to keep: the group kill could not reach it.
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(escaped),
-        nix::sys::signal::Signal::SIGKILL,
-    );
     assert!(result.success());
-    assert!(result.output_left_open);
+    assert!(!result.output_left_open);
     assert_eq!(result.tail, "done\n");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
         started.elapsed()
     );
+    assert_dies_soon(escaped).await;
 }
 
-#[tokio::test]
-async fn dropping_the_run_kills_the_group() {
+/// Runs the script `script` makes of a pid file's path, drops the run once the pid is
+/// written, and checks that the process with that pid dies.
+async fn dropping_the_run_kills(script: impl FnOnce(&Path) -> String) {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
-    let script = format!("sleep 100 & echo $! > '{}'; wait", pid_file.display());
+    let spec = sh(&script(&pid_file));
     let task = tokio::spawn(async move {
-        run_command(
-            &sh(&script),
-            OutputSink::new(),
-            &CancellationToken::new(),
-            None,
-        )
-        .await
+        run_command(&spec, OutputSink::new(), &CancellationToken::new(), None).await
     });
     let pid = read_pid(&pid_file).await;
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
     assert_dies_soon(pid).await;
+}
+
+#[tokio::test]
+async fn dropping_the_run_kills_the_group() {
+    dropping_the_run_kills(|pid_file| {
+        format!("sleep 100 & echo $! > '{}'; wait", pid_file.display())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_the_run_kills_a_process_that_left_the_group() {
+    dropping_the_run_kills(|pid_file| {
+        format!(
+            "setsid sh -c 'echo $$ > \"{}\"; exec sleep 100' & wait",
+            pid_file.display()
+        )
+    })
+    .await;
 }
 
 // Peak memory is measured on the real binary (tests/integration/run_cli.rs): in this shared

@@ -1,10 +1,12 @@
 //! `deploy`: apply manifests to Kubernetes and wait for the rollout.
 //!
 //! The step renders its settings and the manifest files (the file contents are templates too),
-//! splits them into objects, sets images, resolves kinds through discovery, records in the
-//! [`DeployLedger`](crate::cluster::ledger::DeployLedger) what each Deployment ran before,
-//! server-side applies everything as `agent-orch`, then watches every Deployment's rollout at
-//! once; the first failure ends the step with the pod's logs, events and conditions as evidence.
+//! refuses a rendering whose values added documents or keys to its template
+//! ([`manifest_shape`]), splits them into objects, sets images, resolves kinds through
+//! discovery, records in the [`DeployLedger`](crate::cluster::ledger::DeployLedger) what each
+//! Deployment ran before, server-side applies everything as `agent-orch`, then watches every
+//! Deployment's rollout at once; the first failure ends the step with the pod's logs, events and
+//! conditions as evidence.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -26,6 +28,7 @@ use crate::cluster::apply::{self, ResolvedManifest};
 use crate::cluster::error::Operation;
 use crate::cluster::ledger::{LedgerEntry, PriorRevision};
 use crate::cluster::manifest::{self, ImageChange, Manifest};
+use crate::cluster::manifest_shape;
 use crate::cluster::rollout::{
     RolloutDone, RolloutError, RolloutErrorKind, WaitOptions, wait_for_rollout,
 };
@@ -267,16 +270,16 @@ fn prepare(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Prepared, Str
         let path = resolve_path(ctx, &shown);
         let text = std::fs::read_to_string(&path)
             .map_err(|err| format!("failed to read manifest `{shown}`: {err}"))?;
-        let rendered = ctx
-            .renderer
-            .render(&Template(Spanned::detached(text)))
-            .map_err(|err| {
-                format!(
-                    "failed to render manifest `{shown}`: {shown}:{}: {}",
-                    err.source.line().unwrap_or(1),
-                    err.reason()
-                )
-            })?;
+        let template = Template(Spanned::detached(text));
+        let rendered = ctx.renderer.render(&template).map_err(|err| {
+            format!(
+                "failed to render manifest `{shown}`: {shown}:{}: {}",
+                err.source.line().unwrap_or(1),
+                err.reason()
+            )
+        })?;
+        manifest_shape::check(ctx.renderer, &template, &rendered)
+            .map_err(|err| format!("refused manifest `{shown}`: {err}"))?;
         manifests.extend(
             manifest::parse_manifests(Path::new(&shown), &rendered).map_err(|e| e.to_string())?,
         );

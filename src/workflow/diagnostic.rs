@@ -55,6 +55,16 @@ pub enum DiagnosticKind {
     UnrenderedTemplate,
     /// Environment values that refer to each other in a cycle.
     EnvironmentCycle,
+    /// A warning: a template value interpolated into a shell command without `shell_quote`.
+    UnquotedInterpolation,
+}
+
+/// An error stops the workflow from loading; a warning is only shown (by `validate`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Severity {
+    #[default]
+    Error,
+    Warning,
 }
 
 /// A secondary message: where something related was defined, or extra context.
@@ -69,6 +79,7 @@ pub struct Note {
 #[error("{message}")]
 pub struct Diagnostic {
     pub kind: DiagnosticKind,
+    pub severity: Severity,
     /// A lowercase fragment: "unknown key `timout` in step".
     pub message: String,
     pub span: Span,
@@ -82,11 +93,20 @@ impl Diagnostic {
     pub fn new(kind: DiagnosticKind, message: impl Into<String>, span: Span) -> Self {
         Self {
             kind,
+            severity: Severity::Error,
             message: message.into(),
             span,
             label: None,
             notes: Vec::new(),
             help: None,
+        }
+    }
+
+    /// A warning: shown, but the workflow still loads.
+    pub fn warning(kind: DiagnosticKind, message: impl Into<String>, span: Span) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::new(kind, message, span)
         }
     }
 
@@ -115,9 +135,13 @@ impl Diagnostic {
     pub fn render(&self, color: bool) -> String {
         let palette = Palette::new(color);
         let mut out = String::new();
-        let error = palette.paint(palette.error, "error");
+        let (title, style) = match self.severity {
+            Severity::Error => ("error", palette.error),
+            Severity::Warning => ("warning", palette.warning),
+        };
+        let title = palette.paint(style, title);
         let message = palette.paint(palette.bold, &format!(": {}", self.message));
-        let _ = writeln!(out, "{error}{message}");
+        let _ = writeln!(out, "{title}{message}");
         // One gutter width for the whole diagnostic, so every `|` and `=` lines up.
         let width = std::iter::once(&self.span)
             .chain(self.notes.iter().filter_map(|note| note.span.as_ref()))
@@ -130,7 +154,7 @@ impl Diagnostic {
             &palette,
             &self.span,
             width,
-            '^',
+            ('^', style),
             self.label.as_deref(),
         );
         for note in &self.notes {
@@ -142,7 +166,7 @@ impl Diagnostic {
                         palette.paint(palette.note, "note"),
                         note.message
                     );
-                    render_snippet(&mut out, &palette, span, width, '-', None);
+                    render_snippet(&mut out, &palette, span, width, ('-', palette.note), None);
                 }
                 _ => {
                     let _ = writeln!(
@@ -173,7 +197,7 @@ fn render_snippet(
     palette: &Palette,
     span: &Span,
     width: usize,
-    mark: char,
+    (mark, style): (char, Style),
     label: Option<&str>,
 ) {
     let Some(file) = &span.file else {
@@ -204,11 +228,6 @@ fn render_snippet(
         .map(|c| if c == '\t' { '\t' } else { ' ' })
         .collect();
     let marks: String = std::iter::repeat_n(mark, len).collect();
-    let style = if mark == '^' {
-        palette.error
-    } else {
-        palette.note
-    };
     let mut underline = format!("{indent}{}", palette.paint(style, &marks));
     if let Some(label) = label {
         underline.push(' ');
@@ -220,6 +239,7 @@ fn render_snippet(
 struct Palette {
     color: bool,
     error: Style,
+    warning: Style,
     note: Style,
     gutter: Style,
     bold: Style,
@@ -230,6 +250,7 @@ impl Palette {
         Self {
             color,
             error: AnsiColor::Red.on_default().bold(),
+            warning: AnsiColor::Yellow.on_default().bold(),
             note: AnsiColor::Cyan.on_default().bold(),
             gutter: AnsiColor::Blue.on_default().bold(),
             bold: Style::new().bold(),

@@ -23,6 +23,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod environment;
 pub mod expand;
+pub mod lint;
 mod load;
 pub mod model;
 mod node;

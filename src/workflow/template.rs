@@ -20,7 +20,8 @@
 //!
 //! Undefined values are errors (minijinja's strict mode): a typo fails the step instead of
 //! rendering "". The `default` filter still works for values that may be missing, as in
-//! `{{ ado.build_id | default('local') }}`. The `shell_quote` filter makes a value one shell word.
+//! `{{ ado.build_id | default('local') }}`. The `shell_quote` filter makes a value one shell word;
+//! `yaml_quote` makes it one YAML scalar, whatever it holds.
 
 use std::fmt;
 
@@ -176,6 +177,7 @@ impl Renderer {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.add_filter("shell_quote", shell_quote);
+        env.add_filter("yaml_quote", yaml_quote);
         Self { env, context }
     }
 
@@ -219,6 +221,36 @@ impl Renderer {
     ) -> Result<serde_json::Value, String> {
         self.render_strings(value, &self.context_value(&[]))
             .map_err(|err| detail(&err))
+    }
+
+    /// Renders `template` with the text of the `{{ ... }}` outputs for which `replace` (given
+    /// each output's index, in rendering order) returns a replacement. Returns the text and
+    /// how many outputs there were. For checks that compare a rendering against the shape of
+    /// its template.
+    pub fn render_replacing(
+        &self,
+        template: &Template,
+        replace: impl Fn(usize) -> Option<String> + Send + Sync + 'static,
+    ) -> Result<(String, usize), RenderError> {
+        let outputs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut env = self.env.clone();
+        env.set_formatter({
+            let outputs = std::sync::Arc::clone(&outputs);
+            move |out, state, value| {
+                let index = outputs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match replace(index) {
+                    Some(text) => out.write_str(&text).map_err(minijinja::Error::from),
+                    None => minijinja::escape_formatter(out, state, value),
+                }
+            }
+        });
+        let text = env
+            .render_str(template.source(), self.context_value(&[]))
+            .map_err(|source| RenderError {
+                span: template.span().clone(),
+                source,
+            })?;
+        Ok((text, outputs.load(std::sync::atomic::Ordering::Relaxed)))
     }
 
     /// Evaluates an expression such as an `if:` (`steps.build.status == 'passed'`) to a bool.
@@ -330,6 +362,29 @@ pub fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }
 
+/// Every `{{ ... }}` in `source`, with its byte offset.
+pub fn interpolations(source: &str) -> Vec<(usize, &str)> {
+    let mut found = Vec::new();
+    let mut rest = source;
+    let mut offset = 0;
+    while let Some(start) = rest.find("{{") {
+        let Some(length) = rest[start..].find("}}") else {
+            break;
+        };
+        let end = start + length + 2;
+        found.push((offset + start, &rest[start..end]));
+        offset += end;
+        rest = &rest[end..];
+    }
+    found
+}
+
+/// Quotes a value as one YAML scalar (a double-quoted JSON string, which YAML reads the same),
+/// so a template value never adds a key or a document to a manifest.
+pub fn yaml_quote(value: &str) -> String {
+    serde_json::Value::from(value).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -410,6 +465,19 @@ mod tests {
             .render(&template("echo {{ vars.who | shell_quote }}"))
             .expect("renders");
         assert_eq!(rendered, r"echo 'it'\''s me'");
+    }
+
+    #[test]
+    fn yaml_quote_makes_one_scalar() {
+        let hostile = "x\n---\nkind: ConfigMap\nextra: \"1\"";
+        let quoted = yaml_quote(hostile);
+        let parsed: serde_json::Value =
+            serde_saphyr::from_str(&format!("note: {quoted}\n")).unwrap();
+        assert_eq!(parsed, json!({"note": hostile}));
+        let rendered = Renderer::new(json!({"vars": {"v": "a: b"}}))
+            .render(&template("k: {{ vars.v | yaml_quote }}"))
+            .unwrap();
+        assert_eq!(rendered, r#"k: "a: b""#);
     }
 
     #[test]

@@ -719,7 +719,7 @@ const ENVIRONMENT_HELP: &str = "environment values render when the run starts: t
 
 /// The span of `needle` inside a template's value, searched in the lines the value spans
 /// (a block scalar's text starts on the line after its `|`); otherwise the whole value.
-fn span_within(span: &Span, needle: &str, source: &str) -> Span {
+pub(crate) fn span_within(span: &Span, needle: &str, source: &str) -> Span {
     let found = span.file.as_ref().and_then(|file| {
         let lines = source.lines().count() + 1;
         (span.line..span.line + lines).find_map(|number| {

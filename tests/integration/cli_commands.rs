@@ -63,6 +63,37 @@ fn validate_reports_every_error_of_every_file_and_exits_2() {
 }
 
 #[test]
+fn validate_warns_at_unquoted_values_in_commands_and_still_exits_0() {
+    let project = Project::new();
+    project.file(
+        "w.yaml",
+        "name: w\nvars: {dir: out}\nsteps:\n  - {id: a, gate: \"ls {{ vars.dir }} {{ vars.dir | shell_quote }}\"}\n",
+    );
+    let result = project.run(&["validate", "w.yaml"]);
+    result.assert_code(0);
+    assert!(result.stdout.is_empty(), "{}", result.stdout);
+    assert_eq!(
+        result.stderr.matches("warning: ").count(),
+        1,
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("--> w.yaml:4:23"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result
+            .stderr
+            .contains("write `{{ vars.dir | shell_quote }}`"),
+        "{}",
+        result.stderr
+    );
+    assert!(result.stderr.ends_with("w.yaml: ok\n"), "{}", result.stderr);
+}
+
+#[test]
 fn plan_prints_the_expanded_workflow_on_stdout() {
     let project = Project::new();
     project.file("good.yaml", GOOD).file("t.yaml", TEMPLATE);

@@ -74,3 +74,22 @@ fn a_broken_image_is_caught_and_rolled_back() {
         .expect("rollback log");
     assert!(undo.contains("fleet-sample"), "{undo}");
 }
+
+/// A `--var` that closes the manifest's quoted string and starts a document of its own would
+/// add a ConfigMap to the deploy; the deploy refuses the rendering and applies nothing.
+#[test]
+fn a_var_that_adds_a_kubernetes_object_is_refused() {
+    let hostile = "region=local\"\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: injected}\ndata:\n  a: \"b";
+    let (code, stderr, metrics, artifacts) = demo(&["--var", hostile]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(metrics["outcome"], "failed", "{metrics}");
+    let deploy_log = std::fs::read_to_string(artifacts.path().join("steps/1-steps/deploy.log"))
+        .unwrap_or_default();
+    let junit = std::fs::read_to_string(artifacts.path().join("junit.xml")).expect("junit");
+    let expected = "refused manifest `examples/sample-app/k8s/deployment.yaml`: the value of \
+                    `{{ vars.region }}` (line 8) adds a document (the template has 3, the \
+                    rendering 4)";
+    assert!(junit.contains(expected), "{junit}");
+    assert!(!deploy_log.contains("injected"), "{deploy_log}");
+    assert!(!deploy_log.contains("rolled out"), "{deploy_log}");
+}

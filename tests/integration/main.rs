@@ -20,6 +20,8 @@ mod demo;
 mod deploy;
 mod deploy_approval;
 mod fuzz;
+#[cfg(target_os = "linux")]
+mod escaping_processes;
 mod hub_api;
 mod hub_cli;
 mod hub_dashboard;

@@ -1,6 +1,7 @@
-//! Workflow fixtures in `tests/inputs/`: valid files load (their plan is snapshotted), `err_*`
-//! files fail (their diagnostics are snapshotted, plain text), and every valid file, including
-//! the examples in `workflows/`, validates against the generated JSON Schema.
+//! Workflow fixtures in `tests/inputs/`: valid files load (their plan is snapshotted, and the
+//! warnings of `warn_*` ones), `err_*` files fail (their diagnostics are snapshotted, plain
+//! text), and every valid file, including the examples in `workflows/`, validates against the
+//! generated JSON Schema.
 //!
 //! A fixture's first line may give command-line options: `# args: --env staging --var a=b`.
 
@@ -43,6 +44,13 @@ fn is_error_fixture(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with("err_"))
 }
 
+/// `warn_*` fixtures load, and their warnings (`validate` shows them) are snapshotted.
+fn is_warning_fixture(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("warn_"))
+}
+
 #[test]
 fn fixtures() {
     insta::glob!("../inputs", "*.yaml", |path| {
@@ -66,6 +74,12 @@ fn fixtures() {
                 Err(diagnostics) => panic!("{}", diagnostics.render(false)),
             };
             insta::assert_snapshot!("plan", workflow::plan(&workflow));
+            if is_warning_fixture(&path) {
+                let warnings = workflow::lint::warnings(&workflow);
+                assert!(!warnings.is_empty());
+                let rendered: Vec<String> = warnings.iter().map(|w| w.render(false)).collect();
+                insta::assert_snapshot!("warnings", rendered.join("\n"));
+            }
         }
     });
 }
