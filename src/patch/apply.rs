@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::apply_error::{ApplyError, ApplyErrorKind, FailureReason, HunkFailure};
 use super::diff::{FilePatch, HunkLine, LineKind, Patch};
+use super::indent::uniform_shift;
 use super::locate::{Haystack, LocateError, Whitespace, locate};
 use super::text::{TextFile, TextLine};
 use super::workspace::Workspace;
@@ -372,7 +373,8 @@ impl Planner<'_> {
         let mut final_newline = source.final_newline;
         let (mut cursor, mut failures) = (0, Vec::new());
         for (index, hunk) in file.hunks.iter().enumerate() {
-            let location = match locate(&haystack, hunk, cursor) {
+            let from = anchored_start(&source.lines, &hunk.anchors, cursor);
+            let location = match locate(&haystack, hunk, from) {
                 Ok(location) => location,
                 Err(error) => {
                     let reason = match error {
@@ -391,6 +393,9 @@ impl Planner<'_> {
             out.extend_from_slice(&source.lines[cursor..location.start]);
             let mut position = location.start;
             let mut added_at = Vec::new();
+            let reindent = (location.whitespace == Whitespace::Ignored)
+                .then(|| uniform_shift(location.lines, &source.lines, location.start))
+                .flatten();
             for line in location.lines {
                 match line.kind {
                     LineKind::Context => {
@@ -399,10 +404,10 @@ impl Planner<'_> {
                     }
                     LineKind::Remove => position += 1,
                     LineKind::Add => {
-                        out.push(TextLine {
-                            text: line.text.clone(),
-                            eol: None,
-                        });
+                        let text = reindent
+                            .as_ref()
+                            .map_or_else(|| line.text.clone(), |shift| shift.apply(&line.text));
+                        out.push(TextLine { text, eol: None });
                         added_at.push(out.len());
                     }
                 }
@@ -433,6 +438,23 @@ impl Planner<'_> {
             bom: source.bom,
         })
     }
+}
+
+/// Where a hunk with anchors (V4A's `@@ def run(self):`) may start: at the first line, at or
+/// after `cursor`, matching the first anchor, then the next from there, and so on. The hunk
+/// may begin with the anchor line itself. An anchor that matches nowhere is ignored: the
+/// hunk's own context still has to place it unambiguously.
+fn anchored_start(lines: &[TextLine], anchors: &[String], cursor: usize) -> usize {
+    let squash = |text: &str| text.split_whitespace().collect::<String>();
+    anchors.iter().fold(cursor, |from, anchor| {
+        let anchor = squash(anchor);
+        lines
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find(|(_, line)| squash(&line.text) == anchor)
+            .map_or(from, |(index, _)| index)
+    })
 }
 
 /// Whether the file ends with a newline after a hunk that reaches its end, when the hunk's

@@ -1,8 +1,9 @@
-//! The parsed form of a unified diff: files, hunks and their lines.
+//! The edit model every reply format parses into (unified diff, V4A, SEARCH/REPLACE, whole
+//! file): files, hunks and their lines.
 
 use std::fmt::Write as _;
 
-/// A unified diff touching one or more files, as parsed from an LLM reply.
+/// Changes to one or more files, as parsed from an LLM reply in any edit format.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Patch {
     pub files: Vec<FilePatch>,
@@ -31,6 +32,9 @@ pub struct Hunk {
     pub old_start: Option<usize>,
     /// 1-based first line of the new side, when the header had numbers.
     pub new_start: Option<usize>,
+    /// Lines the hunk comes after, outermost first (V4A's `@@ class Foo` / `@@ def bar():`):
+    /// each is looked for from where the previous one was found, and the hunk after the last.
+    pub anchors: Vec<String>,
     pub lines: Vec<HunkLine>,
 }
 

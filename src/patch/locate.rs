@@ -291,6 +291,7 @@ mod tests {
             header: "@@".into(),
             old_start: None,
             new_start: None,
+            anchors: Vec::new(),
             lines,
         }
     }

@@ -1,5 +1,9 @@
 //! Patches proposed by the fixer agent: parsing, the deterministic policy, and atomic application.
 //!
+//! A reply may be written in any [`EditFormat`] (unified diff, V4A, SEARCH/REPLACE blocks, a
+//! whole file); [`parse_reply`] turns each into the same [`Patch`], so everything after parsing
+//! is one path for all of them.
+//!
 //! The data flow, in the order the engine uses it:
 //!
 //! ```text
@@ -21,10 +25,17 @@
 mod apply;
 mod apply_error;
 mod diff;
+mod edit_format;
+mod indent;
+mod line_diff;
 mod locate;
 mod parse;
+mod path_line;
 mod policy;
+mod search_replace;
 mod text;
+mod v4a;
+mod whole_file;
 mod workspace;
 mod write;
 
@@ -33,11 +44,13 @@ pub use apply::{
 };
 pub use apply_error::{ApplyError, ApplyErrorKind, FailureReason, HunkFailure};
 pub use diff::{FilePatch, Hunk, HunkLine, LineKind, Patch};
+pub use edit_format::{EditFormat, ParsedReply, parse_reply};
 pub use locate::Whitespace;
 pub use parse::{ParseError, ParseErrorKind, parse};
 pub use policy::{
     Policy, PolicyConfig, PolicyDecision, PolicyError, Rule, RuleCheck, Verdict, Violation,
 };
+pub use whole_file::WHOLE_FILE_MAX_LINES;
 pub use workspace::{PathViolation, Workspace, WorkspaceError};
 
 /// Plans `patch` against `workspace` and applies it atomically (no policy check: run
