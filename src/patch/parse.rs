@@ -127,20 +127,22 @@ fn diff_lines(reply: &str) -> Vec<Line<'_>> {
 /// fence inside a diff of a markdown file is not taken for one). An unclosed fence runs to the end.
 pub(super) fn fenced_blocks<'a>(lines: &[Line<'a>]) -> Vec<Vec<Line<'a>>> {
     let mut blocks = Vec::new();
-    let mut open: Option<(&str, Vec<Line<'a>>)> = None;
+    // The fence character and how many of them opened the block: a block that holds fences
+    // (a markdown file) is opened with more of them, and only as many close it.
+    let mut open: Option<(char, usize, Vec<Line<'a>>)> = None;
     for &(number, text) in lines {
         match &mut open {
             None => {
-                for fence in ["```", "~~~"] {
-                    if text.starts_with(fence) {
-                        open = Some((fence, Vec::new()));
+                for fence in ['`', '~'] {
+                    let run = text.chars().take_while(|&c| c == fence).count();
+                    if run >= 3 {
+                        open = Some((fence, run, Vec::new()));
                     }
                 }
             }
-            Some((fence, body)) => {
+            Some((fence, run, body)) => {
                 let closing = text.trim_end();
-                let fence_char = fence.chars().next().unwrap_or('`');
-                if closing.len() >= fence.len() && closing.chars().all(|c| c == fence_char) {
+                if closing.len() >= *run && closing.chars().all(|c| c == *fence) {
                     blocks.push(std::mem::take(body));
                     open = None;
                 } else {
@@ -149,7 +151,7 @@ pub(super) fn fenced_blocks<'a>(lines: &[Line<'a>]) -> Vec<Vec<Line<'a>>> {
             }
         }
     }
-    if let Some((_, body)) = open {
+    if let Some((_, _, body)) = open {
         blocks.push(body);
     }
     blocks
