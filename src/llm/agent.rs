@@ -16,6 +16,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::context::{FixContext, ReviewContext};
+use super::edit_format;
 use super::error::{LlmError, LlmErrorKind};
 use super::excerpt::keep_head;
 use super::prompt::{PromptTemplate, Role, fixer_variables, reviewer_variables, system_message};
@@ -25,6 +26,7 @@ use super::retry::RetryPolicy;
 use super::session::LlmSession;
 use super::usage::{Usage, estimate_tokens};
 use super::verdict::{Verdict, parse_verdict, verdict_schema};
+use crate::patch::EditFormat;
 use crate::workflow::model::{AgentConfig, ProviderKind};
 use crate::workflow::template::Renderer;
 
@@ -45,10 +47,14 @@ pub struct AgentSetup<'a> {
     pub env: EnvLookup<'a>,
 }
 
-/// The fixer's answer: the raw reply (parsing the diff is the patch module's job).
+/// The fixer's answer: the raw reply (parsing the edit is the patch module's job).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FixProposal {
     pub reply: String,
+    /// The edit format the agent was asked for.
+    pub edit_format: EditFormat,
+    /// The one format the reply must be in; `None` (`edit_format: auto`) accepts any.
+    pub accepts: Option<EditFormat>,
     /// The user message as sent (redacted), for the audit log.
     pub prompt: String,
     /// SHA-256 of the request body as sent.
@@ -81,6 +87,8 @@ pub struct Agent {
     temperature: Option<f32>,
     max_tokens: Option<u32>,
     structured_output: bool,
+    /// The format the fixer is asked for, and the one its reply must be in (`None`: any).
+    edit_format: (EditFormat, Option<EditFormat>),
     context_chars: usize,
     prompt: Option<PromptTemplate>,
 }
@@ -143,6 +151,7 @@ impl LlmSession {
             structured_output: config
                 .structured_output
                 .unwrap_or(config.provider != ProviderKind::Compatible),
+            edit_format: edit_format::resolve(config.edit_format, &config.model.value),
             context_chars: max_context_tokens as usize * CHARS_PER_TOKEN,
             prompt,
         })
@@ -154,13 +163,15 @@ impl Agent {
         &self.name
     }
 
-    /// Asks for a unified diff that repairs `ctx.failure`.
+    /// Asks for an edit, in the agent's edit format, that repairs `ctx.failure`.
     pub async fn propose_fix(&self, ctx: &FixContext) -> Result<FixProposal, LlmError> {
         let data_budget = self.data_budget(Role::Fixer)?;
         let variables = fixer_variables(&self.name, ctx, &self.session.redactor, data_budget);
         let completion = self.complete(Role::Fixer, &variables).await?;
         Ok(FixProposal {
             reply: completion.content,
+            edit_format: self.edit_format.0,
+            accepts: self.edit_format.1,
             prompt: completion.prompt,
             prompt_hash: completion.prompt_hash,
             usage: completion.usage,
@@ -187,6 +198,18 @@ impl Agent {
             usage: completion.usage,
             model: completion.model,
         })
+    }
+
+    /// The role's fixed system message; the fixer's ends with how to write its edit format.
+    fn system_message(&self, role: Role) -> String {
+        match role {
+            Role::Fixer => format!(
+                "{}\n{}",
+                system_message(role),
+                edit_format::instructions(self.edit_format.0)
+            ),
+            Role::Reviewer => system_message(role).to_owned(),
+        }
     }
 
     fn error(&self, kind: LlmErrorKind) -> LlmError {
@@ -220,7 +243,7 @@ impl Agent {
             .render(&empty)
             .map_err(|k| self.error(k))?
             .len()
-            + system_message(role).len();
+            + self.system_message(role).len();
         Ok(self.context_chars.saturating_sub(overhead))
     }
 
@@ -238,7 +261,7 @@ impl Agent {
         );
         let prompt_hash = hex::encode(Sha256::digest(request_json.to_string().as_bytes()));
 
-        let prompt_tokens = estimate_tokens(system_message(role)) + estimate_tokens(&prompt);
+        let prompt_tokens = estimate_tokens(&self.system_message(role)) + estimate_tokens(&prompt);
         session
             .budget
             .check(prompt_tokens)
@@ -300,7 +323,7 @@ impl Agent {
     fn request(&self, role: Role, prompt: &str) -> CreateChatCompletionRequest {
         let messages = vec![
             ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
-                content: system_message(role).into(),
+                content: self.system_message(role).into(),
                 name: None,
             }),
             ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {

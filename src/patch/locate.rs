@@ -216,6 +216,57 @@ fn stale_context_candidate<'h>(
     }
 }
 
+/// How far a line may be shifted and still count towards [`closest`]: the model may have
+/// dropped or added a line or two.
+const CLOSEST_SLACK: isize = 2;
+
+/// Where a hunk that matches nowhere was most likely meant to go: the start (0-based) of the
+/// window where most of its non-blank old lines occur (whitespace ignored, each within
+/// [`CLOSEST_SLACK`] lines of its place), the first such window on a tie. `None` if no line of
+/// the hunk occurs in the file at all.
+pub(crate) fn closest(haystack: &Haystack, hunk: &Hunk) -> Option<usize> {
+    let file = &haystack.levels[Whitespace::Ignored as usize];
+    let needle: Vec<(isize, String)> = hunk
+        .old_lines()
+        .enumerate()
+        .map(|(offset, line)| (offset as isize, Whitespace::Ignored.normalize(&line.text)))
+        .filter(|(_, text)| !text.is_empty())
+        .collect();
+    let found_near = |start: isize, offset: isize, text: &str| {
+        (-CLOSEST_SLACK..=CLOSEST_SLACK).any(|shift| {
+            usize::try_from(start + offset + shift)
+                .ok()
+                .and_then(|at| file.get(at))
+                .is_some_and(|line| line == text)
+        })
+    };
+    let exact_at = |start: usize, offset: isize, text: &str| {
+        file.get(start + offset as usize)
+            .is_some_and(|line| line == text)
+    };
+    // (lines found near their place, lines found exactly at it): the second breaks ties.
+    let (best, score) = (0..file.len())
+        .map(|start| {
+            let near = needle
+                .iter()
+                .filter(|(offset, text)| found_near(start as isize, *offset, text))
+                .count();
+            let exact = needle
+                .iter()
+                .filter(|(offset, text)| exact_at(start, *offset, text))
+                .count();
+            (start, (near, exact))
+        })
+        .fold((0, (0, 0)), |best, candidate| {
+            if candidate.1 > best.1 {
+                candidate
+            } else {
+                best
+            }
+        });
+    (score.0 > 0).then_some(best)
+}
+
 /// How many of the untrimmed hunk's old lines match (whitespace ignored) if its first old
 /// line sits at `implied`.
 fn full_hunk_score(haystack: &Haystack, lines: &[HunkLine], implied: isize) -> usize {
@@ -355,6 +406,16 @@ mod tests {
         assert_eq!((found.start, found.stale_context), (0, true));
         let hunk = hunk_of(&[" a", "-b", "+B", " c", " d", " e", "-STALE", "+F", " g"]);
         assert_eq!(locate(&file, &hunk, 0).unwrap_err(), LocateError::NotFound);
+    }
+
+    #[test]
+    fn closest_finds_where_a_hunk_that_matches_nowhere_was_meant_to_go() {
+        let file = haystack("a\nb\nc\nfn run() {\n    step_one();\n    step_two();\n}\nz\n");
+        // The removed line was misremembered, and a context line was dropped.
+        let hunk = hunk(&[" fn run() {", "-    step_1();", " }"]);
+        assert_eq!(locate(&file, &hunk, 0).unwrap_err(), LocateError::NotFound);
+        assert_eq!(closest(&file, &hunk), Some(3));
+        assert_eq!(closest(&file, &hunk_of(&["-nowhere"])), None);
     }
 
     #[test]

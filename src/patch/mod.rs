@@ -42,7 +42,7 @@ mod write;
 pub use apply::{
     AppliedFile, AppliedPatch, FileChange, HunkPlacement, PatchPlan, PlannedFile, plan,
 };
-pub use apply_error::{ApplyError, ApplyErrorKind, FailureReason, HunkFailure};
+pub use apply_error::{ApplyError, ApplyErrorKind, FailureReason, HunkFailure, Region};
 pub use diff::{FilePatch, Hunk, HunkLine, LineKind, Patch};
 pub use edit_format::{EditFormat, ParsedReply, parse_reply};
 pub use locate::Whitespace;

@@ -458,7 +458,7 @@ async fn garbage_replies_fail_the_fix_step_and_the_reason_goes_back_once() {
     assert_eq!(project.read("src/greet.sh"), FIXED_GREETING);
     let fixer = fixer_requests(&fake);
     assert_eq!(fixer.len(), 3);
-    let no_diff = "no unified diff found";
+    let no_diff = "no edit found";
     assert!(!fixer[1].message("user").contains(no_diff));
     assert!(
         fixer[2].message("user").contains(no_diff),

@@ -995,8 +995,7 @@ pub(crate) fn format_corpus(format: EditFormat) -> Vec<Case> {
     let mut rng = Rng(SEED ^ (0x5eed << (format as u64 * 8)));
     let mut cases = Vec::new();
     let mut single = 0;
-    let representable =
-        |edit: &FileEdit| format == EditFormat::V4a || edit.new.is_some();
+    let representable = |edit: &FileEdit| format == EditFormat::V4a || edit.new.is_some();
     for (name, text) in &sources {
         let path = format!("src/{name}");
         for kind in EditKind::ALL {
@@ -1103,7 +1102,12 @@ pub(crate) fn format_corpus(format: EditFormat) -> Vec<Case> {
         let second = EditKind::InsertBlock
             .make("src/wasm_streams_readable_stream.js", &js, &mut rng)
             .unwrap();
-        cases.push(build_case_in(format, &[first, second], imperfections, &mut rng));
+        cases.push(build_case_in(
+            format,
+            &[first, second],
+            imperfections,
+            &mut rng,
+        ));
     }
     let panic_tests = text("tokio_rt_panic.rs");
     let lines: Vec<&str> = panic_tests.lines().collect();
@@ -1152,8 +1156,16 @@ fn format_refusals(
             let mut lines: Vec<&str> = text.lines().collect();
             let keep = lines.len() / 3;
             lines.truncate(keep);
-            let content = format!("{}\n{}\n", lines.join("\n"), comment(name, "... rest unchanged"));
-            let fence = if content.contains("```") { "````" } else { "```" };
+            let content = format!(
+                "{}\n{}\n",
+                lines.join("\n"),
+                comment(name, "... rest unchanged")
+            );
+            let fence = if content.contains("```") {
+                "````"
+            } else {
+                "```"
+            };
             let diff = format!("{path}\n{fence}\n{content}{fence}\n");
             cases.push(refusal(format!("{path}:elided_whole_file"), files, diff));
             continue;
@@ -1222,11 +1234,7 @@ fn format_refusals(
 
 /// A hunk's lines as the model writes them in `format`: stale, blank-line and indentation
 /// imperfections applied (the whitespace drift of copied lines is applied when writing).
-fn imperfect_hunk(
-    mut hunk: DiffHunk,
-    imperfections: &[Imperfection],
-    rng: &mut Rng,
-) -> DiffHunk {
+fn imperfect_hunk(mut hunk: DiffHunk, imperfections: &[Imperfection], rng: &mut Rng) -> DiffHunk {
     let has = |imperfection| imperfections.contains(&imperfection);
     if has(Imperfection::StaleContext) {
         let context: Vec<usize> = (0..hunk.lines.len())
@@ -1264,14 +1272,17 @@ fn imperfect_hunk(
             .filter(|line| !line.1.trim().is_empty())
             .map(|line| &line.1[..line.1.len() - line.1.trim_start().len()])
             .collect();
-        let common = indents.iter().skip(1).fold(indents.first().copied().unwrap_or(""), |common, indent| {
-            let shared = common
-                .chars()
-                .zip(indent.chars())
-                .take_while(|(a, b)| a == b)
-                .count();
-            &common[..shared]
-        });
+        let common = indents.iter().skip(1).fold(
+            indents.first().copied().unwrap_or(""),
+            |common, indent| {
+                let shared = common
+                    .chars()
+                    .zip(indent.chars())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                &common[..shared]
+            },
+        );
         let common = common.to_owned();
         for line in &mut hunk.lines {
             if line.1.trim().is_empty() {
@@ -1355,8 +1366,8 @@ fn render_v4a(edits: &[FileEdit], imperfections: &[Imperfection], rng: &mut Rng)
                 let old_lines: Vec<&str> = old.lines().collect();
                 let mut previous_end = 0;
                 for hunk in diff_hunks(old, new) {
-                    let anchor = anchor_for(&old_lines, &hunk, previous_end)
-                        .filter(|_| rng.chance(50));
+                    let anchor =
+                        anchor_for(&old_lines, &hunk, previous_end).filter(|_| rng.chance(50));
                     previous_end = hunk.old_start + hunk.old_count;
                     let hunk = imperfect_hunk(hunk, imperfections, rng);
                     match anchor {
@@ -1387,7 +1398,13 @@ fn anchor_for<'a>(lines: &[&'a str], hunk: &DiffHunk, previous_end: usize) -> Op
         .iter()
         .rev()
         .find(|line| !line.trim().is_empty() && indent(line) < hunk_indent)
-        .filter(|line| lines.iter().filter(|other| other.trim() == line.trim()).count() == 1)
+        .filter(|line| {
+            lines
+                .iter()
+                .filter(|other| other.trim() == line.trim())
+                .count()
+                == 1
+        })
         .copied()
 }
 
@@ -1405,7 +1422,9 @@ fn write_marked_lines(
         } else {
             drift(text, imperfections, rng)
         };
-        if *mark == ' ' && text.is_empty() && imperfections.contains(&Imperfection::LostContextSpace)
+        if *mark == ' '
+            && text.is_empty()
+            && imperfections.contains(&Imperfection::LostContextSpace)
         {
             out.push('\n');
         } else {
@@ -1526,7 +1545,10 @@ fn render_hunks(
 fn truncate_edge(hunk: &DiffHunk, search: &mut [String], replace: &mut [String]) {
     let cut = |line: &mut String| {
         let keep = line.trim_end().len() / 2;
-        let keep = (0..=keep).rev().find(|&at| line.is_char_boundary(at)).unwrap_or(0);
+        let keep = (0..=keep)
+            .rev()
+            .find(|&at| line.is_char_boundary(at))
+            .unwrap_or(0);
         line.truncate(keep);
     };
     let long = |line: &(char, String, bool)| line.0 == ' ' && line.1.trim().len() > 8;
