@@ -381,6 +381,7 @@ impl Repair<'_> {
                 "prompt_hash": verdict.prompt_hash,
                 "response": redactor.redact(&verdict.reply),
                 "verdict": verdict.verdict,
+                "structured": verdict.structured,
                 "patch_sha256": self.proposal.as_ref().map(|p| p.decision.patch_sha256.clone()),
                 "tokens": tokens(verdict.usage),
                 "summary": outcome.message,
