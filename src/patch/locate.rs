@@ -222,8 +222,9 @@ const CLOSEST_SLACK: isize = 2;
 
 /// Where a hunk that matches nowhere was most likely meant to go: the start (0-based) of the
 /// window where most of its non-blank old lines occur (whitespace ignored, each within
-/// [`CLOSEST_SLACK`] lines of its place), the first such window on a tie. `None` if no line of
-/// the hunk occurs in the file at all.
+/// [`CLOSEST_SLACK`] lines of its place), lines found exactly at their place breaking ties.
+/// When no line of the hunk occurs in the file as written, lines that are merely similar
+/// (a misremembered line) count instead. `None` if nothing is even similar.
 pub(crate) fn closest(haystack: &Haystack, hunk: &Hunk) -> Option<usize> {
     let file = &haystack.levels[Whitespace::Ignored as usize];
     let needle: Vec<(isize, String)> = hunk
@@ -232,39 +233,67 @@ pub(crate) fn closest(haystack: &Haystack, hunk: &Hunk) -> Option<usize> {
         .map(|(offset, line)| (offset as isize, Whitespace::Ignored.normalize(&line.text)))
         .filter(|(_, text)| !text.is_empty())
         .collect();
-    let found_near = |start: isize, offset: isize, text: &str| {
-        (-CLOSEST_SLACK..=CLOSEST_SLACK).any(|shift| {
-            usize::try_from(start + offset + shift)
+    let best_by = |same: &dyn Fn(&str, &str) -> bool| {
+        let at = |start: usize, offset: isize, shift: isize, text: &str| {
+            usize::try_from(start as isize + offset + shift)
                 .ok()
                 .and_then(|at| file.get(at))
-                .is_some_and(|line| line == text)
-        })
+                .is_some_and(|line| same(line, text))
+        };
+        // (lines found near their place, lines found exactly at it).
+        let (best, score) = (0..file.len())
+            .map(|start| {
+                let near = needle
+                    .iter()
+                    .filter(|(offset, text)| {
+                        (-CLOSEST_SLACK..=CLOSEST_SLACK)
+                            .any(|shift| at(start, *offset, shift, text))
+                    })
+                    .count();
+                let exact = needle
+                    .iter()
+                    .filter(|(offset, text)| at(start, *offset, 0, text))
+                    .count();
+                (start, (near, exact))
+            })
+            .fold((0, (0, 0)), |best, candidate| {
+                if candidate.1 > best.1 {
+                    candidate
+                } else {
+                    best
+                }
+            });
+        (score.0 > 0).then_some(best)
     };
-    let exact_at = |start: usize, offset: isize, text: &str| {
-        file.get(start + offset as usize)
-            .is_some_and(|line| line == text)
+    best_by(&|line, text| line == text).or_else(|| best_by(&similar))
+}
+
+/// Whether two lines share most of their character pairs (Dice coefficient of bigrams).
+fn similar(a: &str, b: &str) -> bool {
+    const MIN_DICE: f64 = 0.6;
+    let bigrams = |text: &str| {
+        let chars: Vec<char> = text.chars().collect();
+        let mut pairs: Vec<(char, char)> = chars.windows(2).map(|w| (w[0], w[1])).collect();
+        pairs.sort_unstable();
+        pairs
     };
-    // (lines found near their place, lines found exactly at it): the second breaks ties.
-    let (best, score) = (0..file.len())
-        .map(|start| {
-            let near = needle
-                .iter()
-                .filter(|(offset, text)| found_near(start as isize, *offset, text))
-                .count();
-            let exact = needle
-                .iter()
-                .filter(|(offset, text)| exact_at(start, *offset, text))
-                .count();
-            (start, (near, exact))
-        })
-        .fold((0, (0, 0)), |best, candidate| {
-            if candidate.1 > best.1 {
-                candidate
-            } else {
-                best
+    let (x, y) = (bigrams(a), bigrams(b));
+    if x.is_empty() || y.is_empty() {
+        return false;
+    }
+    let (mut i, mut j, mut shared) = (0, 0, 0);
+    while i < x.len() && j < y.len() {
+        match x[i].cmp(&y[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                shared += 1;
+                i += 1;
+                j += 1;
             }
-        });
-    (score.0 > 0).then_some(best)
+        }
+    }
+    2.0 * shared as f64 / (x.len() + y.len()) as f64 >= MIN_DICE
 }
 
 /// How many of the untrimmed hunk's old lines match (whitespace ignored) if its first old
@@ -416,6 +445,8 @@ mod tests {
         assert_eq!(locate(&file, &hunk, 0).unwrap_err(), LocateError::NotFound);
         assert_eq!(closest(&file, &hunk), Some(3));
         assert_eq!(closest(&file, &hunk_of(&["-nowhere"])), None);
+        // No line as written, but one much like it.
+        assert_eq!(closest(&file, &hunk_of(&["-    step_two(x);"])), Some(5));
     }
 
     #[test]
