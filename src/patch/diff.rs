@@ -153,3 +153,40 @@ impl Patch {
         super::sha256_hex(self.to_unified().as_bytes())
     }
 }
+
+/// Test helpers shared by the parsers', locator's and re-indenter's tests.
+#[cfg(test)]
+pub(crate) mod marked {
+    use super::{Hunk, HunkLine, LineKind};
+
+    /// Lines written as in a diff body: `+added`, `-removed`, ` context`.
+    pub(crate) fn lines(marked: &[&str]) -> Vec<HunkLine> {
+        marked
+            .iter()
+            .map(|raw| {
+                let (kind, text) = match raw.split_at(1) {
+                    ("+", text) => (LineKind::Add, text),
+                    ("-", text) => (LineKind::Remove, text),
+                    (_, text) => (LineKind::Context, text),
+                };
+                HunkLine {
+                    kind,
+                    text: text.to_owned(),
+                    no_newline: false,
+                }
+            })
+            .collect()
+    }
+
+    /// The hunk's line kinds as markers: `" -+ "`.
+    pub(crate) fn kinds(hunk: &Hunk) -> String {
+        hunk.lines
+            .iter()
+            .map(|line| match line.kind {
+                LineKind::Context => ' ',
+                LineKind::Remove => '-',
+                LineKind::Add => '+',
+            })
+            .collect()
+    }
+}

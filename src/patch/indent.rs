@@ -108,25 +108,8 @@ fn uniform_shift(pairs: &[(&str, &str)]) -> Option<Reindent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::patch::diff::marked::lines;
     use crate::patch::text::TextFile;
-
-    fn lines(marked: &[&str]) -> Vec<HunkLine> {
-        marked
-            .iter()
-            .map(|raw| {
-                let (kind, text) = match raw.split_at(1) {
-                    ("+", text) => (LineKind::Add, text),
-                    ("-", text) => (LineKind::Remove, text),
-                    (_, text) => (LineKind::Context, text),
-                };
-                HunkLine {
-                    kind,
-                    text: text.to_owned(),
-                    no_newline: false,
-                }
-            })
-            .collect()
-    }
 
     #[test]
     fn a_uniformly_dedented_or_overindented_hunk_is_shifted_back() {

@@ -345,6 +345,7 @@ fn matches(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::patch::diff::marked;
     use crate::patch::text::TextFile;
 
     fn hunk_of(body: &[&str]) -> Hunk {
@@ -352,21 +353,7 @@ mod tests {
     }
 
     fn hunk(body: &[&str]) -> Hunk {
-        let lines = body
-            .iter()
-            .map(|raw| {
-                let (kind, text) = match raw.split_at(1) {
-                    ("+", text) => (LineKind::Add, text),
-                    ("-", text) => (LineKind::Remove, text),
-                    (_, text) => (LineKind::Context, text),
-                };
-                HunkLine {
-                    kind,
-                    text: text.to_owned(),
-                    no_newline: false,
-                }
-            })
-            .collect();
+        let lines = marked::lines(body);
         Hunk {
             header: "@@".into(),
             old_start: None,

@@ -492,17 +492,7 @@ pub(super) fn strip_side_prefix(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn kinds(hunk: &Hunk) -> String {
-        hunk.lines
-            .iter()
-            .map(|line| match line.kind {
-                LineKind::Context => ' ',
-                LineKind::Remove => '-',
-                LineKind::Add => '+',
-            })
-            .collect()
-    }
+    use crate::patch::diff::marked::kinds;
 
     #[test]
     fn reads_only_the_fenced_diff_of_a_chat_reply() {

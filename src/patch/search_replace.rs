@@ -221,17 +221,7 @@ fn malformed(line: usize, message: &str) -> ParseError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn kinds(hunk: &Hunk) -> String {
-        hunk.lines
-            .iter()
-            .map(|line| match line.kind {
-                LineKind::Context => ' ',
-                LineKind::Remove => '-',
-                LineKind::Add => '+',
-            })
-            .collect()
-    }
+    use crate::patch::diff::marked::kinds;
 
     #[test]
     fn blocks_with_fenced_and_bare_paths_in_any_order() {

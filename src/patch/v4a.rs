@@ -282,17 +282,7 @@ fn first_chars(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn kinds(hunk: &Hunk) -> String {
-        hunk.lines
-            .iter()
-            .map(|line| match line.kind {
-                LineKind::Context => ' ',
-                LineKind::Remove => '-',
-                LineKind::Add => '+',
-            })
-            .collect()
-    }
+    use crate::patch::diff::marked::kinds;
 
     #[test]
     fn update_add_delete_and_move_in_one_fenced_reply() {

@@ -6,8 +6,22 @@
 use agent_orch::patch::EditFormat;
 
 use crate::support::patch_corpus::{
-    ALL_IMPERFECTIONS, Expected, Outcome, corpus, format_corpus, imperfections_of, run_ours,
+    ALL_IMPERFECTIONS, Case, Expected, Outcome, corpus, format_corpus, imperfections_of, run_ours,
 };
+
+/// The names of the cases applied wrongly, and of those refused that should have applied.
+fn not_correct(cases: &[Case]) -> (Vec<&str>, Vec<&str>) {
+    let mut wrong = Vec::new();
+    let mut refused = Vec::new();
+    for case in cases {
+        match run_ours(case) {
+            Outcome::Correct => {}
+            Outcome::Refused => refused.push(case.name.as_str()),
+            Outcome::Wrong => wrong.push(case.name.as_str()),
+        }
+    }
+    (wrong, refused)
+}
 
 #[test]
 fn applies_at_least_95_percent_correctly_and_never_wrongly() {
@@ -36,15 +50,7 @@ fn applies_at_least_95_percent_correctly_and_never_wrongly() {
         );
     }
 
-    let mut wrong = Vec::new();
-    let mut refused = Vec::new();
-    for case in &cases {
-        match run_ours(case) {
-            Outcome::Correct => {}
-            Outcome::Refused => refused.push(case.name.as_str()),
-            Outcome::Wrong => wrong.push(case.name.as_str()),
-        }
-    }
+    let (wrong, refused) = not_correct(&cases);
     assert!(wrong.is_empty(), "applied wrongly: {wrong:#?}");
     let correct = cases.len() - refused.len();
     assert!(
@@ -74,15 +80,7 @@ fn every_edit_format_applies_at_least_98_percent_correctly_and_never_wrongly() {
                 "{format:?}: {imperfection:?} occurs in only {occurrences} cases"
             );
         }
-        let mut wrong = Vec::new();
-        let mut refused = Vec::new();
-        for case in &cases {
-            match run_ours(case) {
-                Outcome::Correct => {}
-                Outcome::Refused => refused.push(case.name.as_str()),
-                Outcome::Wrong => wrong.push(case.name.as_str()),
-            }
-        }
+        let (wrong, refused) = not_correct(&cases);
         assert!(wrong.is_empty(), "{format:?} applied wrongly: {wrong:#?}");
         let correct = cases.len() - refused.len();
         assert!(

@@ -658,32 +658,62 @@ fn case_name(path: &str, label: &str, imperfections: &[Imperfection]) -> String 
     name
 }
 
+fn source_text(sources: &[(String, String)], name: &str) -> String {
+    sources
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t.clone())
+        .unwrap()
+}
+
+/// A new notes file, and the deletion of `small` (`src/signal_hook_extract.c`).
+fn new_and_deleted_file(small: &str) -> [FileEdit; 2] {
+    [
+        FileEdit {
+            path: "src/notes/deploy.md".into(),
+            label: "new_file".into(),
+            old: None,
+            new: Some(
+                "# Deploy notes\n\n- the readiness probe waits 10s\n- rollback keeps one revision\n"
+                    .into(),
+            ),
+        },
+        FileEdit {
+            path: "src/signal_hook_extract.c".into(),
+            label: "delete_file".into(),
+            old: Some(small.to_owned()),
+            new: None,
+        },
+    ]
+}
+
+/// The source `name` without its final newline, edited at its end: a line appended (even
+/// `index`) or its last line changed (odd); `None` when that edit would be ambiguous.
+fn no_final_newline_edit(index: usize, name: &str, text: &str) -> Option<FileEdit> {
+    let old = text.trim_end_matches('\n').to_owned();
+    let mut lines: Vec<String> = old.lines().map(str::to_owned).collect();
+    let last = lines.len() - 1;
+    let edited = if index.is_multiple_of(2) {
+        lines.push(comment(name, "end of generated section"));
+        lines
+    } else {
+        change_line(&lines.iter().map(String::as_str).collect::<Vec<_>>(), last)?
+    };
+    let new = join(&edited, false);
+    hunks_are_unique(&old, &new).then(|| FileEdit {
+        path: format!("src/{name}"),
+        label: "no_final_newline".into(),
+        old: Some(old),
+        new: Some(new),
+    })
+}
+
 /// Whole-file changes, several files, duplicated code, CRLF and newline-less targets.
 fn special_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Case>) {
-    let text = |name: &str| {
-        sources
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t.clone())
-            .unwrap()
-    };
+    let text = |name: &str| source_text(sources, name);
     let small = text("signal_hook_extract.c");
     let js = text("wasm_streams_readable_stream.js");
-    let new_file = FileEdit {
-        path: "src/notes/deploy.md".into(),
-        label: "new_file".into(),
-        old: None,
-        new: Some(
-            "# Deploy notes\n\n- the readiness probe waits 10s\n- rollback keeps one revision\n"
-                .into(),
-        ),
-    };
-    let delete_file = FileEdit {
-        path: "src/signal_hook_extract.c".into(),
-        label: "delete_file".into(),
-        old: Some(small.clone()),
-        new: None,
-    };
+    let [new_file, delete_file] = new_and_deleted_file(&small);
     for round in 0..6 {
         let imperfections = if round == 0 {
             Vec::new()
@@ -722,29 +752,8 @@ fn special_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Ca
     }
     // Files without a final newline, edited at their end; the model may drop the marker.
     for (index, (name, text)) in sources.iter().enumerate() {
-        let old = text.trim_end_matches('\n').to_owned();
-        let mut lines: Vec<String> = old.lines().map(str::to_owned).collect();
-        let last = lines.len() - 1;
-        let edited = if index % 2 == 0 {
-            lines.push(comment(name, "end of generated section"));
-            lines
-        } else {
-            let Some(changed) =
-                change_line(&lines.iter().map(String::as_str).collect::<Vec<_>>(), last)
-            else {
-                continue;
-            };
-            changed
-        };
-        let new = join(&edited, false);
-        if !hunks_are_unique(&old, &new) {
+        let Some(edit) = no_final_newline_edit(index, name, text) else {
             continue;
-        }
-        let edit = FileEdit {
-            path: format!("src/{name}"),
-            label: "no_final_newline".into(),
-            old: Some(old),
-            new: Some(new),
         };
         let mut dropped_and_more = rng.combination(2);
         dropped_and_more.push(Imperfection::NoNewlineMarkerDropped);
@@ -1032,58 +1041,17 @@ pub(crate) fn format_corpus(format: EditFormat) -> Vec<Case> {
     }
     // Files without a final newline, edited at their end.
     for (index, (name, text)) in sources.iter().enumerate() {
-        let old = text.trim_end_matches('\n').to_owned();
-        let mut lines: Vec<String> = old.lines().map(str::to_owned).collect();
-        let last = lines.len() - 1;
-        let edited = if index % 2 == 0 {
-            lines.push(comment(name, "end of generated section"));
-            lines
-        } else {
-            let Some(changed) =
-                change_line(&lines.iter().map(String::as_str).collect::<Vec<_>>(), last)
-            else {
-                continue;
-            };
-            changed
-        };
-        let new = join(&edited, false);
-        if !hunks_are_unique(&old, &new) {
+        let Some(edit) = no_final_newline_edit(index, name, text) else {
             continue;
-        }
-        let edit = FileEdit {
-            path: format!("src/{name}"),
-            label: "no_final_newline".into(),
-            old: Some(old),
-            new: Some(new),
         };
         let imperfections = rng.combination_of(pool, index % 3);
         cases.push(build_case_in(format, &[edit], imperfections, &mut rng));
     }
     // A new file, a deleted one, two files at once, and a line repeated many times.
-    let text = |name: &str| {
-        sources
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t.clone())
-            .unwrap()
-    };
+    let text = |name: &str| source_text(&sources, name);
     let small = text("signal_hook_extract.c");
     let js = text("wasm_streams_readable_stream.js");
-    let new_file = FileEdit {
-        path: "src/notes/deploy.md".into(),
-        label: "new_file".into(),
-        old: None,
-        new: Some(
-            "# Deploy notes\n\n- the readiness probe waits 10s\n- rollback keeps one revision\n"
-                .into(),
-        ),
-    };
-    let delete_file = FileEdit {
-        path: "src/signal_hook_extract.c".into(),
-        label: "delete_file".into(),
-        old: Some(small.clone()),
-        new: None,
-    };
+    let [new_file, delete_file] = new_and_deleted_file(&small);
     for round in 0..4 {
         let imperfections = rng.combination_of(pool, round % 3);
         for edit in [&new_file, &delete_file] {
