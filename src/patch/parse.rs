@@ -51,14 +51,10 @@ pub enum ParseErrorKind {
         text: String,
     },
     #[error(
-        "`{file}` has {lines} lines, too many to replace whole (at most {limit}); send an \
-         edit of the lines that change"
+        "`{file}` is too large to replace whole (at most {limit} lines); send an edit of the \
+         lines that change"
     )]
-    WholeFileTooLarge {
-        file: String,
-        lines: usize,
-        limit: usize,
-    },
+    WholeFileTooLarge { file: String, limit: usize },
     #[error("`{file}` cannot be replaced whole: {reason}")]
     WholeFileUnreadable { file: String, reason: String },
 }

@@ -16,6 +16,8 @@ use super::workspace::Workspace;
 /// Files longer than this are edited, not rewritten: a rewrite costs the model the whole file
 /// in tokens, and every line of it is a chance to change something by accident.
 pub const WHOLE_FILE_MAX_LINES: usize = 400;
+/// Bytes beyond which a file cannot be within [`WHOLE_FILE_MAX_LINES`] lines of sane length.
+const WHOLE_FILE_MAX_BYTES: u64 = 400 * 1024;
 
 /// Whether `reply` holds a fenced block with a path on the line before it or in its info string.
 pub(super) fn looks_like_whole_file(reply: &str) -> bool {
@@ -82,6 +84,16 @@ fn file_patch(
     };
     // A path the workspace refuses is left to the policy, which names the rule it breaks.
     let current = match workspace.resolve(path) {
+        // A file far beyond the line limit is not even read into memory.
+        Ok(absolute)
+            if std::fs::metadata(&absolute).is_ok_and(|meta| meta.len() > WHOLE_FILE_MAX_BYTES) =>
+        {
+            return Err(ParseErrorKind::WholeFileTooLarge {
+                file: path.to_owned(),
+                limit: WHOLE_FILE_MAX_LINES,
+            }
+            .into());
+        }
         Ok(absolute) => match std::fs::read(&absolute) {
             Ok(bytes) => Some(
                 TextFile::decode(&bytes)
@@ -105,7 +117,6 @@ fn file_patch(
     if current.lines.len() > WHOLE_FILE_MAX_LINES {
         return Err(ParseErrorKind::WholeFileTooLarge {
             file: path.to_owned(),
-            lines: current.lines.len(),
             limit: WHOLE_FILE_MAX_LINES,
         }
         .into());
@@ -189,6 +200,6 @@ mod tests {
         let error = parse("big.txt\n```\nline\n```\n", &workspace)
             .unwrap_err()
             .to_string();
-        assert!(error.contains("too many to replace whole"), "{error}");
+        assert!(error.contains("too large to replace whole"), "{error}");
     }
 }
