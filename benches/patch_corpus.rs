@@ -3,6 +3,10 @@
 //! wrong rates (wrong = a file ended up different from the intent, including partial
 //! application). The external tools get the diff with markdown fences stripped, since they
 //! would otherwise fail on them trivially; agent-orch gets the reply as is.
+//!
+//! Then the same for each other edit format agent-orch reads (V4A, SEARCH/REPLACE, whole
+//! files), on corpora of the same real edits written in that format with its own imperfections.
+//! No standard command-line tool applies those formats, so only agent-orch has a row.
 #![expect(clippy::print_stdout, reason = "the table is the benchmark's output")]
 #![expect(
     clippy::unwrap_used,
@@ -16,8 +20,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use agent_orch::patch::EditFormat;
 use patch_corpus::{
-    ALL_IMPERFECTIONS, Case, Expected, Outcome, corpus, judge, materialize, run_ours,
+    ALL_IMPERFECTIONS, Case, Expected, Outcome, corpus, format_corpus, imperfections_of, judge,
+    materialize, run_ours,
 };
 
 #[derive(Default)]
@@ -208,6 +214,72 @@ fn main() {
     println!(
         "\nagent-orch: {:.2} ms per case (temp repo, parse, plan, atomic write, check)",
         our_time.as_secs_f64() * 1000.0 / cases.len() as f64
+    );
+    for format in [
+        EditFormat::V4a,
+        EditFormat::SearchReplace,
+        EditFormat::WholeFile,
+    ] {
+        other_format(format);
+    }
+}
+
+/// agent-orch on one edit format's corpus, overall and by imperfection.
+fn other_format(format: EditFormat) {
+    let cases = format_corpus(format);
+    let refusals = cases
+        .iter()
+        .filter(|c| matches!(c.expected, Expected::Refusal))
+        .count();
+    println!(
+        "\n{} corpus: {} cases ({} to apply, {refusals} to refuse)\n",
+        format.key(),
+        cases.len(),
+        cases.len() - refusals
+    );
+    let started = Instant::now();
+    let outcomes: Vec<Outcome> = cases.iter().map(run_ours).collect();
+    let elapsed = started.elapsed();
+    let mut tally = Tally::default();
+    for outcome in &outcomes {
+        tally.add(*outcome);
+    }
+    println!("| {:<44} | correct | refused |   wrong |", "tool");
+    println!("|{}|---------|---------|---------|", "-".repeat(46));
+    println!("{}", tally.row(&format!("agent-orch ({})", format.key())));
+    println!("\n| {:<28} | {:>5} | correct |", "group", "cases");
+    let mut groups: Vec<(String, Vec<usize>)> = vec![(
+        "clean (no imperfection)".to_owned(),
+        (0..cases.len())
+            .filter(|&i| {
+                cases[i].imperfections.is_empty()
+                    && matches!(cases[i].expected, Expected::Changes(_))
+            })
+            .collect(),
+    )];
+    for imperfection in imperfections_of(format) {
+        groups.push((
+            format!("{imperfection:?}"),
+            (0..cases.len())
+                .filter(|&i| cases[i].imperfections.contains(imperfection))
+                .collect(),
+        ));
+    }
+    for (group, members) in groups {
+        let correct = members
+            .iter()
+            .filter(|&&i| outcomes[i] == Outcome::Correct)
+            .count();
+        println!(
+            "| {group:<28} | {:>5} | {:>6.1}% |",
+            members.len(),
+            100.0 * correct as f64 / members.len().max(1) as f64
+        );
+    }
+    println!(
+        "\nagent-orch ({}): {:.2} ms per case (temp repo, parse, plan, atomic write, check)",
+        format.key(),
+        elapsed.as_secs_f64() * 1000.0 / cases.len().max(1) as f64
     );
 }
 

@@ -2,7 +2,7 @@
 //! repair attempts.
 //!
 //! ```text
-//! required failure ──▶ fix: fixer agent ─▶ patch::parse ─▶ Policy::check ─▶ plan (dry run)
+//! required failure ──▶ fix: fixer agent ─▶ patch::parse_reply ─▶ Policy::check ─▶ plan (dry run)
 //!                        │ unusable (no diff, denied, does not apply): the step fails and the
 //!                        │ reason goes to the next fix attempt, once
 //!                        │ needs approval without `--approve`: the run stops
@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::Event;
 use super::patch_policy::policy_config;
 use super::run_loop::RunSettings;
+use crate::llm::prompt::quote_untrusted;
 use crate::llm::{
     Agent, AgentSetup, Failure, FixContext, LlmError, LlmErrorKind, LlmSession, ReviewContext,
     TokenBudget, Usage, step_definition,
@@ -263,6 +264,7 @@ impl Repair<'_> {
                 "prompt": proposal.prompt,
                 "prompt_hash": proposal.prompt_hash,
                 "response": redactor.redact(&proposal.reply),
+                "edit_format": proposal.edit_format,
                 "tokens": tokens(proposal.usage),
                 "summary": outcome.message,
             }),
@@ -271,20 +273,21 @@ impl Repair<'_> {
             return failed_with(outcome, self.stop_reason());
         }
 
-        let patch = match patch::parse(&proposal.reply) {
-            Ok(patch) => patch,
+        let workspace = match Workspace::new(&self.settings.workdir) {
+            Ok(workspace) => workspace,
+            Err(err) => return failed_with(outcome, err.to_string()),
+        };
+        let parsed = match patch::parse_reply(&proposal.reply, proposal.accepts, &workspace) {
+            Ok(parsed) => parsed,
             Err(err) => {
                 let reason = err.to_string();
                 self.unusable(iteration, "parse", &reason, None, reporter);
                 return failed_with(outcome, reason);
             }
         };
+        let (patch, edit_format) = (parsed.patch, parsed.format);
         let diff = patch.to_unified();
         self.previous_patches.push(diff.clone());
-        let workspace = match Workspace::new(&self.settings.workdir) {
-            Ok(workspace) => workspace,
-            Err(err) => return failed_with(outcome, err.to_string()),
-        };
         let policy = match Policy::new(policy_config(self.workflow, self.settings)) {
             Ok(policy) => policy,
             Err(err) => return failed_with(outcome, err.to_string()),
@@ -295,7 +298,7 @@ impl Repair<'_> {
             reporter,
             iteration,
             "policy.decision",
-            json!({ "decision": decision, "summary": summary }),
+            json!({ "decision": decision, "edit_format": edit_format, "summary": summary }),
         );
         match decision.verdict {
             patch::Verdict::Allow => {}
@@ -318,6 +321,7 @@ impl Repair<'_> {
         if let Err(err) = patch::plan(&patch, &workspace) {
             let reason = err.to_string();
             self.unusable(iteration, "apply", &reason, Some(&decision), reporter);
+            self.feedback = Some(apply_feedback(&err));
             return failed_with(outcome, reason);
         }
         let (added, removed) = patch.changed_line_counts();
@@ -387,6 +391,7 @@ impl Repair<'_> {
                 "prompt_hash": verdict.prompt_hash,
                 "response": redactor.redact(&verdict.reply),
                 "verdict": verdict.verdict,
+                "structured": verdict.structured,
                 "patch_sha256": self.proposal.as_ref().map(|p| p.decision.patch_sha256.clone()),
                 "tokens": tokens(verdict.usage),
                 "summary": outcome.message,
@@ -433,13 +438,14 @@ impl Repair<'_> {
             return Err(proposal.decision.summary());
         }
         let applied = Workspace::new(&self.settings.workdir)
-            .map_err(|err| err.to_string())
+            .map_err(|err| (err.to_string(), None))
             .and_then(|workspace| {
-                patch::apply(&proposal.patch, &workspace).map_err(|err| err.to_string())
+                patch::apply(&proposal.patch, &workspace)
+                    .map_err(|err| (err.to_string(), Some(apply_feedback(&err))))
             });
         let applied = match applied {
             Ok(applied) => applied,
-            Err(reason) => {
+            Err((reason, feedback)) => {
                 self.unusable(
                     iteration,
                     "apply",
@@ -447,6 +453,9 @@ impl Repair<'_> {
                     Some(&proposal.decision),
                     reporter,
                 );
+                if feedback.is_some() {
+                    self.feedback = feedback;
+                }
                 return Err(reason);
             }
         };
@@ -712,6 +721,34 @@ impl Repair<'_> {
             .iter()
             .any(|step| matches!(step.kind, StepKind::Review(_)))
     }
+}
+
+/// What the next fix attempt hears about a patch that does not fit the files: the reason
+/// for each hunk, and the file's current lines where each hunk that did not match was meant
+/// to go, numbered, so the next attempt can copy its context from them (quoted: a file's
+/// content is data, never instructions).
+fn apply_feedback(error: &patch::ApplyError) -> String {
+    let mut text = error.to_string();
+    let patch::ApplyErrorKind::Rejected(failures) = &error.kind else {
+        return text;
+    };
+    for failure in failures {
+        let which = match &failure.hunk {
+            Some((index, header)) => format!("hunk {index} (`{header}`)"),
+            None => "the change".to_owned(),
+        };
+        for region in &failure.regions {
+            let last = region.first_line + region.lines.len().saturating_sub(1);
+            let label = format!("current lines of {}", failure.file);
+            text.push_str(&format!(
+                "\n\nLines {}-{last} of `{}` as they are now, where {which} was meant to go:\n{}",
+                region.first_line,
+                failure.file,
+                quote_untrusted(&label, &region.numbered()),
+            ));
+        }
+    }
+    text
 }
 
 fn emit(reporter: &mut dyn Reporter, iteration: u32, kind: &str, detail: Value) {

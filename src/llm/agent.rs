@@ -3,6 +3,7 @@
 use crate::error::error_chain;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_openai::error::OpenAIError;
@@ -16,6 +17,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::context::{FixContext, ReviewContext};
+use super::edit_format;
 use super::error::{LlmError, LlmErrorKind};
 use super::excerpt::keep_head;
 use super::prompt::{PromptTemplate, Role, fixer_variables, reviewer_variables, system_message};
@@ -25,6 +27,7 @@ use super::retry::RetryPolicy;
 use super::session::LlmSession;
 use super::usage::{Usage, estimate_tokens};
 use super::verdict::{Verdict, parse_verdict, verdict_schema};
+use crate::patch::EditFormat;
 use crate::workflow::model::{AgentConfig, ProviderKind};
 use crate::workflow::template::Renderer;
 
@@ -45,10 +48,14 @@ pub struct AgentSetup<'a> {
     pub env: EnvLookup<'a>,
 }
 
-/// The fixer's answer: the raw reply (parsing the diff is the patch module's job).
+/// The fixer's answer: the raw reply (parsing the edit is the patch module's job).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FixProposal {
     pub reply: String,
+    /// The edit format the agent was asked for.
+    pub edit_format: EditFormat,
+    /// The one format the reply must be in; `None` (`edit_format: auto`) accepts any.
+    pub accepts: Option<EditFormat>,
     /// The user message as sent (redacted), for the audit log.
     pub prompt: String,
     /// SHA-256 of the request body as sent.
@@ -61,6 +68,9 @@ pub struct FixProposal {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Review {
     pub verdict: Verdict,
+    /// Whether the verdict was asked for with the JSON-schema response format (`false`: the
+    /// agent does not use it, or the provider refused it and the reply was read tolerantly).
+    pub structured: bool,
     pub reply: String,
     pub prompt: String,
     pub prompt_hash: String,
@@ -81,6 +91,11 @@ pub struct Agent {
     temperature: Option<f32>,
     max_tokens: Option<u32>,
     structured_output: bool,
+    /// Set once the provider refused the JSON-schema response format: later requests go
+    /// without it.
+    structured_refused: AtomicBool,
+    /// The format the fixer is asked for, and the one its reply must be in (`None`: any).
+    edit_format: (EditFormat, Option<EditFormat>),
     context_chars: usize,
     prompt: Option<PromptTemplate>,
 }
@@ -91,6 +106,28 @@ struct Completion {
     prompt_hash: String,
     usage: Usage,
     model: String,
+    /// Whether the request asked for the JSON-schema response format.
+    structured: bool,
+}
+
+/// A failed exchange, and whether the provider refused the JSON-schema response format.
+struct Refusable {
+    error: LlmError,
+    response_format_refused: bool,
+}
+
+/// A 400 about `response_format` (OpenAI: `param: "response_format"`, "'response_format' of
+/// type 'json_schema' is not supported with this model"; other servers name
+/// `response_format.type` or `json_schema` in the message).
+fn refuses_response_format(api: &async_openai::error::ApiErrorResponse) -> bool {
+    let error = &api.api_error;
+    api.status_code.as_u16() == 400
+        && (error
+            .param
+            .as_deref()
+            .is_some_and(|param| param.starts_with("response_format"))
+            || error.message.contains("response_format")
+            || error.message.contains("json_schema"))
 }
 
 impl LlmSession {
@@ -143,6 +180,8 @@ impl LlmSession {
             structured_output: config
                 .structured_output
                 .unwrap_or(config.provider != ProviderKind::Compatible),
+            structured_refused: AtomicBool::new(false),
+            edit_format: edit_format::resolve(config.edit_format, &config.model.value),
             context_chars: max_context_tokens as usize * CHARS_PER_TOKEN,
             prompt,
         })
@@ -154,13 +193,15 @@ impl Agent {
         &self.name
     }
 
-    /// Asks for a unified diff that repairs `ctx.failure`.
+    /// Asks for an edit, in the agent's edit format, that repairs `ctx.failure`.
     pub async fn propose_fix(&self, ctx: &FixContext) -> Result<FixProposal, LlmError> {
         let data_budget = self.data_budget(Role::Fixer)?;
         let variables = fixer_variables(&self.name, ctx, &self.session.redactor, data_budget);
         let completion = self.complete(Role::Fixer, &variables).await?;
         Ok(FixProposal {
             reply: completion.content,
+            edit_format: self.edit_format.0,
+            accepts: self.edit_format.1,
             prompt: completion.prompt,
             prompt_hash: completion.prompt_hash,
             usage: completion.usage,
@@ -181,12 +222,25 @@ impl Agent {
         })?;
         Ok(Review {
             verdict,
+            structured: completion.structured,
             reply: completion.content,
             prompt: completion.prompt,
             prompt_hash: completion.prompt_hash,
             usage: completion.usage,
             model: completion.model,
         })
+    }
+
+    /// The role's fixed system message; the fixer's ends with how to write its edit format.
+    fn system_message(&self, role: Role) -> String {
+        match role {
+            Role::Fixer => format!(
+                "{}\n{}",
+                system_message(role),
+                edit_format::instructions(self.edit_format.0)
+            ),
+            Role::Reviewer => system_message(role).to_owned(),
+        }
     }
 
     fn error(&self, kind: LlmErrorKind) -> LlmError {
@@ -220,37 +274,72 @@ impl Agent {
             .render(&empty)
             .map_err(|k| self.error(k))?
             .len()
-            + system_message(role).len();
+            + self.system_message(role).len();
         Ok(self.context_chars.saturating_sub(overhead))
     }
 
     async fn complete(&self, role: Role, variables: &Value) -> Result<Completion, LlmError> {
-        let session = &self.session;
         let rendered = self
             .template(role)
             .render(variables)
             .map_err(|k| self.error(k))?;
-        let prompt = session.redactor.redact(&rendered).into_owned();
-        let request = self.request(role, &prompt);
+        let prompt = self.session.redactor.redact(&rendered).into_owned();
+        let structured = role == Role::Reviewer
+            && self.structured_output
+            && !self.structured_refused.load(Ordering::Relaxed);
+        match self.exchange(role, &prompt, structured).await {
+            // The provider does not take a JSON-schema response format (a 400, as OpenAI
+            // answers for models without structured outputs, and many compatible servers):
+            // ask again without it, and from now on, and read the verdict tolerantly.
+            Err(Refusable {
+                response_format_refused: true,
+                ..
+            }) => {
+                self.structured_refused.store(true, Ordering::Relaxed);
+                self.exchange(role, &prompt, false)
+                    .await
+                    .map_err(|refused| refused.error)
+            }
+            other => other.map_err(|refused| refused.error),
+        }
+    }
+
+    /// One request and its reply, recorded; or, when replaying, the next recorded exchange.
+    async fn exchange(
+        &self,
+        role: Role,
+        prompt: &str,
+        structured: bool,
+    ) -> Result<Completion, Refusable> {
+        let session = &self.session;
+        let plain = |error| Refusable {
+            error,
+            response_format_refused: false,
+        };
+        let request = self.request(role, prompt, structured);
         let request_json = session.redactor.redact_json(
             &serde_json::to_value(&request)
-                .map_err(|err| self.error(LlmErrorKind::EncodeRequest(err)))?,
+                .map_err(|err| plain(self.error(LlmErrorKind::EncodeRequest(err))))?,
         );
         let prompt_hash = hex::encode(Sha256::digest(request_json.to_string().as_bytes()));
 
-        let prompt_tokens = estimate_tokens(system_message(role)) + estimate_tokens(&prompt);
+        let prompt_tokens = estimate_tokens(&self.system_message(role)) + estimate_tokens(prompt);
         session
             .budget
             .check(prompt_tokens)
-            .map_err(|(used, limit)| self.error(LlmErrorKind::BudgetExhausted { used, limit }))?;
+            .map_err(|(used, limit)| {
+                plain(self.error(LlmErrorKind::BudgetExhausted { used, limit }))
+            })?;
 
         let Some(client) = &self.client else {
-            return self.replay(prompt, prompt_hash);
+            return self.replay(prompt.to_owned(), prompt_hash, structured);
         };
         let result = client.create(request).await;
+        let response_format_refused = structured
+            && matches!(&result, Err(OpenAIError::ApiError(api)) if refuses_response_format(api));
         let reply = result
             .map_err(|err| self.map_openai_error(err))
-            .and_then(|response| self.read_response(response, &prompt));
+            .and_then(|response| self.read_response(response, prompt));
 
         let exchange = Exchange {
             agent: self.name.clone(),
@@ -261,27 +350,44 @@ impl Agent {
                 finish_reason: reply.finish_reason.clone(),
             }),
             error: reply.as_ref().err().map(ToString::to_string),
+            response_format_refused,
             usage: reply.as_ref().map(|(_, usage)| *usage).unwrap_or_default(),
         };
-        session.record(&exchange).map_err(|k| self.error(k))?;
+        session
+            .record(&exchange)
+            .map_err(|k| plain(self.error(k)))?;
 
-        let (reply, usage) = reply.map_err(|k| self.error(k))?;
+        let (reply, usage) = reply.map_err(|k| Refusable {
+            error: self.error(k),
+            response_format_refused,
+        })?;
         session.budget.record(usage);
         Ok(Completion {
             content: reply.content,
-            prompt,
+            prompt: prompt.to_owned(),
             prompt_hash,
             usage,
             model: reply.model,
+            structured,
         })
     }
 
     /// The next recorded exchange instead of a request: agents have no client when replaying.
-    fn replay(&self, prompt: String, prompt_hash: String) -> Result<Completion, LlmError> {
+    /// A recorded refusal of the response format is replayed as one, so the fallback after it
+    /// replays too.
+    fn replay(
+        &self,
+        prompt: String,
+        prompt_hash: String,
+        structured: bool,
+    ) -> Result<Completion, Refusable> {
         let exchange = self
             .session
             .replay_next(&self.name)
-            .map_err(|k| self.error(k))?;
+            .map_err(|k| Refusable {
+                error: self.error(k),
+                response_format_refused: false,
+            })?;
         self.session.budget.record(exchange.usage);
         match (exchange.response, exchange.error) {
             (Some(reply), _) => Ok(Completion {
@@ -290,17 +396,21 @@ impl Agent {
                 prompt_hash,
                 usage: exchange.usage,
                 model: reply.model,
+                structured,
             }),
-            (None, error) => Err(self.error(LlmErrorKind::Replayed(
-                error.unwrap_or_else(|| "no reply recorded".to_owned()),
-            ))),
+            (None, error) => Err(Refusable {
+                error: self.error(LlmErrorKind::Replayed(
+                    error.unwrap_or_else(|| "no reply recorded".to_owned()),
+                )),
+                response_format_refused: structured && exchange.response_format_refused,
+            }),
         }
     }
 
-    fn request(&self, role: Role, prompt: &str) -> CreateChatCompletionRequest {
+    fn request(&self, role: Role, prompt: &str, structured: bool) -> CreateChatCompletionRequest {
         let messages = vec![
             ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
-                content: system_message(role).into(),
+                content: self.system_message(role).into(),
                 name: None,
             }),
             ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
@@ -325,7 +435,7 @@ impl Agent {
                 }
             }
         }
-        if role == Role::Reviewer && self.structured_output {
+        if structured {
             request.response_format = Some(ResponseFormat::JsonSchema {
                 json_schema: ResponseFormatJsonSchema {
                     description: Some("The verdict on a proposed patch".to_owned()),

@@ -8,11 +8,13 @@
 //! ```
 //!
 //! Modules: `session` (what a run's agents share), `agent` (one agent), `provider` and `retry`
-//! (the HTTP side), `context`, `excerpt`, `sources` and `prompt` (what is sent), `verdict`
+//! (the HTTP side), `context`, `excerpt`, `sources` and `prompt` (what is sent),
+//! `edit_format` (which edit format the fixer is asked for), `verdict`
 //! (what the reviewer answers), `record` (the JSONL tape), `usage` (tokens and budget).
 
 pub mod agent;
 pub mod context;
+pub mod edit_format;
 pub mod error;
 pub mod excerpt;
 pub mod prompt;

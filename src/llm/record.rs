@@ -28,6 +28,10 @@ pub struct Exchange {
     /// Set instead of `response` when the exchange failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The provider refused the JSON-schema response format: the agent asked again without
+    /// it, and a replay does the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub response_format_refused: bool,
     #[serde(default)]
     pub usage: Usage,
 }
@@ -137,6 +141,7 @@ mod tests {
                 finish_reason: "stop".to_owned(),
             }),
             error: None,
+            response_format_refused: false,
             usage: Usage::default(),
         }
     }

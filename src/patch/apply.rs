@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::apply_error::{ApplyError, ApplyErrorKind, FailureReason, HunkFailure};
+use super::apply_error::{ApplyError, ApplyErrorKind, FailureReason, HunkFailure, Region};
 use super::diff::{FilePatch, HunkLine, LineKind, Patch};
-use super::locate::{Haystack, LocateError, Whitespace, locate};
+use super::indent::reindentation;
+use super::locate::{Haystack, LocateError, Whitespace, closest, locate};
 use super::text::{TextFile, TextLine};
 use super::workspace::Workspace;
 use super::write::{FileWrite, remove_empty_dirs, write_atomically};
@@ -291,6 +292,7 @@ impl Planner<'_> {
                 file: file.display_path().to_owned(),
                 hunk: None,
                 reason,
+                regions: Vec::new(),
             }]
         };
         if file.binary {
@@ -372,9 +374,27 @@ impl Planner<'_> {
         let mut final_newline = source.final_newline;
         let (mut cursor, mut failures) = (0, Vec::new());
         for (index, hunk) in file.hunks.iter().enumerate() {
-            let location = match locate(&haystack, hunk, cursor) {
+            let from = anchored_start(&source.lines, &hunk.anchors, cursor);
+            let location = match locate(&haystack, hunk, from) {
                 Ok(location) => location,
                 Err(error) => {
+                    let old_len = hunk.old_lines().count();
+                    let starts = match &error {
+                        LocateError::NotFound => closest(&haystack, hunk)
+                            .or_else(|| hunk.old_start.map(|line| line.saturating_sub(1)))
+                            .into_iter()
+                            .collect(),
+                        LocateError::Ambiguous(lines) => lines
+                            .iter()
+                            .take(MAX_REGIONS)
+                            .map(|line| line.saturating_sub(1))
+                            .collect(),
+                        LocateError::NoAnchor => Vec::new(),
+                    };
+                    let regions = starts
+                        .into_iter()
+                        .filter_map(|start| region(&source.lines, start, old_len))
+                        .collect();
                     let reason = match error {
                         LocateError::NotFound => FailureReason::ContextNotFound,
                         LocateError::Ambiguous(lines) => FailureReason::Ambiguous { lines },
@@ -384,9 +404,28 @@ impl Planner<'_> {
                         file: path.clone(),
                         hunk: Some((index + 1, hunk.header.clone())),
                         reason,
+                        regions,
                     });
                     continue;
                 }
+            };
+            let reindent = if location.whitespace == Whitespace::Ignored {
+                match reindentation(location.lines, &source.lines, location.start) {
+                    Ok(reindent) => reindent,
+                    Err(_) => {
+                        failures.push(HunkFailure {
+                            file: path.clone(),
+                            hunk: Some((index + 1, hunk.header.clone())),
+                            reason: FailureReason::UnevenIndentation,
+                            regions: region(&source.lines, location.start, location.lines.len())
+                                .into_iter()
+                                .collect(),
+                        });
+                        continue;
+                    }
+                }
+            } else {
+                None
             };
             out.extend_from_slice(&source.lines[cursor..location.start]);
             let mut position = location.start;
@@ -399,10 +438,10 @@ impl Planner<'_> {
                     }
                     LineKind::Remove => position += 1,
                     LineKind::Add => {
-                        out.push(TextLine {
-                            text: line.text.clone(),
-                            eol: None,
-                        });
+                        let text = reindent
+                            .as_ref()
+                            .map_or_else(|| line.text.clone(), |shift| shift.apply(&line.text));
+                        out.push(TextLine { text, eol: None });
                         added_at.push(out.len());
                     }
                 }
@@ -433,6 +472,44 @@ impl Planner<'_> {
             bom: source.bom,
         })
     }
+}
+
+/// Candidate places shown to the fixer for an ambiguous hunk, at most.
+const MAX_REGIONS: usize = 3;
+/// Lines shown around a region, and at most in one.
+const REGION_MARGIN: usize = 3;
+const MAX_REGION_LINES: usize = 40;
+
+/// The file's lines from `start` for a hunk of `len` old lines, with a margin each side.
+fn region(lines: &[TextLine], start: usize, len: usize) -> Option<Region> {
+    if start >= lines.len() {
+        return None;
+    }
+    let first = start.saturating_sub(REGION_MARGIN);
+    let end = (start + len + REGION_MARGIN)
+        .min(lines.len())
+        .min(first + MAX_REGION_LINES);
+    Some(Region {
+        first_line: first + 1,
+        lines: lines[first..end].iter().map(|l| l.text.clone()).collect(),
+    })
+}
+
+/// Where a hunk with anchors (V4A's `@@ def run(self):`) may start: at the first line, at or
+/// after `cursor`, matching the first anchor, then the next from there, and so on. The hunk
+/// may begin with the anchor line itself. An anchor that matches nowhere is ignored: the
+/// hunk's own context still has to place it unambiguously.
+fn anchored_start(lines: &[TextLine], anchors: &[String], cursor: usize) -> usize {
+    let squash = |text: &str| text.split_whitespace().collect::<String>();
+    anchors.iter().fold(cursor, |from, anchor| {
+        let anchor = squash(anchor);
+        lines
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find(|(_, line)| squash(&line.text) == anchor)
+            .map_or(from, |(index, _)| index)
+    })
 }
 
 /// Whether the file ends with a newline after a hunk that reaches its end, when the hunk's
@@ -565,6 +642,59 @@ mod tests {
             "`t.rs` hunk 1 (`@@ -6,3 +6,3 @@`): ambiguous: context matches at lines 2 and 6"
         );
         assert_eq!(read(&dir, "t.rs"), twice);
+    }
+
+    #[test]
+    fn a_hunk_that_matches_nowhere_carries_the_lines_where_it_was_meant_to_go() {
+        let file: String = (1..=30).map(|n| format!("line {n}\n")).collect();
+        let (_dir, workspace) = repo(&[("f.txt", &file)]);
+        let reply = "--- a/f.txt\n+++ b/f.txt\n@@ -1,3 +1,3 @@\n line 14\n-line 15 (as remembered)\n+line fifteen\n line 16\n";
+        let failure = failures(apply(&workspace, reply).unwrap_err()).remove(0);
+        assert_eq!(failure.reason, FailureReason::ContextNotFound);
+        let region = &failure.regions[0];
+        assert_eq!(region.first_line, 11, "three lines above `line 14`");
+        assert_eq!(region.lines.first().map(String::as_str), Some("line 11"));
+        assert_eq!(region.lines.last().map(String::as_str), Some("line 19"));
+        assert!(
+            region
+                .numbered()
+                .starts_with("11 | line 11\n12 | line 12\n")
+        );
+        // Ambiguous: one region per candidate.
+        let twice = "if x {\n    y();\n}\nif x {\n    y();\n}\n";
+        let (_dir, workspace) = repo(&[("t.rs", twice)]);
+        let reply = "--- a/t.rs\n+++ b/t.rs\n@@ @@\n if x {\n-    y();\n+    z();\n }\n";
+        let failure = failures(apply(&workspace, reply).unwrap_err()).remove(0);
+        let firsts: Vec<usize> = failure.regions.iter().map(|r| r.first_line).collect();
+        assert_eq!(firsts, [1, 1]);
+    }
+
+    #[test]
+    fn v4a_anchors_and_search_replace_blocks_apply_through_the_same_planner() {
+        let twice = "def a():\n    return 1\n\ndef b():\n    return 1\n";
+        let (dir, workspace) = repo(&[("m.py", twice)]);
+        let v4a = "*** Begin Patch\n*** Update File: m.py\n@@ def b():\n-    return 1\n+    return 2\n*** End Patch\n";
+        let parsed = crate::patch::parse_reply(v4a, None, &workspace).unwrap();
+        plan(&parsed.patch, &workspace).unwrap().apply().unwrap();
+        assert_eq!(
+            read(&dir, "m.py"),
+            twice.replace("b():\n    return 1", "b():\n    return 2")
+        );
+        // A block dedented to column 0 is put back at the file's indentation.
+        let search_replace = "m.py\n<<<<<<< SEARCH\ndef a():\nreturn 1\n=======\ndef a():\nreturn 10\n>>>>>>> REPLACE\n";
+        let parsed = crate::patch::parse_reply(search_replace, None, &workspace).unwrap();
+        let error = plan(&parsed.patch, &workspace).unwrap_err();
+        assert!(
+            error.to_string().contains("SEARCH/REPLACE block 1")
+                && error.to_string().contains("unevenly"),
+            "`def a():` is in place and `return 1` is not: {error}"
+        );
+        let nested = "class A:\n    def a(self):\n        return 1\n";
+        let (dir, workspace) = repo(&[("n.py", nested)]);
+        let dedented = "n.py\n<<<<<<< SEARCH\ndef a(self):\n    return 1\n=======\ndef a(self):\n    return 10\n>>>>>>> REPLACE\n";
+        let parsed = crate::patch::parse_reply(dedented, None, &workspace).unwrap();
+        plan(&parsed.patch, &workspace).unwrap().apply().unwrap();
+        assert_eq!(read(&dir, "n.py"), nested.replace("return 1", "return 10"));
     }
 
     #[test]

@@ -67,6 +67,31 @@ pub struct HunkFailure {
     /// 1-based index of the hunk in its file section, and its `@@` header as written.
     pub hunk: Option<(usize, String)>,
     pub reason: FailureReason,
+    /// The file's current lines where the hunk was most likely meant to go (each candidate,
+    /// when it was ambiguous): what the next attempt needs to copy its context from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<Region>,
+}
+
+/// Consecutive lines of a file as it is now.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Region {
+    /// 1-based number of the first line.
+    pub first_line: usize,
+    pub lines: Vec<String>,
+}
+
+impl Region {
+    /// The lines with their numbers, right-aligned: `  12 | text`.
+    pub fn numbered(&self) -> String {
+        let last = self.first_line + self.lines.len().saturating_sub(1);
+        let width = last.to_string().len();
+        self.lines
+            .iter()
+            .enumerate()
+            .map(|(offset, text)| format!("{:>width$} | {text}\n", self.first_line + offset))
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
@@ -78,6 +103,11 @@ pub enum FailureReason {
     Ambiguous { lines: Vec<usize> },
     #[error("the hunk only adds lines, so nothing says where in the existing file they go")]
     NoAnchor,
+    #[error(
+        "the hunk's lines match only with their indentation changed unevenly, so the \
+         indentation of its added lines is unclear"
+    )]
+    UnevenIndentation,
     #[error("the file does not exist")]
     FileMissing,
     #[error("the patch creates the file but it already exists")]

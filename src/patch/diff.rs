@@ -1,8 +1,9 @@
-//! The parsed form of a unified diff: files, hunks and their lines.
+//! The edit model every reply format parses into (unified diff, V4A, SEARCH/REPLACE, whole
+//! file): files, hunks and their lines.
 
 use std::fmt::Write as _;
 
-/// A unified diff touching one or more files, as parsed from an LLM reply.
+/// Changes to one or more files, as parsed from an LLM reply in any edit format.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Patch {
     pub files: Vec<FilePatch>,
@@ -31,6 +32,9 @@ pub struct Hunk {
     pub old_start: Option<usize>,
     /// 1-based first line of the new side, when the header had numbers.
     pub new_start: Option<usize>,
+    /// Lines the hunk comes after, outermost first (V4A's `@@ class Foo` / `@@ def bar():`):
+    /// each is looked for from where the previous one was found, and the hunk after the last.
+    pub anchors: Vec<String>,
     pub lines: Vec<HunkLine>,
 }
 
@@ -147,5 +151,42 @@ impl Patch {
     /// sha256 of [`Patch::to_unified`], for the audit log.
     pub fn sha256(&self) -> String {
         super::sha256_hex(self.to_unified().as_bytes())
+    }
+}
+
+/// Test helpers shared by the parsers', locator's and re-indenter's tests.
+#[cfg(test)]
+pub(crate) mod marked {
+    use super::{Hunk, HunkLine, LineKind};
+
+    /// Lines written as in a diff body: `+added`, `-removed`, ` context`.
+    pub(crate) fn lines(marked: &[&str]) -> Vec<HunkLine> {
+        marked
+            .iter()
+            .map(|raw| {
+                let (kind, text) = match raw.split_at(1) {
+                    ("+", text) => (LineKind::Add, text),
+                    ("-", text) => (LineKind::Remove, text),
+                    (_, text) => (LineKind::Context, text),
+                };
+                HunkLine {
+                    kind,
+                    text: text.to_owned(),
+                    no_newline: false,
+                }
+            })
+            .collect()
+    }
+
+    /// The hunk's line kinds as markers: `" -+ "`.
+    pub(crate) fn kinds(hunk: &Hunk) -> String {
+        hunk.lines
+            .iter()
+            .map(|line| match line.kind {
+                LineKind::Context => ' ',
+                LineKind::Remove => '-',
+                LineKind::Add => '+',
+            })
+            .collect()
     }
 }

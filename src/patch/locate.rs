@@ -222,6 +222,86 @@ fn stale_context_candidate<'h>(
     }
 }
 
+/// How far a line may be shifted and still count towards [`closest`]: the model may have
+/// dropped or added a line or two.
+const CLOSEST_SLACK: isize = 2;
+
+/// Where a hunk that matches nowhere was most likely meant to go: the start (0-based) of the
+/// window where most of its non-blank old lines occur (whitespace ignored, each within
+/// [`CLOSEST_SLACK`] lines of its place), lines found exactly at their place breaking ties.
+/// When no line of the hunk occurs in the file as written, lines that are merely similar
+/// (a misremembered line) count instead. `None` if nothing is even similar.
+pub(crate) fn closest(haystack: &Haystack, hunk: &Hunk) -> Option<usize> {
+    let file = &haystack.levels[Whitespace::Ignored as usize];
+    let needle: Vec<(isize, String)> = hunk
+        .old_lines()
+        .enumerate()
+        .map(|(offset, line)| (offset as isize, Whitespace::Ignored.normalize(&line.text)))
+        .filter(|(_, text)| !text.is_empty())
+        .collect();
+    let best_by = |same: &dyn Fn(&str, &str) -> bool| {
+        let at = |start: usize, offset: isize, shift: isize, text: &str| {
+            usize::try_from(start as isize + offset + shift)
+                .ok()
+                .and_then(|at| file.get(at))
+                .is_some_and(|line| same(line, text))
+        };
+        // (lines found near their place, lines found exactly at it).
+        let (best, score) = (0..file.len())
+            .map(|start| {
+                let near = needle
+                    .iter()
+                    .filter(|(offset, text)| {
+                        (-CLOSEST_SLACK..=CLOSEST_SLACK)
+                            .any(|shift| at(start, *offset, shift, text))
+                    })
+                    .count();
+                let exact = needle
+                    .iter()
+                    .filter(|(offset, text)| at(start, *offset, 0, text))
+                    .count();
+                (start, (near, exact))
+            })
+            .fold((0, (0, 0)), |best, candidate| {
+                if candidate.1 > best.1 {
+                    candidate
+                } else {
+                    best
+                }
+            });
+        (score.0 > 0).then_some(best)
+    };
+    best_by(&|line, text| line == text).or_else(|| best_by(&similar))
+}
+
+/// Whether two lines share most of their character pairs (Dice coefficient of bigrams).
+fn similar(a: &str, b: &str) -> bool {
+    const MIN_DICE: f64 = 0.6;
+    let bigrams = |text: &str| {
+        let chars: Vec<char> = text.chars().collect();
+        let mut pairs: Vec<(char, char)> = chars.windows(2).map(|w| (w[0], w[1])).collect();
+        pairs.sort_unstable();
+        pairs
+    };
+    let (x, y) = (bigrams(a), bigrams(b));
+    if x.is_empty() || y.is_empty() {
+        return false;
+    }
+    let (mut i, mut j, mut shared) = (0, 0, 0);
+    while i < x.len() && j < y.len() {
+        match x[i].cmp(&y[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    2.0 * shared as f64 / (x.len() + y.len()) as f64 >= MIN_DICE
+}
+
 /// How many of the untrimmed hunk's old lines match (whitespace ignored) if its first old
 /// line sits at `implied`.
 fn full_hunk_score(haystack: &Haystack, lines: &[HunkLine], implied: isize) -> usize {
@@ -271,6 +351,7 @@ fn matches(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::patch::diff::marked;
     use crate::patch::text::TextFile;
 
     fn hunk_of(body: &[&str]) -> Hunk {
@@ -278,25 +359,12 @@ mod tests {
     }
 
     fn hunk(body: &[&str]) -> Hunk {
-        let lines = body
-            .iter()
-            .map(|raw| {
-                let (kind, text) = match raw.split_at(1) {
-                    ("+", text) => (LineKind::Add, text),
-                    ("-", text) => (LineKind::Remove, text),
-                    (_, text) => (LineKind::Context, text),
-                };
-                HunkLine {
-                    kind,
-                    text: text.to_owned(),
-                    no_newline: false,
-                }
-            })
-            .collect();
+        let lines = marked::lines(body);
         Hunk {
             header: "@@".into(),
             old_start: None,
             new_start: None,
+            anchors: Vec::new(),
             lines,
         }
     }
@@ -371,6 +439,18 @@ mod tests {
         assert_eq!((found.start, found.stale_context), (0, true));
         let hunk = hunk_of(&[" a", "-b", "+B", " c", " d", " e", "-STALE", "+F", " g"]);
         assert_eq!(locate(&file, &hunk, 0).unwrap_err(), LocateError::NotFound);
+    }
+
+    #[test]
+    fn closest_finds_where_a_hunk_that_matches_nowhere_was_meant_to_go() {
+        let file = haystack("a\nb\nc\nfn run() {\n    step_one();\n    step_two();\n}\nz\n");
+        // The removed line was misremembered, and a context line was dropped.
+        let hunk = hunk(&[" fn run() {", "-    step_1();", " }"]);
+        assert_eq!(locate(&file, &hunk, 0).unwrap_err(), LocateError::NotFound);
+        assert_eq!(closest(&file, &hunk), Some(3));
+        assert_eq!(closest(&file, &hunk_of(&["-nowhere"])), None);
+        // No line as written, but one much like it.
+        assert_eq!(closest(&file, &hunk_of(&["-    step_two(x);"])), Some(5));
     }
 
     #[test]

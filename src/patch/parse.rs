@@ -32,6 +32,31 @@ pub enum ParseErrorKind {
     NoHunks { file: String },
     #[error("file header at line {line} names no file (both sides are /dev/null)")]
     NoPath { line: usize },
+    #[error("no edit found: {expected}")]
+    NoEdit { expected: &'static str },
+    #[error("the reply holds {found}, but the agent's `edit_format` asks for {expected}")]
+    WrongFormat {
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error("line {line}: {message}")]
+    Malformed { line: usize, message: String },
+    #[error(
+        "the whole-file content of `{file}` elides part of the file (line {line}: `{text}`); \
+         send the complete file, or an edit of the lines that change"
+    )]
+    ElidedWholeFile {
+        file: String,
+        line: usize,
+        text: String,
+    },
+    #[error(
+        "`{file}` is too large to replace whole (at most {limit} lines); send an edit of the \
+         lines that change"
+    )]
+    WholeFileTooLarge { file: String, limit: usize },
+    #[error("`{file}` cannot be replaced whole: {reason}")]
+    WholeFileUnreadable { file: String, reason: String },
 }
 
 impl From<ParseErrorKind> for ParseError {
@@ -72,15 +97,20 @@ pub fn parse(reply: &str) -> Result<Patch, ParseError> {
 }
 
 /// A line of the reply: its 1-based number (for messages) and its text without `\r\n`/`\n`.
-type Line<'a> = (usize, &'a str);
+pub(super) type Line<'a> = (usize, &'a str);
 
-/// The lines to parse: the diff-looking fenced blocks if there are any, else everything.
-fn diff_lines(reply: &str) -> Vec<Line<'_>> {
-    let all: Vec<Line<'_>> = reply
+/// Every line of the reply, numbered, CRLF or LF.
+pub(super) fn reply_lines(reply: &str) -> Vec<Line<'_>> {
+    reply
         .split('\n')
         .enumerate()
         .map(|(index, line)| (index + 1, line.strip_suffix('\r').unwrap_or(line)))
-        .collect();
+        .collect()
+}
+
+/// The lines to parse: the diff-looking fenced blocks if there are any, else everything.
+fn diff_lines(reply: &str) -> Vec<Line<'_>> {
+    let all = reply_lines(reply);
     let fenced: Vec<Line<'_>> = fenced_blocks(&all)
         .into_iter()
         .filter(|block| looks_like_diff(block))
@@ -91,22 +121,24 @@ fn diff_lines(reply: &str) -> Vec<Line<'_>> {
 
 /// Bodies of markdown code fences (```` ``` ```` or `~~~`, at column 0 so that an indented
 /// fence inside a diff of a markdown file is not taken for one). An unclosed fence runs to the end.
-fn fenced_blocks<'a>(lines: &[Line<'a>]) -> Vec<Vec<Line<'a>>> {
+pub(super) fn fenced_blocks<'a>(lines: &[Line<'a>]) -> Vec<Vec<Line<'a>>> {
     let mut blocks = Vec::new();
-    let mut open: Option<(&str, Vec<Line<'a>>)> = None;
+    // The fence character and how many of them opened the block: a block that holds fences
+    // (a markdown file) is opened with more of them, and only as many close it.
+    let mut open: Option<(char, usize, Vec<Line<'a>>)> = None;
     for &(number, text) in lines {
         match &mut open {
             None => {
-                for fence in ["```", "~~~"] {
-                    if text.starts_with(fence) {
-                        open = Some((fence, Vec::new()));
+                for fence in ['`', '~'] {
+                    let run = text.chars().take_while(|&c| c == fence).count();
+                    if run >= 3 {
+                        open = Some((fence, run, Vec::new()));
                     }
                 }
             }
-            Some((fence, body)) => {
+            Some((fence, run, body)) => {
                 let closing = text.trim_end();
-                let fence_char = fence.chars().next().unwrap_or('`');
-                if closing.len() >= fence.len() && closing.chars().all(|c| c == fence_char) {
+                if closing.len() >= *run && closing.chars().all(|c| c == *fence) {
                     blocks.push(std::mem::take(body));
                     open = None;
                 } else {
@@ -115,13 +147,13 @@ fn fenced_blocks<'a>(lines: &[Line<'a>]) -> Vec<Vec<Line<'a>>> {
             }
         }
     }
-    if let Some((_, body)) = open {
+    if let Some((_, _, body)) = open {
         blocks.push(body);
     }
     blocks
 }
 
-fn looks_like_diff(block: &[Line<'_>]) -> bool {
+pub(super) fn looks_like_diff(block: &[Line<'_>]) -> bool {
     block.iter().enumerate().any(|(index, (_, text))| {
         text.starts_with("@@")
             || text.starts_with("diff --git ")
@@ -322,6 +354,7 @@ impl Parser<'_, '_> {
             header,
             old_start: ranges.old_start,
             new_start: ranges.new_start,
+            anchors: Vec::new(),
             lines,
         })
     }
@@ -433,7 +466,7 @@ fn git_paths(rest: &str) -> (Option<String>, Option<String>) {
 }
 
 /// Unquotes a git-quoted path and drops a leading `./`.
-fn clean_path(raw: &str) -> String {
+pub(super) fn clean_path(raw: &str) -> String {
     let raw = raw.trim();
     let unquoted = match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
         Some(inner) => inner.replace("\\\"", "\"").replace("\\\\", "\\"),
@@ -445,7 +478,7 @@ fn clean_path(raw: &str) -> String {
         .unwrap_or(unquoted)
 }
 
-fn strip_side_prefix(path: &str) -> String {
+pub(super) fn strip_side_prefix(path: &str) -> String {
     path.strip_prefix("a/")
         .or_else(|| path.strip_prefix("b/"))
         .unwrap_or(path)
@@ -455,17 +488,7 @@ fn strip_side_prefix(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn kinds(hunk: &Hunk) -> String {
-        hunk.lines
-            .iter()
-            .map(|line| match line.kind {
-                LineKind::Context => ' ',
-                LineKind::Remove => '-',
-                LineKind::Add => '+',
-            })
-            .collect()
-    }
+    use crate::patch::diff::marked::kinds;
 
     #[test]
     fn reads_only_the_fenced_diff_of_a_chat_reply() {

@@ -1,6 +1,6 @@
-//! `fix`: ask the fixer agent for a unified diff that repairs the last failure.
+//! `fix`: ask the fixer agent for an edit (in its `edit_format`) that repairs the last failure.
 //!
-//! [`outcome`] passes when the agent replied; the reply (a fenced diff, usually) goes to the
+//! [`outcome`] passes when the agent replied; the reply (a fenced edit, usually) goes to the
 //! patch module, which parses, checks and applies it. In a run, `engine::repair` drives the
 //! step: it builds the context, and parses, checks and applies the reply.
 
@@ -64,6 +64,8 @@ mod tests {
     fn a_reply_passes_and_an_error_fails_with_its_message() {
         let proposal = FixProposal {
             reply: "```diff\n```".to_owned(),
+            edit_format: crate::patch::EditFormat::Unified,
+            accepts: None,
             prompt: String::new(),
             prompt_hash: "ab".repeat(32),
             usage: Usage {

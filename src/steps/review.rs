@@ -69,6 +69,7 @@ mod tests {
                 risk: Risk::Medium,
                 suggestion: suggestion.map(str::to_owned),
             },
+            structured: true,
             reply: String::new(),
             prompt: String::new(),
             prompt_hash: String::new(),

@@ -199,6 +199,10 @@ pub struct AgentConfig {
     /// compatible servers, which often do not support it).
     #[serde(default)]
     pub structured_output: Option<bool>,
+    /// How the fixer writes its edits (default `auto`: asks in the format the model family is
+    /// trained on, and accepts a reply in any format).
+    #[serde(default)]
+    pub edit_format: EditFormatSetting,
     /// A minijinja prompt template, relative to the workflow file.
     #[serde(default)]
     pub prompt: Option<Spanned<String>>,
@@ -222,6 +226,25 @@ pub enum ProviderKind {
     /// Any OpenAI-compatible server (Ollama, vLLM, LiteLLM) at `base_url`.
     #[serde(rename = "compatible")]
     Compatible,
+}
+
+/// The edit format a fixer is asked for. Every format goes through the same policy and
+/// applier; a pinned format refuses a reply in another.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EditFormatSetting {
+    /// V4A for OpenAI's GPT-4.1, GPT-5, o-series and Codex models, SEARCH/REPLACE for Claude,
+    /// Gemini and open models, a unified diff otherwise; any format is accepted in the reply.
+    #[default]
+    Auto,
+    /// `--- a/path` / `+++ b/path` / `@@` hunks.
+    Unified,
+    /// OpenAI's `apply_patch` format: `*** Begin Patch` ... `*** End Patch`.
+    V4a,
+    /// `<<<<<<< SEARCH` / `=======` / `>>>>>>> REPLACE` blocks after a path line.
+    SearchReplace,
+    /// A path line, then the complete new file in a fenced block (small files only).
+    WholeFile,
 }
 
 /// Limits that stop the loop safely. No model can change them.

@@ -458,7 +458,7 @@ async fn garbage_replies_fail_the_fix_step_and_the_reason_goes_back_once() {
     assert_eq!(project.read("src/greet.sh"), FIXED_GREETING);
     let fixer = fixer_requests(&fake);
     assert_eq!(fixer.len(), 3);
-    let no_diff = "no unified diff found";
+    let no_diff = "no edit found";
     assert!(!fixer[1].message("user").contains(no_diff));
     assert!(
         fixer[2].message("user").contains(no_diff),
@@ -749,4 +749,173 @@ async fn dangerous_commands_need_approval_whatever_their_shape() {
         assert!(exists(&project, "attic/purge.txt"));
         assert_eq!(project.read("src/greet.sh"), BROKEN_GREETING);
     }
+}
+
+/// The typo fix in each edit format, as a model trained toward it would write it.
+const V4A_FIX: &str = "Fixing the typo.\n\n```\n*** Begin Patch\n*** Update File: ./src/greet.sh\n@@\n # Prints the greeting the service answers with.\n-echo \"Hello, wrld\"\n+echo \"Hello, world\"\n*** End Patch\n```\n";
+const SEARCH_REPLACE_FIX: &str = "The greeting has a typo.\n\nsrc/greet.sh\n```sh\n<<<<<<< SEARCH\necho \"Hello, wrld\"\n=======\necho \"Hello, world\"\n>>>>>>> REPLACE\n```\n";
+const WHOLE_FILE_FIX: &str = "Here is the corrected file.\n\n**src/greet.sh**\n```sh\n#!/bin/sh\n# Prints the greeting the service answers with.\necho \"Hello, world\"\n```\n";
+
+/// The broken project with the fixer's agent settings replaced by `fixer`.
+fn project_with_fixer(fixer: &str) -> Project {
+    let project = broken_project(SAFETY);
+    let workflow = project.read("w.yaml").replace(
+        "fixer: {model: gpt-4o, temperature: 0.2}",
+        &format!("fixer: {fixer}"),
+    );
+    project.file("w.yaml", &workflow);
+    project
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_edit_format_repairs_the_project_through_the_same_policy_and_applier() {
+    let cases = [
+        // (agent settings, the reply, what the system message asks for, the format read)
+        (
+            "{model: gpt-4o, edit_format: v4a}",
+            V4A_FIX,
+            "*** Begin Patch",
+            "v4a",
+        ),
+        (
+            "{model: gpt-4o, edit_format: search_replace}",
+            SEARCH_REPLACE_FIX,
+            "<<<<<<< SEARCH",
+            "search_replace",
+        ),
+        (
+            "{model: gpt-4o, edit_format: whole_file}",
+            WHOLE_FILE_FIX,
+            "the whole file in a fenced block",
+            "whole_file",
+        ),
+        // `auto` asks Claude for SEARCH/REPLACE blocks and takes a V4A patch all the same.
+        (
+            "{model: claude-sonnet-4-5}",
+            V4A_FIX,
+            "<<<<<<< SEARCH",
+            "v4a",
+        ),
+        // `auto` asks GPT-5 for V4A.
+        ("{model: gpt-5}", V4A_FIX, "*** Begin Patch", "v4a"),
+    ];
+    for (fixer, reply, asked, read_as) in cases {
+        let fake = OpenAiFake::start().await;
+        fake.push(Route::OpenAi, Reply::text(reply))
+            .push(Route::OpenAi, approve());
+        let project = project_with_fixer(fixer);
+
+        run(&project, Some(&fake), &[]).await.assert_code(0);
+
+        assert_eq!(project.read("src/greet.sh"), FIXED_GREETING, "{fixer}");
+        let system = fixer_requests(&fake)[0].message("system");
+        assert!(system.contains(asked), "{fixer} was asked for:\n{system}");
+        let policy = decision(&project, "policy.decision");
+        assert_eq!(policy["edit_format"], read_as, "{fixer}");
+        assert_eq!(policy["decision"]["verdict"], "allow");
+        assert!(
+            patch_file(&project, 1).contains("+echo \"Hello, world\""),
+            "every format is written as the same clean diff"
+        );
+        let verdict = decision(&project, "review.verdict");
+        assert!(
+            verdict["prompt"]
+                .as_str()
+                .unwrap()
+                .contains("+++ b/src/greet.sh"),
+            "the reviewer sees the unified form of any format: {verdict}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_format_refuses_another_and_a_block_that_does_not_match_gets_the_real_lines() {
+    // A SEARCH that misremembers the line, then a unified diff, then the right block.
+    let stale = "src/greet.sh\n```sh\n<<<<<<< SEARCH\necho \"Hello, wrld!\"\n=======\necho \"Hello, world\"\n>>>>>>> REPLACE\n```\n";
+    let fake = OpenAiFake::start().await;
+    fake.push(Route::OpenAi, Reply::text(stale))
+        .push(Route::OpenAi, Reply::text(GOOD_FIX))
+        .push(Route::OpenAi, Reply::text(SEARCH_REPLACE_FIX))
+        .push(Route::OpenAi, approve());
+    let project = project_with_fixer("{model: gpt-4o, edit_format: search_replace}");
+
+    run(&project, Some(&fake), &[]).await.assert_code(0);
+
+    assert_eq!(project.read("src/greet.sh"), FIXED_GREETING);
+    let fixer = fixer_requests(&fake);
+    assert_eq!(fixer.len(), 3);
+    let second = fixer[1].message("user");
+    for expected in [
+        "`src/greet.sh` hunk 1 (`SEARCH/REPLACE block 1`): context not found",
+        "Lines 1-3 of `src/greet.sh` as they are now, where hunk 1 (`SEARCH/REPLACE block 1`) was meant to go",
+        "<<<UNTRUSTED current lines of src/greet.sh",
+        "1 | #!/bin/sh",
+        "3 | echo \"Hello, wrld\"",
+    ] {
+        assert!(
+            second.contains(expected),
+            "missing {expected:?} in:\n{second}"
+        );
+    }
+    let third = fixer[2].message("user");
+    assert!(
+        third.contains("the reply holds a unified diff, but the agent's `edit_format` asks for SEARCH/REPLACE blocks"),
+        "{third}"
+    );
+    assert_eq!(reviewer_requests(&fake).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_refuses_the_verdict_schema_gets_asked_again_and_replays() {
+    let fake = OpenAiFake::start().await;
+    fake.refuse_response_format()
+        .push(Route::OpenAi, Reply::text(WEAKEN_TEST))
+        .push(Route::OpenAi, reject())
+        .push(Route::OpenAi, Reply::text(GOOD_FIX))
+        .push(Route::OpenAi, approve());
+    let tapes = tempfile::tempdir().unwrap();
+    let tape = tapes.path().join("run.jsonl");
+    let tape = tape.to_str().unwrap();
+    let recorded = broken_project(SAFETY);
+
+    run(&recorded, Some(&fake), &["--record", tape])
+        .await
+        .assert_code(0);
+
+    assert_eq!(recorded.read("src/greet.sh"), FIXED_GREETING);
+    let reviewer = reviewer_requests(&fake);
+    let with_schema: Vec<bool> = reviewer
+        .iter()
+        .map(|request| request.body.get("response_format").is_some())
+        .collect();
+    assert_eq!(
+        with_schema,
+        [true, false, false],
+        "refused once, then asked without the schema for the rest of the run"
+    );
+    let verdicts: Vec<Value> = decisions(&recorded)
+        .into_iter()
+        .filter(|(_, kind, _)| kind == "review.verdict")
+        .map(|(_, _, detail)| detail)
+        .collect();
+    assert_eq!(verdicts.len(), 2);
+    assert_eq!(verdicts[0]["verdict"]["approved"], false);
+    assert_eq!(verdicts[0]["structured"], false);
+    assert_eq!(verdicts[1]["verdict"]["approved"], true);
+    let tape_text = std::fs::read_to_string(tape).unwrap();
+    assert_eq!(tape_text.lines().count(), 5, "{tape_text}");
+    assert_eq!(
+        tape_text
+            .matches("\"response_format_refused\":true")
+            .count(),
+        1
+    );
+    fake.stop().await;
+
+    let replayed = broken_project(SAFETY);
+    run(&replayed, None, &["--replay", tape])
+        .await
+        .assert_code(0);
+    assert_eq!(replayed.read("src/greet.sh"), FIXED_GREETING);
+    assert_eq!(kinds(&replayed), kinds(&recorded));
 }

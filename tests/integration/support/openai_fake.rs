@@ -4,6 +4,11 @@
 //! `POST /openai/deployments/{deployment}/chat/completions?api-version=...` (Azure OpenAI).
 //! Each route has its own queue of [`Reply`]s; a request to a route whose queue is empty gets a
 //! 400 that names the route, so a test that sends more than it scripted fails loudly.
+//!
+//! [`OpenAiFake::refuse_response_format`] makes it a provider without structured outputs: a
+//! request with `response_format` gets the 400 OpenAI answers for a model that does not support
+//! `json_schema` (`invalid_request_error`, `param: "response_format"`, as reported in
+//! web-infra-dev/midscene#259 for chatgpt-4o-latest), before any scripted reply is used.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -117,6 +122,7 @@ impl ReceivedRequest {
 struct FakeState {
     queues: HashMap<Route, VecDeque<Reply>>,
     requests: Vec<ReceivedRequest>,
+    refuse_response_format: bool,
 }
 
 type Shared = Arc<Mutex<FakeState>>;
@@ -169,6 +175,15 @@ impl OpenAiFake {
             .entry(route)
             .or_default()
             .push_back(reply);
+        self
+    }
+
+    /// From now on, answers every request that carries `response_format` with a 400.
+    pub(crate) fn refuse_response_format(&self) -> &Self {
+        self.state
+            .lock()
+            .expect("fake state")
+            .refuse_response_format = true;
         self
     }
 
@@ -227,10 +242,28 @@ async fn serve(
                 .iter()
                 .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
                 .collect(),
-            body: parsed,
+            body: parsed.clone(),
             raw_body,
             at: Instant::now(),
         });
+        if state.refuse_response_format && parsed.get("response_format").is_some() {
+            let message = "Invalid parameter: 'response_format' of type 'json_schema' is not \
+                           supported with this model. Learn more about supported models at the \
+                           Structured Outputs guide: \
+                           https://platform.openai.com/docs/guides/structured-outputs";
+            let body = json!({"error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": "response_format",
+                "code": null
+            }});
+            return (
+                StatusCode::BAD_REQUEST,
+                [("content-type", "application/json")],
+                body.to_string(),
+            )
+                .into_response();
+        }
         state.queues.get_mut(&route).and_then(VecDeque::pop_front)
     };
     let Some(mut reply) = reply else {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use agent_orch::patch::{Workspace, parse, plan};
+use agent_orch::patch::{EditFormat, Workspace, parse_reply, plan};
 
 const SEED: u64 = 0x00c0_ffee_d1ff;
 
@@ -24,6 +24,8 @@ pub(crate) struct Case {
     /// Repository-relative path and bytes of every file before the patch.
     pub files: Vec<(String, Vec<u8>)>,
     pub diff: String,
+    /// The edit format `diff` is written in.
+    pub format: EditFormat,
     pub imperfections: Vec<Imperfection>,
     pub expected: Expected,
 }
@@ -52,6 +54,21 @@ pub(crate) enum Imperfection {
     StaleContext,
     NoNewlineMarkerDropped,
     CrlfTarget,
+    /// `./src/x` or `a/src/x` where the format wants a plain path.
+    PathPrefix,
+    /// A blank context line left out, or one added, between two context lines.
+    BlankLines,
+    /// The whole edit dedented (a nested block written from column 0) or indented one level
+    /// too deep, its added lines too.
+    WrongIndent,
+    /// The edge context line of a SEARCH cut off mid-line (and copied so into REPLACE).
+    TruncatedSearch,
+    /// `**path**`, `` `path`: ``, `### File: path` or the path in the fence's info string.
+    PathDecoration,
+    /// SEARCH/REPLACE blocks not in the file's order.
+    OutOfOrder,
+    /// No `*** End Patch`.
+    NoEndMarker,
 }
 
 pub(crate) const ALL_IMPERFECTIONS: [Imperfection; 14] = [
@@ -160,10 +177,20 @@ impl Rng {
     }
 
     fn combination(&mut self, count: usize) -> Vec<Imperfection> {
+        self.combination_of(&TEXTUAL, count)
+    }
+
+    /// `count` different imperfections from `pool`; a uniform re-indentation never comes with
+    /// tabs for spaces, which would make it non-uniform.
+    fn combination_of(&mut self, pool: &[Imperfection], count: usize) -> Vec<Imperfection> {
         let mut picked = Vec::new();
-        while picked.len() < count {
-            let candidate = TEXTUAL[self.below(TEXTUAL.len())];
-            if !picked.contains(&candidate) {
+        while picked.len() < count.min(pool.len()) {
+            let candidate = pool[self.below(pool.len())];
+            let clash = |a, b| candidate == a && picked.contains(&b);
+            if !picked.contains(&candidate)
+                && !clash(Imperfection::WrongIndent, Imperfection::TabsForSpaces)
+                && !clash(Imperfection::TabsForSpaces, Imperfection::WrongIndent)
+            {
                 picked.push(candidate);
             }
         }
@@ -577,6 +604,15 @@ fn crlf(text: &str) -> String {
 }
 
 fn build_case(edits: &[FileEdit], imperfections: Vec<Imperfection>, rng: &mut Rng) -> Case {
+    build_case_in(EditFormat::Unified, edits, imperfections, rng)
+}
+
+fn build_case_in(
+    format: EditFormat,
+    edits: &[FileEdit],
+    imperfections: Vec<Imperfection>,
+    rng: &mut Rng,
+) -> Case {
     let crlf_target = imperfections.contains(&Imperfection::CrlfTarget);
     let on_disk = |text: &str| {
         if crlf_target {
@@ -602,7 +638,13 @@ fn build_case(edits: &[FileEdit], imperfections: Vec<Imperfection>, rng: &mut Rn
     Case {
         name: case_name(&edits[0].path, &labels.join("+"), &imperfections),
         files,
-        diff: render(edits, &imperfections, rng),
+        diff: match format {
+            EditFormat::Unified => render(edits, &imperfections, rng),
+            EditFormat::V4a => render_v4a(edits, &imperfections, rng),
+            EditFormat::SearchReplace => render_search_replace(edits, &imperfections, rng),
+            EditFormat::WholeFile => render_whole_file(edits, &imperfections, rng),
+        },
+        format,
         imperfections,
         expected: Expected::Changes(changes),
     }
@@ -616,32 +658,62 @@ fn case_name(path: &str, label: &str, imperfections: &[Imperfection]) -> String 
     name
 }
 
+fn source_text(sources: &[(String, String)], name: &str) -> String {
+    sources
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t.clone())
+        .unwrap()
+}
+
+/// A new notes file, and the deletion of `small` (`src/signal_hook_extract.c`).
+fn new_and_deleted_file(small: &str) -> [FileEdit; 2] {
+    [
+        FileEdit {
+            path: "src/notes/deploy.md".into(),
+            label: "new_file".into(),
+            old: None,
+            new: Some(
+                "# Deploy notes\n\n- the readiness probe waits 10s\n- rollback keeps one revision\n"
+                    .into(),
+            ),
+        },
+        FileEdit {
+            path: "src/signal_hook_extract.c".into(),
+            label: "delete_file".into(),
+            old: Some(small.to_owned()),
+            new: None,
+        },
+    ]
+}
+
+/// The source `name` without its final newline, edited at its end: a line appended (even
+/// `index`) or its last line changed (odd); `None` when that edit would be ambiguous.
+fn no_final_newline_edit(index: usize, name: &str, text: &str) -> Option<FileEdit> {
+    let old = text.trim_end_matches('\n').to_owned();
+    let mut lines: Vec<String> = old.lines().map(str::to_owned).collect();
+    let last = lines.len() - 1;
+    let edited = if index.is_multiple_of(2) {
+        lines.push(comment(name, "end of generated section"));
+        lines
+    } else {
+        change_line(&lines.iter().map(String::as_str).collect::<Vec<_>>(), last)?
+    };
+    let new = join(&edited, false);
+    hunks_are_unique(&old, &new).then(|| FileEdit {
+        path: format!("src/{name}"),
+        label: "no_final_newline".into(),
+        old: Some(old),
+        new: Some(new),
+    })
+}
+
 /// Whole-file changes, several files, duplicated code, CRLF and newline-less targets.
 fn special_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Case>) {
-    let text = |name: &str| {
-        sources
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t.clone())
-            .unwrap()
-    };
+    let text = |name: &str| source_text(sources, name);
     let small = text("signal_hook_extract.c");
     let js = text("wasm_streams_readable_stream.js");
-    let new_file = FileEdit {
-        path: "src/notes/deploy.md".into(),
-        label: "new_file".into(),
-        old: None,
-        new: Some(
-            "# Deploy notes\n\n- the readiness probe waits 10s\n- rollback keeps one revision\n"
-                .into(),
-        ),
-    };
-    let delete_file = FileEdit {
-        path: "src/signal_hook_extract.c".into(),
-        label: "delete_file".into(),
-        old: Some(small.clone()),
-        new: None,
-    };
+    let [new_file, delete_file] = new_and_deleted_file(&small);
     for round in 0..6 {
         let imperfections = if round == 0 {
             Vec::new()
@@ -680,29 +752,8 @@ fn special_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Ca
     }
     // Files without a final newline, edited at their end; the model may drop the marker.
     for (index, (name, text)) in sources.iter().enumerate() {
-        let old = text.trim_end_matches('\n').to_owned();
-        let mut lines: Vec<String> = old.lines().map(str::to_owned).collect();
-        let last = lines.len() - 1;
-        let edited = if index % 2 == 0 {
-            lines.push(comment(name, "end of generated section"));
-            lines
-        } else {
-            let Some(changed) =
-                change_line(&lines.iter().map(String::as_str).collect::<Vec<_>>(), last)
-            else {
-                continue;
-            };
-            changed
-        };
-        let new = join(&edited, false);
-        if !hunks_are_unique(&old, &new) {
+        let Some(edit) = no_final_newline_edit(index, name, text) else {
             continue;
-        }
-        let edit = FileEdit {
-            path: format!("src/{name}"),
-            label: "no_final_newline".into(),
-            old: Some(old),
-            new: Some(new),
         };
         let mut dropped_and_more = rng.combination(2);
         dropped_and_more.push(Imperfection::NoNewlineMarkerDropped);
@@ -785,6 +836,7 @@ fn refusal_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Ca
                     name: format!("src/{name}:ambiguous#{made}"),
                     files,
                     diff,
+                    format: EditFormat::Unified,
                     imperfections: Vec::new(),
                     expected: Expected::Refusal,
                 });
@@ -828,6 +880,7 @@ fn refusal_cases(sources: &[(String, String)], rng: &mut Rng, cases: &mut Vec<Ca
             diff: format!(
                 "--- a/src/missing_{index}.rs\n+++ b/src/missing_{index}.rs\n@@ -3,3 +3,3 @@\n fn main() {{\n-    old();\n+    new();\n }}\n"
             ),
+            format: EditFormat::Unified,
             imperfections: Vec::new(),
             expected: Expected::Refusal,
         };
@@ -894,10 +947,604 @@ pub(crate) fn run_ours(case: &Case) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     materialize(case, dir.path());
     let workspace = Workspace::new(dir.path()).unwrap();
-    if let Ok(patch) = parse(&case.diff)
-        && let Ok(plan) = plan(&patch, &workspace)
+    if let Ok(parsed) = parse_reply(&case.diff, Some(case.format), &workspace)
+        && let Ok(plan) = plan(&parsed.patch, &workspace)
     {
         let _ = plan.apply();
     }
     judge(case, dir.path())
+}
+
+/// The imperfections each edit format is tested with: those a model makes in that format.
+pub(crate) fn imperfections_of(format: EditFormat) -> &'static [Imperfection] {
+    use Imperfection::*;
+    match format {
+        EditFormat::Unified => &TEXTUAL,
+        EditFormat::V4a => &[
+            Fences,
+            Prose,
+            CrlfDiff,
+            TrailingWhitespace,
+            TabsForSpaces,
+            LostContextSpace,
+            StaleContext,
+            PathPrefix,
+            BlankLines,
+            WrongIndent,
+            NoEndMarker,
+        ],
+        EditFormat::SearchReplace => &[
+            Fences,
+            Prose,
+            CrlfDiff,
+            TrailingWhitespace,
+            TabsForSpaces,
+            StaleContext,
+            PathPrefix,
+            PathDecoration,
+            BlankLines,
+            WrongIndent,
+            TruncatedSearch,
+            OutOfOrder,
+        ],
+        EditFormat::WholeFile => &[Prose, CrlfDiff, PathPrefix, PathDecoration],
+    }
+}
+
+/// The corpus of one edit format: the same real edits as the unified corpus, written in
+/// `format` with that format's imperfections, plus CRLF and newline-less targets, duplicated
+/// code, several files at once, and replies that must be refused. The unified format's corpus
+/// is [`corpus`].
+pub(crate) fn format_corpus(format: EditFormat) -> Vec<Case> {
+    if format == EditFormat::Unified {
+        return corpus();
+    }
+    let pool = imperfections_of(format);
+    let sources = load_sources();
+    let mut rng = Rng(SEED ^ (0x5eed << (format as u64 * 8)));
+    let mut cases = Vec::new();
+    let mut single = 0;
+    let representable = |edit: &FileEdit| format == EditFormat::V4a || edit.new.is_some();
+    for (name, text) in &sources {
+        let path = format!("src/{name}");
+        for kind in EditKind::ALL {
+            let Some(edit) = kind.make(&path, text, &mut rng) else {
+                continue;
+            };
+            let alone = vec![pool[single % pool.len()]];
+            single += 1;
+            let mixes = [
+                Vec::new(),
+                alone,
+                rng.combination_of(pool, 2),
+                rng.combination_of(pool, 3),
+            ];
+            for imperfections in mixes {
+                cases.push(build_case_in(
+                    format,
+                    std::slice::from_ref(&edit),
+                    imperfections,
+                    &mut rng,
+                ));
+            }
+        }
+    }
+    // CRLF files on disk, replies written with LF.
+    for (index, (name, text)) in sources.iter().enumerate() {
+        let kind = EditKind::ALL[index % EditKind::ALL.len()];
+        let Some(edit) = kind.make(&format!("src/{name}"), text, &mut rng) else {
+            continue;
+        };
+        let mut imperfections = vec![Imperfection::CrlfTarget];
+        imperfections.extend(rng.combination_of(pool, 1 + index % 2));
+        cases.push(build_case_in(format, &[edit], imperfections, &mut rng));
+    }
+    // Files without a final newline, edited at their end.
+    for (index, (name, text)) in sources.iter().enumerate() {
+        let Some(edit) = no_final_newline_edit(index, name, text) else {
+            continue;
+        };
+        let imperfections = rng.combination_of(pool, index % 3);
+        cases.push(build_case_in(format, &[edit], imperfections, &mut rng));
+    }
+    // A new file, a deleted one, two files at once, and a line repeated many times.
+    let text = |name: &str| source_text(&sources, name);
+    let small = text("signal_hook_extract.c");
+    let js = text("wasm_streams_readable_stream.js");
+    let [new_file, delete_file] = new_and_deleted_file(&small);
+    for round in 0..4 {
+        let imperfections = rng.combination_of(pool, round % 3);
+        for edit in [&new_file, &delete_file] {
+            if representable(edit) {
+                cases.push(build_case_in(
+                    format,
+                    std::slice::from_ref(edit),
+                    imperfections.clone(),
+                    &mut rng,
+                ));
+            }
+        }
+        let first = EditKind::ChangeLine
+            .make("src/signal_hook_extract.c", &small, &mut rng)
+            .unwrap();
+        let second = EditKind::InsertBlock
+            .make("src/wasm_streams_readable_stream.js", &js, &mut rng)
+            .unwrap();
+        cases.push(build_case_in(
+            format,
+            &[first, second],
+            imperfections,
+            &mut rng,
+        ));
+    }
+    let panic_tests = text("tokio_rt_panic.rs");
+    let lines: Vec<&str> = panic_tests.lines().collect();
+    let repeated = "    assert_eq!(&panic_location_file.unwrap(), file!());";
+    for (at, _) in lines.iter().enumerate().filter(|(_, l)| **l == repeated) {
+        let mut edited: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+        edited[at] = "    assert_eq!(panic_location_file.as_deref(), Some(file!()));".into();
+        let new = join(&edited, true);
+        if !hunks_are_unique(&panic_tests, &new) {
+            continue;
+        }
+        let edit = FileEdit {
+            path: "src/tokio_rt_panic.rs".into(),
+            label: "near_duplicate".into(),
+            old: Some(panic_tests.clone()),
+            new: Some(new),
+        };
+        let imperfections = rng.combination_of(pool, 2);
+        cases.push(build_case_in(format, &[edit], imperfections, &mut rng));
+    }
+    format_refusals(format, &sources, &mut rng, &mut cases);
+    cases
+}
+
+/// Replies in `format` that must be refused: a changed line whose context occurs twice, a
+/// removed line that is not in the file, an edit of a file that does not exist, and (whole
+/// files) content that elides part of the file.
+fn format_refusals(
+    format: EditFormat,
+    sources: &[(String, String)],
+    rng: &mut Rng,
+    cases: &mut Vec<Case>,
+) {
+    let refusal = |name: String, files: Vec<(String, Vec<u8>)>, diff: String| Case {
+        name,
+        files,
+        diff,
+        format,
+        imperfections: Vec::new(),
+        expected: Expected::Refusal,
+    };
+    for (index, (name, text)) in sources.iter().enumerate() {
+        let path = format!("src/{name}");
+        let files = vec![(path.clone(), text.clone().into_bytes())];
+        if format == EditFormat::WholeFile {
+            let mut lines: Vec<&str> = text.lines().collect();
+            let keep = lines.len() / 3;
+            lines.truncate(keep);
+            let content = format!(
+                "{}\n{}\n",
+                lines.join("\n"),
+                comment(name, "... rest unchanged")
+            );
+            let fence = if content.contains("```") {
+                "````"
+            } else {
+                "```"
+            };
+            let diff = format!("{path}\n{fence}\n{content}{fence}\n");
+            cases.push(refusal(format!("{path}:elided_whole_file"), files, diff));
+            continue;
+        }
+        // Ambiguous: a window of lines that occurs twice, changed in its middle.
+        let lines: Vec<&str> = text.lines().collect();
+        let width = 3;
+        let ambiguous = (0..lines.len().saturating_sub(width)).find(|&start| {
+            let window = &lines[start..start + width];
+            window.iter().filter(|l| l.trim().len() > 3).count() >= 2
+                && (start + 1..=lines.len() - width).any(|s| lines[s..s + width] == *window)
+                && change_line(window, 1).is_some()
+        });
+        if let Some(start) = ambiguous {
+            let window = &lines[start..start + width];
+            let changed = change_line(window, 1).unwrap();
+            let hunk = DiffHunk {
+                old_start: start + 1,
+                old_count: width,
+                new_start: start + 1,
+                new_count: width,
+                lines: vec![
+                    (' ', window[0].to_owned(), false),
+                    ('-', window[1].to_owned(), false),
+                    ('+', changed[1].clone(), false),
+                    (' ', window[2].to_owned(), false),
+                ],
+            };
+            let diff = render_hunks(format, &path, &[hunk], &[], rng);
+            cases.push(refusal(format!("{path}:ambiguous"), files.clone(), diff));
+        }
+        // A removed line the model misremembered.
+        if let Some(edit) = EditKind::ChangeLine.make(&path, text, rng) {
+            let mut hunks = diff_hunks(text, edit.new.as_deref().unwrap_or(""));
+            if let Some(removed) = hunks[0].lines.iter_mut().find(|line| line.0 == '-') {
+                removed.1.push_str(" && hallucinated_guard()");
+            }
+            let imperfections = rng.combination_of(imperfections_of(format), index % 2);
+            let diff = render_hunks(format, &path, &hunks, &imperfections, rng);
+            cases.push(refusal(
+                format!("{path}:hallucinated_context"),
+                files.clone(),
+                diff,
+            ));
+        }
+        // An edit of a file that is not there.
+        if index % 3 == 0 {
+            let hunk = DiffHunk {
+                old_start: 3,
+                old_count: 3,
+                new_start: 3,
+                new_count: 3,
+                lines: vec![
+                    (' ', "fn main() {".to_owned(), false),
+                    ('-', "    old();".to_owned(), false),
+                    ('+', "    new();".to_owned(), false),
+                    (' ', "}".to_owned(), false),
+                ],
+            };
+            let missing = format!("src/missing_{index}.rs");
+            let diff = render_hunks(format, &missing, &[hunk], &[], rng);
+            cases.push(refusal(format!("{missing}:missing_file"), files, diff));
+        }
+    }
+}
+
+/// A hunk's lines as the model writes them in `format`: stale, blank-line and indentation
+/// imperfections applied (the whitespace drift of copied lines is applied when writing).
+fn imperfect_hunk(mut hunk: DiffHunk, imperfections: &[Imperfection], rng: &mut Rng) -> DiffHunk {
+    let has = |imperfection| imperfections.contains(&imperfection);
+    if has(Imperfection::StaleContext) {
+        let context: Vec<usize> = (0..hunk.lines.len())
+            .filter(|&i| hunk.lines[i].0 == ' ' && !hunk.lines[i].1.trim().is_empty())
+            .collect();
+        if !context.is_empty() {
+            hunk.lines[context[rng.below(context.len())]]
+                .1
+                .push_str(" /* as it was before */");
+        }
+    }
+    if has(Imperfection::BlankLines) {
+        let is_context = |line: Option<&(char, String, bool)>| line.is_some_and(|l| l.0 == ' ');
+        let between_context = |lines: &[(char, String, bool)], i: usize| {
+            i > 0 && is_context(lines.get(i - 1)) && is_context(lines.get(i + 1))
+        };
+        let blank = (0..hunk.lines.len()).find(|&i| {
+            hunk.lines[i].0 == ' ' && hunk.lines[i].1.is_empty() && between_context(&hunk.lines, i)
+        });
+        if let Some(blank) = blank {
+            hunk.lines.remove(blank);
+        } else if let Some(at) = (1..hunk.lines.len()).find(|&i| {
+            hunk.lines[i - 1].0 == ' '
+                && hunk.lines[i].0 == ' '
+                && !hunk.lines[i - 1].1.trim().is_empty()
+                && !hunk.lines[i].1.trim().is_empty()
+        }) {
+            hunk.lines.insert(at, (' ', String::new(), false));
+        }
+    }
+    if has(Imperfection::WrongIndent) {
+        let indents: Vec<&str> = hunk
+            .lines
+            .iter()
+            .filter(|line| !line.1.trim().is_empty())
+            .map(|line| &line.1[..line.1.len() - line.1.trim_start().len()])
+            .collect();
+        let common = indents.iter().skip(1).fold(
+            indents.first().copied().unwrap_or(""),
+            |common, indent| {
+                let shared = common
+                    .chars()
+                    .zip(indent.chars())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                &common[..shared]
+            },
+        );
+        let common = common.to_owned();
+        for line in &mut hunk.lines {
+            if line.1.trim().is_empty() {
+                continue;
+            }
+            line.1 = if common.is_empty() {
+                format!("    {}", line.1)
+            } else {
+                line.1[common.len()..].to_owned()
+            };
+        }
+    }
+    hunk
+}
+
+/// The path as the model writes it.
+fn written_path(path: &str, imperfections: &[Imperfection], rng: &mut Rng) -> String {
+    if imperfections.contains(&Imperfection::PathPrefix) {
+        if rng.chance(50) {
+            format!("./{path}")
+        } else {
+            format!("a/{path}")
+        }
+    } else {
+        path.to_owned()
+    }
+}
+
+fn language(path: &str) -> &str {
+    match path.rsplit('.').next() {
+        Some("rs") => "rust",
+        Some("js") => "javascript",
+        Some("sh") => "sh",
+        Some("md") => "markdown",
+        Some(other) => other,
+        None => "",
+    }
+}
+
+/// The reply around the edit: fences, prose, CRLF.
+fn wrap_reply(
+    body: String,
+    path: &str,
+    imperfections: &[Imperfection],
+    fence_by_default: bool,
+) -> String {
+    let has = |imperfection| imperfections.contains(&imperfection);
+    let mut reply = body;
+    if has(Imperfection::CrlfDiff) {
+        reply = reply.replace('\n', "\r\n");
+    }
+    if has(Imperfection::Fences) && !fence_by_default {
+        reply = format!(
+            "The failure comes from `{path}`. Here is a fix:\n\n```\n{reply}```\n\nThis should make the deploy pass.\n"
+        );
+    }
+    if has(Imperfection::Prose) {
+        reply = format!(
+            "I looked at the log. The change below updates {path}:\n\n{reply}\nAfter this, rerun the pipeline.\n"
+        );
+    }
+    reply
+}
+
+fn render_v4a(edits: &[FileEdit], imperfections: &[Imperfection], rng: &mut Rng) -> String {
+    let mut body = String::from("*** Begin Patch\n");
+    for edit in edits {
+        let path = written_path(&edit.path, imperfections, rng);
+        match (&edit.old, &edit.new) {
+            (None, Some(new)) => {
+                let _ = writeln!(body, "*** Add File: {path}");
+                for line in new.lines() {
+                    let _ = writeln!(body, "+{line}");
+                }
+            }
+            (Some(_), None) => {
+                let _ = writeln!(body, "*** Delete File: {path}");
+            }
+            (Some(old), Some(new)) => {
+                let _ = writeln!(body, "*** Update File: {path}");
+                let old_lines: Vec<&str> = old.lines().collect();
+                let mut previous_end = 0;
+                for hunk in diff_hunks(old, new) {
+                    let anchor =
+                        anchor_for(&old_lines, &hunk, previous_end).filter(|_| rng.chance(50));
+                    previous_end = hunk.old_start + hunk.old_count;
+                    let hunk = imperfect_hunk(hunk, imperfections, rng);
+                    match anchor {
+                        Some(anchor) => {
+                            let _ = writeln!(body, "@@ {}", anchor.trim());
+                        }
+                        None => body.push_str("@@\n"),
+                    }
+                    write_marked_lines(&mut body, &hunk, imperfections, rng);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    if !imperfections.contains(&Imperfection::NoEndMarker) {
+        body.push_str("*** End Patch\n");
+    }
+    wrap_reply(body, &edits[0].path, imperfections, false)
+}
+
+/// A line above the hunk, less indented than its first line and unique in the file: what a
+/// model writes after `@@` (the enclosing function or section).
+fn anchor_for<'a>(lines: &[&'a str], hunk: &DiffHunk, previous_end: usize) -> Option<&'a str> {
+    let first = hunk.old_start.saturating_sub(1);
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    let hunk_indent = lines.get(first).map_or(0, |line| indent(line));
+    lines[previous_end.min(first)..first]
+        .iter()
+        .rev()
+        .find(|line| !line.trim().is_empty() && indent(line) < hunk_indent)
+        .filter(|line| {
+            lines
+                .iter()
+                .filter(|other| other.trim() == line.trim())
+                .count()
+                == 1
+        })
+        .copied()
+}
+
+/// The hunk's lines with ` `/`-`/`+` markers; copied lines drift, blank context may lose its
+/// space.
+fn write_marked_lines(
+    out: &mut String,
+    hunk: &DiffHunk,
+    imperfections: &[Imperfection],
+    rng: &mut Rng,
+) {
+    for (mark, text, _) in &hunk.lines {
+        let text = if *mark == '+' {
+            text.clone()
+        } else {
+            drift(text, imperfections, rng)
+        };
+        if *mark == ' '
+            && text.is_empty()
+            && imperfections.contains(&Imperfection::LostContextSpace)
+        {
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, "{mark}{text}");
+        }
+    }
+}
+
+/// The path line above a SEARCH/REPLACE block or a whole file, and the fence line.
+fn path_and_fence(
+    path: &str,
+    fence: &str,
+    imperfections: &[Imperfection],
+    rng: &mut Rng,
+) -> String {
+    let written = written_path(path, imperfections, rng);
+    let lang = language(path);
+    if !imperfections.contains(&Imperfection::PathDecoration) {
+        return format!("{written}\n{fence}{lang}\n");
+    }
+    match rng.below(4) {
+        0 => format!("**{written}**\n{fence}{lang}\n"),
+        1 => format!("`{written}`:\n{fence}{lang}\n"),
+        2 => format!("### File: {written}\n\n{fence}{lang}\n"),
+        _ => format!("{fence}{lang} {written}\n"),
+    }
+}
+
+fn render_search_replace(
+    edits: &[FileEdit],
+    imperfections: &[Imperfection],
+    rng: &mut Rng,
+) -> String {
+    let mut body = String::new();
+    for edit in edits {
+        let old = edit.old.as_deref().unwrap_or("");
+        let new = edit.new.as_deref().unwrap_or("");
+        let hunks = if edit.old.is_none() {
+            vec![DiffHunk {
+                old_start: 0,
+                old_count: 0,
+                new_start: 1,
+                new_count: new.lines().count(),
+                lines: new.lines().map(|l| ('+', l.to_owned(), false)).collect(),
+            }]
+        } else {
+            diff_hunks(old, new)
+        };
+        body.push_str(&render_hunks(
+            EditFormat::SearchReplace,
+            &edit.path,
+            &hunks,
+            imperfections,
+            rng,
+        ));
+    }
+    wrap_reply(body, &edits[0].path, imperfections, true)
+}
+
+/// `hunks` of the file at `path` in `format` (V4A or SEARCH/REPLACE), without the reply's
+/// wrapping for SEARCH/REPLACE and with it for V4A.
+fn render_hunks(
+    format: EditFormat,
+    path: &str,
+    hunks: &[DiffHunk],
+    imperfections: &[Imperfection],
+    rng: &mut Rng,
+) -> String {
+    if format == EditFormat::V4a {
+        let written = written_path(path, imperfections, rng);
+        let mut body = format!("*** Begin Patch\n*** Update File: {written}\n");
+        for hunk in hunks {
+            body.push_str("@@\n");
+            let hunk = imperfect_hunk(hunk.clone(), imperfections, rng);
+            write_marked_lines(&mut body, &hunk, imperfections, rng);
+        }
+        body.push_str("*** End Patch\n");
+        return wrap_reply(body, path, imperfections, false);
+    }
+    let mut blocks = Vec::new();
+    for hunk in hunks {
+        let hunk = imperfect_hunk(hunk.clone(), imperfections, rng);
+        let mut search = Vec::new();
+        let mut replace = Vec::new();
+        for (mark, text, _) in &hunk.lines {
+            match mark {
+                '+' => replace.push(text.clone()),
+                '-' => search.push(drift(text, imperfections, rng)),
+                _ => {
+                    let copied = drift(text, imperfections, rng);
+                    search.push(copied.clone());
+                    replace.push(copied);
+                }
+            }
+        }
+        if imperfections.contains(&Imperfection::TruncatedSearch) {
+            truncate_edge(&hunk, &mut search, &mut replace);
+        }
+        let mut block = path_and_fence(path, "```", imperfections, rng);
+        block.push_str("<<<<<<< SEARCH\n");
+        for line in &search {
+            let _ = writeln!(block, "{line}");
+        }
+        block.push_str("=======\n");
+        for line in &replace {
+            let _ = writeln!(block, "{line}");
+        }
+        block.push_str(">>>>>>> REPLACE\n```\n\n");
+        blocks.push(block);
+    }
+    if imperfections.contains(&Imperfection::OutOfOrder) {
+        blocks.reverse();
+    }
+    blocks.concat()
+}
+
+/// Cuts the last (else the first) context line of the block mid-line, in both halves.
+fn truncate_edge(hunk: &DiffHunk, search: &mut [String], replace: &mut [String]) {
+    let cut = |line: &mut String| {
+        let keep = line.trim_end().len() / 2;
+        let keep = (0..=keep)
+            .rev()
+            .find(|&at| line.is_char_boundary(at))
+            .unwrap_or(0);
+        line.truncate(keep);
+    };
+    let long = |line: &(char, String, bool)| line.0 == ' ' && line.1.trim().len() > 8;
+    if hunk.lines.last().is_some_and(long) {
+        if let (Some(s), Some(r)) = (search.last_mut(), replace.last_mut()) {
+            cut(s);
+            cut(r);
+        }
+    } else if hunk.lines.first().is_some_and(long)
+        && let (Some(s), Some(r)) = (search.first_mut(), replace.first_mut())
+    {
+        cut(s);
+        cut(r);
+    }
+}
+
+fn render_whole_file(edits: &[FileEdit], imperfections: &[Imperfection], rng: &mut Rng) -> String {
+    let mut body = String::new();
+    for edit in edits {
+        let Some(new) = &edit.new else { continue };
+        // A file that holds fences is fenced with more backticks, as models do.
+        let fence = if new.contains("```") { "````" } else { "```" };
+        body.push_str(&path_and_fence(&edit.path, fence, imperfections, rng));
+        body.push_str(new);
+        if !new.ends_with('\n') {
+            body.push('\n');
+        }
+        let _ = write!(body, "{fence}\n\n");
+    }
+    wrap_reply(body, &edits[0].path, imperfections, true)
 }
