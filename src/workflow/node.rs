@@ -136,10 +136,19 @@ impl serde::Serialize for Node {
 ///
 /// Only YAML 1.2 booleans (`true`/`false`) are booleans: `yes`, `no`, `on` and `off` stay
 /// strings, so `country: no` means Norway. Duplicate keys are errors.
+/// How deeply a workflow file's values may nest.
+const MAX_DEPTH: usize = 32;
+
 pub(crate) fn parse(file: &Arc<SourceFile>) -> Result<Node, Box<Diagnostic>> {
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    // Every later stage (conversion, decoding, template checks) recurses per level, on threads
+    // with 2 MiB stacks (tokio's, a hub worker's); the parser's default of 64 levels overflowed
+    // such a stack in a debug build (found by the fuzzer). No workflow needs more than a few.
+    let mut budget = options.budget.take().unwrap_or_default();
+    budget.max_depth = MAX_DEPTH;
+    options.budget = Some(budget);
     if file.text.trim().is_empty() {
         return Ok(Node::new(Value::Null, span_at(file, 1, 1, 0)));
     }
@@ -395,6 +404,18 @@ mod tests {
         assert_eq!(
             parse_text(&deep).expect_err("too deep").kind,
             DiagnosticKind::Syntax
+        );
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_a_syntax_error_not_a_stack_overflow() {
+        let nested = |depth: usize| format!("steps: {}1{}\n", "[".repeat(depth), "]".repeat(depth));
+        assert!(parse_text(&nested(MAX_DEPTH - 2)).is_ok());
+        let error = parse_text(&nested(MAX_DEPTH + 8)).unwrap_err();
+        assert!(
+            error.message.contains("too large or too complex"),
+            "{}",
+            error.message
         );
     }
 }

@@ -19,9 +19,9 @@ mod cli_commands;
 mod demo;
 mod deploy;
 mod deploy_approval;
-mod fuzz;
 #[cfg(target_os = "linux")]
 mod escaping_processes;
+mod fuzz;
 mod hub_api;
 mod hub_cli;
 mod hub_dashboard;
