@@ -79,7 +79,12 @@ pub(crate) fn execute(
         .map_err(Error::Runtime)?;
     let status = runtime.block_on(async {
         // Every secret first: a run that cannot have them must not start.
-        let secrets = fetch_secrets(invocation, &workflow).await?;
+        let secrets = fetch_secrets(invocation, &workflow).await?.mask_also(
+            invocation
+                .known_secrets
+                .iter()
+                .map(|secret| secret.expose()),
+        );
         if invocation.pipeline {
             announce_secrets(secrets.values().iter().map(String::as_str))?;
         }

@@ -17,6 +17,7 @@ use super::repair::{IterationState, Repair};
 use super::template_context::TemplateContext;
 use crate::cluster::ledger::DeployLedger;
 use crate::llm::TapeMode;
+use crate::redact::Redactor;
 use crate::report::Reporter;
 use crate::steps::service::Services;
 use crate::steps::{self, RunInfo, StepContext, StepOutcome, StepStatus};
@@ -86,8 +87,8 @@ pub struct Engine<'a> {
     /// What this run deployed, for rollbacks (kept in the artifacts folder as well).
     deployments: DeployLedger,
     repair: Repair<'a>,
-    /// Secret values steps must mask in what they write.
-    secrets: Vec<String>,
+    /// The run's redactor: steps apply it to everything they write.
+    redactor: Redactor,
     started: Instant,
 }
 
@@ -99,8 +100,9 @@ impl<'a> Engine<'a> {
         reporter: &'a mut dyn Reporter,
         interrupts: Interrupts,
         deployments: DeployLedger,
+        redactor: Redactor,
     ) -> Self {
-        let repair = Repair::new(workflow, settings, context.secrets());
+        let repair = Repair::new(workflow, settings, redactor.clone());
         Self {
             workflow,
             settings,
@@ -110,15 +112,9 @@ impl<'a> Engine<'a> {
             services: Services::default(),
             deployments,
             repair,
-            secrets: Vec::new(),
+            redactor,
             started: Instant::now(),
         }
-    }
-
-    /// Secret values (fetched from Key Vault) that every step masks in its log and output.
-    pub fn with_secrets(mut self, secrets: Vec<String>) -> Self {
-        self.secrets = secrets;
-        self
     }
 
     pub async fn run(mut self) -> RunSummary {
@@ -460,7 +456,7 @@ impl<'a> Engine<'a> {
                 timeout,
                 services: &self.services,
                 deployments: &self.deployments,
-                secrets: &self.secrets,
+                redactor: &self.redactor,
             };
             if let Some(dir) = ctx.log_path.parent()
                 && let Err(err) = std::fs::create_dir_all(dir)

@@ -77,11 +77,6 @@ impl TemplateContext {
         }
     }
 
-    /// The `secrets` values, for the redactor that keeps them out of prompts.
-    pub fn secrets(&self) -> &Value {
-        self.root.get("secrets").unwrap_or(&Value::Null)
-    }
-
     /// A renderer for one step: the run's values plus the step's template `parameters`.
     pub fn renderer_for(&self, step: &Step) -> Result<Renderer, RenderError> {
         Renderer::new(Value::Object(self.root.clone())).for_step(step)

@@ -1,5 +1,5 @@
 //! A run of a workflow with everything around the loop that `agent-orch run`, the pipeline
-//! task and a hub worker share: the run's secrets masked in every report and known to the
+//! task and a hub worker share: the run's secrets redacted in every report and known to the
 //! engine, the `ado` template context, and the deploy ledger in the artifacts folder.
 
 use crate::ado::pipeline_context::PipelineContext;
@@ -21,7 +21,8 @@ pub async fn run_workflow(
     reporters: &mut Reporters,
     interrupts: Interrupts,
 ) -> Result<RunSummary, LedgerError> {
-    reporters.mask_secrets(secrets.values());
+    let redactor = secrets.redactor();
+    reporters.redact_with(redactor.clone());
     let ado = match pipeline.to_template_value() {
         serde_json::Value::Object(map) => map,
         _ => serde_json::Map::new(),
@@ -41,8 +42,8 @@ pub async fn run_workflow(
         reporters,
         interrupts,
         deployments,
+        redactor,
     )
-    .with_secrets(secrets.values())
     .run()
     .await)
 }

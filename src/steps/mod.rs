@@ -21,6 +21,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::ledger::DeployLedger;
+use crate::redact::Redactor;
 use crate::workflow::model::{Step, StepKind};
 use crate::workflow::template::{Renderer, Template};
 
@@ -53,8 +54,9 @@ pub struct StepContext<'a> {
     pub services: &'a service::Services,
     /// What this run deployed and what was live before: deploy steps record, rollback reads.
     pub deployments: &'a DeployLedger,
-    /// The run's secret values (from Key Vault): masked in the step's log, echo and messages.
-    pub secrets: &'a [String],
+    /// The run's redactor (its secrets and every credential shape): applied to the step's
+    /// log, echo and messages.
+    pub redactor: &'a Redactor,
 }
 
 /// What the step would do, for `--dry-run`: its main setting rendered where it can be. A value

@@ -28,6 +28,7 @@ mod llm;
 mod patch_corpus;
 mod repair;
 mod run_cli;
+mod secrets_matrix;
 #[cfg(target_os = "linux")]
 mod task_mode;
 mod verify;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use agent_orch::cluster::fake::{self, FakeCluster, FakeOptions};
 use agent_orch::cluster::ledger::DeployLedger;
+use agent_orch::redact::Redactor;
 use agent_orch::steps::deploy::DeployConfig;
 use agent_orch::steps::rollback::RollbackConfig;
 use agent_orch::steps::service::Services;
@@ -125,7 +126,7 @@ impl TestCluster {
             timeout,
             deployments: ledger,
             services: &services,
-            secrets: &[],
+            redactor: &Redactor::default(),
         };
         agent_orch::steps::deploy::run(config, &ctx).await
     }
@@ -149,7 +150,7 @@ impl TestCluster {
             timeout: Some(Duration::from_secs(30)),
             deployments: ledger,
             services: &services,
-            secrets: &[],
+            redactor: &Redactor::default(),
         };
         agent_orch::steps::rollback::run(&config, &ctx).await
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agent_orch::cluster::ledger::DeployLedger;
+use agent_orch::redact::Redactor;
 use agent_orch::steps::service::Services;
 use agent_orch::steps::{RunInfo, StepContext};
 use agent_orch::workflow::model::{Step, StepKind};
@@ -22,6 +23,8 @@ pub(crate) struct StepHarness {
     pub(crate) timeout: Option<Duration>,
     pub(crate) services: Services,
     pub(crate) deployments: DeployLedger,
+    /// What the step redacts; the run's would know its secrets.
+    pub(crate) redactor: Redactor,
 }
 
 impl StepHarness {
@@ -53,6 +56,7 @@ impl StepHarness {
             timeout: None,
             services: Services::default(),
             deployments: DeployLedger::in_memory(),
+            redactor: Redactor::default(),
         }
     }
 
@@ -72,7 +76,7 @@ impl StepHarness {
             timeout: self.timeout,
             services: &self.services,
             deployments: &self.deployments,
-            secrets: &[],
+            redactor: &self.redactor,
         }
     }
 
