@@ -483,7 +483,8 @@ mod tests {
                     constructorName; skip the token bucket; password: <hidden>; \
                     TOKEN = os.environ['API_TOKEN'] or api_key=settings.api_key; \
                     Basic authentication failed; password is wrong; docker login \
-                    --password-stdin; Authorization: Bearer\npassword required\n";
+                    --password-stdin; Authorization: Bearer\npassword required\n\
+                    -TOKEN\n+TOKN = 1; -p --token -- ; password=*** --token=****\n";
         assert_eq!(redact(text), text);
     }
 

@@ -142,10 +142,10 @@ const SPECS: &[Spec] = &[
         1,
         secret_like_value,
     ),
-    // A password on a command line: `--password x`, `--token=x`, `-p x` is too common to tell.
+    // A password on a command line: `--password x`, `--token=x` (`-p x` is too common to tell).
     (
         "cli-password",
-        r#"(?i)(?:^|\s)--?(?:password|passwd|pass|pwd|token|secret|api-key|client-secret)(?:=|\s+)["']?([^\s"']+)"#,
+        r#"(?i)(?:^|\s)--(?:password|passwd|pass|pwd|token|secret|api-key|client-secret)(?:=|[ \t]+)["']?([^\s"'=-][^\s"']*)"#,
         1,
         always,
     ),
@@ -243,9 +243,13 @@ impl Shape {
         replaced
     }
 
+    /// The secret part of a match, unless it is already masked (`password=***`: a known
+    /// value replaced first, or a tool's own mask).
     fn secret_span(&self, caps: &Captures<'_>) -> Option<(usize, usize)> {
         let secret = caps.get(self.secret_group)?;
-        (self.looks_secret)(secret.as_bytes()).then_some((secret.start(), secret.end()))
+        let masked = secret.as_bytes().iter().all(|byte| *byte == b'*');
+        (!masked && (self.looks_secret)(secret.as_bytes()))
+            .then_some((secret.start(), secret.end()))
     }
 }
 
