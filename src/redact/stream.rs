@@ -35,30 +35,28 @@ impl StreamRedactor {
     /// Feeds `chunk`; appends to `out` what can be released safely.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         // A carriage return ends a line too: progress bars redraw with it and must not wait.
-        let cut = match memchr::memrchr2(b'\n', b'\r', chunk) {
-            // Only the new chunk needs a look: `pending` holds no line end.
-            Some(newline) => self.pending.len() + newline + 1,
-            None if self.pending.len() + chunk.len() > MAX_HELD => {
-                self.pending.extend_from_slice(chunk);
+        let Some(last_end) = memchr::memrchr2(b'\n', b'\r', chunk) else {
+            self.pending.extend_from_slice(chunk);
+            if self.pending.len() > MAX_HELD {
                 let cut = self.long_line_cut();
                 self.release(cut, out);
-                return;
             }
-            None => {
-                self.pending.extend_from_slice(chunk);
-                return;
-            }
-        };
-        if self.pending.is_empty() {
-            // The common case: no partial line waiting, so the chunk is redacted without being
-            // copied first.
-            let (complete, rest) = chunk.split_at(cut);
-            self.redact_into(complete, out);
-            self.pending.extend_from_slice(rest);
             return;
+        };
+        // The line waiting in `pending` is finished by the chunk's first line end; the rest of
+        // the chunk's complete lines are redacted where they are, without being copied first.
+        let mut start = 0;
+        if !self.pending.is_empty() {
+            let first_end = memchr::memchr2(b'\n', b'\r', chunk).unwrap_or(last_end);
+            let mut line = std::mem::take(&mut self.pending);
+            line.extend_from_slice(&chunk[..=first_end]);
+            self.redact_into(&line, out);
+            line.clear();
+            self.pending = line;
+            start = first_end + 1;
         }
-        self.pending.extend_from_slice(chunk);
-        self.release(cut, out);
+        self.redact_into(&chunk[start..=last_end], out);
+        self.pending.extend_from_slice(&chunk[last_end + 1..]);
     }
 
     /// Releases everything held back, at the end of the output.
