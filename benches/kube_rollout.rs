@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use agent_orch::azure::sign_in::AzureSignIn;
 use agent_orch::cluster::fake::{self, FakeCluster, FakeOptions};
 use agent_orch::cluster::ledger::DeployLedger;
+use agent_orch::redact::Redactor;
 use agent_orch::steps::deploy::DeployConfig;
 use agent_orch::steps::rollback::RollbackConfig;
 use agent_orch::steps::service::Services;
@@ -92,7 +93,7 @@ impl Bench {
             timeout: Some(Duration::from_secs(30)),
             deployments: ledger,
             services: &services,
-            secrets: &[],
+            redactor: &Redactor::default(),
             azure: &AzureSignIn::default(),
         };
         agent_orch::steps::deploy::run(&config, &ctx).await
@@ -113,7 +114,7 @@ impl Bench {
             timeout: Some(Duration::from_secs(30)),
             deployments: ledger,
             services: &services,
-            secrets: &[],
+            redactor: &Redactor::default(),
             azure: &AzureSignIn::default(),
         };
         agent_orch::steps::rollback::run(&config, &ctx).await

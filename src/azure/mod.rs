@@ -53,11 +53,24 @@ impl SecretsRequest {
 #[derive(Clone, Debug, Default)]
 pub struct RunSecrets {
     secrets: Vec<VaultSecret>,
+    /// Secrets the run did not fetch but must not show either (the pipeline's tokens and
+    /// service connection keys): redacted, never offered to templates.
+    masked_only: Vec<String>,
 }
 
 impl RunSecrets {
     pub fn new(secrets: Vec<VaultSecret>) -> Self {
-        Self { secrets }
+        Self {
+            secrets,
+            masked_only: Vec::new(),
+        }
+    }
+
+    /// Also redacts these values everywhere the run writes.
+    pub fn mask_also<'a>(mut self, values: impl IntoIterator<Item = &'a str>) -> Self {
+        self.masked_only
+            .extend(values.into_iter().map(str::to_owned));
+        self
     }
 
     /// The `secrets` template context: `openai-api-key` is `secrets.openai_api_key`.
@@ -91,10 +104,15 @@ impl RunSecrets {
         self.secrets.is_empty()
     }
 
-    /// A redactor that removes these values (and every known credential shape) from text
-    /// before it leaves the machine: what the LLM session of a run must be built with.
+    /// The run's redactor: these values, the values of this process's secret-named
+    /// environment variables (provider keys, tokens) and every credential shape. Every output
+    /// of the run (console, step logs, reports, prompts, the tape) goes through it.
     pub fn redactor(&self) -> Redactor {
-        Redactor::builder().secrets(self.values()).build()
+        Redactor::builder()
+            .secrets(self.values())
+            .secrets(self.masked_only.iter().cloned())
+            .process_env()
+            .build()
     }
 }
 

@@ -89,7 +89,13 @@ pub(crate) fn execute(
             RunSecrets::default()
         } else {
             fetch_secrets(invocation, &workflow, &azure).await?
-        };
+        }
+        .mask_also(
+            invocation
+                .known_secrets
+                .iter()
+                .map(|secret| secret.expose()),
+        );
         if invocation.pipeline {
             announce_secrets(secrets.values().iter().map(String::as_str))?;
         }

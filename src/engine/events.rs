@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use indexmap::IndexMap;
 use serde::Serialize;
 
+use crate::redact::Redactor;
 use crate::steps::StepOutcome;
 use crate::workflow::model::Phase;
 
@@ -92,10 +93,106 @@ pub enum RunOutcome {
     Interrupted,
 }
 
+impl Event {
+    /// The event with every text in it redacted, before any reporter sees it: a secret echoed
+    /// by a failing script lands in its output tail, and from there in every report. File
+    /// paths are left as they are.
+    pub fn redacted(&self, redactor: &Redactor) -> Event {
+        let mut event = self.clone();
+        match &mut event {
+            Event::RunStarted {
+                run_id, workflow, ..
+            } => {
+                redactor.redact_in_place(run_id);
+                redactor.redact_in_place(workflow);
+            }
+            Event::IterationStarted { .. } => {}
+            Event::StepStarted { step_name, .. } => redactor.redact_in_place(step_name),
+            Event::StepFinished {
+                step_name, outcome, ..
+            } => {
+                redactor.redact_in_place(step_name);
+                let mut redacted = StepOutcome::clone(outcome);
+                redactor.redact_in_place(&mut redacted.message);
+                redactor.redact_in_place(&mut redacted.output_tail);
+                for value in redacted.outputs.values_mut() {
+                    redactor.redact_in_place(value);
+                }
+                if let Some(evidence) = &mut redacted.evidence {
+                    redactor.redact_in_place(evidence);
+                }
+                *outcome = Arc::new(redacted);
+            }
+            Event::IterationFinished {
+                failure,
+                fingerprint,
+                ..
+            } => {
+                for text in [failure, fingerprint].into_iter().flatten() {
+                    redactor.redact_in_place(text);
+                }
+            }
+            Event::Decision { kind, detail, .. } => {
+                redactor.redact_in_place(kind);
+                redactor.redact_json_in_place(detail);
+            }
+            Event::OutputsRendered { outputs } => {
+                for value in outputs.values_mut() {
+                    redactor.redact_in_place(value);
+                }
+            }
+            Event::RunFinished { reason, .. } => redactor.redact_in_place(reason),
+        }
+        event
+    }
+}
+
 fn seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64())
 }
 
 fn rfc3339<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&humantime::format_rfc3339_millis(*at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_text_of_an_event_is_redacted() {
+        let redactor = Redactor::builder().secret("hunter2-pw").build();
+        let mut outcome = StepOutcome::failed("login failed for hunter2-pw");
+        outcome.output_tail =
+            "curl -u admin:hunter2-pw https://x\nghp_abcdefghijklmnopqrstuvwxyz0123456789\n"
+                .to_owned();
+        outcome.evidence = Some("Authorization: Basic aHVudGVyMi1wdw==".to_owned());
+        outcome
+            .outputs
+            .insert("token".to_owned(), "hunter2-pw".to_owned());
+        let step = Event::StepFinished {
+            iteration: 1,
+            phase: Phase::Steps,
+            step_id: "login".to_owned(),
+            step_name: "login".to_owned(),
+            kind: "gate",
+            required: true,
+            duration: Duration::from_secs(1),
+            outcome: Arc::new(outcome),
+        };
+        let redacted = serde_json::to_string(&step.redacted(&redactor)).unwrap_or_default();
+        for secret in ["hunter2-pw", "ghp_", "aHVudGVyMi1wdw"] {
+            assert!(!redacted.contains(secret), "{secret}: {redacted}");
+        }
+        assert_eq!(redacted.matches("***").count(), 4, "{redacted}");
+
+        let decision = Event::Decision {
+            iteration: 1,
+            kind: "fix.prompt".to_owned(),
+            detail: serde_json::json!({"prompt": ["see hunter2-pw"], "hunter2-pw": {"nested": "hunter2-pw"}}),
+        };
+        let redacted = serde_json::to_string(&decision.redacted(&redactor)).unwrap_or_default();
+        assert!(!redacted.contains("hunter2-pw"), "{redacted}");
+        assert!(redacted.contains(r#""***":{"nested":"***"}"#), "{redacted}");
+    }
 }

@@ -116,16 +116,8 @@ pub struct Repair<'a> {
 }
 
 impl<'a> Repair<'a> {
-    /// `secrets` is the run's `secrets` template context: its values never reach a prompt.
-    pub fn new(workflow: &'a Workflow, settings: &'a RunSettings, secrets: &Value) -> Self {
-        let redactor = Redactor::builder()
-            .secrets_in_json(secrets)
-            // `vars()` would panic on a variable that is not UTF-8; such values cannot be
-            // matched in text anyway.
-            .secret_env_vars(std::env::vars_os().filter_map(|(name, value)| {
-                Some((name.into_string().ok()?, value.into_string().ok()?))
-            }))
-            .build();
+    /// `redactor` is the run's: what it knows never reaches a prompt.
+    pub fn new(workflow: &'a Workflow, settings: &'a RunSettings, redactor: Redactor) -> Self {
         Self {
             workflow,
             settings,

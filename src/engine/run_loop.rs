@@ -23,6 +23,7 @@ use super::template_context::TemplateContext;
 use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
 use crate::llm::TapeMode;
+use crate::redact::Redactor;
 use crate::report::Reporter;
 use crate::steps::pull_request::{self, Delivery};
 use crate::steps::service::Services;
@@ -93,8 +94,8 @@ pub struct Engine<'a> {
     /// What this run deployed, for rollbacks (kept in the artifacts folder as well).
     deployments: DeployLedger,
     repair: Repair<'a>,
-    /// Secret values steps must mask in what they write.
-    secrets: Vec<String>,
+    /// The run's redactor: steps apply it to everything they write.
+    redactor: Redactor,
     /// What `on_success` steps deliver; set when that phase starts.
     delivery: Option<Delivery>,
     azure: AzureSignIn,
@@ -109,8 +110,9 @@ impl<'a> Engine<'a> {
         reporter: &'a mut dyn Reporter,
         interrupts: Interrupts,
         deployments: DeployLedger,
+        redactor: Redactor,
     ) -> Self {
-        let repair = Repair::new(workflow, settings, context.secrets());
+        let repair = Repair::new(workflow, settings, redactor.clone());
         Self {
             workflow,
             settings,
@@ -120,17 +122,11 @@ impl<'a> Engine<'a> {
             services: Services::default(),
             deployments,
             repair,
-            secrets: Vec::new(),
+            redactor,
             delivery: None,
             azure: AzureSignIn::default(),
             started: Instant::now(),
         }
-    }
-
-    /// Secret values (fetched from Key Vault) that every step masks in its log and output.
-    pub fn with_secrets(mut self, secrets: Vec<String>) -> Self {
-        self.secrets = secrets;
-        self
     }
 
     /// How deploy and rollback steps sign in to Azure (AKS clusters).
@@ -549,7 +545,7 @@ impl<'a> Engine<'a> {
                 timeout,
                 services: &self.services,
                 deployments: &self.deployments,
-                secrets: &self.secrets,
+                redactor: &self.redactor,
                 azure: &self.azure,
             };
             if let Some(dir) = ctx.log_path.parent()

@@ -105,11 +105,6 @@ impl TemplateContext {
         }
     }
 
-    /// The `secrets` values, for the redactor that keeps them out of prompts.
-    pub fn secrets(&self) -> &Value {
-        self.root.get("secrets").unwrap_or(&Value::Null)
-    }
-
     /// A renderer over the run's values as they are now, for templates outside any step.
     pub fn renderer(&self) -> Renderer {
         Renderer::new(Value::Object(self.root.clone()))

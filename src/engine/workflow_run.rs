@@ -1,5 +1,5 @@
 //! A run of a workflow with everything around the loop that `agent-orch run`, the pipeline
-//! task and a hub worker share: the run's secrets masked in every report and known to the
+//! task and a hub worker share: the run's secrets redacted in every report and known to the
 //! engine, the `ado` template context, the deploy ledger in the artifacts folder, and the
 //! notifications sent when the run has ended. A dry run sees placeholders (`<secret:NAME>`)
 //! where the secrets would be.
@@ -40,7 +40,8 @@ pub async fn run_workflow(
     reporters: &mut Reporters,
     interrupts: Interrupts,
 ) -> Result<RunSummary, RunStartError> {
-    reporters.mask_secrets(secrets.values());
+    let redactor = secrets.redactor();
+    reporters.redact_with(redactor.clone());
     // An apply interrupted by a SIGKILL leaves its temporary files; the targets are intact.
     remove_stale_temps(&settings.workdir);
     let ado = match pipeline.to_template_value() {
@@ -74,8 +75,8 @@ pub async fn run_workflow(
         reporters,
         interrupts,
         deployments,
+        redactor,
     )
-    .with_secrets(secrets.values())
     .with_azure(azure.clone())
     .run()
     .await;

@@ -246,7 +246,7 @@ async fn work(
 ) -> TaskEnd {
     let assignment = claim.assignment.id;
     // Notes reach the hub and its dashboard: no secret of the run goes with them.
-    let mut redactor = Redactor::builder().build();
+    let mut redactor = RunSecrets::default().redactor();
     let give_back = |reason: String, redactor: &Redactor| {
         let note = bounded(&redactor.redact(&reason));
         async move {

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Modules: `session` (what a run's agents share), `agent` (one agent), `provider` and `retry`
-//! (the HTTP side), `context`, `excerpt`, `sources` and `prompt` (what is sent),
+//! (the HTTP side), `context`, `excerpt`, `sources`, `untrusted` and `prompt` (what is sent),
 //! `edit_format` (which edit format the fixer is asked for), `verdict`
 //! (what the reviewer answers), `record` (the JSONL tape), `usage` (tokens and budget).
 
@@ -23,6 +23,7 @@ pub mod record;
 pub mod retry;
 pub mod session;
 pub mod sources;
+mod untrusted;
 pub mod usage;
 pub mod verdict;
 

@@ -8,16 +8,16 @@
 //! |---|---|---|---|
 //! | `agent` | ✓ | ✓ | the agent's name |
 //! | `iteration` | ✓ | ✓ | the loop iteration, from 1 |
-//! | `failure` | ✓ | ✓ | `{step_id, kind, message, exit_code}` |
+//! | `failure` | ✓ | ✓ | `{step_id, kind, message, exit_code}`; `message` quoted as untrusted |
 //! | `step_definition` | ✓ | ✓ | the failing step's YAML as written |
 //! | `log_excerpt` | ✓ | ✓ | first errors and tail of the step's log, quoted as untrusted |
 //! | `evidence` | ✓ | ✓ | HTTP responses, pod logs and events, quoted as untrusted |
 //! | `sources` | ✓ | | list of `{path, lines, text}`; `text` quoted as untrusted |
 //! | `previous_patches` | ✓ | | diffs proposed earlier in this run, quoted, oldest first |
 //! | `reviewer_suggestion` | ✓ | | the reviewer's last suggestion, quoted |
-//! | `apply_error` | ✓ | | why the last patch did not apply |
+//! | `apply_error` | ✓ | | why the last patch did not apply, quoted as untrusted |
 //! | `patch` | | ✓ | the proposed diff, quoted as untrusted |
-//! | `policy` | | ✓ | the deterministic policy's decision |
+//! | `policy` | | ✓ | the deterministic policy's decision, quoted as untrusted |
 //!
 //! Every value is redacted before it is rendered, and the rendered message again after.
 //! Templates render with `trim_blocks` and `lstrip_blocks` on.
@@ -32,6 +32,7 @@ use super::context::{FixContext, ReviewContext};
 use super::error::LlmErrorKind;
 use super::excerpt::{keep_head, keep_tail, log_excerpt};
 use super::sources::{find_source_refs, read_snippets};
+use super::untrusted::neutralize;
 use crate::redact::Redactor;
 
 const FIXER_TEMPLATE: &str = include_str!("../../templates/prompts/fixer.j2");
@@ -74,15 +75,14 @@ pub(crate) fn system_message(role: Role) -> &'static str {
     }
 }
 
-/// Wraps data that must not be taken as instructions. The id is derived from the content, so
-/// the data cannot know its own closing marker, and prompts stay identical across replays.
+/// Wraps data that must not be taken as instructions, with marker look-alikes and chat-template
+/// tokens in it made inert ([`neutralize`]). The id is derived from the content, so the data
+/// cannot know its own closing marker, and prompts stay identical across replays.
 pub fn quote_untrusted(label: &str, text: &str) -> String {
     if text.trim().is_empty() {
         return String::new();
     }
-    let neutral = text
-        .replace("<<<END UNTRUSTED", "<<<END-UNTRUSTED(quoted)")
-        .replace("<<<UNTRUSTED", "<<<UNTRUSTED(quoted)");
+    let neutral = neutralize(text);
     let id = &hex::encode(Sha256::digest(neutral.as_bytes()))[..8];
     let newline = if neutral.ends_with('\n') { "" } else { "\n" };
     format!("<<<UNTRUSTED {label} {id}>>>\n{neutral}{newline}<<<END UNTRUSTED {id}>>>")
@@ -238,7 +238,7 @@ pub(crate) fn fixer_variables(
             .map(|p| quote_untrusted("earlier patch", p))
             .collect::<Vec<_>>(),
         "reviewer_suggestion": quote_untrusted("reviewer suggestion", &suggestion),
-        "apply_error": apply_error,
+        "apply_error": quote_untrusted("apply error", &apply_error),
     })
 }
 
@@ -275,12 +275,19 @@ pub(crate) fn reviewer_variables(
         "log_excerpt": quote_untrusted(&format!("log of step {}", ctx.failure.step_id), &excerpt),
         "evidence": quote_untrusted("evidence", &evidence),
         "patch": quote_untrusted("proposed patch", &patch),
-        "policy": policy,
+        "policy": quote_untrusted("policy decision", &policy),
     })
 }
 
+/// The failing step as the workflow names it; its message carries text from the run (an
+/// `expect_json` check's "got ..." value, an outputs-file line), so it is quoted as untrusted.
 fn failure_value(step_id: &str, kind: &str, message: &str, exit_code: Option<i32>) -> Value {
-    json!({"step_id": step_id, "kind": kind, "message": message, "exit_code": exit_code})
+    json!({
+        "step_id": step_id,
+        "kind": kind,
+        "message": quote_untrusted("failure message", message),
+        "exit_code": exit_code,
+    })
 }
 
 #[cfg(test)]

@@ -24,20 +24,74 @@ static LOCATION: LazyLock<Regex> = LazyLock::new(|| {
 const CONTEXT_LINES: usize = 8;
 const MAX_FILE_BYTES: u64 = 2 * 1024 * 1024;
 
-/// Files a snippet is never taken from: they hold credentials, not code.
+/// Files a snippet is never taken from: they hold credentials, not code. By name: `.env*`,
+/// SSH keys (`id_*`), key and certificate stores, kubeconfigs, Docker's `config.json`,
+/// `.npmrc`, `.netrc`, `.pypirc`, `.git-credentials`; by content, whatever the name, see
+/// [`holds_credentials`].
 fn is_sensitive(relative: &Path) -> bool {
-    let name = relative
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
+    let lower = |text: &std::ffi::OsStr| text.to_string_lossy().to_lowercase();
+    let name = relative.file_name().map(lower).unwrap_or_default();
+    let dirs: Vec<String> = relative
+        .parent()
+        .map(|parent| parent.components().map(|c| lower(c.as_os_str())).collect())
         .unwrap_or_default();
-    relative.components().any(|c| c.as_os_str() == ".git")
+    let in_dir = |dir: &str| dirs.iter().any(|d| d == dir);
+    in_dir(".git")
+        || in_dir(".ssh")
+        || in_dir(".kube") && name == "config"
+        || in_dir(".docker") && name == "config.json"
         || name.starts_with(".env")
-        || name.starts_with("id_rsa")
-        || name.starts_with("id_ed25519")
+        || name.starts_with("id_")
         || name.contains("secret")
-        || [".pem", ".key", ".p12", ".pfx", ".jks", ".kdbx"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
+        || name.contains("kubeconfig")
+        || name.contains("credentials")
+        || [
+            ".npmrc",
+            ".netrc",
+            "_netrc",
+            ".pypirc",
+            ".pgpass",
+            ".htpasswd",
+            ".git-credentials",
+        ]
+        .contains(&name.as_str())
+        || [
+            ".pem",
+            ".key",
+            ".p12",
+            ".pfx",
+            ".jks",
+            ".kdbx",
+            ".keystore",
+            ".ppk",
+        ]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+}
+
+/// Markers of a credential file under any name: a kubeconfig's inline keys and tokens, a
+/// Docker `auths` map, npm auth settings, a private key, a netrc entry, AWS keys.
+const CREDENTIAL_MARKERS: &[&str] = &[
+    "client-key-data",
+    "client-certificate-data",
+    "\"auths\"",
+    "_authtoken",
+    "_auth=",
+    "private key-----",
+    "aws_secret_access_key",
+    "aws_session_token",
+];
+
+/// Whether `text` is a credential file, whatever its name.
+fn holds_credentials(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    CREDENTIAL_MARKERS
+        .iter()
+        .any(|marker| lower.contains(marker))
+        || lower.lines().any(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words.first() == Some(&"machine") && words.contains(&"password")
+        })
 }
 
 /// A place in a file that an error named.
@@ -85,7 +139,7 @@ pub struct SourceSnippet {
 }
 
 /// Reads snippets for `refs` from `workdir`: files outside it (absolute paths elsewhere, `..`,
-/// symlinks out), missing, binary, huge or credential files are skipped. At most
+/// symlinks out), missing, binary, huge or credential files (by name or content) are skipped. At most
 /// `budget_chars` characters in total; earlier references first.
 pub fn read_snippets(
     workdir: &Path,
@@ -161,7 +215,8 @@ fn read_text(path: &Path) -> Option<String> {
     if bytes.contains(&0) {
         return None;
     }
-    Some(String::from_utf8_lossy(&bytes).into_owned())
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (!holds_credentials(&text)).then_some(text)
 }
 
 fn snippet(relative: &str, text: &str, mut named: Vec<usize>) -> Option<SourceSnippet> {
@@ -254,6 +309,63 @@ mod tests {
         assert!(snippet.text.contains(">12 | line 12\n"));
         assert!(snippet.text.contains(">14 | line 14\n"));
         assert!(snippet.text.ends_with(" 22 | line 22\n"));
+    }
+
+    #[test]
+    fn credential_files_are_never_quoted() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path();
+        let line = |text: &str| format!("{text}\n").repeat(3);
+        let files = [
+            ("deploy/kubeconfig.yaml", line("ok: 1")),
+            (
+                "deploy/cluster.yaml",
+                line("    client-key-data: LS0tLS1CRUdJTg=="),
+            ),
+            (".kube/config", line("ok: 1")),
+            (".docker/config.json", line("{}")),
+            (
+                "ci/registry.json",
+                line(r#"{"auths": {"r.io": {"auth": "dXNlcjpwdw=="}}}"#),
+            ),
+            ("web/.npmrc", line("registry=https://r")),
+            (
+                "app/settings.cfg",
+                line("//r.npmjs.org/:_authToken=npm_abc"),
+            ),
+            ("home/.netrc", line("default")),
+            (
+                "notes/hosts.txt",
+                line("machine github.com login bob password pw1"),
+            ),
+            ("certs/tls.pem", line("x")),
+            ("keys/id_ed25519", line("x")),
+            (
+                "keys/deploy.txt",
+                line("-----BEGIN OPENSSH PRIVATE KEY-----"),
+            ),
+            ("app/.env.production", line("X=1")),
+        ];
+        let mut named = String::new();
+        for (path, text) in &files {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap_or(root))
+                .unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        }
+        for (path, _) in &files {
+            named.push_str(&format!("  File \"{path}\", line 2\n"));
+        }
+        assert_eq!(
+            find_source_refs(&named).len(),
+            files.len(),
+            "every file is named"
+        );
+        std::fs::write(root.join("app.py"), line("x = 1")).unwrap_or_else(|e| panic!("{e}"));
+        named.push_str("./app.py:2\n");
+        let snippets = read_snippets(root, &find_source_refs(&named), 100_000);
+        let paths: Vec<&str> = snippets.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths, ["app.py"], "{named}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! - stdout and stderr share one pipe, so the log reads in the order a terminal would show;
 //!   stdin is closed, so a command waiting for input fails instead of hanging;
 //! - output is streamed in chunks to the [`OutputSink`]'s log file, live echo and bounded tail,
-//!   never held whole in memory; secret values can be masked on the way;
+//!   never held whole in memory; secrets are redacted on the way (see [`crate::redact`]);
 //! - the command leads a new process group. On timeout or cancellation the whole group gets
 //!   SIGTERM, then SIGKILL after [`KILL_GRACE`]. When the command ends by itself, whatever it
 //!   left running in the background is killed: a step's processes never outlive it;
@@ -17,7 +17,6 @@
 #[cfg(target_os = "linux")]
 mod descendants;
 mod group;
-mod mask;
 mod output_sink;
 mod outputs_file;
 mod running;
@@ -262,7 +261,7 @@ pub struct CommandResult {
     pub cancelled: bool,
     /// From spawn to the main process's end.
     pub duration: Duration,
-    /// The last lines of output (bounded by the sink's tail limit), secrets masked.
+    /// The last lines of output (bounded by the sink's tail limit), secrets redacted.
     pub tail: String,
     /// Total bytes of output the command wrote.
     pub output_bytes: u64,
@@ -387,8 +386,6 @@ pub enum ProcessErrorKind {
     CreateLog(PathBuf),
     #[error("failed to write log file `{}`", .0.display())]
     WriteLog(PathBuf),
-    #[error("failed to prepare masking of secret values")]
-    Masks,
 }
 
 impl ProcessError {
@@ -425,9 +422,5 @@ impl ProcessError {
 
     fn write_log(path: &Path, err: std::io::Error) -> Self {
         Self::new(ProcessErrorKind::WriteLog(path.to_owned()), err)
-    }
-
-    fn masks(err: regex::Error) -> Self {
-        Self::new(ProcessErrorKind::Masks, err)
     }
 }

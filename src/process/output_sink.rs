@@ -1,14 +1,15 @@
 //! Where a command's output goes: a log file, an optional live echo, and a bounded tail.
 //!
-//! Output is passed on in the chunks it is read in; nothing but the tail (and, when secrets
-//! are masked, at most one secret's length) is kept in memory, whatever the output's size.
+//! Output is redacted (secrets and credential shapes) and passed on a line at a time; nothing
+//! but the tail and one unfinished line (bounded, see [`crate::redact::StreamRedactor`]) is
+//! kept in memory, whatever the output's size.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
 use super::ProcessError;
-use super::mask::Masker;
+use crate::redact::{Redactor, StreamRedactor};
 
 /// How many of the last lines of output a result keeps, by default.
 pub const DEFAULT_TAIL_LINES: usize = 200;
@@ -19,7 +20,7 @@ pub const DEFAULT_TAIL_BYTES: usize = 64 * 1024;
 pub struct OutputSink {
     log_path: Option<PathBuf>,
     echo: Option<Box<dyn Write + Send>>,
-    secrets: Vec<String>,
+    redactor: Redactor,
     tail_lines: usize,
     tail_bytes: usize,
 }
@@ -29,7 +30,7 @@ impl Default for OutputSink {
         Self {
             log_path: None,
             echo: None,
-            secrets: Vec::new(),
+            redactor: Redactor::default(),
             tail_lines: DEFAULT_TAIL_LINES,
             tail_bytes: DEFAULT_TAIL_BYTES,
         }
@@ -60,9 +61,10 @@ impl OutputSink {
         self.echo_to(io::stderr())
     }
 
-    /// Replaces these values with `***` everywhere: in the log, the echo and the tail.
-    pub fn mask(mut self, secrets: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.secrets.extend(secrets.into_iter().map(Into::into));
+    /// Redacts with the run's `redactor` (its secrets and every credential shape) in the log,
+    /// the echo and the tail; without it, credential shapes only.
+    pub fn redact_with(mut self, redactor: &Redactor) -> Self {
+        self.redactor = redactor.clone();
         self
     }
 
@@ -75,7 +77,6 @@ impl OutputSink {
 
     /// Opens the destinations; called before the command starts so a bad log path runs nothing.
     pub(crate) fn open(self) -> Result<OpenSink, ProcessError> {
-        let masker = Masker::new(&self.secrets).map_err(ProcessError::masks)?;
         let log = match self.log_path {
             Some(path) => {
                 let file =
@@ -88,8 +89,8 @@ impl OutputSink {
             log,
             log_error: None,
             echo: self.echo,
-            masker,
-            masked: Vec::new(),
+            redactor: self.redactor.stream(),
+            redacted: Vec::new(),
             tail: Tail::new(self.tail_lines, self.tail_bytes),
             bytes: 0,
         })
@@ -107,9 +108,9 @@ pub(crate) struct OpenSink {
     /// The first failure to write the log; the output still goes to the echo and the tail.
     log_error: Option<io::Error>,
     echo: Option<Box<dyn Write + Send>>,
-    masker: Option<Masker>,
-    /// Reused buffer for masked output, so masking allocates once, not per chunk.
-    masked: Vec<u8>,
+    redactor: StreamRedactor,
+    /// Reused buffer for redacted output, so redaction allocates once, not per chunk.
+    redacted: Vec<u8>,
     tail: Tail,
     bytes: u64,
 }
@@ -123,16 +124,11 @@ pub(crate) struct Captured {
 impl OpenSink {
     pub(crate) fn write(&mut self, chunk: &[u8]) {
         self.bytes += chunk.len() as u64;
-        match self.masker.as_mut() {
-            Some(masker) => {
-                let mut masked = std::mem::take(&mut self.masked);
-                masked.clear();
-                masker.push(chunk, &mut masked);
-                self.deliver(&masked);
-                self.masked = masked;
-            }
-            None => self.deliver(chunk),
-        }
+        let mut redacted = std::mem::take(&mut self.redacted);
+        redacted.clear();
+        self.redactor.push(chunk, &mut redacted);
+        self.deliver(&redacted);
+        self.redacted = redacted;
     }
 
     fn deliver(&mut self, data: &[u8]) {
@@ -154,13 +150,11 @@ impl OpenSink {
         self.tail.push(data);
     }
 
-    /// Flushes what masking held back; fails if the log could not be written completely.
+    /// Flushes what redaction held back; fails if the log could not be written completely.
     pub(crate) fn finish(mut self) -> Result<Captured, ProcessError> {
-        if let Some(mut masker) = self.masker.take() {
-            let mut rest = Vec::new();
-            masker.finish(&mut rest);
-            self.deliver(&rest);
-        }
+        let mut rest = Vec::new();
+        self.redactor.finish(&mut rest);
+        self.deliver(&rest);
         if let Some(log) = &self.log
             && let Some(err) = self.log_error.take()
         {
@@ -276,7 +270,7 @@ mod tests {
         let mut sink = OutputSink::new()
             .log_to(&log)
             .echo_to(echo.clone())
-            .mask(["s3cret"])
+            .redact_with(&Redactor::builder().secret("s3cret").build())
             .open()
             .unwrap();
         sink.write(b"password: s3");

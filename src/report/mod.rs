@@ -5,7 +5,7 @@
 //! (`metrics.json`), [`summary`] (`summary.md`) and [`outputs`] (`outputs.json`). [`Reporters`] fans each event out to all
 //! of them; [`Reporters::for_run`] sets up the whole artifacts folder of a run.
 //!
-//! [`Reporters`] masks secret values (see [`secret_mask`]) before any reporter sees an event.
+//! [`Reporters`] redacts every event (see [`crate::redact`]) before any reporter sees it.
 
 mod atomic_file;
 pub mod audit;
@@ -18,7 +18,6 @@ pub mod outputs;
 pub mod pipeline;
 pub mod run_log;
 mod run_record;
-pub mod secret_mask;
 pub mod summary;
 #[cfg(test)]
 mod test_events;
@@ -28,6 +27,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use crate::engine::events::Event;
+use crate::redact::Redactor;
 
 use self::audit::{AuditHead, AuditLog};
 use self::console::Console;
@@ -35,7 +35,6 @@ use self::junit::JunitReport;
 use self::metrics::MetricsReport;
 use self::outputs::OutputsFile;
 use self::run_log::RunLog;
-use self::secret_mask::SecretMask;
 use self::summary::SummaryReport;
 
 /// A consumer of engine events. Reporters write as events arrive, so an interrupted run
@@ -59,13 +58,13 @@ pub trait Reporter {
     }
 }
 
-/// Fans every event out to every reporter, secrets masked. A reporter that fails does not
+/// Fans every event out to every reporter, secrets redacted. A reporter that fails does not
 /// stop the others (or the run): its errors are collected, [`Reporters::errors`] lists them,
 /// and `finish` fails if there were any.
 #[derive(Default)]
 pub struct Reporters {
     reporters: Vec<Box<dyn Reporter + Send>>,
-    secrets: SecretMask,
+    redactor: Redactor,
     audit_head: Option<AuditHead>,
     errors: Vec<ReportError>,
 }
@@ -102,9 +101,10 @@ impl Reporters {
         self.reporters.push(Box::new(reporter));
     }
 
-    /// Masks these values (secrets fetched for the run) in every event from now on.
-    pub fn mask_secrets<S: Into<String>>(&mut self, values: impl IntoIterator<Item = S>) {
-        self.secrets = SecretMask::new(values);
+    /// Redacts every event with `redactor` (the run's, which knows its secrets) from now on;
+    /// until then, credential shapes only.
+    pub fn redact_with(&mut self, redactor: Redactor) {
+        self.redactor = redactor;
     }
 
     /// Every error met so far, oldest first.
@@ -120,7 +120,7 @@ impl Reporter for Reporters {
 
     /// Hands `event` to every reporter in the order they were added; never fails.
     fn on_event(&mut self, event: &Event) -> io::Result<()> {
-        let event = self.secrets.mask_event(event);
+        let event = event.redacted(&self.redactor);
         for reporter in &mut self.reporters {
             if let Err(source) = reporter.on_event(&event) {
                 self.errors.push(ReportError {
@@ -228,7 +228,11 @@ mod tests {
         let console = Console::new(anstream::AutoStream::never(Vec::new()));
         let mut reporters = Reporters::for_run(&artifacts, Some(console)).unwrap();
         // Both words appear in the scripted output tails and failure messages.
-        reporters.mask_secrets(["received 500", "exit code 2"]);
+        reporters.redact_with(
+            Redactor::builder()
+                .secrets(["received 500", "exit code 2"])
+                .build(),
+        );
         for event in two_iteration_run() {
             reporters.on_event(&event).unwrap();
         }

@@ -140,16 +140,8 @@ impl JsonSchema for GateConfig {
 }
 
 /// Runs the gate; see the module documentation.
+/// Output is redacted with the run's redactor in the log, echo and tail.
 pub async fn run(config: &GateConfig, ctx: &StepContext<'_>) -> StepOutcome {
-    run_masked(config, ctx, ctx.secrets).await
-}
-
-/// Runs the gate with these secret values replaced by `***` in its log, echo and tail.
-pub async fn run_masked(
-    config: &GateConfig,
-    ctx: &StepContext<'_>,
-    secrets: &[String],
-) -> StepOutcome {
     let spec = match command_spec(config, ctx) {
         Ok(spec) => spec,
         Err(message) => return StepOutcome::failed(message),
@@ -173,7 +165,7 @@ pub async fn run_masked(
 
     let mut sink = OutputSink::new()
         .log_to(&ctx.log_path)
-        .mask(secrets.iter().cloned());
+        .redact_with(ctx.redactor);
     if ctx.echo {
         sink = sink.echo_to_stderr();
     }

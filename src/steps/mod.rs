@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
+use crate::redact::Redactor;
 use crate::workflow::model::{Step, StepKind};
 use crate::workflow::template::{Renderer, Template};
 
@@ -55,8 +56,9 @@ pub struct StepContext<'a> {
     pub services: &'a service::Services,
     /// What this run deployed and what was live before: deploy steps record, rollback reads.
     pub deployments: &'a DeployLedger,
-    /// The run's secret values (from Key Vault): masked in the step's log, echo and messages.
-    pub secrets: &'a [String],
+    /// The run's redactor (its secrets and every credential shape): applied to the step's
+    /// log, echo and messages.
+    pub redactor: &'a Redactor,
     /// How to sign in to Azure (an AKS deploy or rollback).
     pub azure: &'a AzureSignIn,
 }

@@ -57,7 +57,7 @@ pub async fn run(config: &GateConfig, ctx: &StepContext<'_>) -> StepOutcome {
     };
     let sink = OutputSink::new()
         .log_to(&ctx.log_path)
-        .mask(ctx.secrets.iter().cloned());
+        .redact_with(ctx.redactor);
     // Stopped by the iteration's end (stop_all) or by an interrupt, whichever comes first.
     let stop = ctx.cancel.child_token();
     let mut task = tokio::spawn({

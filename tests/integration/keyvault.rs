@@ -3,6 +3,7 @@
 //! the values reach steps through templates and nowhere else.
 
 use std::path::Path;
+use std::process::Command;
 
 use crate::support::azure_server::{
     AzureConfig, AzureServer, CLI_ACCESS_TOKEN, IDENTITY_HEADER, MANAGED_IDENTITY_ACCESS_TOKEN,
@@ -47,22 +48,30 @@ pub(crate) fn vault(deny: bool) -> AzureServer {
 
 fn run_with_managed_identity(project: &Project, server: &AzureServer) -> RunResult {
     let artifacts = project.artifacts();
-    let output = project
-        .command(&[
-            "run",
-            "workflow.yaml",
-            "--artifacts",
-            artifacts.to_str().unwrap(),
-        ])
+    let mut command = project.command(&[
+        "run",
+        "workflow.yaml",
+        "--artifacts",
+        artifacts.to_str().unwrap(),
+    ]);
+    let output = signed_in_with_managed_identity(&mut command, server)
+        .output()
+        .unwrap();
+    RunResult::from(output)
+}
+
+/// `command` signing in to `server`'s vault with the managed identity, as on an Azure VM.
+pub(crate) fn signed_in_with_managed_identity<'c>(
+    command: &'c mut Command,
+    server: &AzureServer,
+) -> &'c mut Command {
+    command
         .env("AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE", server.url())
         .env(
             "IDENTITY_ENDPOINT",
             format!("http://localhost:41{}", managed_identity_fake::PATH),
         )
         .env("IDENTITY_HEADER", IDENTITY_HEADER)
-        .output()
-        .unwrap();
-    RunResult::from(output)
 }
 
 /// Every file under `dir`, with its text.

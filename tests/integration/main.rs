@@ -37,6 +37,7 @@ mod patch_corpus;
 mod pull_request;
 mod repair;
 mod run_cli;
+mod secrets_matrix;
 #[cfg(target_os = "linux")]
 mod task_mode;
 mod verify;

@@ -569,7 +569,7 @@ async fn a_hunk_that_does_not_apply_is_reported_back_once_with_the_reason() {
     let told = |request: &ReceivedRequest| {
         request
             .message("user")
-            .contains("Your previous patch could not be applied: the patch does not apply")
+            .contains("Your previous patch could not be applied:\n<<<UNTRUSTED apply error")
     };
     assert!(!told(&fixer[0]));
     assert!(told(&fixer[1]), "{}", fixer[1].message("user"));

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
+use crate::redact::Redactor;
 use crate::steps::RunInfo;
 use crate::steps::service::Services;
 use crate::workflow::model::{Step, StepKind};
@@ -83,6 +84,7 @@ struct Harness {
     timeout: Option<Duration>,
     services: Services,
     deployments: DeployLedger,
+    redactor: Redactor,
     azure: AzureSignIn,
 }
 
@@ -121,6 +123,7 @@ impl Harness {
             timeout: None,
             services: Services::default(),
             deployments: DeployLedger::in_memory(),
+            redactor: Redactor::default(),
             azure: AzureSignIn::default(),
         }
     }
@@ -140,7 +143,7 @@ impl Harness {
             timeout: self.timeout,
             services: &self.services,
             deployments: &self.deployments,
-            secrets: &[],
+            redactor: &self.redactor,
             azure: &self.azure,
         }
     }
@@ -320,8 +323,9 @@ async fn cancel_stops_the_step() {
 #[tokio::test]
 async fn secrets_are_masked_in_log_and_tail() {
     let config = gate("run: 'echo \"token: $TOKEN\"'\nenv: {TOKEN: s3cr3t-value}\n");
-    let harness = Harness::new(&config);
-    let outcome = run_masked(&config, &harness.context(), &["s3cr3t-value".to_owned()]).await;
+    let mut harness = Harness::new(&config);
+    harness.redactor = Redactor::builder().secret("s3cr3t-value").build();
+    let outcome = harness.run(&config).await;
     assert_eq!(outcome.status, StepStatus::Passed);
     assert_eq!(outcome.output_tail, "token: ***\n");
     assert_eq!(harness.log(), "token: ***\n");

@@ -31,7 +31,6 @@ use super::{StepContext, StepOutcome, StepStatus};
 use crate::ado::agent_env::AgentEnv;
 use crate::ado::secret::Secret;
 use crate::git::{self, GitError};
-use crate::redact::Redactor;
 use crate::workflow::template::Template;
 
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -293,9 +292,7 @@ async fn deliver(
     }
 
     // Failure messages come from steps' output: the run's secrets stay on the machine.
-    let redactor = Redactor::builder()
-        .secrets(ctx.secrets.iter().cloned())
-        .build();
+    let redactor = ctx.redactor;
     let title = redactor.redact(&title).into_owned();
     let text = description::full(delivery, forge.run_link(env).as_deref());
     let text = redactor.redact(&text).into_owned();

@@ -9,9 +9,9 @@ use super::attempt_log::AttemptLog;
 use super::config::{Capture, FlowCheck};
 use super::measure::{Attempt, Measurement, measure_until_decided};
 use super::probe::{Clients, ProbeContext, probe};
-use super::redact::Redactor;
 use super::response::ResponseSnapshot;
 use super::setup;
+use crate::redact::{Redactor, is_secret_name};
 use crate::steps::{StepContext, StepOutcome};
 use crate::workflow::template::Renderer;
 
@@ -27,10 +27,8 @@ pub(crate) async fn run(flow: &FlowCheck, ctx: &StepContext<'_>) -> StepOutcome 
         renderer: ctx.renderer,
         conditions: ConditionEvaluator::new(),
     };
-    let mut redactor = Redactor::default();
-    for secret in ctx.secrets {
-        redactor.add(secret);
-    }
+    // Starts from the run's redactor; header values and captured credentials join it.
+    let mut redactor = ctx.redactor.clone();
     measure_until_decided(ctx, &flow.policy(), &mut log, async |attempt, log| {
         runner.run_once(attempt, log, &mut redactor).await
     })
@@ -73,8 +71,8 @@ impl FlowRunner<'_> {
                 for (var, capture) in &request.capture {
                     match extract(capture, response) {
                         Ok(value) => {
-                            if Redactor::is_sensitive_name(var) {
-                                redactor.add(&value);
+                            if is_secret_name(var) {
+                                redactor.add_secret(&value);
                             } else {
                                 outputs.insert(var.clone(), value.clone());
                             }
@@ -98,10 +96,12 @@ impl FlowRunner<'_> {
             if judgement.verdict != Verdict::Success {
                 return Measurement {
                     verdict: judgement.verdict,
-                    reason: redactor.redact(&format!(
-                        "flow \"{}\" {label}: {}",
-                        self.name, judgement.reason
-                    )),
+                    reason: redactor
+                        .redact(&format!(
+                            "flow \"{}\" {label}: {}",
+                            self.name, judgement.reason
+                        ))
+                        .into_owned(),
                     evidence: Some(result.evidence(redactor)),
                     outputs,
                 };

@@ -4,7 +4,6 @@ use super::analysis::ConditionEvaluator;
 use super::config::HttpCheck;
 use super::measure::{Measurement, measure_until_decided};
 use super::probe::{ProbeContext, probe};
-use super::redact::Redactor;
 use super::setup;
 use crate::steps::{StepContext, StepOutcome};
 
@@ -21,10 +20,8 @@ pub(crate) async fn run(check: &HttpCheck, ctx: &StepContext<'_>) -> StepOutcome
         conditions: &conditions,
         scope: &[],
     };
-    let mut redactor = Redactor::default();
-    for secret in ctx.secrets {
-        redactor.add(secret);
-    }
+    // Starts from the run's redactor; header values and captured credentials join it.
+    let mut redactor = ctx.redactor.clone();
     measure_until_decided(ctx, &check.policy(), &mut log, async |attempt, log| {
         let result = probe(&spec, &probe_cx, &mut redactor).await;
         result
@@ -32,7 +29,7 @@ pub(crate) async fn run(check: &HttpCheck, ctx: &StepContext<'_>) -> StepOutcome
             .await;
         Measurement {
             verdict: result.judgement.verdict,
-            reason: redactor.redact(&result.judgement.reason),
+            reason: redactor.redact(&result.judgement.reason).into_owned(),
             evidence: Some(result.evidence(&redactor)),
             outputs: result.outputs(),
         }

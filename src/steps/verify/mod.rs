@@ -54,7 +54,6 @@ mod flow;
 mod http;
 mod measure;
 mod probe;
-mod redact;
 mod response;
 
 pub use config::{

@@ -8,8 +8,8 @@ use super::analysis::{
 };
 use super::attempt_log::AttemptLog;
 use super::config::RequestSpec;
-use super::redact::Redactor;
 use super::response::{RenderedBody, RenderedRequest, ResponseSnapshot, send};
+use crate::redact::{Redactor, is_secret_name};
 use crate::workflow::span::Spanned;
 use crate::workflow::template::{Renderer, Template};
 
@@ -129,11 +129,11 @@ fn render(
     let mut headers = Vec::with_capacity(spec.headers.len());
     for (name, template) in spec.headers {
         let value = render(&format!("header `{name}`"), template)?;
-        if Redactor::is_sensitive_name(name) {
-            redactor.add(&value);
+        if is_secret_name(name) {
+            redactor.add_secret(&value);
             // `Bearer <token>`: the token alone may show up elsewhere too.
             if let Some((_, credential)) = value.trim().rsplit_once(' ') {
-                redactor.add(credential);
+                redactor.add_secret(credential);
             }
         }
         headers.push((name.clone(), value));
@@ -235,10 +235,12 @@ impl ProbeResult {
     pub(crate) fn evidence(&self, redactor: &Redactor) -> String {
         match &self.response {
             Some(response) => response.evidence(redactor),
-            None => redactor.redact(&format!(
-                "{}\nno response: {}",
-                self.request_line, self.judgement.reason
-            )),
+            None => redactor
+                .redact(&format!(
+                    "{}\nno response: {}",
+                    self.request_line, self.judgement.reason
+                ))
+                .into_owned(),
         }
     }
 

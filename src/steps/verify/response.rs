@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::analysis::{excerpt, millis};
 use super::config::HttpMethod;
-use super::redact::Redactor;
+use crate::redact::{MASK, Redactor, is_secret_name};
 
 /// Bodies are read up to this size; a check has no business downloading more.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -200,11 +200,7 @@ impl ResponseSnapshot {
             millis(self.latency)
         );
         for (name, value) in &self.headers {
-            let value = if Redactor::is_sensitive_name(name) {
-                Redactor::MASK
-            } else {
-                value
-            };
+            let value = if is_secret_name(name) { MASK } else { value };
             text.push_str(&format!("{name}: {value}\n"));
         }
         text.push('\n');
@@ -212,6 +208,6 @@ impl ResponseSnapshot {
         if self.body_truncated {
             text.push_str("\n(body truncated at 1 MiB)");
         }
-        redactor.redact(&text)
+        redactor.redact(&text).into_owned()
     }
 }

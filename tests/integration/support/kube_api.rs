@@ -7,6 +7,7 @@ use std::time::Duration;
 use agent_orch::azure::sign_in::AzureSignIn;
 use agent_orch::cluster::fake::{self, FakeCluster, FakeOptions};
 use agent_orch::cluster::ledger::DeployLedger;
+use agent_orch::redact::Redactor;
 use agent_orch::steps::deploy::DeployConfig;
 use agent_orch::steps::rollback::RollbackConfig;
 use agent_orch::steps::service::Services;
@@ -139,7 +140,7 @@ impl TestCluster {
             timeout,
             deployments: ledger,
             services: &services,
-            secrets: &[],
+            redactor: &Redactor::default(),
             azure: &self.azure,
         };
         agent_orch::steps::deploy::run(config, &ctx).await
@@ -164,7 +165,7 @@ impl TestCluster {
             timeout: Some(Duration::from_secs(30)),
             deployments: ledger,
             services: &services,
-            secrets: &[],
+            redactor: &Redactor::default(),
             azure: &self.azure,
         };
         agent_orch::steps::rollback::run(&config, &ctx).await

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use agent_orch::azure::sign_in::AzureSignIn;
 use agent_orch::cluster::ledger::DeployLedger;
+use agent_orch::redact::Redactor;
 use agent_orch::steps::service::Services;
 use agent_orch::steps::{RunInfo, StepContext};
 use agent_orch::workflow::model::{Step, StepKind};
@@ -23,6 +24,8 @@ pub(crate) struct StepHarness {
     pub(crate) timeout: Option<Duration>,
     pub(crate) services: Services,
     pub(crate) deployments: DeployLedger,
+    /// What the step redacts; the run's would know its secrets.
+    pub(crate) redactor: Redactor,
     azure: AzureSignIn,
 }
 
@@ -55,6 +58,7 @@ impl StepHarness {
             timeout: None,
             services: Services::default(),
             deployments: DeployLedger::in_memory(),
+            redactor: Redactor::default(),
             azure: AzureSignIn::default(),
         }
     }
@@ -75,7 +79,7 @@ impl StepHarness {
             timeout: self.timeout,
             services: &self.services,
             deployments: &self.deployments,
-            secrets: &[],
+            redactor: &self.redactor,
             azure: &self.azure,
         }
     }
