@@ -32,7 +32,9 @@ impl Store {
 
     /// Claims for several agents in one round trip: each active agent of `agents`, in that
     /// order, gets a different ready task, best first, while tasks last; agents that may not
-    /// take work get nothing. An agent named twice gets two tasks.
+    /// take work get nothing. An agent named twice gets two tasks. A task somebody holds is
+    /// never a candidate ([`READY`]), so no row can trip the one-active-assignment index and
+    /// fail the whole batch.
     ///
     /// PostgreSQL: one statement; `FOR UPDATE SKIP LOCKED` lets concurrent batches (from any
     /// number of hub replicas) each take different rows without waiting on each other.
@@ -284,6 +286,23 @@ impl Store {
             .map(|row| rows::assignment(&row))
             .transpose())?
         .ok_or_else(|| StoreError::not_found(format!("assignment {id}")))
+    }
+
+    /// The assignment that holds a task now, if any (at most one: a unique index says so).
+    pub(crate) async fn active_assignment_of(
+        &self,
+        task_id: i64,
+    ) -> Result<Option<Assignment>, StoreError> {
+        let sql = format!(
+            "SELECT {ASSIGNMENT_COLUMNS} FROM assignments a \
+             WHERE a.task_id = $1 AND a.status = 'active'"
+        );
+        on_reader!(self, pool => sqlx::query(&sql)
+            .bind(task_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| rows::assignment(&row))
+            .transpose())
     }
 
     pub async fn assignments(
