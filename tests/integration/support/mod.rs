@@ -18,4 +18,5 @@ pub(crate) mod patch_corpus;
 pub(crate) mod process;
 pub(crate) mod repo;
 pub(crate) mod step_harness;
+pub(crate) mod tools;
 pub(crate) mod vso;
