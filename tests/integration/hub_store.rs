@@ -253,6 +253,9 @@ async fn held_task(db: HubDb) {
             .ready_tasks,
         2
     );
+    let err = store.assign(held.task.id, "x2").await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains("held by agent `x1`"), "{err}");
     let claims = store.claim_batch(&["x2", "x3"]).await.unwrap();
     let mut handed: Vec<(&str, &str)> = claims
         .iter()

@@ -174,10 +174,16 @@ impl Store {
                 drop(tx);
                 // Say why: a missing task is a 404, anything else is a state conflict.
                 let task = self.task(task_id).await?;
+                let why = match self.active_assignment_of(task_id).await? {
+                    Some(held) => format!(", held by agent `{}`", held.agent_id),
+                    None if task.status == TaskStatus::Pending => {
+                        ", a dependency is not done".to_owned()
+                    }
+                    None => String::new(),
+                };
                 return Err(StoreError::conflict(format!(
-                    "task {task_id} is not ready (status `{}`{})",
-                    task.status,
-                    if task.status == TaskStatus::Pending { ", a dependency is not done" } else { "" }
+                    "task {task_id} is not ready (status `{}`{why})",
+                    task.status
                 )));
             };
             let assignment_id: i64 = sqlx::query_scalar(
