@@ -223,10 +223,13 @@ impl Store {
         progress: i64,
         status: Option<TaskStatus>,
     ) -> Result<Task, StoreError> {
+        // `t.status <> 'in_progress'` as well as the assignment lookup: PostgreSQL re-checks the
+        // row's own columns after waiting on a concurrent claim's lock, but its subquery still
+        // reads the snapshot from before that claim.
         let changed = on_writer!(self, pool => sqlx::query(
             "UPDATE tasks AS t SET progress = $2, status = COALESCE($3, t.status), updated_at = $4 \
              WHERE t.id = $1 AND ($3 IS NULL OR $3 = t.status OR ($3 <> 'in_progress' \
-             AND NOT EXISTS (SELECT 1 FROM assignments held \
+             AND t.status <> 'in_progress' AND NOT EXISTS (SELECT 1 FROM assignments held \
              WHERE held.task_id = t.id AND held.status = 'active')))",
         )
         .bind(id)
