@@ -33,7 +33,7 @@ impl Store {
     /// Claims for several agents in one round trip: each active agent of `agents`, in that
     /// order, gets a different ready task, best first, while tasks last; agents that may not
     /// take work get nothing. An agent named twice gets two tasks. A task somebody holds is
-    /// never a candidate ([`READY`]), so no row can trip the one-active-assignment index and
+    /// never a candidate (see `READY`), so no row can trip the one-active-assignment index and
     /// fail the whole batch.
     ///
     /// PostgreSQL: one statement; `FOR UPDATE SKIP LOCKED` lets concurrent batches (from any
