@@ -3,6 +3,7 @@
 # Server.
 #
 #   scripts/package-vsix.sh [--binary PATH] [--out DIR] [--version X.Y.Z]
+#   scripts/package-vsix.sh --install-tools    # only install tfx-cli (scripts/test does)
 #
 # Without --binary, builds release binaries: linux-x64 always, windows-x64 too when the
 # x86_64-pc-windows-gnu target and the mingw-w64 linker are installed. With --binary, stages
@@ -21,6 +22,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="$repo/dist"
 binary=""
 version=""
+tools_only=false
 
 die() {
   echo "error: $*" >&2
@@ -32,10 +34,28 @@ while [[ $# -gt 0 ]]; do
     --binary) binary="${2:?--binary needs a path}"; shift 2 ;;
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
     --version) version="${2:?--version needs X.Y.Z}"; shift 2 ;;
-    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+    --install-tools) tools_only=true; shift ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     *) die "unknown argument \`$1\` (see --help)" ;;
   esac
 done
+
+tfx="$repo/.tools/node_modules/.bin/tfx"
+# tfx-cli into .tools/ on first use.
+install_tfx() {
+  mkdir -p "$repo/.tools"
+  # One install at a time: tests package in parallel.
+  exec 9>"$repo/.tools/install.lock"
+  flock 9
+  if [[ ! -x "$tfx" ]]; then
+    npm install --prefix "$repo/.tools" --no-audit --no-fund --loglevel=error "tfx-cli@$TFX_VERSION" >&2
+  fi
+  flock --unlock 9
+}
+if $tools_only; then
+  install_tfx
+  exit 0
+fi
 
 if [[ -n "$version" && ! "$version" =~ ^1\.[0-9]+\.[0-9]+$ ]]; then
   die "version \`$version\` must be 1.MINOR.PATCH: the task's major version is 1"
@@ -89,15 +109,7 @@ if [[ -n "$version" ]]; then
 fi
 
 # Package.
-tfx="$repo/.tools/node_modules/.bin/tfx"
-mkdir -p "$repo/.tools"
-# One install at a time: tests package in parallel.
-exec 9>"$repo/.tools/install.lock"
-flock 9
-if [[ ! -x "$tfx" ]]; then
-  npm install --prefix "$repo/.tools" --no-audit --no-fund --loglevel=error "tfx-cli@$TFX_VERSION" >&2
-fi
-flock --unlock 9
+install_tfx
 extension_version="$(node -p 'require(process.argv[1]).version' "$out/vss-extension.json")"
 vsix="$out/agent-orch-$extension_version.vsix"
 rm -f "$vsix"

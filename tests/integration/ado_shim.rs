@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use crate::support::process::{output_with_timeout, wait_for_file, wait_with_timeout};
-use crate::support::{repo, vso};
+use crate::support::{repo, tools, vso};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -86,7 +86,7 @@ impl StagedTask {
 
     /// `node index.js` with only `vars` (and PATH) in its environment, as the agent starts it.
     fn command(&self, vars: &[(&str, &str)]) -> Command {
-        let mut command = Command::new("node");
+        let mut command = Command::new(tools::tool("node"));
         command
             .arg(self.dir.path().join("index.js"))
             .current_dir(self.dir.path())

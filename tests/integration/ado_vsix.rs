@@ -13,7 +13,7 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::support::process::output_with_timeout;
-use crate::support::repo;
+use crate::support::{repo, tools};
 
 const MAX_VSIX_BYTES: u64 = 25 * 1024 * 1024;
 /// Generous: the first run installs tfx-cli from the npm registry.
@@ -21,6 +21,9 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs the packaging script on this test run's `agent-orch` binary.
 fn package(version: &str, out: &Path, timeout: Duration) -> Output {
+    // The script runs node, and npm to install tfx-cli on first use.
+    tools::tool("node");
+    tools::tool("npm");
     let child = Command::new("bash")
         .arg(repo::path("scripts/package-vsix.sh"))
         .args(["--binary", env!("CARGO_BIN_EXE_agent-orch")])
@@ -49,7 +52,7 @@ fn package_ok(version: &str, out: &Path) -> PathBuf {
 /// Unpacks `vsix` with `support/unzip.js`: contents only, executable bits lost.
 fn unpack(vsix: &Path) -> TempDir {
     let dest = tempfile::tempdir().unwrap();
-    let unzip = Command::new("node")
+    let unzip = Command::new(tools::tool("node"))
         .arg(repo::path("tests/integration/support/unzip.js"))
         .arg(vsix)
         .arg(dest.path())
@@ -140,7 +143,7 @@ fn the_unpacked_task_starts_the_packaged_binary() {
         0
     );
 
-    let shim = Command::new("node")
+    let shim = Command::new(tools::tool("node"))
         .arg(unpacked.path().join("task/index.js"))
         .current_dir(unpacked.path())
         .env_clear()

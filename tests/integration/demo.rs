@@ -4,6 +4,8 @@
 use std::net::TcpListener;
 use std::process::Command;
 
+use crate::support::tools;
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -12,6 +14,8 @@ fn free_port() -> u16 {
 }
 
 fn demo(extra: &[&str]) -> (Option<i32>, String, serde_json::Value, tempfile::TempDir) {
+    // The sample app's gates and service are Python.
+    tools::tool("python3");
     let artifacts = tempfile::tempdir().expect("temp dir");
     let port = format!("port={}", free_port());
     let output = Command::new(env!("CARGO_BIN_EXE_agent-orch"))

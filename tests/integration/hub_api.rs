@@ -20,6 +20,7 @@ on_both_stores! {
     two_replicas_on_one_database_never_share_a_task => two_replicas;
     websocket_subscribers_see_changes_as_they_happen => websocket_events;
     silent_workers_lose_their_tasks_to_the_reaper => reaper_requeues;
+    a_held_task_set_back_by_hand_is_refused_and_other_claims_go_on => held_task_set_back;
 }
 
 async fn seeded_hub(db: HubDb) -> TestHub {
@@ -602,6 +603,143 @@ async fn reaper_requeues(db: HubDb) {
     let _ = socket
         .send(tokio_tungstenite::tungstenite::Message::Close(None))
         .await;
+    hub.stop().await;
+}
+
+/// The scenario: an operator sets a task an agent holds back to pending. The hub
+/// refuses (the agent's assignment would go on), names the assignment to end instead, keeps
+/// the held task off the ready list, and the next agent's claim gets the other task.
+async fn held_task_set_back(db: HubDb) {
+    let hub = TestHub::start(db).await;
+    let tasks = [NewTask::new("a", "e"), NewTask::new("b", "e")];
+    hub.hub
+        .state
+        .store
+        .import_plan("held", None, &tasks)
+        .await
+        .unwrap();
+    for agent in ["x1", "x2"] {
+        let (status, _) = hub
+            .post("/api/agents/heartbeat", json!({"id": agent}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, first) = hub
+        .post("/api/assignments/claim", json!({"agent_id": "x1"}))
+        .await;
+    assert_eq!((status, first["task"]["key"].as_str()), (200, Some("a")));
+    let a = first["task"]["id"].as_i64().unwrap();
+    let assignment = first["assignment"]["id"].as_i64().unwrap();
+
+    let set_back = json!({"progress": 0, "status": "pending"});
+    let (status, refused) = hub
+        .patch(&format!("/api/tasks/{a}/progress"), set_back.clone())
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    let message = refused["error"].as_str().unwrap();
+    assert!(
+        message.contains("held by agent `x1`")
+            && message.contains(&format!("PATCH /api/assignments/{assignment}/progress")),
+        "{message}"
+    );
+    let (_, task) = hub.get(&format!("/api/tasks/{a}")).await;
+    assert_eq!(
+        (task["status"].as_str(), task["assigned_agent"].as_str()),
+        (Some("in_progress"), Some("x1"))
+    );
+    let (_, ready) = hub.get("/api/tasks/ready/list").await;
+    assert_eq!(keys(&ready), ["b"]);
+    let (status, second) = hub
+        .post("/api/assignments/claim", json!({"agent_id": "x2"}))
+        .await;
+    assert_eq!(
+        (status, second["task"]["key"].as_str()),
+        (200, Some("b")),
+        "{second}"
+    );
+
+    // Progress alone is not a status change; the holder keeps its task.
+    let (status, task) = hub
+        .patch(&format!("/api/tasks/{a}/progress"), json!({"progress": 30}))
+        .await;
+    assert_eq!((status, task["progress"].as_i64()), (200, Some(30)));
+    // The way the message names: end the assignment, then the task is the operator's.
+    let (status, _) = hub
+        .patch(
+            &format!("/api/assignments/{assignment}/progress"),
+            json!({"progress": 0, "status": "released"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, task) = hub
+        .patch(&format!("/api/tasks/{a}/progress"), set_back)
+        .await;
+    assert_eq!((status, task["status"].as_str()), (200, Some("pending")));
+    // In progress means held: nobody holds `a` now, so it cannot be set so by hand.
+    let (status, refused) = hub
+        .patch(
+            &format!("/api/tasks/{a}/progress"),
+            json!({"progress": 10, "status": "in_progress"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be set to `in_progress` by hand"),
+        "{refused}"
+    );
+    hub.stop().await;
+}
+
+/// serde reads a struct from an array too (`["agent-1"]` as `{"agent_id": "agent-1"}`); every
+/// endpoint that takes a body, as the OpenAPI document lists them, refuses anything but an
+/// object.
+#[tokio::test]
+async fn every_request_body_must_be_a_json_object() {
+    let hub = TestHub::start(HubDb::sqlite()).await;
+    let (_, doc) = hub.get("/openapi.json").await;
+    let mut checked = Vec::new();
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{id}", "1")
+            .replace("{task_id}", "1")
+            .replace("{project_id}", "1");
+        for (method, operation) in operations.as_object().unwrap() {
+            if operation.get("requestBody").is_none() {
+                continue;
+            }
+            for body in [json!(["agent-1"]), json!([1, "agent-1"]), json!(null)] {
+                let (status, error) = hub
+                    .send(method.to_uppercase().parse().unwrap(), &concrete, body)
+                    .await;
+                assert_eq!(status, 422, "{method} {path}: {error}");
+                assert!(
+                    error["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("expected a JSON object"),
+                    "{method} {path}: {error}"
+                );
+            }
+            checked.push(format!("{method} {path}"));
+        }
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        [
+            "patch /api/assignments/{id}/progress",
+            "patch /api/tasks/{id}/git",
+            "patch /api/tasks/{id}/progress",
+            "post /api/agents/heartbeat",
+            "post /api/assignments",
+            "post /api/assignments/claim",
+            "post /api/git/evidence",
+            "post /api/progress/snapshot",
+        ]
+    );
     hub.stop().await;
 }
 

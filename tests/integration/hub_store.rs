@@ -25,6 +25,7 @@ on_both_stores! {
     one_batch_serves_its_claimers_in_order_and_skips_idle_agents => claim_batch;
     finishing_a_task_makes_its_dependents_ready => readiness_follows_dependencies;
     giving_a_task_back_requeues_it_and_ends_the_assignment => giving_back;
+    a_held_task_keeps_its_status_and_never_blocks_a_claim_batch => held_task;
     silent_agents_lose_their_tasks => heartbeat_timeout;
     evidence_and_snapshots_are_kept_per_task_and_project => evidence_and_history;
     evidence_sent_again_with_its_key_is_kept_once => evidence_idempotency;
@@ -202,6 +203,84 @@ async fn claim_batch(db: HubDb) {
     // Nothing left: a batch hands out nothing and changes nothing.
     assert!(store.claim_batch(&["b", "a"]).await.unwrap().is_empty());
     assert_eq!(store.assignments(None, None).await.unwrap().len(), 3);
+}
+
+async fn held_task(db: HubDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let tasks = ["a", "b", "c"].map(|key| NewTask::new(key, "e"));
+    store.import_plan("held", None, &tasks).await.unwrap();
+    for agent in ["x1", "x2", "x3"] {
+        store.heartbeat(agent, "h", &[]).await.unwrap();
+    }
+    let held = store.claim("x1").await.unwrap().unwrap();
+    assert_eq!(held.task.key, "a");
+
+    // A status change on a held task is refused and changes nothing.
+    let err = store
+        .update_task_progress(held.task.id, 0, Some(TaskStatus::Pending))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains("held by agent `x1`"), "{err}");
+    let task = store.task(held.task.id).await.unwrap();
+    assert_eq!(
+        (task.status, task.assigned_agent.as_deref()),
+        (TaskStatus::InProgress, Some("x1"))
+    );
+    // Progress alone, or the status it already has, is fine.
+    let task = store
+        .update_task_progress(held.task.id, 20, Some(TaskStatus::InProgress))
+        .await
+        .unwrap();
+    assert_eq!((task.status, task.progress), (TaskStatus::InProgress, 20));
+
+    // A hub before the guard let the status go back behind the assignment's back; such a row
+    // is not ready, and a batch with it still serves every claimer.
+    execute(&db, "UPDATE tasks SET status = 'pending' WHERE key = 'a'").await;
+    let ready: Vec<String> = store
+        .ready_tasks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|task| task.key)
+        .collect();
+    assert_eq!(ready, ["b", "c"]);
+    assert_eq!(
+        store
+            .progress_summary(None, HOUR_MS)
+            .await
+            .unwrap()
+            .ready_tasks,
+        2
+    );
+    let err = store.assign(held.task.id, "x2").await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains("held by agent `x1`"), "{err}");
+    let claims = store.claim_batch(&["x2", "x3"]).await.unwrap();
+    let mut handed: Vec<(&str, &str)> = claims
+        .iter()
+        .map(|c| (c.assignment.agent_id.as_str(), c.task.key.as_str()))
+        .collect();
+    handed.sort_unstable();
+    assert_eq!(handed, [("x2", "b"), ("x3", "c")]);
+    let active = store
+        .assignments(None, Some(AssignmentStatus::Active))
+        .await
+        .unwrap();
+    assert_eq!(active.len(), 3, "x1 still holds `a`: {active:?}");
+}
+
+/// Runs SQL on the test's database directly, to set up rows the store would not write.
+async fn execute(db: &HubDb, sql: &str) {
+    if db.url.starts_with("sqlite:") {
+        let pool = SqlitePool::connect(&db.url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = PgPool::connect(&db.url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
 }
 
 async fn readiness_follows_dependencies(db: HubDb) {

@@ -18,6 +18,7 @@ use crate::support::azure_server::{AzureConfig, AzureServer, CLIENT_ID, OIDC_TOK
 use crate::support::cutting_proxy::CuttingProxy;
 use crate::support::hub_db::HubDb;
 use crate::support::hub_server::{TOKEN, TestHub};
+use crate::support::tools;
 
 fn task(key: &str, priority: i64, workflow: Option<&str>) -> NewTask {
     NewTask {
@@ -48,7 +49,7 @@ fn worker(hub: &TestHub, id: &str, workdir: &std::path::Path) -> WorkerOptions {
 }
 
 fn git(repo: &std::path::Path, args: &[&str]) -> String {
-    let output = std::process::Command::new("git")
+    let output = std::process::Command::new(tools::tool("git"))
         .args(["-c", "user.name=t", "-c", "user.email=t@example.test"])
         .args(args)
         .current_dir(repo)

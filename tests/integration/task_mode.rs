@@ -16,8 +16,8 @@ use crate::support::cli::{Project, RunResult};
 use crate::support::kube_api::{NAMESPACE, TestCluster, deployment_manifest};
 use crate::support::oidc_fake::OIDC_REQUEST_URI;
 use crate::support::process::output_with_timeout;
-use crate::support::repo;
 use crate::support::vso::{self, VsoCommand};
+use crate::support::{repo, tools};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -110,7 +110,7 @@ fn run_task(project: &Project, server: &AzureServer, extra: &[(&str, &str)]) -> 
         vars.retain(|(name, _)| name != k);
         vars.push(((*k).to_owned(), (*v).to_owned()));
     }
-    let child = Command::new("node")
+    let child = Command::new(tools::tool("node"))
         .arg(task.path().join("index.js"))
         .current_dir(project.path())
         .env_clear()

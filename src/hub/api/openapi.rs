@@ -51,7 +51,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         (
             "patch",
             "/api/tasks/{id}/progress",
-            "Set a task's progress (and optionally its status)",
+            "Set a task's progress and optionally its status (409 while an agent holds the task: end its assignment first; `in_progress` only by assignment)",
             Some("TaskProgress"),
             200,
             Some(schema("Task")),

@@ -32,7 +32,9 @@ impl Store {
 
     /// Claims for several agents in one round trip: each active agent of `agents`, in that
     /// order, gets a different ready task, best first, while tasks last; agents that may not
-    /// take work get nothing. An agent named twice gets two tasks.
+    /// take work get nothing. An agent named twice gets two tasks. A task somebody holds is
+    /// never a candidate (see `READY`), so no row can trip the one-active-assignment index and
+    /// fail the whole batch.
     ///
     /// PostgreSQL: one statement; `FOR UPDATE SKIP LOCKED` lets concurrent batches (from any
     /// number of hub replicas) each take different rows without waiting on each other.
@@ -172,10 +174,16 @@ impl Store {
                 drop(tx);
                 // Say why: a missing task is a 404, anything else is a state conflict.
                 let task = self.task(task_id).await?;
+                let why = match self.active_assignment_of(task_id).await? {
+                    Some(held) => format!(", held by agent `{}`", held.agent_id),
+                    None if task.status == TaskStatus::Pending => {
+                        ", a dependency is not done".to_owned()
+                    }
+                    None => String::new(),
+                };
                 return Err(StoreError::conflict(format!(
-                    "task {task_id} is not ready (status `{}`{})",
-                    task.status,
-                    if task.status == TaskStatus::Pending { ", a dependency is not done" } else { "" }
+                    "task {task_id} is not ready (status `{}`{why})",
+                    task.status
                 )));
             };
             let assignment_id: i64 = sqlx::query_scalar(
@@ -284,6 +292,23 @@ impl Store {
             .map(|row| rows::assignment(&row))
             .transpose())?
         .ok_or_else(|| StoreError::not_found(format!("assignment {id}")))
+    }
+
+    /// The assignment that holds a task now, if any (at most one: a unique index says so).
+    pub(crate) async fn active_assignment_of(
+        &self,
+        task_id: i64,
+    ) -> Result<Option<Assignment>, StoreError> {
+        let sql = format!(
+            "SELECT {ASSIGNMENT_COLUMNS} FROM assignments a \
+             WHERE a.task_id = $1 AND a.status = 'active'"
+        );
+        on_reader!(self, pool => sqlx::query(&sql)
+            .bind(task_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| rows::assignment(&row))
+            .transpose())
     }
 
     pub async fn assignments(

@@ -49,10 +49,15 @@ pub struct TaskFilter {
 /// The order ready tasks are handed out in: tasks that failed less first, then by priority.
 pub(crate) const READY_ORDER: &str = "t.failures, t.priority DESC, t.id";
 
-/// `pending`, and every dependency `done`: the readiness rule, as SQL over alias `t`.
+/// `pending`, every dependency `done`, and no agent holding it: the readiness rule, as SQL over
+/// alias `t`. A held task is never offered, so the one-active-assignment index can never refuse
+/// a row of a claim batch (which would fail every claimer in it), even if a task's status was
+/// set back behind its assignment's back by a hub older than the guard in
+/// [`Store::update_task_progress`].
 pub(crate) const READY: &str = "t.status = 'pending' AND NOT EXISTS (\
      SELECT 1 FROM task_dependencies d JOIN tasks dep ON dep.id = d.depends_on \
-     WHERE d.task_id = t.id AND dep.status <> 'done')";
+     WHERE d.task_id = t.id AND dep.status <> 'done') AND NOT EXISTS (\
+     SELECT 1 FROM assignments held WHERE held.task_id = t.id AND held.status = 'active')";
 
 impl Store {
     /// Creates or updates a project and its tasks in one transaction: all of the plan or none.
@@ -205,15 +210,27 @@ impl Store {
     }
 
     /// Sets a task's progress and, optionally, its status (an operator's override).
+    ///
+    /// A status change is refused while an agent holds the task, and `in_progress` is refused
+    /// on a task nobody holds: either would leave the task and its assignments telling
+    /// different stories. Ending the assignment instead would take work away from an agent
+    /// without saying whether it failed or was released (which counts towards
+    /// [`MAX_FAILURES`](crate::hub::model::MAX_FAILURES)); the assignment's own endpoint says
+    /// that, and the conflict's message names it.
     pub async fn update_task_progress(
         &self,
         id: i64,
         progress: i64,
         status: Option<TaskStatus>,
     ) -> Result<Task, StoreError> {
+        // `t.status <> 'in_progress'` as well as the assignment lookup: PostgreSQL re-checks the
+        // row's own columns after waiting on a concurrent claim's lock, but its subquery still
+        // reads the snapshot from before that claim.
         let changed = on_writer!(self, pool => sqlx::query(
-            "UPDATE tasks SET progress = $2, status = COALESCE($3, status), updated_at = $4 \
-             WHERE id = $1",
+            "UPDATE tasks AS t SET progress = $2, status = COALESCE($3, t.status), updated_at = $4 \
+             WHERE t.id = $1 AND ($3 IS NULL OR $3 = t.status OR ($3 <> 'in_progress' \
+             AND t.status <> 'in_progress' AND NOT EXISTS (SELECT 1 FROM assignments held \
+             WHERE held.task_id = t.id AND held.status = 'active')))",
         )
         .bind(id)
         .bind(progress)
@@ -223,9 +240,36 @@ impl Store {
         .await?
         .rows_affected());
         if changed == 0 {
-            return Err(StoreError::not_found(format!("task {id}")));
+            return Err(self.status_change_refused(id, status).await);
         }
         self.task(id).await
+    }
+
+    /// Why a task's status could not be changed: it does not exist, an agent holds it, or
+    /// `in_progress` was asked for without an agent.
+    async fn status_change_refused(&self, id: i64, status: Option<TaskStatus>) -> StoreError {
+        let task = match self.task(id).await {
+            Ok(task) => task,
+            Err(err) => return err,
+        };
+        let wanted = status.unwrap_or(task.status);
+        match self.active_assignment_of(id).await {
+            Err(err) => err,
+            Ok(Some(held)) => StoreError::conflict(format!(
+                "task {id} is held by agent `{}` (assignment {}), so its status stays `{}`; \
+                 end the assignment first (PATCH /api/assignments/{}/progress with status \
+                 `released` or `failed`), then set the task to `{wanted}`",
+                held.agent_id, held.id, task.status, held.id
+            )),
+            Ok(None) if wanted == TaskStatus::InProgress => StoreError::conflict(format!(
+                "task {id} cannot be set to `in_progress` by hand: a task is in progress while \
+                 an agent holds it; assign it (POST /api/assignments) instead"
+            )),
+            // The holder let go between the update and this look: the caller may try again.
+            Ok(None) => StoreError::conflict(format!(
+                "task {id} changed while its status was being set; try again"
+            )),
+        }
     }
 
     /// Records the branch and pull request a task's work lives on.

@@ -12,6 +12,8 @@ use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::tools;
+
 pub(crate) struct Browser {
     _child: Child,
     _profile: tempfile::TempDir,
@@ -20,10 +22,10 @@ pub(crate) struct Browser {
 }
 
 impl Browser {
-    /// Fails the test with the install hint when Chromium is missing.
+    /// Fails the test with how to install Chromium when it is missing.
     pub(crate) async fn launch() -> Browser {
         let profile = tempfile::tempdir().unwrap();
-        let mut child = Command::new("chromium")
+        let mut child = Command::new(tools::tool("chromium"))
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -43,9 +45,7 @@ impl Browser {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|err| {
-                panic!("chromium is required for the dashboard test (run scripts/install-test-deps.sh): {err}")
-            });
+            .unwrap_or_else(|err| panic!("chromium did not start: {err}"));
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let browser_ws = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.unwrap() {

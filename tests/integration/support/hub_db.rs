@@ -43,8 +43,10 @@ impl HubDb {
             .await
             .unwrap_or_else(|err| {
                 panic!(
-                    "PostgreSQL is required for this test and is not reachable at {admin} \
-                     (set AGENT_ORCH_TEST_POSTGRES to point elsewhere): {err}"
+                    "PostgreSQL is required for this test and is not reachable at {}: start \
+                     one there with trust auth and a database `test` (`scripts/test` says how) \
+                     or set AGENT_ORCH_TEST_POSTGRES to another: {err}",
+                    agent_orch::hub::store::redact_url(&admin)
                 )
             });
         sqlx::query(&format!("CREATE SCHEMA {schema}"))

@@ -21,5 +21,6 @@ pub(crate) mod patch_corpus;
 pub(crate) mod process;
 pub(crate) mod repo;
 pub(crate) mod step_harness;
+pub(crate) mod tools;
 pub(crate) mod vso;
 pub(crate) mod webhook_fake;
