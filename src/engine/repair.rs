@@ -31,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 use super::events::Event;
 use super::patch_policy::policy_config;
 use super::run_loop::RunSettings;
-use crate::llm::prompt::quote_untrusted;
 use crate::llm::{
     Agent, AgentSetup, Failure, FixContext, LlmError, LlmErrorKind, LlmSession, ReviewContext,
     TokenBudget, Usage, step_definition,
@@ -717,8 +716,8 @@ impl Repair<'_> {
 
 /// What the next fix attempt hears about a patch that does not fit the files: the reason
 /// for each hunk, and the file's current lines where each hunk that did not match was meant
-/// to go, numbered, so the next attempt can copy its context from them (quoted: a file's
-/// content is data, never instructions).
+/// to go, numbered, so the next attempt can copy its context from them. The prompt quotes all
+/// of it as one untrusted block (a file's content is data, never instructions).
 fn apply_feedback(error: &patch::ApplyError) -> String {
     let mut text = error.to_string();
     let patch::ApplyErrorKind::Rejected(failures) = &error.kind else {
@@ -731,12 +730,11 @@ fn apply_feedback(error: &patch::ApplyError) -> String {
         };
         for region in &failure.regions {
             let last = region.first_line + region.lines.len().saturating_sub(1);
-            let label = format!("current lines of {}", failure.file);
             text.push_str(&format!(
                 "\n\nLines {}-{last} of `{}` as they are now, where {which} was meant to go:\n{}",
                 region.first_line,
                 failure.file,
-                quote_untrusted(&label, &region.numbered()),
+                region.numbered(),
             ));
         }
     }

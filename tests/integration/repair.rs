@@ -848,7 +848,7 @@ async fn a_pinned_format_refuses_another_and_a_block_that_does_not_match_gets_th
     for expected in [
         "`src/greet.sh` hunk 1 (`SEARCH/REPLACE block 1`): context not found",
         "Lines 1-3 of `src/greet.sh` as they are now, where hunk 1 (`SEARCH/REPLACE block 1`) was meant to go",
-        "<<<UNTRUSTED current lines of src/greet.sh",
+        "<<<UNTRUSTED apply error",
         "1 | #!/bin/sh",
         "3 | echo \"Hello, wrld\"",
     ] {

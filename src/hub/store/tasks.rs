@@ -53,11 +53,13 @@ pub(crate) const READY_ORDER: &str = "t.failures, t.priority DESC, t.id";
 /// alias `t`. A held task is never offered, so the one-active-assignment index can never refuse
 /// a row of a claim batch (which would fail every claimer in it), even if a task's status was
 /// set back behind its assignment's back by a hub older than the guard in
-/// [`Store::update_task_progress`].
+/// [`Store::update_task_progress`]. `NOT IN` over the partial index of active assignments
+/// (one row per working agent) is read once per statement; a correlated `NOT EXISTS` led
+/// PostgreSQL away from the ordered index scan that stops at the claim batch's `LIMIT`.
 pub(crate) const READY: &str = "t.status = 'pending' AND NOT EXISTS (\
      SELECT 1 FROM task_dependencies d JOIN tasks dep ON dep.id = d.depends_on \
-     WHERE d.task_id = t.id AND dep.status <> 'done') AND NOT EXISTS (\
-     SELECT 1 FROM assignments held WHERE held.task_id = t.id AND held.status = 'active')";
+     WHERE d.task_id = t.id AND dep.status <> 'done') AND t.id NOT IN (\
+     SELECT held.task_id FROM assignments held WHERE held.status = 'active')";
 
 impl Store {
     /// Creates or updates a project and its tasks in one transaction: all of the plan or none.
