@@ -76,7 +76,7 @@ pub(crate) fn system_message(role: Role) -> &'static str {
 }
 
 /// Wraps data that must not be taken as instructions, with marker look-alikes and chat-template
-/// tokens in it made inert ([`neutralize`]). The id is derived from the content, so the data
+/// tokens in it made inert (`neutralize`). The id is derived from the content, so the data
 /// cannot know its own closing marker, and prompts stay identical across replays.
 pub fn quote_untrusted(label: &str, text: &str) -> String {
     if text.trim().is_empty() {

@@ -4,10 +4,10 @@
 //! A [`Redactor`] knows two things:
 //! - the exact secret values of this run (Key Vault `secrets`, tokens, and the values of
 //!   environment variables whose names mark them as secret, see [`is_secret_name`]) in every
-//!   form they take in text ([`values`]: line by line, JSON-escaped, URL-encoded, base64), all
+//!   form they take in text (`values.rs`: line by line, JSON-escaped, URL-encoded, base64), all
 //!   found in one pass of an Aho-Corasick automaton and replaced with `***` (as Azure Pipelines
 //!   masks);
-//! - the shapes of common credentials ([`shapes`]: AWS and GitHub keys, JWTs, `sk-` keys,
+//! - the shapes of common credentials (`shapes.rs`: AWS and GitHub keys, JWTs, `sk-` keys,
 //!   private key blocks, `Authorization:` headers, passwords in URLs and on command lines,
 //!   ...), replaced with `[REDACTED:<kind>]`, never with any part of the value.
 //!
