@@ -38,6 +38,7 @@ mod pull_request;
 mod repair;
 mod run_cli;
 mod secrets_matrix;
+mod seed_pipeline;
 #[cfg(target_os = "linux")]
 mod task_mode;
 mod verify;

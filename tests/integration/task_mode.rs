@@ -70,13 +70,13 @@ fn stage_task() -> tempfile::TempDir {
     dir
 }
 
-struct TaskRun {
-    result: RunResult,
-    commands: Vec<VsoCommand>,
+pub(crate) struct TaskRun {
+    pub(crate) result: RunResult,
+    pub(crate) commands: Vec<VsoCommand>,
 }
 
 /// The agent's environment for one `AgentOrch@1` step, plus `extra` (which may override).
-fn run_task(project: &Project, server: &AzureServer, extra: &[(&str, &str)]) -> TaskRun {
+pub(crate) fn run_task(project: &Project, server: &AzureServer, extra: &[(&str, &str)]) -> TaskRun {
     let task = stage_task();
     let artifacts = project.artifacts();
     let auth = format!(
