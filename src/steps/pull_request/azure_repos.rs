@@ -23,8 +23,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::description;
+use super::forge_api::ForgeApi;
 use super::{Opened, PullRequestError, Request};
 use crate::ado::agent_env::AgentEnv;
+use crate::ado::pipeline_context::PipelineContext;
 use crate::ado::secret::Secret;
 
 const SERVICE: &str = "Azure Repos";
@@ -40,6 +42,11 @@ const PULL_REQUEST_GRANT: &str = "allow `Contribute to pull requests` on the rep
      project's build service (Project settings → Repositories → Security)";
 const TOKEN_HINT: &str =
     "map the job's token into the task: `env: {SYSTEM_ACCESSTOKEN: $(System.AccessToken)}`";
+const API: ForgeApi = ForgeApi {
+    service: SERVICE,
+    grant: PULL_REQUEST_GRANT,
+    token_hint: TOKEN_HINT,
+};
 
 pub(super) struct AzureRepos {
     client: reqwest::Client,
@@ -159,7 +166,7 @@ impl AzureRepos {
             .await?;
         match response.status() {
             StatusCode::CREATED | StatusCode::OK => {
-                let created: PullRequest = read_json(response, "open the pull request").await?;
+                let created: PullRequest = API.read_json(response, "open the pull request").await?;
                 Ok(self.opened(&created, true))
             }
             // TF401179: one was opened since we looked (another job of the same run).
@@ -189,7 +196,7 @@ impl AzureRepos {
         if !response.status().is_success() {
             return Err(error(response, ACTION).await);
         }
-        let list: PullRequestList = read_json(response, ACTION).await?;
+        let list: PullRequestList = API.read_json(response, ACTION).await?;
         Ok(list.value.into_iter().next())
     }
 
@@ -207,7 +214,7 @@ impl AzureRepos {
         if !response.status().is_success() {
             return Err(error(response, ACTION).await);
         }
-        let updated: PullRequest = read_json(response, ACTION).await?;
+        let updated: PullRequest = API.read_json(response, ACTION).await?;
         Ok(self.opened(&updated, false))
     }
 
@@ -258,37 +265,12 @@ impl AzureRepos {
         body: Option<&serde_json::Value>,
         action: &'static str,
     ) -> Result<reqwest::Response, PullRequestError> {
-        let mut request = self
+        let request = self
             .client
             .request(method, url)
             .bearer_auth(self.token.expose())
             .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|source| PullRequestError::Transport {
-                service: SERVICE,
-                action,
-                source,
-            })?;
-        match response.status() {
-            StatusCode::FORBIDDEN => Err(PullRequestError::Forbidden {
-                service: SERVICE,
-                action,
-                status: 403,
-                grant: PULL_REQUEST_GRANT,
-            }),
-            StatusCode::UNAUTHORIZED => Err(PullRequestError::Forbidden {
-                service: SERVICE,
-                action,
-                status: 401,
-                grant: TOKEN_HINT,
-            }),
-            _ => Ok(response),
-        }
+        API.send(request, body, action).await
     }
 }
 
@@ -301,35 +283,7 @@ fn project_url(collection: &str, project: &str) -> Option<Url> {
 
 /// The build's results page: `{collection}{project}/_build/results?buildId={id}`.
 pub(super) fn build_link(env: &AgentEnv) -> Option<String> {
-    let mut url = project_url(
-        env.var("SYSTEM_TEAMFOUNDATIONCOLLECTIONURI")?,
-        env.var("SYSTEM_TEAMPROJECT")?,
-    )?;
-    url.path_segments_mut().ok()?.extend(["_build", "results"]);
-    url.query_pairs_mut()
-        .append_pair("buildId", env.var("BUILD_BUILDID")?);
-    Some(url.to_string())
-}
-
-async fn read_json<T: serde::de::DeserializeOwned>(
-    response: reqwest::Response,
-    action: &'static str,
-) -> Result<T, PullRequestError> {
-    let status = response.status().as_u16();
-    let text = response
-        .text()
-        .await
-        .map_err(|source| PullRequestError::Transport {
-            service: SERVICE,
-            action,
-            source,
-        })?;
-    serde_json::from_str(&text).map_err(|err| PullRequestError::Service {
-        service: SERVICE,
-        action,
-        status,
-        message: format!("unexpected answer: {err}"),
-    })
+    PipelineContext::read(env).run_url()
 }
 
 async fn error(response: reqwest::Response, action: &'static str) -> PullRequestError {

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::description;
+use super::forge_api::ForgeApi;
 use super::{Opened, PullRequestError, Request};
 use crate::ado::agent_env::AgentEnv;
 use crate::ado::secret::Secret;
@@ -35,6 +36,11 @@ const PULL_REQUEST_GRANT: &str =
     "give the token `pull-requests: write` (the workflow's or job's `permissions:`)";
 const TOKEN_HINT: &str =
     "pass the job's token: `env: {GITHUB_TOKEN: ${{ github.token }}}`, or set `token:`";
+const API: ForgeApi = ForgeApi {
+    service: SERVICE,
+    grant: PULL_REQUEST_GRANT,
+    token_hint: TOKEN_HINT,
+};
 
 pub(super) struct GitHub {
     client: reqwest::Client,
@@ -142,7 +148,7 @@ impl GitHub {
             .await?;
         match response.status() {
             StatusCode::CREATED | StatusCode::OK => {
-                let created: PullRequest = read_json(response, ACTION).await?;
+                let created: PullRequest = API.read_json(response, ACTION).await?;
                 Ok(Opened {
                     id: created.number,
                     url: created.html_url,
@@ -172,7 +178,7 @@ impl GitHub {
         if !response.status().is_success() {
             return Err(error(response, ACTION).await);
         }
-        let open: Vec<PullRequest> = read_json(response, ACTION).await?;
+        let open: Vec<PullRequest> = API.read_json(response, ACTION).await?;
         Ok(open.into_iter().next())
     }
 
@@ -191,7 +197,7 @@ impl GitHub {
         if !response.status().is_success() {
             return Err(error(response, ACTION).await);
         }
-        let updated: PullRequest = read_json(response, ACTION).await?;
+        let updated: PullRequest = API.read_json(response, ACTION).await?;
         Ok(Opened {
             id: updated.number,
             url: updated.html_url,
@@ -217,38 +223,13 @@ impl GitHub {
         body: Option<&serde_json::Value>,
         action: &'static str,
     ) -> Result<reqwest::Response, PullRequestError> {
-        let mut request = self
+        let request = self
             .client
             .request(method, url)
             .bearer_auth(self.token.expose())
             .header(reqwest::header::ACCEPT, "application/vnd.github+json")
             .header("X-GitHub-Api-Version", "2022-11-28");
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|source| PullRequestError::Transport {
-                service: SERVICE,
-                action,
-                source,
-            })?;
-        match response.status() {
-            StatusCode::FORBIDDEN => Err(PullRequestError::Forbidden {
-                service: SERVICE,
-                action,
-                status: 403,
-                grant: PULL_REQUEST_GRANT,
-            }),
-            StatusCode::UNAUTHORIZED => Err(PullRequestError::Forbidden {
-                service: SERVICE,
-                action,
-                status: 401,
-                grant: TOKEN_HINT,
-            }),
-            _ => Ok(response),
-        }
+        API.send(request, body, action).await
     }
 }
 
@@ -275,27 +256,6 @@ fn repository_of_remote(url: &str) -> Option<(String, String)> {
     let name = parts.next()?;
     let owner = parts.next()?;
     split_repository(&format!("{owner}/{name}"))
-}
-
-async fn read_json<T: serde::de::DeserializeOwned>(
-    response: reqwest::Response,
-    action: &'static str,
-) -> Result<T, PullRequestError> {
-    let status = response.status().as_u16();
-    let text = response
-        .text()
-        .await
-        .map_err(|source| PullRequestError::Transport {
-            service: SERVICE,
-            action,
-            source,
-        })?;
-    serde_json::from_str(&text).map_err(|err| PullRequestError::Service {
-        service: SERVICE,
-        action,
-        status,
-        message: format!("unexpected answer: {err}"),
-    })
 }
 
 async fn error(response: reqwest::Response, action: &'static str) -> PullRequestError {

@@ -16,6 +16,7 @@
 
 mod azure_repos;
 mod description;
+mod forge_api;
 mod github;
 
 use std::fmt;
