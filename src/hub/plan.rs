@@ -2,13 +2,15 @@
 //! and dependencies, and the agents that already exist. Checked whole before anything is
 //! written: duplicate keys, unknown dependencies and cycles are all reported at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use indexmap::IndexMap;
 use serde::Deserialize;
 
 use super::model::TaskStatus;
 use super::store::NewTask;
+use crate::workflow::dependency_order::order;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -169,54 +171,22 @@ impl Plan {
 }
 
 /// A dependency cycle as a path of keys that ends where it starts, if there is one.
+/// Dependencies on keys outside the plan are reported elsewhere, so they are left out here.
 fn find_cycle(tasks: &[NewTask]) -> Option<Vec<String>> {
-    let edges: HashMap<&str, &[String]> = tasks
+    let keys: HashSet<&str> = tasks.iter().map(|task| task.key.as_str()).collect();
+    let dependencies: IndexMap<&str, Vec<&str>> = tasks
         .iter()
-        .map(|task| (task.key.as_str(), task.depends_on.as_slice()))
+        .map(|task| {
+            let known = task
+                .depends_on
+                .iter()
+                .map(String::as_str)
+                .filter(|dependency| keys.contains(dependency))
+                .collect();
+            (task.key.as_str(), known)
+        })
         .collect();
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        Visiting,
-        Done,
-    }
-    fn visit<'a>(
-        key: &'a str,
-        edges: &HashMap<&'a str, &'a [String]>,
-        marks: &mut HashMap<&'a str, Mark>,
-        path: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        match marks.get(key) {
-            Some(Mark::Done) => return None,
-            Some(Mark::Visiting) => {
-                let start = path.iter().position(|k| *k == key).unwrap_or(0);
-                let mut cycle: Vec<String> =
-                    path[start..].iter().map(|k| (*k).to_owned()).collect();
-                cycle.push(key.to_owned());
-                return Some(cycle);
-            }
-            None => {}
-        }
-        marks.insert(key, Mark::Visiting);
-        path.push(key);
-        for dependency in edges.get(key).copied().unwrap_or_default() {
-            if edges.contains_key(dependency.as_str())
-                && let Some(cycle) = visit(dependency, edges, marks, path)
-            {
-                return Some(cycle);
-            }
-        }
-        path.pop();
-        marks.insert(key, Mark::Done);
-        None
-    }
-    let mut marks = HashMap::new();
-    for task in tasks {
-        let mut path = Vec::new();
-        if let Some(cycle) = visit(&task.key, &edges, &mut marks, &mut path) {
-            return Some(cycle);
-        }
-    }
-    None
+    order(&dependencies).err()
 }
 
 #[cfg(test)]

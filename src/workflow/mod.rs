@@ -19,6 +19,7 @@
 //! checks every one of them statically.
 
 mod decode;
+pub mod dependency_order;
 pub mod diagnostic;
 pub mod duration;
 pub mod environment;

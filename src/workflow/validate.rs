@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::decode::{Decoded, EnvironmentSite, StepHeader, TemplateSite};
+use super::dependency_order;
 use super::diagnostic::{Diagnostic, DiagnosticKind, all_of, did_you_mean};
 use super::environment::{self, ENVIRONMENT_ROOTS};
 use super::expand::TemplateScope;
@@ -568,7 +569,7 @@ impl<'a> TemplateChecker<'a> {
             }
         }
         for (name, values) in &self.workflow.environments.value {
-            let Err(keys) = environment::order(&environment::dependencies(values)) else {
+            let Err(keys) = dependency_order::order(&environment::dependencies(values)) else {
                 continue;
             };
             // Point at the first value of the cycle.
