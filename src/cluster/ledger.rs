@@ -52,6 +52,10 @@ pub struct LedgerError {
 #[derive(Default)]
 struct LedgerState {
     entries: Vec<LedgerEntry>,
+    /// `(namespace, name)` of the entries read from an earlier run's file that this run has not
+    /// deployed yet. They stay for a rollback after a crash; a new deploy of one replaces it, so
+    /// that a rollback restores what was live before this run, not before the earlier one.
+    inherited: Vec<(String, String)>,
     path: Option<PathBuf>,
 }
 
@@ -77,7 +81,7 @@ impl DeployLedger {
     /// file's entries if it exists (a rollback after a crash).
     pub fn in_artifacts(artifacts_dir: &Path) -> Result<Self, LedgerError> {
         let path = artifacts_dir.join(LEDGER_FILE);
-        let entries = match std::fs::read(&path) {
+        let entries: Vec<LedgerEntry> = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| LedgerError {
                 action: "read",
                 path: path.clone(),
@@ -92,9 +96,14 @@ impl DeployLedger {
                 });
             }
         };
+        let inherited = entries
+            .iter()
+            .map(|e| (e.namespace.clone(), e.name.clone()))
+            .collect();
         Ok(Self {
             inner: Arc::new(Mutex::new(LedgerState {
                 entries,
+                inherited,
                 path: Some(path),
             })),
         })
@@ -118,6 +127,13 @@ impl DeployLedger {
     /// counts, since rollback restores the state from before the run.
     pub fn record_before(&self, entry: LedgerEntry) -> Result<(), LedgerError> {
         let mut state = self.state();
+        let key = (entry.namespace.clone(), entry.name.clone());
+        if let Some(at) = state.inherited.iter().position(|k| *k == key) {
+            state.inherited.swap_remove(at);
+            state
+                .entries
+                .retain(|e| e.namespace != entry.namespace || e.name != entry.name);
+        }
         let known = state
             .entries
             .iter_mut()
@@ -220,5 +236,35 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].before, None, "the state before the run is kept");
         assert_eq!(entries[0].deployed_revision, Some(2));
+    }
+
+    #[test]
+    fn a_later_run_in_the_same_folder_records_what_was_live_before_it() {
+        let dir = tempfile::tempdir().expect("should succeed");
+        let earlier = DeployLedger::in_artifacts(dir.path()).expect("should succeed");
+        earlier.record_before(entry("web")).expect("should succeed");
+        earlier.record_before(entry("api")).expect("should succeed");
+
+        let later = DeployLedger::in_artifacts(dir.path()).expect("should succeed");
+        let mut before_later = entry("web");
+        before_later.step_id = "later".into();
+        before_later.before = Some(PriorRevision {
+            revision: Some(2),
+            template_hash: None,
+            template: serde_json::json!({}),
+        });
+        later
+            .record_before(before_later.clone())
+            .expect("should succeed");
+        // A second deploy in the later run keeps the later run's first record.
+        later.record_before(entry("web")).expect("should succeed");
+
+        let entries = later.entries();
+        assert_eq!(entries.len(), 2, "the earlier run's other entry is kept");
+        assert_eq!(entries[0].name, "api");
+        assert_eq!(
+            entries[1], before_later,
+            "newest last, as this run found it"
+        );
     }
 }
