@@ -6,6 +6,7 @@ use std::io::Write;
 use crate::cli::{Cli, ColorChoice, Command};
 use crate::commands;
 use crate::error::{Error, ExitStatus};
+use crate::redact::Redactor;
 
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
     #[cfg(target_os = "linux")]
@@ -66,11 +67,13 @@ pub(crate) fn stderr_color(choice: ColorChoice) -> bool {
     }
 }
 
-/// `error: ...` then one `Caused by:` line per source, as uv does.
+/// `error: ...` then one `Caused by:` line per source, as uv does. The text goes through the
+/// redactor like every other output: an error can quote a URL, a header or a variable's value.
 fn report_error(err: &Error, color: bool) {
+    let redactor = Redactor::builder().process_env().build();
     let mut stderr = std::io::stderr().lock();
     if let Error::Workflow { rendered, .. } = err {
-        let _ = write!(stderr, "{rendered}");
+        let _ = write!(stderr, "{}", redactor.redact(rendered));
         return;
     }
     let style = anstyle::Style::new()
@@ -81,10 +84,18 @@ fn report_error(err: &Error, color: bool) {
     } else {
         (String::new(), String::new())
     };
-    let _ = writeln!(stderr, "{on}error{off}: {err}");
+    let _ = writeln!(
+        stderr,
+        "{on}error{off}: {}",
+        redactor.redact(&err.to_string())
+    );
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
-        let _ = writeln!(stderr, "  Caused by: {cause}");
+        let _ = writeln!(
+            stderr,
+            "  Caused by: {}",
+            redactor.redact(&cause.to_string())
+        );
         source = cause.source();
     }
 }

@@ -522,3 +522,19 @@ outputs:
     );
     assert!(!project.artifacts().join("outputs.json").exists());
 }
+
+#[test]
+fn a_top_level_error_masks_a_secret_it_quotes() {
+    let project = Project::new();
+    let secret = "s3cr3t-value-0123456789";
+    let output = project
+        .command(&["run", &format!("{secret}.yaml")])
+        .env("DEPLOY_TOKEN", secret)
+        .output()
+        .expect("binary runs");
+    let result = RunResult::from(output);
+    result.assert_code(2);
+    assert!(result.stderr.contains("error"), "{}", result.stderr);
+    assert!(result.stderr.contains(".yaml"), "{}", result.stderr);
+    assert!(!result.stderr.contains(secret), "{}", result.stderr);
+}
