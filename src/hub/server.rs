@@ -54,6 +54,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningHub, HubError> {
     let state = HubState {
         store,
         events,
+        metrics: Default::default(),
         tokens: options.tokens,
         heartbeat_timeout_ms: i64::try_from(options.heartbeat_timeout.as_millis())
             .unwrap_or(i64::MAX),
