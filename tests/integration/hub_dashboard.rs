@@ -2,17 +2,23 @@
 //! agent, progress, dependencies and pull request; the figures show active agents,
 //! utilization, velocity and ETA; the burn-up chart draws the snapshots; and all of it follows
 //! the hub live over `/ws`, without reloading. Screenshots at laptop and projector size are
-//! kept in `target/tmp/hub_dashboard/`.
+//! kept in `target/tmp/hub_dashboard/`. The burn-up's points come from the snapshots the hub
+//! records by itself.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agent_orch::hub::server::{SNAPSHOT_PERIOD, snapshot_projects};
 use serde_json::{Value, json};
 
 use crate::support::chromium::Browser;
-use crate::support::hub_db::HubDb;
-use crate::support::hub_server::TestHub;
+use crate::support::hub_db::{HubDb, on_both_stores};
+use crate::support::hub_server::{EventStream, TestHub};
+
+on_both_stores! {
+    the_hub_snapshots_each_project_once_per_period => periodic_snapshots;
+}
 
 /// What the test reads off the page.
 const PAGE_STATE: &str = "JSON.stringify({\
@@ -275,5 +281,35 @@ async fn the_dashboard_shows_the_board_velocity_and_utilization_live() {
             "{name}"
         );
     }
+    hub.stop().await;
+}
+
+/// The hub's own snapshots (the burn-up's points): one per project per period, even with
+/// several replicas ticking, each told to `/ws` subscribers.
+async fn periodic_snapshots(db: HubDb) {
+    let hub = TestHub::start(db).await;
+    let project = hub.import_fleet_plan().await;
+    let mut events = EventStream::connect(hub.hub.addr).await;
+    let state = &hub.hub.state;
+
+    let first = snapshot_projects(state, SNAPSHOT_PERIOD / 2).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].project_id, project);
+    assert_eq!((first[0].done_hours, first[0].total_hours), (40.0, 592.0));
+    let event = events.next().await;
+    assert_eq!(event["type"], "progress.snapshot");
+    assert_eq!(event["data"]["id"], first[0].id);
+
+    // Another replica ticking moments later records nothing: the latest one is too recent.
+    let again = snapshot_projects(state, SNAPSHOT_PERIOD / 2).await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    // Once the latest is old enough, the next tick records the next point.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let later = snapshot_projects(state, Duration::from_millis(20))
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 1);
+    let (_, history) = hub.get(&format!("/api/progress/history/{project}")).await;
+    assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
     hub.stop().await;
 }
