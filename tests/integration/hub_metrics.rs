@@ -150,6 +150,13 @@ async fn metrics_follow_the_hub(db: HubDb) {
     let hub = TestHub::start(db).await;
     hub.import_fleet_plan().await;
 
+    let (_, document) = hub.get("/openapi.json").await;
+    let documented = &document["paths"]["/metrics"]["get"]["responses"]["200"]["content"];
+    assert!(
+        documented.get("text/plain; version=0.0.4").is_some(),
+        "{documented}"
+    );
+
     let before = scrape(&hub).await;
     assert_eq!(before.get("agent_orch_hub_tasks{status=\"pending\"}"), 22.0);
     assert_eq!(before.get("agent_orch_hub_tasks{status=\"done\"}"), 5.0);

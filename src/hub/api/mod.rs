@@ -1,6 +1,7 @@
 //! The hub's HTTP API: every endpoint of the seed (tasks, agents, assignments, progress, git,
-//! `/health`) plus the atomic claim, `/openapi.json`, `/metrics`, `/ws` events and the dashboard, behind
-//! bearer tokens for writes, a CORS allow-list, security headers and a body size limit.
+//! `/health`) plus the atomic claim, the forecast, `/openapi.json`, `/metrics`, `/ws` events
+//! and the dashboard, behind bearer tokens for writes, a CORS allow-list, security headers and
+//! a body size limit.
 
 mod agents;
 mod assignments;

@@ -265,6 +265,11 @@ pub fn openapi_document() -> Value {
         if !parameters.is_empty() {
             operation["parameters"] = Value::Array(parameters);
         }
+        if path == "/metrics" {
+            operation["responses"]["200"]["content"] = json!({
+                "text/plain; version=0.0.4": {"schema": {"type": "string"}}
+            });
+        }
         if let Some(body) = body {
             operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema(body)}}});
         }
