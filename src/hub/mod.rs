@@ -6,6 +6,8 @@ pub mod api;
 pub mod client;
 pub mod error;
 pub mod events;
+pub mod forecast;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 mod relay;

@@ -1,5 +1,6 @@
-//! `hub serve`: the API on a listener, the heartbeat reaper beside it, and a graceful stop
-//! (in-flight requests finish, WebSockets are closed, the store is closed last).
+//! `hub serve`: the API on a listener, the heartbeat reaper and the progress snapshots beside
+//! it, and a graceful stop (in-flight requests finish, WebSockets are closed, the store is
+//! closed last).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use super::api::{self, ApiTokens, HubState};
 use super::error::HubError;
 use super::events::{EventBus, HubEvent};
+use super::model::{ProgressSnapshot, now_ms};
 use super::relay;
-use super::store::Store;
+use super::store::{Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -30,7 +32,12 @@ pub struct RunningHub {
     pub state: HubState,
     server: JoinHandle<Result<(), HubError>>,
     reaper: JoinHandle<()>,
+    snapshots: JoinHandle<()>,
 }
+
+/// How often the hub records each project's progress: the points of the dashboard's burn-up
+/// chart and what velocity is measured over.
+pub const SNAPSHOT_PERIOD: Duration = Duration::from_secs(15 * 60);
 
 pub async fn start(options: ServeOptions) -> Result<RunningHub, HubError> {
     let store = Store::connect(&options.database).await?;
@@ -54,6 +61,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningHub, HubError> {
     let state = HubState {
         store,
         events,
+        metrics: Default::default(),
         tokens: options.tokens,
         heartbeat_timeout_ms: i64::try_from(options.heartbeat_timeout.as_millis())
             .unwrap_or(i64::MAX),
@@ -68,11 +76,13 @@ pub async fn start(options: ServeOptions) -> Result<RunningHub, HubError> {
             .map_err(HubError::Serve)
     });
     let reaper = tokio::spawn(reap_silent_agents(state.clone(), options.heartbeat_timeout));
+    let snapshots = tokio::spawn(snapshot_periodically(state.clone()));
     Ok(RunningHub {
         addr,
         state,
         server,
         reaper,
+        snapshots,
     })
 }
 
@@ -81,6 +91,7 @@ impl RunningHub {
     pub async fn stop(self) -> Result<(), HubError> {
         self.state.shutdown.cancel();
         self.reaper.abort();
+        self.snapshots.abort();
         let served = match self.server.await {
             Ok(result) => result,
             Err(join) => Err(HubError::Serve(std::io::Error::other(join.to_string()))),
@@ -116,4 +127,42 @@ async fn reap_silent_agents(state: HubState, timeout: Duration) {
             Ok(_) | Err(_) => {}
         }
     }
+}
+
+/// Records every project's progress each [`SNAPSHOT_PERIOD`], the first one period after start.
+async fn snapshot_periodically(state: HubState) {
+    let start = tokio::time::Instant::now() + SNAPSHOT_PERIOD;
+    let mut ticker = tokio::time::interval_at(start, SNAPSHOT_PERIOD);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        // Replicas on one database each tick: half a period keeps them from doubling every
+        // snapshot without letting a late tick skip one. A failure is retried next period.
+        let _ = snapshot_projects(&state, SNAPSHOT_PERIOD / 2).await;
+    }
+}
+
+/// Records a snapshot of each project whose latest one is at least `min_age` old (or that has
+/// none) and tells `/ws` subscribers; returns what it recorded.
+pub async fn snapshot_projects(
+    state: &HubState,
+    min_age: Duration,
+) -> Result<Vec<ProgressSnapshot>, StoreError> {
+    let min_age_ms = i64::try_from(min_age.as_millis()).unwrap_or(i64::MAX);
+    let mut recorded = Vec::new();
+    for project in state.store.projects().await? {
+        let latest = state.store.latest_snapshot_at(project.id).await?;
+        if latest.is_some_and(|at| now_ms().saturating_sub(at) < min_age_ms) {
+            continue;
+        }
+        let snapshot = state
+            .store
+            .snapshot(project.id, state.heartbeat_timeout_ms)
+            .await?;
+        state
+            .events
+            .publish(&HubEvent::ProgressSnapshot(snapshot.clone()));
+        recorded.push(snapshot);
+    }
+    Ok(recorded)
 }

@@ -779,11 +779,13 @@ async fn the_openapi_document_lists_exactly_the_routed_endpoints() {
         "/api/progress/agents",
         "/api/progress/snapshot",
         "/api/progress/history/{project_id}",
+        "/api/progress/forecast/{project_id}",
         "/api/git/merge-queue",
         "/api/git/branches",
         "/api/git/evidence",
         "/api/git/evidence/{task_id}",
         "/health",
+        "/metrics",
         "/ws",
     ] {
         assert!(paths.contains_key(path), "{path} is not documented");

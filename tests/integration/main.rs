@@ -27,6 +27,7 @@ mod hub_cli;
 mod hub_dashboard;
 mod hub_deploy;
 mod hub_key_vault;
+mod hub_metrics;
 mod hub_reliability;
 mod hub_store;
 mod hub_worker;

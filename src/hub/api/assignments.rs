@@ -1,5 +1,7 @@
 //! `/api/assignments`: listing, manual assignment, the atomic claim, progress and give-back.
 
+use std::time::Instant;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,6 +12,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{HubState, validate_agent_id, validate_progress, validate_text};
 use crate::hub::events::HubEvent;
+use crate::hub::metrics::ClaimOutcome;
 use crate::hub::model::{Assignment, AssignmentStatus, Claim};
 
 #[derive(Debug, Deserialize)]
@@ -64,7 +67,15 @@ pub(crate) async fn claim(
     ApiJson(request): ApiJson<ClaimRequest>,
 ) -> Result<Response, ApiError> {
     validate_agent_id(&request.agent_id)?;
-    match state.store.claim(&request.agent_id).await? {
+    let started = Instant::now();
+    let claimed = state.store.claim(&request.agent_id).await;
+    let outcome = match &claimed {
+        Ok(Some(_)) => ClaimOutcome::Claimed,
+        Ok(None) => ClaimOutcome::Empty,
+        Err(_) => ClaimOutcome::Error,
+    };
+    state.metrics.record_claim(outcome, started.elapsed());
+    match claimed? {
         Some(claim) => {
             publish_claim(&state, &claim);
             Ok(Json(claim).into_response())

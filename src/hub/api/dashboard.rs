@@ -1,5 +1,6 @@
-//! The dashboard: one self-contained page (no external assets) showing epics with progress,
-//! agents with health, and the live event stream over `/ws`.
+//! The dashboard: one self-contained page (no external assets, the hub may be offline) with
+//! the task board by status, the burn-up chart with velocity and ETA, agent utilization, epics
+//! and the live event stream, refreshed from the JSON API as `/ws` events arrive.
 
 use axum::response::Html;
 

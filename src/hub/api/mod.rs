@@ -1,6 +1,7 @@
 //! The hub's HTTP API: every endpoint of the seed (tasks, agents, assignments, progress, git,
-//! `/health`) plus the atomic claim, `/openapi.json`, `/ws` events and the dashboard, behind
-//! bearer tokens for writes, a CORS allow-list, security headers and a body size limit.
+//! `/health`) plus the atomic claim, the forecast, `/openapi.json`, `/metrics`, `/ws` events
+//! and the dashboard, behind bearer tokens for writes, a CORS allow-list, security headers and
+//! a body size limit.
 
 mod agents;
 mod assignments;
@@ -9,11 +10,14 @@ mod dashboard;
 mod error;
 mod extract;
 mod git;
+mod metrics;
 mod openapi;
 mod progress;
 mod security;
 mod tasks;
 mod ws;
+
+use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderValue;
@@ -26,6 +30,7 @@ pub use openapi::openapi_document;
 
 use self::error::ApiError;
 use super::events::{EventBus, HubEvent};
+use super::metrics::HubMetrics;
 use super::model::{Assignment, Project};
 use super::store::Store;
 
@@ -37,6 +42,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct HubState {
     pub store: Store,
     pub events: EventBus,
+    /// Counters `/metrics` reports; shared by every handler of this replica.
+    pub metrics: Arc<HubMetrics>,
     pub tokens: ApiTokens,
     /// An agent silent for longer than this is unhealthy and loses its assignments.
     pub heartbeat_timeout_ms: i64,
@@ -65,6 +72,7 @@ pub fn router(state: HubState, cors_origins: &[HeaderValue]) -> Router {
         .route("/progress/agents", get(progress::agents))
         .route("/progress/snapshot", post(progress::snapshot))
         .route("/progress/history/{project_id}", get(progress::history))
+        .route("/progress/forecast/{project_id}", get(progress::forecast))
         .route("/git/merge-queue", get(git::merge_queue))
         .route("/git/branches", get(git::branches))
         .route("/git/evidence", post(git::record_evidence))
@@ -74,6 +82,7 @@ pub fn router(state: HubState, cors_origins: &[HeaderValue]) -> Router {
     Router::new()
         .nest("/api", api)
         .route("/health", get(health))
+        .route("/metrics", get(metrics::serve))
         .route("/openapi.json", get(openapi::serve))
         .route("/ws", get(ws::upgrade))
         .route("/", get(dashboard::page))
@@ -120,8 +129,12 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     )
 }
 
-/// Tells subscribers about assignments the hub took back and the tasks that became pending.
+/// Counts assignments the hub took back and tells subscribers about them and the tasks that
+/// became pending.
 pub(crate) async fn publish_requeued(state: &HubState, requeued: Vec<Assignment>) {
+    state
+        .metrics
+        .record_requeues(u64::try_from(requeued.len()).unwrap_or(u64::MAX));
     for assignment in requeued {
         let task_id = assignment.task_id;
         state

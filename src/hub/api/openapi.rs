@@ -162,6 +162,14 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         ),
         (
             "get",
+            "/api/progress/forecast/{project_id}",
+            "Velocity (estimated hours done per wall-clock hour over the last day of snapshots) and the ETA of the remaining hours at that velocity",
+            None,
+            200,
+            Some(schema("Forecast")),
+        ),
+        (
+            "get",
             "/api/git/merge-queue",
             "Tasks in review with a pull request",
             None,
@@ -211,6 +219,14 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         ("get", "/openapi.json", "This document", None, 200, None),
         (
             "get",
+            "/metrics",
+            "Prometheus metrics in the text exposition format (`text/plain; version=0.0.4`): `agent_orch_hub_claims_total{outcome}`, `agent_orch_hub_claim_duration_seconds` (histogram), `agent_orch_hub_tasks{status}`, `agent_orch_hub_ready_tasks`, `agent_orch_hub_agents{health}`, `agent_orch_hub_requeues_total`, `agent_orch_hub_timeouts_total`, `agent_orch_hub_websocket_subscribers`",
+            None,
+            200,
+            None,
+        ),
+        (
+            "get",
             "/ws",
             "WebSocket: task, assignment, agent, evidence and progress events as JSON text messages",
             None,
@@ -248,6 +264,11 @@ pub fn openapi_document() -> Value {
             .collect();
         if !parameters.is_empty() {
             operation["parameters"] = Value::Array(parameters);
+        }
+        if path == "/metrics" {
+            operation["responses"]["200"]["content"] = json!({
+                "text/plain; version=0.0.4": {"schema": {"type": "string"}}
+            });
         }
         if let Some(body) = body {
             operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema(body)}}});
@@ -326,6 +347,12 @@ fn schemas() -> Value {
             "id": int, "project_id": int, "total_tasks": int, "done_tasks": int, "in_progress_tasks": int,
             "total_hours": number, "done_hours": number, "active_agents": int, "created_at": int
         }), &["id", "project_id", "total_tasks", "done_tasks"]),
+        "Forecast": object(json!({
+            "project_id": int, "active_agents": int, "total_hours": number, "done_hours": number,
+            "remaining_hours": number, "velocity": {"type": ["number", "null"]},
+            "eta": {"type": ["integer", "null"], "description": "Unix ms"},
+            "window_start": {"type": ["integer", "null"]}, "window_end": {"type": ["integer", "null"]}
+        }), &["project_id", "active_agents", "remaining_hours", "velocity", "eta"]),
         "TaskProgress": object(json!({"progress": int, "status": task_status}), &["progress"]),
         "TaskGit": object(json!({"branch": text, "pr_url": text}), &[]),
         "Heartbeat": object(json!({"id": text, "host": text, "capabilities": {"type": "array", "items": text}}), &["id"]),

@@ -1,4 +1,5 @@
-//! `/api/progress`: the summary (with epics), agent utilization, snapshots and history.
+//! `/api/progress`: the summary (with epics), agent utilization, snapshots, history and the
+//! forecast (velocity and ETA).
 
 use axum::Json;
 use axum::extract::State;
@@ -9,7 +10,9 @@ use super::HubState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::hub::events::HubEvent;
-use crate::hub::model::{AgentHealth, ProgressSnapshot, ProgressSummary};
+use crate::hub::forecast::Forecast;
+use crate::hub::model::{AgentHealth, ProgressSnapshot, ProgressSummary, now_ms};
+use crate::hub::store::StoreError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,4 +64,32 @@ pub(crate) async fn history(
     ApiPath(project_id): ApiPath<i64>,
 ) -> Result<Json<Vec<ProgressSnapshot>>, ApiError> {
     Ok(Json(state.store.progress_history(project_id).await?))
+}
+
+/// Velocity over the project's recent snapshots and the ETA of what remains at that pace.
+pub(crate) async fn forecast(
+    State(state): State<HubState>,
+    ApiPath(project_id): ApiPath<i64>,
+) -> Result<Json<Forecast>, ApiError> {
+    let summary = state
+        .store
+        .progress_summary(Some(project_id), state.heartbeat_timeout_ms)
+        .await?;
+    if summary.total_tasks == 0
+        && !state
+            .store
+            .projects()
+            .await?
+            .iter()
+            .any(|project| project.id == project_id)
+    {
+        return Err(StoreError::not_found(format!("project {project_id}")).into());
+    }
+    let history = state.store.progress_history(project_id).await?;
+    Ok(Json(Forecast::new(
+        project_id,
+        &history,
+        &summary,
+        now_ms(),
+    )))
 }

@@ -12,7 +12,12 @@ pub(crate) async fn upgrade(State(state): State<HubState>, upgrade: WebSocketUpg
     // upgrade request is missed.
     let events = state.events.subscribe();
     let shutdown = state.shutdown.clone();
-    upgrade.on_upgrade(move |socket| stream(socket, events, shutdown))
+    // Counted from here: an upgrade that never completes drops the guard with the callback.
+    let subscriber = state.metrics.websocket_subscriber();
+    upgrade.on_upgrade(move |socket| async move {
+        stream(socket, events, shutdown).await;
+        drop(subscriber);
+    })
 }
 
 async fn stream(

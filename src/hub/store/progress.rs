@@ -122,6 +122,17 @@ impl Store {
         ))
     }
 
+    /// When the project's latest snapshot was recorded (Unix ms), if ever.
+    pub async fn latest_snapshot_at(&self, project_id: i64) -> Result<Option<i64>, StoreError> {
+        let latest = on_reader!(self, pool => sqlx::query_scalar(
+            "SELECT MAX(created_at) FROM progress_snapshots WHERE project_id = $1",
+        )
+        .bind(project_id)
+        .fetch_one(pool)
+        .await?);
+        Ok(latest)
+    }
+
     pub async fn progress_history(
         &self,
         project_id: i64,

@@ -1,9 +1,11 @@
 //! Headless Chromium (Debian's `chromium`) driven over the DevTools protocol: open a page,
-//! evaluate JavaScript in it. The browser is killed when the handle drops.
+//! evaluate JavaScript in it, size it and take screenshots. The browser is killed when the handle drops.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use base64::Engine as _;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -124,6 +126,30 @@ impl Browser {
             )
             .await;
         result["result"]["value"].clone()
+    }
+
+    /// Sizes the page's viewport as a window of `width` by `height` CSS pixels would.
+    pub(crate) async fn resize(&mut self, width: u32, height: u32) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await;
+    }
+
+    /// Saves a PNG of the whole page, beyond the viewport too, at `path`.
+    pub(crate) async fn screenshot(&mut self, path: &Path) {
+        let shot = self
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true}),
+            )
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot data"))
+            .unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, png).unwrap();
     }
 
     /// Polls `expression` until it is `true`; fails with the last `describe` value otherwise.

@@ -59,6 +59,26 @@ impl TestHub {
         .unwrap()
     }
 
+    /// Imports `examples/fleet-plan.yaml` (27 tasks in 5 epics, 5 of them done, 2 ready) and
+    /// returns the project's id.
+    pub(crate) async fn import_fleet_plan(&self) -> i64 {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet-plan.yaml");
+        let plan = agent_orch::hub::plan::Plan::load(&path).unwrap();
+        let project = self
+            .hub
+            .state
+            .store
+            .import_plan(
+                &plan.project.name,
+                plan.project.repo.as_deref(),
+                &plan.tasks(),
+            )
+            .await
+            .unwrap();
+        project.id
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -138,6 +158,11 @@ impl EventStream {
                 return serde_json::from_str(&text).unwrap();
             }
         }
+    }
+
+    /// Closes the stream from this side, as a browser tab that goes away would.
+    pub(crate) async fn leave(mut self) {
+        self.socket.close(None).await.unwrap();
     }
 
     /// Waits for the hub to close the stream.
