@@ -96,13 +96,13 @@ async fn bad_plans_and_missing_tokens_are_usage_errors() {
             "--database",
             &database,
         ],
-        &[("AGENT_ORCH_HUB_TOKENS", "short")],
+        &[("AGENT_ORCH_HUB_TOKENS", "s3cr3t")],
     )
     .await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("shorter than 16 characters"), "{stderr}");
     assert!(
-        !stderr.contains("short`"),
+        !stderr.contains("s3cr3t"),
         "the token itself is never printed: {stderr}"
     );
 
