@@ -25,6 +25,7 @@ pub mod azure;
 pub mod cli;
 pub mod cluster;
 mod commands;
+pub mod core;
 pub mod engine;
 pub mod error;
 pub mod git;

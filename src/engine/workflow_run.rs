@@ -92,7 +92,7 @@ async fn notify(notifications: &Notifications, pipeline: bool) {
     let failures = match crate::http::http_client() {
         Ok(client) => notifications.send(&client).await,
         Err(err) => {
-            let message = crate::error::error_chain(&err);
+            let message = crate::core::error_chain::error_chain(&err);
             warn(pipeline, &format!("notifications not sent: {message}"));
             return;
         }

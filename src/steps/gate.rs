@@ -28,7 +28,7 @@
 //! A malformed file fails the step. The file sits next to the step's log while the command
 //! runs and is removed afterwards (see [`crate::process::OutputsFile`]).
 
-use crate::error::error_chain;
+use crate::core::error_chain::error_chain;
 use std::fmt;
 use std::path::{Path, PathBuf};
 

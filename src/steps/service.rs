@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::gate::{GateConfig, command_spec};
 use super::{StepContext, StepOutcome, StepStatus};
-use crate::error::error_chain;
+use crate::core::error_chain::error_chain;
 use crate::process::{self, CommandResult, OutputSink, ProcessError};
 
 /// How long a service must stay up to count as started.

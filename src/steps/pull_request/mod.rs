@@ -29,8 +29,8 @@ use self::azure_repos::AzureRepos;
 use self::github::GitHub;
 use super::step_log::StepLog;
 use super::{StepContext, StepOutcome, StepStatus};
-use crate::ado::agent_env::AgentEnv;
-use crate::ado::secret::Secret;
+use crate::core::agent_env::AgentEnv;
+use crate::core::secret::Secret;
 use crate::git::{self, GitError};
 use crate::workflow::template::Template;
 
