@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
+use crate::llm::Failure;
 use crate::redact::Redactor;
 use crate::workflow::model::{Step, StepKind};
 use crate::workflow::template::{Renderer, Template};
@@ -172,6 +173,21 @@ impl StepStatus {
 
     pub fn is_success(self) -> bool {
         matches!(self, StepStatus::Passed | StepStatus::Skipped)
+    }
+}
+
+// Here rather than in `llm`, which sits below the steps it is told about.
+impl Failure {
+    pub fn from_outcome(step: &Step, outcome: &StepOutcome) -> Self {
+        Self {
+            step_id: step.id.value.clone(),
+            kind: step.kind.key().to_owned(),
+            message: outcome.message.clone(),
+            exit_code: outcome.exit_code,
+            log_path: outcome.log_path.clone(),
+            output_tail: outcome.output_tail.clone(),
+            evidence: outcome.evidence.clone(),
+        }
     }
 }
 
