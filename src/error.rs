@@ -56,7 +56,7 @@ pub enum Error {
     FakeCluster(#[source] std::io::Error),
     /// The environment could not be rendered, or the deploy ledger prepared; no step ran.
     #[error("failed to start the run, so nothing ran")]
-    RunStart(#[source] crate::engine::workflow_run::RunStartError),
+    RunStart(#[source] crate::workflow_run::RunStartError),
     #[error("failed to write to stdout")]
     Stdout(#[source] std::io::Error),
     /// A secret could not be fetched; no step ran.
@@ -113,7 +113,7 @@ impl Error {
             Error::Workflow { .. }
             | Error::TaskEnvironment(_)
             | Error::Approval(_)
-            | Error::RunStart(crate::engine::workflow_run::RunStartError::Environment(_)) => {
+            | Error::RunStart(crate::workflow_run::RunStartError::Environment(_)) => {
                 ExitStatus::Invalid
             }
             Error::Hub(err) if err.is_usage() => ExitStatus::Invalid,

@@ -37,8 +37,8 @@ pub mod patch;
 pub mod process;
 pub mod redact;
 pub mod report;
-pub mod settings;
 pub mod steps;
 pub mod workflow;
+pub mod workflow_run;
 
 pub use app::run;

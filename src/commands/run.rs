@@ -16,13 +16,13 @@ use crate::core::secret::Secret;
 use crate::engine::events::RunOutcome;
 use crate::engine::interrupt::Interrupts;
 use crate::engine::run_loop::RunSettings;
-use crate::engine::workflow_run::run_workflow;
 use crate::error::{Error, ExitStatus};
 use crate::report::console::Console;
 use crate::report::pipeline::{PipelineConsole, StepPositions};
 use crate::report::warning::warn;
 use crate::report::{Reporter, Reporters};
 use crate::workflow::Workflow;
+use crate::workflow_run::run_workflow;
 
 pub(crate) fn run(
     args: &RunArgs,

@@ -5,6 +5,6 @@ pub mod fingerprint;
 pub mod interrupt;
 mod patch_policy;
 pub mod repair;
+pub mod reporter;
 pub mod run_loop;
 pub mod template_context;
-pub mod workflow_run;

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::Event;
 use super::patch_policy::policy_config;
+use super::reporter::Reporter;
 use super::run_loop::RunSettings;
 use crate::llm::{
     Agent, AgentSetup, Failure, FixContext, LlmError, LlmErrorKind, LlmSession, ReviewContext,
@@ -37,7 +38,6 @@ use crate::llm::{
 };
 use crate::patch::{self, AppliedPatch, Patch, Policy, PolicyDecision, Workspace};
 use crate::redact::Redactor;
-use crate::report::Reporter;
 use crate::steps::fix::FixConfig;
 use crate::steps::pull_request::DeliveredPatch;
 use crate::steps::review::ReviewConfig;

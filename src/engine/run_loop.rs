@@ -9,7 +9,7 @@
 //! follows each patch applied (and reverted) in the repair phase before it.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,12 +19,12 @@ use super::events::{Event, RunOutcome};
 use super::fingerprint::{FailureSignature, fingerprint};
 use super::interrupt::Interrupts;
 use super::repair::{IterationState, Repair};
+use super::reporter::Reporter;
 use super::template_context::TemplateContext;
 use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
 use crate::llm::TapeMode;
 use crate::redact::Redactor;
-use crate::report::Reporter;
 use crate::steps::pull_request::{self, Delivery};
 use crate::steps::service::Services;
 use crate::steps::{self, RunInfo, StepContext, StepOutcome, StepStatus};
@@ -52,6 +52,17 @@ pub struct RunSettings {
     pub approve: bool,
     /// Whether LLM exchanges go live, are recorded (`--record`) or replayed (`--replay`).
     pub tape: TapeMode,
+}
+
+/// Commands run in the project root the loader found (where `.git` is), made absolute so a
+/// step's `workdir` never depends on where the process happens to be.
+pub(crate) fn absolute_dir(dir: &Path) -> PathBuf {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 /// How a run ended.
@@ -630,4 +641,15 @@ fn timed_out(limit: Duration) -> StepOutcome {
         "timed out after {}",
         humantime::format_duration(limit)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workdir_is_absolute() {
+        assert!(absolute_dir(Path::new("")).is_absolute());
+        assert!(absolute_dir(Path::new("sub")).ends_with("sub"));
+    }
 }

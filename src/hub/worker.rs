@@ -26,11 +26,11 @@ use crate::core::secret::Secret;
 use crate::engine::events::{Event, RunOutcome};
 use crate::engine::interrupt::Interrupts;
 use crate::engine::run_loop::RunSettings;
-use crate::engine::workflow_run::run_workflow;
 use crate::redact::Redactor;
 use crate::report::console::Console;
 use crate::report::{Reporter, Reporters};
 use crate::workflow::{self, LoadOptions, Workflow};
+use crate::workflow_run::run_workflow;
 
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -288,8 +288,8 @@ async fn work(
         run_id: run_id.clone(),
         workflow_path: workflow_path.clone(),
         environment: workflow.environment.clone(),
-        workdir: crate::settings::absolute_dir(&workflow.project_root),
-        artifacts_dir: crate::settings::absolute_dir(
+        workdir: crate::engine::run_loop::absolute_dir(&workflow.project_root),
+        artifacts_dir: crate::engine::run_loop::absolute_dir(
             &options
                 .workdir
                 .join(".agent-orch")
