@@ -38,11 +38,11 @@ use crate::llm::{
 };
 use crate::patch::{self, AppliedPatch, Patch, Policy, PolicyDecision, Workspace};
 use crate::redact::Redactor;
-use crate::steps::fix::FixConfig;
 use crate::steps::pull_request::DeliveredPatch;
-use crate::steps::review::ReviewConfig;
 use crate::steps::{StepOutcome, StepStatus, fix, review};
 use crate::workflow::model::{Step, StepKind, Workflow};
+use crate::workflow::step_config::fix::FixConfig;
+use crate::workflow::step_config::review::ReviewConfig;
 use crate::workflow::template::Renderer;
 
 /// Why the repair phase ends the run.

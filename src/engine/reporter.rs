@@ -1,5 +1,5 @@
 //! [`Reporter`]: what the engine feeds its events to. The reports themselves live in
-//! `crate::report`, above the engine.
+//! `report`, above the engine.
 
 use std::io;
 

@@ -118,9 +118,9 @@ fn source_lines(step: &Step) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::steps::fix::FixConfig;
     use crate::workflow::model::StepKind;
     use crate::workflow::span::{SourceFile, Span, Spanned};
+    use crate::workflow::step_config::fix::FixConfig;
 
     fn step_at(text: &str, line: usize) -> Step {
         Step {

@@ -34,10 +34,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use schemars::JsonSchema;
-use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::process::{ChildStdout, Command};
+
+use crate::workflow::step_config::shell::Shell;
 use tokio_util::sync::CancellationToken;
 
 pub use self::output_sink::{DEFAULT_TAIL_BYTES, DEFAULT_TAIL_LINES, OutputSink};
@@ -154,32 +154,7 @@ pub enum Program {
     },
 }
 
-/// The shell a script runs in. Like GitHub Actions, scripts stop at the first failing command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Shell {
-    /// `sh -e -c SCRIPT`: the default on Unix.
-    Sh,
-    /// `bash --noprofile --norc -e -o pipefail -c SCRIPT`.
-    Bash,
-    /// `cmd /D /S /C "SCRIPT"`: the default on Windows.
-    Cmd,
-}
-
 impl Shell {
-    /// The shell a `run:` line uses when the workflow does not name one.
-    pub fn platform_default() -> Self {
-        if cfg!(windows) { Shell::Cmd } else { Shell::Sh }
-    }
-
-    pub fn program(self) -> &'static str {
-        match self {
-            Shell::Sh => "sh",
-            Shell::Bash => "bash",
-            Shell::Cmd => "cmd",
-        }
-    }
-
     /// The shell's program (POSIX guarantees `/bin/sh`; naming it saves a PATH search on
     /// every step) and its arguments for `script`.
     fn argv(self, script: &str) -> (OsString, Vec<OsString>) {

@@ -26,6 +26,7 @@ use crate::cluster::ledger::DeployLedger;
 use crate::llm::Failure;
 use crate::redact::Redactor;
 use crate::workflow::model::{Step, StepKind};
+use crate::workflow::step_config::verify::VerifyConfig;
 use crate::workflow::template::{Renderer, Template};
 
 /// What a step sees of the run it belongs to.
@@ -77,13 +78,13 @@ pub fn describe(ctx: &StepContext<'_>) -> String {
     match &ctx.step.kind {
         StepKind::Gate(config) => format!("would run `{}`", show(&config.run)),
         StepKind::Service(config) => format!("would start `{}`", show(&config.run)),
-        StepKind::Verify(verify::VerifyConfig::Http(http)) => {
+        StepKind::Verify(VerifyConfig::Http(http)) => {
             format!("would check {} {}", http.method.as_str(), show(&http.url))
         }
-        StepKind::Verify(verify::VerifyConfig::Flow(flow)) => {
+        StepKind::Verify(VerifyConfig::Flow(flow)) => {
             format!("would run a flow of {} request(s)", flow.requests.len())
         }
-        StepKind::Verify(verify::VerifyConfig::Script(script)) => {
+        StepKind::Verify(VerifyConfig::Script(script)) => {
             format!("would run `{}`", show(&script.run))
         }
         StepKind::Deploy(config) => format!(
