@@ -15,7 +15,7 @@ use crate::core::agent_env::AgentEnv;
 use crate::core::secret::Secret;
 use crate::engine::events::RunOutcome;
 use crate::engine::interrupt::Interrupts;
-use crate::engine::run_loop::RunSettings;
+use crate::engine::settings::RunSettings;
 use crate::error::{Error, ExitStatus};
 use crate::report::console::Console;
 use crate::report::pipeline::{PipelineConsole, StepPositions};

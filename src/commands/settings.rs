@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use crate::cli::RunArgs;
-use crate::engine::run_loop::{RunSettings, absolute_dir};
+use crate::engine::settings::{RunSettings, absolute_dir};
 use crate::llm::TapeMode;
 use crate::workflow::Workflow;
 

@@ -7,4 +7,5 @@ mod patch_policy;
 pub mod repair;
 pub mod reporter;
 pub mod run_loop;
+pub mod settings;
 pub mod template_context;

@@ -3,7 +3,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::run_loop::RunSettings;
+use super::settings::RunSettings;
 use crate::llm::TapeMode;
 use crate::patch::{DEFAULT_CONFIRMATION, DEFAULT_PROTECT, PolicyConfig};
 use crate::workflow::model::{StepKind, Workflow};

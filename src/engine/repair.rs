@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::Event;
 use super::patch_policy::policy_config;
 use super::reporter::Reporter;
-use super::run_loop::RunSettings;
+use super::settings::RunSettings;
 use crate::llm::{
     Agent, AgentSetup, Failure, FixContext, LlmError, LlmErrorKind, LlmSession, ReviewContext,
     TokenBudget, Usage, step_definition,

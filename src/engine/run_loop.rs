@@ -9,7 +9,6 @@
 //! follows each patch applied (and reverted) in the repair phase before it.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,10 +19,10 @@ use super::fingerprint::{FailureSignature, fingerprint};
 use super::interrupt::Interrupts;
 use super::repair::{IterationState, Repair};
 use super::reporter::Reporter;
+use super::settings::RunSettings;
 use super::template_context::TemplateContext;
 use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
-use crate::llm::TapeMode;
 use crate::redact::Redactor;
 use crate::steps::pull_request::{self, Delivery};
 use crate::steps::service::Services;
@@ -33,37 +32,6 @@ use crate::workflow::model::{Phase, Step, StepKind, Workflow};
 /// How long a step may overrun its own `timeout` before the engine abandons it (dropping the
 /// step kills its process group).
 const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
-
-/// Settings for one run, resolved from flags, environment and the workflow file.
-#[derive(Clone, Debug)]
-pub struct RunSettings {
-    pub run_id: String,
-    pub workflow_path: PathBuf,
-    pub environment: Option<String>,
-    /// Where commands run (the project root).
-    pub workdir: PathBuf,
-    pub artifacts_dir: PathBuf,
-    pub max_iterations: u32,
-    /// Stream step output to the terminal.
-    pub echo: bool,
-    /// Render and report every step of one iteration without running anything.
-    pub dry_run: bool,
-    /// `--approve`: a human approved patches that match `safety.require_confirmation`.
-    pub approve: bool,
-    /// Whether LLM exchanges go live, are recorded (`--record`) or replayed (`--replay`).
-    pub tape: TapeMode,
-}
-
-/// Commands run in the project root the loader found (where `.git` is), made absolute so a
-/// step's `workdir` never depends on where the process happens to be.
-pub(crate) fn absolute_dir(dir: &Path) -> PathBuf {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
-}
 
 /// How a run ended.
 #[derive(Clone, Debug)]
@@ -641,15 +609,4 @@ fn timed_out(limit: Duration) -> StepOutcome {
         "timed out after {}",
         humantime::format_duration(limit)
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_workdir_is_absolute() {
-        assert!(absolute_dir(Path::new("")).is_absolute());
-        assert!(absolute_dir(Path::new("sub")).ends_with("sub"));
-    }
 }

@@ -25,7 +25,7 @@ use crate::core::error_chain::error_chain;
 use crate::core::secret::Secret;
 use crate::engine::events::{Event, RunOutcome};
 use crate::engine::interrupt::Interrupts;
-use crate::engine::run_loop::RunSettings;
+use crate::engine::settings::RunSettings;
 use crate::redact::Redactor;
 use crate::report::console::Console;
 use crate::report::{Reporter, Reporters};
@@ -288,8 +288,8 @@ async fn work(
         run_id: run_id.clone(),
         workflow_path: workflow_path.clone(),
         environment: workflow.environment.clone(),
-        workdir: crate::engine::run_loop::absolute_dir(&workflow.project_root),
-        artifacts_dir: crate::engine::run_loop::absolute_dir(
+        workdir: crate::engine::settings::absolute_dir(&workflow.project_root),
+        artifacts_dir: crate::engine::settings::absolute_dir(
             &options
                 .workdir
                 .join(".agent-orch")
