@@ -36,8 +36,6 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::process::{ChildStdout, Command};
-
-use crate::workflow::step_config::shell::Shell;
 use tokio_util::sync::CancellationToken;
 
 pub use self::output_sink::{DEFAULT_TAIL_BYTES, DEFAULT_TAIL_LINES, OutputSink};
@@ -49,6 +47,7 @@ pub use self::supervised::supervise_with_current_exe;
 
 use self::output_sink::{Captured, OpenSink};
 use self::running::Running;
+use crate::workflow::step_config::shell::Shell;
 
 /// How long a stopped command's processes get between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_millis(500);
@@ -154,6 +153,7 @@ pub enum Program {
     },
 }
 
+// The workflow language names the shell; how it is started is this module's.
 impl Shell {
     /// The shell's program (POSIX guarantees `/bin/sh`; naming it saves a PATH search on
     /// every step) and its arguments for `script`.
