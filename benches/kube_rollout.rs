@@ -17,12 +17,12 @@ use agent_orch::azure::sign_in::AzureSignIn;
 use agent_orch::cluster::fake::{self, FakeCluster, FakeOptions};
 use agent_orch::cluster::ledger::DeployLedger;
 use agent_orch::redact::Redactor;
-use agent_orch::steps::deploy::DeployConfig;
-use agent_orch::steps::rollback::RollbackConfig;
 use agent_orch::steps::service::Services;
 use agent_orch::steps::{RunInfo, StepContext, StepOutcome, StepStatus};
 use agent_orch::workflow::model::{Step, StepKind};
 use agent_orch::workflow::span::{Span, Spanned};
+use agent_orch::workflow::step_config::deploy::DeployConfig;
+use agent_orch::workflow::step_config::rollback::RollbackConfig;
 use agent_orch::workflow::template::Renderer;
 use tokio_util::sync::CancellationToken;
 

@@ -25,6 +25,7 @@ pub mod azure;
 pub mod cli;
 pub mod cluster;
 mod commands;
+pub mod core;
 pub mod engine;
 pub mod error;
 pub mod git;
@@ -36,8 +37,8 @@ pub mod patch;
 pub mod process;
 pub mod redact;
 pub mod report;
-pub mod settings;
 pub mod steps;
 pub mod workflow;
+pub mod workflow_run;
 
 pub use app::run;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use indexmap::IndexMap;
 
-use super::agent_env::{AgentEnv, input_variable};
+use crate::core::agent_env::{AgentEnv, input_variable};
 
 /// Input names, as declared in `task.json`.
 pub mod name {

@@ -8,8 +8,6 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::engine::events::RunOutcome;
-
 /// Escapes a property value or command data: `%` first (so the other escapes are not escaped
 /// again), then `;`, `\r`, `\n` and `]`.
 pub fn escape(value: &str) -> String {
@@ -95,16 +93,6 @@ impl TaskResult {
             TaskResult::Succeeded => "Succeeded",
             TaskResult::SucceededWithIssues => "SucceededWithIssues",
             TaskResult::Failed => "Failed",
-        }
-    }
-}
-
-impl From<RunOutcome> for TaskResult {
-    fn from(outcome: RunOutcome) -> Self {
-        match outcome {
-            RunOutcome::Succeeded => TaskResult::Succeeded,
-            RunOutcome::SucceededWithIssues => TaskResult::SucceededWithIssues,
-            RunOutcome::Failed | RunOutcome::Interrupted => TaskResult::Failed,
         }
     }
 }
@@ -323,19 +311,10 @@ mod tests {
     }
 
     #[test]
-    fn complete_maps_run_outcomes() {
+    fn complete_names_the_result() {
         assert_eq!(
-            LoggingCommand::complete(RunOutcome::SucceededWithIssues.into(), "lint failed")
-                .to_string(),
+            LoggingCommand::complete(TaskResult::SucceededWithIssues, "lint failed").to_string(),
             "##vso[task.complete result=SucceededWithIssues]lint failed"
-        );
-        assert_eq!(
-            TaskResult::from(RunOutcome::Interrupted),
-            TaskResult::Failed
-        );
-        assert_eq!(
-            TaskResult::from(RunOutcome::Succeeded),
-            TaskResult::Succeeded
         );
     }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::agent_env::AgentEnv;
+use crate::core::agent_env::AgentEnv;
 
 /// The `ado` template context. Field names are the template names; each comes from one
 /// predefined variable (`Build.BuildId` arrives as `BUILD_BUILDID`).

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::agent_env::AgentEnv;
-use super::secret::Secret;
+use crate::core::agent_env::AgentEnv;
+use crate::core::secret::Secret;
 
 /// An Azure Resource Manager service connection, as the agent describes it to the task.
 #[derive(Clone, Debug, PartialEq, Eq)]

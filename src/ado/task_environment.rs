@@ -1,12 +1,12 @@
 //! [`TaskEnvironment`]: everything `agent-orch task` reads from the agent, in one call.
 
-use super::agent_env::AgentEnv;
 use super::inputs::{InputErrors, TaskInputs};
 use super::pipeline_context::PipelineContext;
-use super::secret::Secret;
 use super::service_connection::{
     AzureCredential, ConnectionError, ConnectionErrorKind, OidcSettings, ServiceConnection,
 };
+use crate::core::agent_env::AgentEnv;
+use crate::core::secret::Secret;
 
 /// The task's inputs, its Azure connection (when `azureSubscription` is set), the pipeline's
 /// OIDC settings and the `ado` template context.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::credential::{client_options, error_line};
 use super::sign_in::{AzureSignIn, SignInError, SignedIn};
-use crate::ado::secret::Secret;
+use crate::core::secret::Secret;
 
 /// The Resource Manager API version of the credential calls (GA).
 pub const API_VERSION: &str = "2024-08-01";

@@ -27,8 +27,8 @@ use azure_identity::{
 };
 
 use super::cloud::AzureCloud;
-use crate::ado::agent_env::AgentEnv;
 use crate::ado::service_connection::{AzureCredential, OidcSettings, ServiceConnection};
+use crate::core::agent_env::AgentEnv;
 
 /// Where credentials can come from, read from the environment by the caller.
 #[derive(Clone, Debug, Default)]
@@ -258,7 +258,7 @@ impl TokenCredential for CredentialChain {
 
 /// The error's message and its sources' (those not already part of it), on one line.
 pub(crate) fn error_line(error: &AzureError) -> String {
-    crate::error::distinct_error_chain(error).replace(['\r', '\n'], " ")
+    crate::core::error_chain::distinct_error_chain(error).replace(['\r', '\n'], " ")
 }
 
 #[cfg(test)]
@@ -266,8 +266,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::ado::secret::Secret;
     use crate::azure::transport::AzureTransport;
+    use crate::core::secret::Secret;
 
     fn connection(credential: AzureCredential) -> ServiceConnection {
         ServiceConnection {

@@ -10,7 +10,7 @@ use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 use super::cloud::AzureCloud;
 use super::credential::{client_options, error_line};
-use crate::ado::secret::Secret;
+use crate::core::secret::Secret;
 
 /// A fetched secret: its name in the vault and its value.
 #[derive(Clone, PartialEq, Eq)]

@@ -25,8 +25,8 @@ use serde_json::{Map, Value};
 
 use self::key_vault::{KeyVaultError, VaultSecret};
 use self::sign_in::{AzureSignIn, SignInError};
-use crate::ado::agent_env::AgentEnv;
-use crate::ado::secret::Secret;
+use crate::core::agent_env::AgentEnv;
+use crate::core::secret::Secret;
 use crate::redact::Redactor;
 use crate::workflow::model::SecretsConfig;
 use crate::workflow::template::secret_key;

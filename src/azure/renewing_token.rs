@@ -10,7 +10,7 @@ use azure_core::credentials::{AccessToken, TokenCredential};
 use azure_core::time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex;
 
-use crate::ado::secret::Secret;
+use crate::core::secret::Secret;
 
 /// Renew this long before expiry, as the Azure SDK's own token caches do: a request that takes
 /// its time never carries a token that expires on the way.

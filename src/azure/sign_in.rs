@@ -10,8 +10,8 @@ use azure_core::http::Transport;
 use super::cloud::{AzureCloud, UnsupportedCloud};
 use super::credential::{CredentialChain, CredentialError, CredentialSources, WorkloadIdentity};
 use super::transport::{self, AzureTransport, TransportError};
-use crate::ado::agent_env::AgentEnv;
 use crate::ado::service_connection::{OidcSettings, ServiceConnection};
+use crate::core::agent_env::AgentEnv;
 
 /// Where a run's Azure credentials come from; see [`CredentialSources`].
 #[derive(Clone, Debug, Default)]

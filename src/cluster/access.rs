@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{ClusterError, ClusterErrorKind, Operation, is_transient};
 use crate::azure::aks::AksCluster;
 use crate::azure::sign_in::AzureSignIn;
-use crate::error::distinct_error_chain;
+use crate::core::error_chain::distinct_error_chain;
 
 /// Which cluster to talk to, and as whom.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

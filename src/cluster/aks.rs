@@ -17,7 +17,7 @@ use crate::azure::aks::{AksCluster, fetch_kubeconfig};
 use crate::azure::credential::error_line;
 use crate::azure::renewing_token::RenewingToken;
 use crate::azure::sign_in::AzureSignIn;
-use crate::error::distinct_error_chain;
+use crate::core::error_chain::distinct_error_chain;
 
 /// A client configuration for `cluster`, and the token source that must authorize its requests
 /// when the cluster signs users in with Entra ID.

@@ -1,6 +1,6 @@
 //! `ClusterError`: what went wrong talking to a cluster, said in terms of the operation.
 
-use crate::error::distinct_error_chain;
+use crate::core::error_chain::distinct_error_chain;
 use std::fmt;
 use std::time::Duration;
 

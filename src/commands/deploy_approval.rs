@@ -13,8 +13,8 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use crate::ado::agent_env::AgentEnv;
 use crate::cli::RunArgs;
+use crate::core::agent_env::AgentEnv;
 use crate::engine::template_context::TemplateContext;
 use crate::error::{ApprovalError, ENVIRONMENT_NAME_VAR, Error};
 use crate::steps::deploy::describe_target;

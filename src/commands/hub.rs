@@ -6,10 +6,11 @@ use std::path::Path;
 use axum::http::HeaderValue;
 use tokio_util::sync::CancellationToken;
 
-use crate::ado::agent_env::AgentEnv;
 use crate::azure::fetch_service_secret;
 use crate::cli::{HubCommand, HubDatabaseArgs, HubHealthArgs, HubSeedArgs, HubServeArgs};
-use crate::error::{Error, ExitStatus, error_chain};
+use crate::core::agent_env::AgentEnv;
+use crate::core::error_chain::error_chain;
+use crate::error::{Error, ExitStatus};
 use crate::hub::api::{ApiTokens, TOKENS_ENV, TokenError};
 use crate::hub::error::HubError;
 use crate::hub::plan::Plan;

@@ -7,6 +7,7 @@ pub(crate) mod hub;
 pub(crate) mod plan;
 pub(crate) mod run;
 pub(crate) mod schema;
+mod settings;
 pub(crate) mod task;
 pub(crate) mod validate;
 pub(crate) mod worker;

@@ -3,26 +3,26 @@
 
 use std::time::Duration;
 
-use crate::ado::agent_env::AgentEnv;
 use crate::ado::logging::LoggingCommand;
 use crate::ado::pipeline_context::PipelineContext;
-use crate::ado::secret::Secret;
 use crate::ado::service_connection::{OidcSettings, ServiceConnection};
 use crate::azure::credential::CredentialSources;
 use crate::azure::sign_in::AzureSignIn;
 use crate::azure::transport::OVERRIDE_ENV;
 use crate::azure::{RunSecrets, SecretsRequest, fetch_workflow_secrets};
 use crate::cli::{ColorChoice, RunArgs};
+use crate::core::agent_env::AgentEnv;
+use crate::core::secret::Secret;
 use crate::engine::events::RunOutcome;
 use crate::engine::interrupt::Interrupts;
-use crate::engine::run_loop::RunSettings;
-use crate::engine::workflow_run::run_workflow;
+use crate::engine::settings::RunSettings;
 use crate::error::{Error, ExitStatus};
 use crate::report::console::Console;
 use crate::report::pipeline::{PipelineConsole, StepPositions};
 use crate::report::warning::warn;
 use crate::report::{Reporter, Reporters};
 use crate::workflow::Workflow;
+use crate::workflow_run::run_workflow;
 
 pub(crate) fn run(
     args: &RunArgs,

@@ -6,14 +6,14 @@
 //! `task.complete`: a problem before the run (bad inputs, an invalid workflow, a secret that
 //! cannot be fetched) is a `task.logissue` error and `result=Failed`.
 
-use crate::error::error_chain;
+use crate::core::error_chain::error_chain;
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::ado::agent_env::AgentEnv;
 use crate::ado::logging::{Issue, LoggingCommand, TaskResult};
 use crate::ado::task_environment::TaskEnvironment;
 use crate::cli::{ColorChoice, RunArgs, WorkflowArgs};
+use crate::core::agent_env::AgentEnv;
 use crate::error::{Error, ExitStatus};
 
 use super::run::{Invocation, execute};

@@ -4,9 +4,9 @@ use std::io::Write;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::ado::agent_env::AgentEnv;
-use crate::ado::secret::Secret;
 use crate::cli::WorkerArgs;
+use crate::core::agent_env::AgentEnv;
+use crate::core::secret::Secret;
 use crate::error::{Error, ExitStatus};
 use crate::hub::client::TOKEN_ENV;
 use crate::hub::error::HubError;

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use indexmap::IndexMap;
 use serde::Serialize;
 
+use crate::ado::logging::TaskResult;
 use crate::redact::Redactor;
 use crate::steps::StepOutcome;
 use crate::workflow::model::Phase;
@@ -93,6 +94,17 @@ pub enum RunOutcome {
     Interrupted,
 }
 
+/// The task result a run's outcome is reported as in Azure Pipelines.
+impl From<RunOutcome> for TaskResult {
+    fn from(outcome: RunOutcome) -> Self {
+        match outcome {
+            RunOutcome::Succeeded => TaskResult::Succeeded,
+            RunOutcome::SucceededWithIssues => TaskResult::SucceededWithIssues,
+            RunOutcome::Failed | RunOutcome::Interrupted => TaskResult::Failed,
+        }
+    }
+}
+
 impl Event {
     /// The event with every text in it redacted, before any reporter sees it: a secret echoed
     /// by a failing script lands in its output tail, and from there in every report. File
@@ -158,6 +170,22 @@ fn rfc3339<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_outcomes_map_to_task_results() {
+        assert_eq!(
+            TaskResult::from(RunOutcome::SucceededWithIssues),
+            TaskResult::SucceededWithIssues
+        );
+        assert_eq!(
+            TaskResult::from(RunOutcome::Interrupted),
+            TaskResult::Failed
+        );
+        assert_eq!(
+            TaskResult::from(RunOutcome::Succeeded),
+            TaskResult::Succeeded
+        );
+    }
 
     #[test]
     fn every_text_of_an_event_is_redacted() {

@@ -5,6 +5,7 @@ pub mod fingerprint;
 pub mod interrupt;
 mod patch_policy;
 pub mod repair;
+pub mod reporter;
 pub mod run_loop;
+pub mod settings;
 pub mod template_context;
-pub mod workflow_run;

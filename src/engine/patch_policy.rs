@@ -3,12 +3,12 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::run_loop::RunSettings;
+use super::settings::RunSettings;
 use crate::llm::TapeMode;
 use crate::patch::{DEFAULT_CONFIRMATION, DEFAULT_PROTECT, PolicyConfig};
-use crate::steps::verify::VerifyConfig;
 use crate::workflow::model::{StepKind, Workflow};
 use crate::workflow::span::Spanned;
+use crate::workflow::step_config::verify::VerifyConfig;
 
 /// The policy for patches to this run's project.
 pub(crate) fn policy_config(workflow: &Workflow, settings: &RunSettings) -> PolicyConfig {

@@ -30,19 +30,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::Event;
 use super::patch_policy::policy_config;
-use super::run_loop::RunSettings;
+use super::reporter::Reporter;
+use super::settings::RunSettings;
 use crate::llm::{
     Agent, AgentSetup, Failure, FixContext, LlmError, LlmErrorKind, LlmSession, ReviewContext,
     TokenBudget, Usage, step_definition,
 };
 use crate::patch::{self, AppliedPatch, Patch, Policy, PolicyDecision, Workspace};
 use crate::redact::Redactor;
-use crate::report::Reporter;
-use crate::steps::fix::FixConfig;
 use crate::steps::pull_request::DeliveredPatch;
-use crate::steps::review::ReviewConfig;
 use crate::steps::{StepOutcome, StepStatus, fix, review};
 use crate::workflow::model::{Step, StepKind, Workflow};
+use crate::workflow::step_config::fix::FixConfig;
+use crate::workflow::step_config::review::ReviewConfig;
 use crate::workflow::template::Renderer;
 
 /// Why the repair phase ends the run.

@@ -9,7 +9,6 @@
 //! follows each patch applied (and reverted) in the repair phase before it.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,12 +18,12 @@ use super::events::{Event, RunOutcome};
 use super::fingerprint::{FailureSignature, fingerprint};
 use super::interrupt::Interrupts;
 use super::repair::{IterationState, Repair};
+use super::reporter::Reporter;
+use super::settings::RunSettings;
 use super::template_context::TemplateContext;
 use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
-use crate::llm::TapeMode;
 use crate::redact::Redactor;
-use crate::report::Reporter;
 use crate::steps::pull_request::{self, Delivery};
 use crate::steps::service::Services;
 use crate::steps::{self, RunInfo, StepContext, StepOutcome, StepStatus};
@@ -33,26 +32,6 @@ use crate::workflow::model::{Phase, Step, StepKind, Workflow};
 /// How long a step may overrun its own `timeout` before the engine abandons it (dropping the
 /// step kills its process group).
 const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
-
-/// Settings for one run, resolved from flags, environment and the workflow file.
-#[derive(Clone, Debug)]
-pub struct RunSettings {
-    pub run_id: String,
-    pub workflow_path: PathBuf,
-    pub environment: Option<String>,
-    /// Where commands run (the project root).
-    pub workdir: PathBuf,
-    pub artifacts_dir: PathBuf,
-    pub max_iterations: u32,
-    /// Stream step output to the terminal.
-    pub echo: bool,
-    /// Render and report every step of one iteration without running anything.
-    pub dry_run: bool,
-    /// `--approve`: a human approved patches that match `safety.require_confirmation`.
-    pub approve: bool,
-    /// Whether LLM exchanges go live, are recorded (`--record`) or replayed (`--replay`).
-    pub tape: TapeMode,
-}
 
 /// How a run ended.
 #[derive(Clone, Debug)]

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use super::{GitCommand, GitError};
-use crate::ado::secret::Secret;
+use crate::core::secret::Secret;
 
 /// Who commits when git has no identity configured (a hosted build agent).
 const FALLBACK_NAME: &str = "agent-orch";

@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 pub use branch::{Commit, commit_files, current_branch, push, remote_url};
 pub use source_hash::source_hash;
 
-use crate::ado::secret::Secret;
+use crate::core::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 #[error("`git {command}` in `{}` failed: {detail}", dir.display())]

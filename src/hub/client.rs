@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::model::{Agent, Assignment, AssignmentStatus, Claim, Evidence, Task};
 use super::store::NewEvidence;
-use crate::ado::secret::Secret;
+use crate::core::secret::Secret;
 
 /// The variable a worker reads its bearer token from.
 pub const TOKEN_ENV: &str = "AGENT_ORCH_HUB_TOKEN";

@@ -15,22 +15,22 @@ use super::client::{ClientError, HubClient, TokenRenewal};
 use super::error::HubError;
 use super::model::{AssignmentStatus, Claim, EvidenceKind};
 use super::store::NewEvidence;
-use crate::ado::agent_env::AgentEnv;
 use crate::ado::pipeline_context::PipelineContext;
-use crate::ado::secret::Secret;
 use crate::azure::sign_in::AzureSignIn;
 use crate::azure::{
     RunSecrets, SecretsError, SecretsRequest, fetch_service_secret, fetch_workflow_secrets,
 };
+use crate::core::agent_env::AgentEnv;
+use crate::core::error_chain::error_chain;
+use crate::core::secret::Secret;
 use crate::engine::events::{Event, RunOutcome};
 use crate::engine::interrupt::Interrupts;
-use crate::engine::run_loop::RunSettings;
-use crate::engine::workflow_run::run_workflow;
-use crate::error::error_chain;
+use crate::engine::settings::RunSettings;
 use crate::redact::Redactor;
 use crate::report::console::Console;
 use crate::report::{Reporter, Reporters};
 use crate::workflow::{self, LoadOptions, Workflow};
+use crate::workflow_run::run_workflow;
 
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -288,8 +288,8 @@ async fn work(
         run_id: run_id.clone(),
         workflow_path: workflow_path.clone(),
         environment: workflow.environment.clone(),
-        workdir: crate::settings::absolute_dir(&workflow.project_root),
-        artifacts_dir: crate::settings::absolute_dir(
+        workdir: crate::engine::settings::absolute_dir(&workflow.project_root),
+        artifacts_dir: crate::engine::settings::absolute_dir(
             &options
                 .workdir
                 .join(".agent-orch")

@@ -1,6 +1,6 @@
 //! `Agent`: one `agents.<name>` entry, ready to ask for a fix or a verdict.
 
-use crate::error::error_chain;
+use crate::core::error_chain::error_chain;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,7 +4,6 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::steps::StepOutcome;
 use crate::workflow::model::Step;
 
 /// Logs bigger than this are read from their end: the failure is usually near it.
@@ -28,18 +27,6 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn from_outcome(step: &Step, outcome: &StepOutcome) -> Self {
-        Self {
-            step_id: step.id.value.clone(),
-            kind: step.kind.key().to_owned(),
-            message: outcome.message.clone(),
-            exit_code: outcome.exit_code,
-            log_path: outcome.log_path.clone(),
-            output_tail: outcome.output_tail.clone(),
-            evidence: outcome.evidence.clone(),
-        }
-    }
-
     /// The step's log (its end, if huge), or the output tail when there is no readable log.
     pub fn log_text(&self) -> String {
         self.log_path
@@ -131,9 +118,9 @@ fn source_lines(step: &Step) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::steps::fix::FixConfig;
     use crate::workflow::model::StepKind;
     use crate::workflow::span::{SourceFile, Span, Spanned};
+    use crate::workflow::step_config::fix::FixConfig;
 
     fn step_at(text: &str, line: usize) -> Step {
         Step {

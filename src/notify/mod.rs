@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::error::error_chain;
+use crate::core::error_chain::error_chain;
 
 /// How long one webhook may take before it is given up on.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);

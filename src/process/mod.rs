@@ -34,8 +34,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use schemars::JsonSchema;
-use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::process::{ChildStdout, Command};
 use tokio_util::sync::CancellationToken;
@@ -49,6 +47,7 @@ pub use self::supervised::supervise_with_current_exe;
 
 use self::output_sink::{Captured, OpenSink};
 use self::running::Running;
+use crate::workflow::step_config::shell::Shell;
 
 /// How long a stopped command's processes get between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_millis(500);
@@ -154,32 +153,8 @@ pub enum Program {
     },
 }
 
-/// The shell a script runs in. Like GitHub Actions, scripts stop at the first failing command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Shell {
-    /// `sh -e -c SCRIPT`: the default on Unix.
-    Sh,
-    /// `bash --noprofile --norc -e -o pipefail -c SCRIPT`.
-    Bash,
-    /// `cmd /D /S /C "SCRIPT"`: the default on Windows.
-    Cmd,
-}
-
+// The workflow language names the shell; how it is started is this module's.
 impl Shell {
-    /// The shell a `run:` line uses when the workflow does not name one.
-    pub fn platform_default() -> Self {
-        if cfg!(windows) { Shell::Cmd } else { Shell::Sh }
-    }
-
-    pub fn program(self) -> &'static str {
-        match self {
-            Shell::Sh => "sh",
-            Shell::Bash => "bash",
-            Shell::Cmd => "cmd",
-        }
-    }
-
     /// The shell's program (POSIX guarantees `/bin/sh`; naming it saves a PATH search on
     /// every step) and its arguments for `script`.
     fn argv(self, script: &str) -> (OsString, Vec<OsString>) {

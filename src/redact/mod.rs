@@ -12,7 +12,7 @@
 //!   ...), replaced with `[REDACTED:<kind>]`, never with any part of the value.
 //!
 //! Every output applies the same redactor: reports get events through
-//! [`crate::engine::events::Event::redacted`], command output streams through
+//! the engine's `Event::redacted`, command output streams through
 //! [`StreamRedactor`], prompts and the tape through [`Redactor::redact`].
 
 mod names;

@@ -27,6 +27,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use crate::engine::events::Event;
+// Defined by the engine, which drives it; every reporter here implements it.
+pub use crate::engine::reporter::Reporter;
 use crate::redact::Redactor;
 
 use self::audit::{AuditHead, AuditLog};
@@ -36,27 +38,6 @@ use self::metrics::MetricsReport;
 use self::outputs::OutputsFile;
 use self::run_log::RunLog;
 use self::summary::SummaryReport;
-
-/// A consumer of engine events. Reporters write as events arrive, so an interrupted run
-/// still leaves complete files up to the interruption.
-pub trait Reporter {
-    /// What the reporter writes (`junit.xml`, `console`), for error messages.
-    fn name(&self) -> &str;
-
-    fn on_event(&mut self, event: &Event) -> io::Result<()>;
-
-    /// Called once after the last event, whether or not `RunFinished` came; flush and close
-    /// files here.
-    fn finish(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    /// The SHA-256 of the audit log's last line so far, if this reporter keeps one: what a
-    /// commit or pull request cites as the evidence of the run.
-    fn audit_head(&self) -> Option<String> {
-        None
-    }
-}
 
 /// Fans every event out to every reporter, secrets redacted. A reporter that fails does not
 /// stop the others (or the run): its errors are collected, [`Reporters::errors`] lists them,

@@ -4,20 +4,10 @@
 //! patch module, which parses, checks and applies it. In a run, `engine::repair` drives the
 //! step: it builds the context, and parses, checks and applies the reply.
 
-use schemars::JsonSchema;
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{StepOutcome, StepStatus};
 use crate::llm::{Agent, FixContext, FixProposal, LlmError};
-use crate::workflow::span::Spanned;
-
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FixConfig {
-    /// The name of an entry in `agents`.
-    pub agent: Spanned<String>,
-}
 
 /// Asks `agent` for a patch, unless the run is cancelled first. The result is `None` when
 /// the step was cancelled; an error is kept for the caller (a refused budget stops the run).

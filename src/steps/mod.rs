@@ -23,8 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
+use crate::llm::Failure;
 use crate::redact::Redactor;
 use crate::workflow::model::{Step, StepKind};
+use crate::workflow::step_config::verify::VerifyConfig;
 use crate::workflow::template::{Renderer, Template};
 
 /// What a step sees of the run it belongs to.
@@ -76,13 +78,13 @@ pub fn describe(ctx: &StepContext<'_>) -> String {
     match &ctx.step.kind {
         StepKind::Gate(config) => format!("would run `{}`", show(&config.run)),
         StepKind::Service(config) => format!("would start `{}`", show(&config.run)),
-        StepKind::Verify(verify::VerifyConfig::Http(http)) => {
+        StepKind::Verify(VerifyConfig::Http(http)) => {
             format!("would check {} {}", http.method.as_str(), show(&http.url))
         }
-        StepKind::Verify(verify::VerifyConfig::Flow(flow)) => {
+        StepKind::Verify(VerifyConfig::Flow(flow)) => {
             format!("would run a flow of {} request(s)", flow.requests.len())
         }
-        StepKind::Verify(verify::VerifyConfig::Script(script)) => {
+        StepKind::Verify(VerifyConfig::Script(script)) => {
             format!("would run `{}`", show(&script.run))
         }
         StepKind::Deploy(config) => format!(
@@ -172,6 +174,21 @@ impl StepStatus {
 
     pub fn is_success(self) -> bool {
         matches!(self, StepStatus::Passed | StepStatus::Skipped)
+    }
+}
+
+// Here rather than in `llm`, which sits below the steps it is told about.
+impl Failure {
+    pub fn from_outcome(step: &Step, outcome: &StepOutcome) -> Self {
+        Self {
+            step_id: step.id.value.clone(),
+            kind: step.kind.key().to_owned(),
+            message: outcome.message.clone(),
+            exit_code: outcome.exit_code,
+            log_path: outcome.log_path.clone(),
+            output_tail: outcome.output_tail.clone(),
+            evidence: outcome.evidence.clone(),
+        }
     }
 }
 

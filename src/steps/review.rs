@@ -4,20 +4,10 @@
 //! its suggestion is published for the next fix attempt; a reply that is not a verdict fails it
 //! too. The deterministic patch policy runs before this step and is not overridden by it.
 
-use schemars::JsonSchema;
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{StepOutcome, StepStatus};
 use crate::llm::{Agent, LlmError, Review, ReviewContext};
-use crate::workflow::span::Spanned;
-
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReviewConfig {
-    /// The name of an entry in `agents`.
-    pub agent: Spanned<String>,
-}
 
 /// Asks `agent` for a verdict, unless the run is cancelled first. The result is `None` when
 /// the step was cancelled; an error is kept for the caller (a refused budget stops the run).

@@ -7,27 +7,13 @@
 use std::time::Instant;
 
 use indexmap::IndexMap;
-use schemars::JsonSchema;
-use serde::Deserialize;
 
 use super::step_log::StepLog;
 use super::{StepContext, StepOutcome, StepStatus};
 use crate::cluster::access::{Cluster, RetryPolicy};
 use crate::cluster::rollback::{RollbackAction, rollback};
 use crate::cluster::rollout::WaitOptions;
-use crate::workflow::duration::DurationSpec;
-use crate::workflow::span::Spanned;
-
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackConfig {
-    /// The id of the deploy step whose changes to undo; default: every deploy of this run.
-    #[serde(default)]
-    pub deployment: Option<Spanned<String>>,
-    /// How long a restored container may stay unready before the rollback fails (default `2m`).
-    #[serde(default)]
-    pub readiness_timeout: Option<DurationSpec>,
-}
+use crate::workflow::step_config::rollback::RollbackConfig;
 
 pub async fn run(config: &RollbackConfig, ctx: &StepContext<'_>) -> StepOutcome {
     let mut log = StepLog::open(&ctx.log_path, ctx.echo);

@@ -14,10 +14,11 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::gate::{GateConfig, command_spec};
+use super::gate::command_spec;
 use super::{StepContext, StepOutcome, StepStatus};
-use crate::error::error_chain;
+use crate::core::error_chain::error_chain;
 use crate::process::{self, CommandResult, OutputSink, ProcessError};
+use crate::workflow::step_config::gate::GateConfig;
 
 /// How long a service must stay up to count as started.
 const SETTLE: Duration = Duration::from_millis(300);

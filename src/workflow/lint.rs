@@ -8,7 +8,7 @@ use super::diagnostic::{Diagnostic, DiagnosticKind};
 use super::model::{StepKind, Workflow};
 use super::template::{Template, interpolations};
 use super::validate::span_within;
-use crate::steps::verify::VerifyConfig;
+use crate::workflow::step_config::verify::VerifyConfig;
 
 /// Every warning for `workflow`, in step order.
 pub fn warnings(workflow: &Workflow) -> Vec<Diagnostic> {

@@ -12,7 +12,7 @@
 //! starts; [`template::Renderer`] renders templates lazily when steps run, [`schema()`]
 //! describes the format as JSON Schema and [`plan()`] shows the expanded workflow.
 //!
-//! Adding a step kind: its settings type in `crate::steps::<kind>` (serde `Deserialize` with
+//! Adding a step kind: its settings type in [`step_config`]`::<kind>` (serde `Deserialize` with
 //! `deny_unknown_fields`, and `JsonSchema`), a variant and key in [`model::StepKind`], an arm in
 //! `decode::Decoder::kind` and an entry in `schema::kind_schemas` (a test checks it against
 //! `StepKind::KEYS`). Anything a step renders should be a [`template::Template`]: the loader
@@ -32,6 +32,7 @@ mod node_deserializer;
 mod plan;
 mod schema;
 pub mod span;
+pub mod step_config;
 pub mod template;
 mod validate;
 

@@ -1,7 +1,7 @@
 //! The workflow as the engine sees it: typed, with every node's span kept for diagnostics.
 //!
-//! Step-kind settings (`GateConfig`, `VerifyConfig`, ...) live beside their execution in
-//! `crate::steps`; adding a step kind is described in `crate::workflow`'s module docs.
+//! Step-kind settings (`GateConfig`, `VerifyConfig`, ...) live in `step_config`, one file per
+//! kind, and run in `steps`; adding a step kind is described in `crate::workflow`'s module docs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,13 +15,13 @@ use super::expand::TemplateScope;
 use super::node::Node;
 use super::span::{Span, Spanned};
 use super::template::Template;
-use crate::steps::deploy::DeployConfig;
-use crate::steps::fix::FixConfig;
-use crate::steps::gate::GateConfig;
-use crate::steps::pull_request::PullRequestConfig;
-use crate::steps::review::ReviewConfig;
-use crate::steps::rollback::RollbackConfig;
-use crate::steps::verify::VerifyConfig;
+use crate::workflow::step_config::deploy::DeployConfig;
+use crate::workflow::step_config::fix::FixConfig;
+use crate::workflow::step_config::gate::GateConfig;
+use crate::workflow::step_config::pull_request::PullRequestConfig;
+use crate::workflow::step_config::review::ReviewConfig;
+use crate::workflow::step_config::rollback::RollbackConfig;
+use crate::workflow::step_config::verify::VerifyConfig;
 
 /// A loaded, template-expanded workflow.
 #[derive(Clone, Debug)]

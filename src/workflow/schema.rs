@@ -11,13 +11,13 @@ use serde_json::{Map, Value, json};
 
 use super::duration::DurationSpec;
 use super::model::{AgentConfig, Environment, NotifyTarget, Safety, SecretsConfig};
-use crate::steps::deploy::DeployConfig;
-use crate::steps::fix::FixConfig;
-use crate::steps::gate::GateConfig;
-use crate::steps::pull_request::PullRequestConfig;
-use crate::steps::review::ReviewConfig;
-use crate::steps::rollback::RollbackConfig;
-use crate::steps::verify::VerifyConfig;
+use crate::workflow::step_config::deploy::DeployConfig;
+use crate::workflow::step_config::fix::FixConfig;
+use crate::workflow::step_config::gate::GateConfig;
+use crate::workflow::step_config::pull_request::PullRequestConfig;
+use crate::workflow::step_config::review::ReviewConfig;
+use crate::workflow::step_config::rollback::RollbackConfig;
+use crate::workflow::step_config::verify::VerifyConfig;
 
 /// The JSON Schema (draft 2020-12) of a workflow file.
 pub fn schema() -> Value {

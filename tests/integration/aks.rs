@@ -7,13 +7,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agent_orch::ado::secret::Secret;
 use agent_orch::ado::service_connection::{AzureCredential, ServiceConnection};
 use agent_orch::azure::aks::{AksCluster, USER_ROLE};
 use agent_orch::azure::credential::CredentialSources;
 use agent_orch::azure::sign_in::AzureSignIn;
 use agent_orch::cluster::access::{Cluster, ClusterAccess, RetryPolicy};
 use agent_orch::cluster::fake::FakeOptions;
+use agent_orch::core::secret::Secret;
 use agent_orch::steps::{StepOutcome, StepStatus};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};

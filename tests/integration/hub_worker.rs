@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use agent_orch::ado::agent_env::AgentEnv;
-use agent_orch::ado::secret::Secret;
+use agent_orch::core::agent_env::AgentEnv;
+use agent_orch::core::secret::Secret;
 use agent_orch::hub::api::ApiTokens;
 use agent_orch::hub::model::{AssignmentStatus, EvidenceKind, TaskStatus};
 use agent_orch::hub::store::{NewTask, TaskFilter};

@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use agent_orch::steps::verify::{self, VerifyConfig};
+use agent_orch::steps::verify;
 use agent_orch::steps::{StepOutcome, StepStatus};
 use agent_orch::workflow::model::StepKind;
+use agent_orch::workflow::step_config::verify::VerifyConfig;
 use serde_json::json;
 
 use crate::support::http_service::{HttpService, PASSWORD, Script, TOKEN};

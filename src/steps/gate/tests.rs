@@ -13,7 +13,7 @@ use crate::redact::Redactor;
 use crate::steps::RunInfo;
 use crate::steps::service::Services;
 use crate::workflow::model::{Step, StepKind};
-use crate::workflow::span::Span;
+use crate::workflow::span::{Span, Spanned};
 use crate::workflow::template::Renderer;
 
 fn parse(yaml: &str) -> Result<GateConfig, serde_saphyr::Error> {

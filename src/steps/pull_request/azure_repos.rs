@@ -25,9 +25,9 @@ use serde_json::json;
 use super::description;
 use super::forge_api::ForgeApi;
 use super::{Opened, PullRequestError, Request};
-use crate::ado::agent_env::AgentEnv;
 use crate::ado::pipeline_context::PipelineContext;
-use crate::ado::secret::Secret;
+use crate::core::agent_env::AgentEnv;
+use crate::core::secret::Secret;
 
 const SERVICE: &str = "Azure Repos";
 const API_VERSION: &str = "7.1";

@@ -23,8 +23,8 @@ use serde_json::json;
 use super::description;
 use super::forge_api::ForgeApi;
 use super::{Opened, PullRequestError, Request};
-use crate::ado::agent_env::AgentEnv;
-use crate::ado::secret::Secret;
+use crate::core::agent_env::AgentEnv;
+use crate::core::secret::Secret;
 
 const SERVICE: &str = "GitHub";
 const DEFAULT_API: &str = "https://api.github.com";

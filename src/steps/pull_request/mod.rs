@@ -19,55 +19,17 @@ mod description;
 mod forge_api;
 mod github;
 
-use std::fmt;
-
 use indexmap::IndexMap;
-use schemars::JsonSchema;
-use serde::Deserialize;
 
 use self::azure_repos::AzureRepos;
 use self::github::GitHub;
 use super::step_log::StepLog;
 use super::{StepContext, StepOutcome, StepStatus};
-use crate::ado::agent_env::AgentEnv;
-use crate::ado::secret::Secret;
+use crate::core::agent_env::AgentEnv;
+use crate::core::secret::Secret;
 use crate::git::{self, GitError};
+use crate::workflow::step_config::pull_request::{Provider, PullRequestConfig};
 use crate::workflow::template::Template;
-
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PullRequestConfig {
-    /// Where the pull request is opened; `git` only pushes the branch.
-    pub provider: Provider,
-    /// The branch to push (default `agent-orch/fix-<build id>` in a pipeline, else
-    /// `agent-orch/fix-<run id>`). A rerun with the same branch updates its pull request.
-    #[serde(default)]
-    pub branch: Option<Template>,
-    /// The branch to merge into (default: the branch being built, else the checkout's).
-    #[serde(default)]
-    pub target: Option<Template>,
-    /// Default: `agent-orch: fix <the failure fixed>`.
-    #[serde(default)]
-    pub title: Option<Template>,
-    /// Open the pull request as a draft.
-    #[serde(default)]
-    pub draft: bool,
-    /// The token, if not the environment's (`SYSTEM_ACCESSTOKEN` for Azure Repos,
-    /// `GITHUB_TOKEN` for GitHub): `{{ secrets.github_token }}`.
-    #[serde(default)]
-    pub token: Option<Template>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Provider {
-    /// Azure Repos, from inside an Azure Pipelines job (`System.AccessToken`).
-    AzureRepos,
-    /// GitHub or GitHub Enterprise (`GITHUB_API_URL`).
-    Github,
-    /// Push the branch only.
-    Git,
-}
 
 /// What the run has to deliver, handed over by the engine when `on_success` runs.
 #[derive(Clone, Debug, Default)]
@@ -212,16 +174,6 @@ impl Forge {
             Forge::GitHub(_) => github::run_link(env),
             Forge::PushOnly => azure_repos::build_link(env).or_else(|| github::run_link(env)),
         }
-    }
-}
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Provider::AzureRepos => "Azure Repos",
-            Provider::Github => "GitHub",
-            Provider::Git => "git",
-        })
     }
 }
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use super::config::{Condition, ExpectStatus, MeasurementPolicy};
 use super::response::ResponseSnapshot;
+use crate::workflow::step_config::verify::{Condition, ExpectStatus, MeasurementPolicy};
 
 /// What one measurement (one request, or one run of a flow) says about the service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,13 +6,13 @@ use indexmap::IndexMap;
 
 use super::analysis::{ConditionEvaluator, Judgement, Verdict};
 use super::attempt_log::AttemptLog;
-use super::config::{Capture, FlowCheck};
 use super::measure::{Attempt, Measurement, measure_until_decided};
 use super::probe::{Clients, ProbeContext, probe};
 use super::response::ResponseSnapshot;
 use super::setup;
 use crate::redact::{Redactor, is_secret_name};
 use crate::steps::{StepContext, StepOutcome};
+use crate::workflow::step_config::verify::{Capture, FlowCheck};
 use crate::workflow::template::Renderer;
 
 pub(crate) async fn run(flow: &FlowCheck, ctx: &StepContext<'_>) -> StepOutcome {

@@ -1,11 +1,11 @@
 //! `verify: {http: ...}`: one request per measurement.
 
 use super::analysis::ConditionEvaluator;
-use super::config::HttpCheck;
 use super::measure::{Measurement, measure_until_decided};
 use super::probe::{ProbeContext, probe};
 use super::setup;
 use crate::steps::{StepContext, StepOutcome};
+use crate::workflow::step_config::verify::HttpCheck;
 
 pub(crate) async fn run(check: &HttpCheck, ctx: &StepContext<'_>) -> StepOutcome {
     let (clients, mut log) = match setup(ctx).await {

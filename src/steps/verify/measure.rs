@@ -7,8 +7,8 @@ use indexmap::IndexMap;
 
 use super::analysis::{Decision, Tally, Verdict};
 use super::attempt_log::AttemptLog;
-use super::config::MeasurementPolicy;
 use crate::steps::{StepContext, StepOutcome, StepStatus};
+use crate::workflow::step_config::verify::MeasurementPolicy;
 
 /// One measurement's result, with what the outcome needs if it is the last.
 #[derive(Debug)]

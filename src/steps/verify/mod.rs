@@ -49,22 +49,18 @@
 
 mod analysis;
 mod attempt_log;
-mod config;
 mod flow;
 mod http;
 mod measure;
 mod probe;
 mod response;
 
-pub use config::{
-    Capture, Condition, ExpectStatus, FlowCheck, FlowRequest, HttpCheck, HttpMethod, VerifyConfig,
-};
-
 use attempt_log::AttemptLog;
 use probe::Clients;
 
-use crate::steps::gate::GateConfig;
 use crate::steps::{StepContext, StepOutcome};
+use crate::workflow::step_config::gate::GateConfig;
+use crate::workflow::step_config::verify::VerifyConfig;
 
 /// Runs a verify step. Never panics and always returns an outcome; `Cancelled` promptly when
 /// `ctx.cancel` fires.

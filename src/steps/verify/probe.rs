@@ -7,10 +7,10 @@ use super::analysis::{
     ConditionEvaluator, Judgement, RenderedExpectations, Verdict, excerpt, judge,
 };
 use super::attempt_log::AttemptLog;
-use super::config::RequestSpec;
 use super::response::{RenderedBody, RenderedRequest, ResponseSnapshot, send};
 use crate::redact::{Redactor, is_secret_name};
 use crate::workflow::span::Spanned;
+use crate::workflow::step_config::verify::RequestSpec;
 use crate::workflow::template::{Renderer, Template};
 
 /// How much of a response body goes into the step log per probe.

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::analysis::{excerpt, millis};
-use super::config::HttpMethod;
 use crate::redact::{MASK, Redactor, is_secret_name};
+use crate::workflow::step_config::verify::HttpMethod;
 
 /// Bodies are read up to this size; a check has no business downloading more.
 const MAX_BODY_BYTES: usize = 1024 * 1024;

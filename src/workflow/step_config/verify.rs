@@ -12,9 +12,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::steps::gate::GateConfig;
 use crate::workflow::duration::DurationSpec;
 use crate::workflow::span::Spanned;
+use crate::workflow::step_config::gate::GateConfig;
 use crate::workflow::template::{Template, rendered_strings};
 
 /// Extra attempts are spaced by this much unless `interval` says otherwise.

@@ -1,13 +1,13 @@
 //! Run settings resolved from flags, environment variables and the workflow file, in that
 //! order of precedence.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
 use crate::cli::RunArgs;
-use crate::engine::run_loop::RunSettings;
+use crate::engine::settings::{RunSettings, absolute_dir};
 use crate::llm::TapeMode;
 use crate::workflow::Workflow;
 
@@ -54,17 +54,6 @@ fn new_run_id() -> String {
     format!("{stamp}-{}", hex::encode(&digest[..2]))
 }
 
-/// Commands run in the project root the loader found (where `.git` is), made absolute so a
-/// step's `workdir` never depends on where the process happens to be.
-pub(crate) fn absolute_dir(dir: &Path) -> PathBuf {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,11 +65,5 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), "20261122T073012Z-3f9a".len(), "{a}");
         assert!(a.ends_with(|c: char| c.is_ascii_hexdigit()));
-    }
-
-    #[test]
-    fn the_workdir_is_absolute() {
-        assert!(absolute_dir(Path::new("")).is_absolute());
-        assert!(absolute_dir(Path::new("sub")).ends_with("sub"));
     }
 }

@@ -9,7 +9,8 @@ use crate::azure::RunSecrets;
 use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::{DeployLedger, LedgerError};
 use crate::engine::interrupt::Interrupts;
-use crate::engine::run_loop::{Engine, RunSettings, RunSummary};
+use crate::engine::run_loop::{Engine, RunSummary};
+use crate::engine::settings::RunSettings;
 use crate::engine::template_context::TemplateContext;
 use crate::patch::remove_stale_temps;
 use crate::report::Reporters;
@@ -92,7 +93,7 @@ async fn notify(notifications: &Notifications, pipeline: bool) {
     let failures = match crate::http::http_client() {
         Ok(client) => notifications.send(&client).await,
         Err(err) => {
-            let message = crate::error::error_chain(&err);
+            let message = crate::core::error_chain::error_chain(&err);
             warn(pipeline, &format!("notifications not sent: {message}"));
             return;
         }

@@ -1,0 +1,13 @@
+//! What a `review` step accepts; run by the engine's repair phase (`engine::repair`).
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::workflow::span::Spanned;
+
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// The name of an entry in `agents`.
+    pub agent: Spanned<String>,
+}
