@@ -118,11 +118,7 @@ impl Tokens {
     }
 
     fn of(detail: &serde_json::Value) -> Tokens {
-        let count = |key: &str| {
-            detail["tokens"][key]
-                .as_u64()
-                .unwrap_or(0)
-        };
+        let count = |key: &str| detail["tokens"][key].as_u64().unwrap_or(0);
         Tokens {
             prompt: count("prompt"),
             completion: count("completion"),
@@ -290,7 +286,8 @@ impl TraceBuilder {
                     self.run_span_id()
                 };
                 let start = now.checked_sub(*duration).unwrap_or(now);
-                let mut step = Pending::new(self.trace_id, parent, format!("step {step_id}"), start);
+                let mut step =
+                    Pending::new(self.trace_id, parent, format!("step {step_id}"), start);
                 step.end_at(now);
                 let attributes = &mut step.span.attributes;
                 attributes.extend([
@@ -605,7 +602,12 @@ mod tests {
                 "{}",
                 span.name
             );
-            assert_eq!(text(span, "agent_orch.patch.sha256"), "abc123", "{}", span.name);
+            assert_eq!(
+                text(span, "agent_orch.patch.sha256"),
+                "abc123",
+                "{}",
+                span.name
+            );
         }
         assert_eq!(fix.parent, Some(iteration.span_id));
         assert_eq!(text(fix, "agent_orch.step.phase"), "repair");

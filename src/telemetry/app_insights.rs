@@ -86,13 +86,11 @@ impl AppInsightsExporter {
             }
             (None, None) => ("IngestionEndpoint", DEFAULT_INGESTION_ENDPOINT.to_owned()),
         };
-        let track_url = reqwest::Url::parse(&format!(
-            "{}/v2.1/track",
-            endpoint.trim_end_matches('/')
-        ))
-        .ok()
-        .filter(|url| matches!(url.scheme(), "http" | "https"))
-        .ok_or(ConnectionStringError::NotAUrl(setting))?;
+        let track_url =
+            reqwest::Url::parse(&format!("{}/v2.1/track", endpoint.trim_end_matches('/')))
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https"))
+                .ok_or(ConnectionStringError::NotAUrl(setting))?;
         Ok(Self {
             instrumentation_key,
             track_url,
@@ -151,7 +149,10 @@ pub fn envelopes(trace: &Trace, instrumentation_key: &str) -> Json {
         .find(|attribute| attribute.key == "service.name")
         .map(|attribute| attribute.value.to_text())
         .unwrap_or_default();
-    let operation = trace.root().map(|root| root.name.clone()).unwrap_or_default();
+    let operation = trace
+        .root()
+        .map(|root| root.name.clone())
+        .unwrap_or_default();
     trace
         .spans
         .iter()
@@ -287,7 +288,9 @@ mod tests {
                 "https://dc.applicationinsights.azure.cn/v2.1/track",
             ),
             (
-                format!("InstrumentationKey={KEY};EndpointSuffix=applicationinsights.us;Location=usgovvirginia"),
+                format!(
+                    "InstrumentationKey={KEY};EndpointSuffix=applicationinsights.us;Location=usgovvirginia"
+                ),
                 "https://usgovvirginia.dc.applicationinsights.us/v2.1/track",
             ),
             (
@@ -304,9 +307,18 @@ mod tests {
     #[test]
     fn a_connection_string_without_what_it_needs_is_refused() {
         for (text, error) in [
-            ("IngestionEndpoint=https://x/", ConnectionStringError::NoInstrumentationKey),
-            ("InstrumentationKey=;", ConnectionStringError::NoInstrumentationKey),
-            ("InstrumentationKey=k;junk", ConnectionStringError::NotKeyValue(2)),
+            (
+                "IngestionEndpoint=https://x/",
+                ConnectionStringError::NoInstrumentationKey,
+            ),
+            (
+                "InstrumentationKey=;",
+                ConnectionStringError::NoInstrumentationKey,
+            ),
+            (
+                "InstrumentationKey=k;junk",
+                ConnectionStringError::NotKeyValue(2),
+            ),
             (
                 "InstrumentationKey=k;IngestionEndpoint=dc.example",
                 ConnectionStringError::NotAUrl("IngestionEndpoint"),

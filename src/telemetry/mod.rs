@@ -230,8 +230,7 @@ impl Exporters {
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> (Self, Vec<String>) {
         let mut warnings = Vec::new();
         let set = |name: &str| env(name).filter(|value| !value.trim().is_empty());
-        if set("OTEL_SDK_DISABLED").is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
-        {
+        if set("OTEL_SDK_DISABLED").is_some_and(|value| value.trim().eq_ignore_ascii_case("true")) {
             return (Self::default(), warnings);
         }
         let otlp = match OtlpExporter::from_env(&set) {
@@ -271,7 +270,9 @@ impl Exporters {
         let parent = set("TRACEPARENT").and_then(|value| {
             let parent = parse_traceparent(&value);
             if parent.is_none() {
-                warnings.push("TRACEPARENT is not a W3C traceparent; the run starts its own trace".to_owned());
+                warnings.push(
+                    "TRACEPARENT is not a W3C traceparent; the run starts its own trace".to_owned(),
+                );
             }
             parent
         });
@@ -436,11 +437,7 @@ mod tests {
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(
             exporters.secret_values(),
-            [
-                "k3y-value",
-                "acme",
-                "00000000-1111-2222-3333-444444444444"
-            ]
+            ["k3y-value", "acme", "00000000-1111-2222-3333-444444444444"]
         );
     }
 

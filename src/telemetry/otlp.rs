@@ -312,7 +312,10 @@ mod tests {
         for (base, expected) in [
             ("http://collector:4318", "http://collector:4318/v1/traces"),
             ("http://collector:4318/", "http://collector:4318/v1/traces"),
-            ("https://otlp.example/api/", "https://otlp.example/api/v1/traces"),
+            (
+                "https://otlp.example/api/",
+                "https://otlp.example/api/v1/traces",
+            ),
         ] {
             let otlp = exporter(&[("OTEL_EXPORTER_OTLP_ENDPOINT", base)])
                 .unwrap()
@@ -321,7 +324,10 @@ mod tests {
         }
         let otlp = exporter(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector/custom"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://collector/custom",
+            ),
         ])
         .unwrap()
         .unwrap();
@@ -406,7 +412,10 @@ mod tests {
         );
         assert!(timeout_from_env(&env(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")])).is_err());
         let resource = resource_from_env(&env(&[
-            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=x,team=pay%20ments"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=x,team=pay%20ments",
+            ),
             ("OTEL_SERVICE_NAME", "deployer"),
         ]))
         .unwrap();
