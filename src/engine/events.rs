@@ -93,6 +93,18 @@ pub enum RunOutcome {
     Interrupted,
 }
 
+impl RunOutcome {
+    /// The outcome as reports and notifications write it (its serialized name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::SucceededWithIssues => "succeeded_with_issues",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
 impl Event {
     /// The event with every text in it redacted, before any reporter sees it: a secret echoed
     /// by a failing script lands in its output tail, and from there in every report. File
@@ -158,6 +170,21 @@ fn rfc3339<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outcome_reads_as_it_serializes() {
+        for outcome in [
+            RunOutcome::Succeeded,
+            RunOutcome::SucceededWithIssues,
+            RunOutcome::Failed,
+            RunOutcome::Interrupted,
+        ] {
+            assert_eq!(
+                serde_json::to_value(outcome).unwrap_or_default(),
+                outcome.as_str()
+            );
+        }
+    }
 
     #[test]
     fn every_text_of_an_event_is_redacted() {

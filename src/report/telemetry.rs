@@ -394,7 +394,7 @@ impl TraceBuilder {
                     run.end_at(now);
                     let attributes = &mut run.span.attributes;
                     attributes.extend([
-                        Attribute::string("agent_orch.run.outcome", outcome_name(*outcome)),
+                        Attribute::string("agent_orch.run.outcome", outcome.as_str()),
                         Attribute::string("agent_orch.run.reason", reason),
                         Attribute::int("agent_orch.run.iterations", *iterations),
                     ]);
@@ -445,15 +445,6 @@ impl TraceBuilder {
             resource: self.resource.clone(),
             spans,
         }
-    }
-}
-
-fn outcome_name(outcome: RunOutcome) -> &'static str {
-    match outcome {
-        RunOutcome::Succeeded => "succeeded",
-        RunOutcome::SucceededWithIssues => "succeeded_with_issues",
-        RunOutcome::Failed => "failed",
-        RunOutcome::Interrupted => "interrupted",
     }
 }
 
