@@ -12,7 +12,7 @@
 //!           → integrations: process/, http, llm/, patch/, cluster/, ado/, azure/ (Key Vault),
 //!             git/
 //!   → engine::events::Event stream → report/ (console or pipeline, run.log, junit, audit,
-//!     metrics, summary, outputs)
+//!     metrics, summary, outputs, notifications, the telemetry trace → telemetry/)
 //!
 //! cli → commands/hub, commands/worker
 //!   → hub/ (store over SQLite / PostgreSQL → api/ over HTTP + /ws → dashboard)
@@ -38,6 +38,7 @@ pub mod process;
 pub mod redact;
 pub mod report;
 pub mod steps;
+pub mod telemetry;
 pub mod workflow;
 pub mod workflow_run;
 

@@ -1,8 +1,8 @@
 //! A run of a workflow with everything around the loop that `agent-orch run`, the pipeline
 //! task and a hub worker share: the run's secrets redacted in every report and known to the
 //! engine, the `ado` template context, the deploy ledger in the artifacts folder, and the
-//! notifications sent when the run has ended. A dry run sees placeholders (`<secret:NAME>`)
-//! where the secrets would be.
+//! notifications and the telemetry trace sent when the run has ended. A dry run sees
+//! placeholders (`<secret:NAME>`) where the secrets would be.
 
 use crate::ado::pipeline_context::PipelineContext;
 use crate::azure::RunSecrets;
@@ -13,8 +13,10 @@ use crate::engine::run_loop::{Engine, RunSummary};
 use crate::engine::settings::RunSettings;
 use crate::engine::template_context::TemplateContext;
 use crate::patch::remove_stale_temps;
+use crate::redact::Redactor;
 use crate::report::Reporters;
 use crate::report::notification::Notifications;
+use crate::report::telemetry::Telemetry;
 use crate::report::warning::warn;
 use crate::workflow::Workflow;
 use crate::workflow::environment::EnvironmentError;
@@ -41,7 +43,15 @@ pub async fn run_workflow(
     reporters: &mut Reporters,
     interrupts: Interrupts,
 ) -> Result<RunSummary, RunStartError> {
-    let redactor = secrets.redactor();
+    let (telemetry, warnings) = Telemetry::from_env();
+    for warning in warnings {
+        warn(pipeline.in_pipeline, &warning);
+    }
+    // The exporters' credentials (OTLP header values) are masked like the run's own secrets.
+    let redactor = secrets
+        .clone()
+        .mask_also(telemetry.secret_values())
+        .redactor();
     reporters.redact_with(redactor.clone());
     // An apply interrupted by a SIGKILL leaves its temporary files; the targets are intact.
     remove_stale_temps(&settings.workdir);
@@ -69,6 +79,9 @@ pub async fn run_workflow(
         warn(pipeline.in_pipeline, &warning);
     }
     reporters.push(notifications.report());
+    if !telemetry.is_empty() {
+        reporters.push(telemetry.report());
+    }
     let summary = Engine::new(
         workflow,
         settings,
@@ -76,13 +89,27 @@ pub async fn run_workflow(
         reporters,
         interrupts,
         deployments,
-        redactor,
+        redactor.clone(),
     )
     .with_azure(azure.clone())
     .run()
     .await;
-    notify(&notifications, pipeline.in_pipeline).await;
+    // Both are bounded in time and only ever warn; neither waits for the other.
+    tokio::join!(
+        notify(&notifications, pipeline.in_pipeline),
+        export_telemetry(&telemetry, &redactor, pipeline.in_pipeline),
+    );
     Ok(summary)
+}
+
+/// Exports the run's trace; a failure is a warning, never the run's failure.
+async fn export_telemetry(telemetry: &Telemetry, redactor: &Redactor, pipeline: bool) {
+    if telemetry.is_empty() {
+        return;
+    }
+    for failure in telemetry.export(redactor).await {
+        warn(pipeline, &redactor.redact(&failure.to_string()));
+    }
 }
 
 /// Sends the run's notifications; a failure is a warning, never the run's failure.

@@ -19,7 +19,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "integrations",
         &[
-            "http", "process", "patch", "git", "azure", "cluster", "llm", "ado", "notify",
+            "http",
+            "process",
+            "patch",
+            "git",
+            "azure",
+            "cluster",
+            "llm",
+            "ado",
+            "notify",
+            "telemetry",
         ],
     ),
     ("steps", &["steps"]),

@@ -105,6 +105,18 @@ impl From<RunOutcome> for TaskResult {
     }
 }
 
+impl RunOutcome {
+    /// The outcome as reports and notifications write it (its serialized name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::SucceededWithIssues => "succeeded_with_issues",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
 impl Event {
     /// The event with every text in it redacted, before any reporter sees it: a secret echoed
     /// by a failing script lands in its output tail, and from there in every report. File
@@ -185,6 +197,21 @@ mod tests {
             TaskResult::from(RunOutcome::Succeeded),
             TaskResult::Succeeded
         );
+    }
+
+    #[test]
+    fn an_outcome_reads_as_it_serializes() {
+        for outcome in [
+            RunOutcome::Succeeded,
+            RunOutcome::SucceededWithIssues,
+            RunOutcome::Failed,
+            RunOutcome::Interrupted,
+        ] {
+            assert_eq!(
+                serde_json::to_value(outcome).unwrap_or_default(),
+                outcome.as_str()
+            );
+        }
     }
 
     #[test]

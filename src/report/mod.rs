@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod run_log;
 mod run_record;
 pub mod summary;
+pub mod telemetry;
 #[cfg(test)]
 mod test_events;
 pub mod warning;

@@ -183,13 +183,7 @@ impl Reporter for NotificationReport {
                 iterations,
                 duration,
             } => {
-                notice.outcome = match outcome {
-                    RunOutcome::Succeeded => "succeeded",
-                    RunOutcome::SucceededWithIssues => "succeeded_with_issues",
-                    RunOutcome::Failed => "failed",
-                    RunOutcome::Interrupted => "interrupted",
-                }
-                .to_owned();
+                notice.outcome = outcome.as_str().to_owned();
                 notice.reason.clone_from(reason);
                 notice.iterations = *iterations;
                 notice.duration_seconds = duration.as_secs_f64();

@@ -42,5 +42,6 @@ mod secrets_matrix;
 mod seed_pipeline;
 #[cfg(target_os = "linux")]
 mod task_mode;
+mod telemetry;
 mod verify;
 mod workflow_inputs;

@@ -56,6 +56,16 @@ impl Project {
             .env_remove("AGENT_ORCH_COLOR")
             .env_remove("TF_BUILD")
             .stdin(Stdio::null());
+        // Telemetry is on only where a test turns it on.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("OTEL_")
+                || name == "APPLICATIONINSIGHTS_CONNECTION_STRING"
+                || name == "TRACEPARENT"
+            {
+                command.env_remove(&*name);
+            }
+        }
         command
     }
 

@@ -21,6 +21,7 @@ pub(crate) mod patch_corpus;
 pub(crate) mod process;
 pub(crate) mod repo;
 pub(crate) mod step_harness;
+pub(crate) mod telemetry_fake;
 pub(crate) mod tools;
 pub(crate) mod vso;
 pub(crate) mod webhook_fake;
