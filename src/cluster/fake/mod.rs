@@ -1,10 +1,13 @@
 //! A fake Kubernetes API server for tests and demos, spoken to by the real kube client.
 //!
-//! It serves discovery, Deployments, ReplicaSets, Pods (with logs), Events and any other
-//! resource in its table (stored as plain JSON), with get, list, watch, server-side apply,
-//! JSON/merge patches and delete. A simulator task plays the controllers and the kubelet on a
-//! clock: it creates a ReplicaSet per pod template (with revision annotations and
-//! `pod-template-hash`), pods that become ready, and the Deployment status kubectl reads.
+//! It serves discovery, Deployments, ReplicaSets, StatefulSets, DaemonSets,
+//! ControllerRevisions, Jobs, Pods (with logs), Events and any other resource in its table
+//! (stored as plain JSON), with get, list, watch, server-side apply, JSON/merge patches and
+//! delete. A simulator task plays the controllers and the kubelet on a clock: it creates a
+//! ReplicaSet per pod template (with revision annotations and `pod-template-hash`), pods that
+//! become ready, and the Deployment status kubectl reads; the StatefulSet, DaemonSet
+//! (`stateful_set.rs`, `daemon_set.rs`, their history in `controller_history.rs`) and Job
+//! (`job.rs`) controllers report status the way the real ones do.
 //! Failures are injected per deployment ([`FakeCluster::inject_failure`]) or by image tag
 //! (`web:crashloop`, see [`Failure::image_tag`]); 403s per verb and resource
 //! ([`FakeCluster::forbid`]); bearer tokens, or Entra ID tokens for an audience, required
@@ -14,11 +17,15 @@
 //! are kept), a rollout surges every new pod at once, and old pods go when all new ones are ready.
 
 mod api;
+mod controller_history;
+mod daemon_set;
 mod failure;
+mod job;
 mod kubelet;
 mod patch;
 mod resources;
 mod simulator;
+mod stateful_set;
 mod store;
 
 use std::net::SocketAddr;
