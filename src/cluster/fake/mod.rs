@@ -341,6 +341,32 @@ impl FakeCluster {
             .copied()
     }
 
+    /// One object of a kind (`StatefulSet`, `Job`, ...), as JSON.
+    pub fn object(&self, resource_kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let resource = resources::ResourceType::by_kind(resource_kind)?;
+        let state = lock(&self.shared.state);
+        state
+            .store
+            .get(&ObjectKey::new(resource, namespace, name))
+            .cloned()
+    }
+
+    /// The pods a workload (of any kind) owns, by its name, as JSON.
+    pub fn pods_of(&self, namespace: &str, owner_kind: &str, owner: &str) -> Vec<Value> {
+        self.objects("Pod", namespace)
+            .into_iter()
+            .filter(|pod| {
+                pod.pointer("/metadata/ownerReferences/0/kind")
+                    .and_then(Value::as_str)
+                    == Some(owner_kind)
+                    && pod
+                        .pointer("/metadata/ownerReferences/0/name")
+                        .and_then(Value::as_str)
+                        == Some(owner)
+            })
+            .collect()
+    }
+
     /// Every object of a resource (`configmaps`, `services`, ...) in a namespace, as JSON.
     pub fn objects(&self, resource_kind: &str, namespace: &str) -> Vec<Value> {
         let state = lock(&self.shared.state);
