@@ -26,10 +26,6 @@ pub struct ResolvedManifest {
 }
 
 impl ResolvedManifest {
-    pub fn is_deployment(&self) -> bool {
-        self.manifest.gvk.group == "apps" && self.manifest.gvk.kind == "Deployment"
-    }
-
     fn qualified_resource(&self) -> String {
         if self.resource.group.is_empty() {
             self.resource.plural.clone()

@@ -1,15 +1,16 @@
 //! Failure context for the fix step: the failing pod's logs (the previous container's too), its
-//! events and the deployment's and pod's conditions, trimmed to a few KB.
+//! events and the workload's and pod's conditions, trimmed to a few KB. For a Job, the failing
+//! pod is the one that failed last, and its logs say why.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, LogParams};
 
 use super::access::Cluster;
 use super::rollout_status::RolloutFailure;
+use super::workload::WorkloadKind;
 
 /// The whole evidence stays under this, so a prompt can afford it.
 pub const EVIDENCE_LIMIT: usize = 6 * 1024;
@@ -19,37 +20,52 @@ const EVENTS: usize = 12;
 /// Evidence is best effort: it must not delay reporting the failure much.
 const COLLECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Describes a failed (or timed-out) rollout; `pods` are the current revision's pods.
+/// Describes a failed (or timed-out) rollout; `object` is the workload as JSON, `pods` are its
+/// current revision's pods.
 pub async fn collect(
     cluster: &Cluster,
-    deployment: &Deployment,
+    workload: WorkloadKind,
+    object: &serde_json::Value,
     failure: Option<&RolloutFailure>,
     pods: &[Pod],
 ) -> String {
-    let namespace = deployment
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| cluster.default_namespace().to_owned());
+    let text_at = |pointer: &str| {
+        object
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    let namespace =
+        text_at("/metadata/namespace").unwrap_or_else(|| cluster.default_namespace().to_owned());
     let mut text = String::new();
-    let name = deployment.metadata.name.as_deref().unwrap_or_default();
-    let _ = writeln!(text, "deployment `{name}` in namespace `{namespace}`");
+    let name = text_at("/metadata/name").unwrap_or_default();
+    let _ = writeln!(text, "{workload} `{name}` in namespace `{namespace}`");
     if let Some(failure) = failure {
         let _ = writeln!(text, "failure: {failure}");
     }
-    text.push_str("deployment conditions:\n");
-    for condition in deployment
-        .status
-        .iter()
-        .flat_map(|s| s.conditions.iter().flatten())
-    {
+    let _ = writeln!(text, "{workload} conditions:");
+    let conditions = object
+        .pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for condition in &conditions {
+        let field = |key: &str| {
+            condition
+                .get(key)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+        };
+        let reason = match field("reason") {
+            "" => "-",
+            reason => reason,
+        };
         let _ = writeln!(
             text,
-            "  {}={} ({}): {}",
-            condition.type_,
-            condition.status,
-            condition.reason.as_deref().unwrap_or("-"),
-            condition.message.as_deref().unwrap_or_default()
+            "  {}={} ({reason}): {}",
+            field("type"),
+            field("status"),
+            field("message")
         );
     }
 

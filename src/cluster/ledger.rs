@@ -11,33 +11,44 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::access::ClusterAccess;
+use super::workload::WorkloadKind;
 
 pub const LEDGER_FILE: &str = "deployments.json";
 
-/// The pod template that was live before the run first deployed a deployment.
+/// The pod template that was live before the run first deployed a workload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PriorRevision {
     pub revision: Option<u64>,
-    /// The `pod-template-hash` of its ReplicaSet, which survives a later renumbering.
+    /// What survives a later renumbering: the `pod-template-hash` of a Deployment's
+    /// ReplicaSet, or the name of a StatefulSet's or DaemonSet's ControllerRevision.
     pub template_hash: Option<String>,
-    /// The deployment's `spec.template` then, for when that ReplicaSet is gone.
+    /// The workload's `spec.template` then, for when that ReplicaSet or revision is gone.
     pub template: serde_json::Value,
 }
 
-/// One deployment this run changed.
+/// One workload (a Deployment, StatefulSet or DaemonSet) this run changed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     /// The deploy step that first changed it.
     pub step_id: String,
     pub access: ClusterAccess,
+    /// Ledgers written before other kinds were watched hold Deployments only.
+    #[serde(default)]
+    pub kind: WorkloadKind,
     pub namespace: String,
     pub name: String,
-    /// `None`: the deployment did not exist before the run.
+    /// `None`: the workload did not exist before the run.
     pub before: Option<PriorRevision>,
     /// The revision the last deploy produced, once known.
     pub deployed_revision: Option<u64>,
     pub images: Vec<String>,
     pub rolled_back: bool,
+}
+
+impl LedgerEntry {
+    fn is(&self, kind: WorkloadKind, namespace: &str, name: &str) -> bool {
+        self.kind == kind && self.namespace == namespace && self.name == name
+    }
 }
 
 #[derive(Debug, Error)]
@@ -123,7 +134,7 @@ impl DeployLedger {
         self.state().entries.is_empty()
     }
 
-    /// Records what was live before a deploy; only the first deploy of a deployment in a run
+    /// Records what was live before a deploy; only the first deploy of a workload in a run
     /// counts, since rollback restores the state from before the run.
     pub fn record_before(&self, entry: LedgerEntry) -> Result<(), LedgerError> {
         let mut state = self.state();
@@ -137,7 +148,7 @@ impl DeployLedger {
         let known = state
             .entries
             .iter_mut()
-            .find(|e| e.namespace == entry.namespace && e.name == entry.name);
+            .find(|e| e.is(entry.kind, &entry.namespace, &entry.name));
         match known {
             // Deployed again after a rollback: it is this run's change again.
             Some(existing) => existing.rolled_back = false,
@@ -148,6 +159,7 @@ impl DeployLedger {
 
     pub fn record_deployed(
         &self,
+        kind: WorkloadKind,
         namespace: &str,
         name: &str,
         revision: Option<u64>,
@@ -157,7 +169,7 @@ impl DeployLedger {
         if let Some(entry) = state
             .entries
             .iter_mut()
-            .find(|e| e.namespace == namespace && e.name == name)
+            .find(|e| e.is(kind, namespace, name))
         {
             entry.deployed_revision = revision;
             entry.images = images;
@@ -165,12 +177,17 @@ impl DeployLedger {
         save(&state)
     }
 
-    pub fn mark_rolled_back(&self, namespace: &str, name: &str) -> Result<(), LedgerError> {
+    pub fn mark_rolled_back(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), LedgerError> {
         let mut state = self.state();
         if let Some(entry) = state
             .entries
             .iter_mut()
-            .find(|e| e.namespace == namespace && e.name == name)
+            .find(|e| e.is(kind, namespace, name))
         {
             entry.rolled_back = true;
         }
@@ -206,6 +223,7 @@ mod tests {
         LedgerEntry {
             step_id: "deploy".into(),
             access: ClusterAccess::default(),
+            kind: WorkloadKind::Deployment,
             namespace: "ns".into(),
             name: name.into(),
             before: None,
@@ -228,7 +246,13 @@ mod tests {
         });
         ledger.record_before(second).expect("should succeed");
         ledger
-            .record_deployed("ns", "web", Some(2), vec!["web=web:2".into()])
+            .record_deployed(
+                WorkloadKind::Deployment,
+                "ns",
+                "web",
+                Some(2),
+                vec!["web=web:2".into()],
+            )
             .expect("should succeed");
 
         let reloaded = DeployLedger::in_artifacts(dir.path()).expect("should succeed");

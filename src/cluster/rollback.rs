@@ -1,33 +1,44 @@
-//! Rollback: restore, for a deployment this run changed, the pod template that was live before
-//! the run, like `kubectl rollout undo` does (the ReplicaSet of that revision, its template
-//! without `pod-template-hash`, written back with a JSON patch), then wait for that rollout.
+//! Rollback: restore, for a workload this run changed, the pod template that was live before
+//! the run, like `kubectl rollout undo` does, then wait for that rollout. A Deployment's comes
+//! from the ReplicaSet of that revision (its template without `pod-template-hash`); a
+//! StatefulSet's or DaemonSet's from the ControllerRevision of that revision (its `data`, the
+//! patch that restores the template:
+//! <https://kubernetes.io/docs/tasks/manage-daemon/rollback-daemon-set/>). Either is written
+//! back with a JSON patch. A StatefulSet then gets its broken pods deleted: it waits forever
+//! for a pod of the bad template to become ready, even once the template is reverted, and the
+//! documented remedy is to delete those pods
+//! (<https://kubernetes.io/docs/concepts/workloads/controllers/statefulset/#forced-rollback>).
 //!
-//! A deployment the run created is deleted: before the run there was nothing, and leaving a
+//! A workload the run created is deleted: before the run there was nothing, and leaving a
 //! broken new workload running is worse than removing it. Rolling back twice is harmless: the
-//! second time finds the template already restored (or the deployment already gone).
+//! second time finds the template already restored (or the workload already gone).
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use thiserror::Error;
 
 use super::access::Cluster;
+use super::controller_revision;
 use super::error::{ClusterError, Operation};
 use super::ledger::{LedgerEntry, PriorRevision};
 use super::rollout::{RolloutError, WaitOptions, wait_for_rollout};
 use super::rollout_status::{TEMPLATE_HASH_LABEL, revision};
+use super::set_status::REVISION_HASH_LABEL;
+use super::workload::WorkloadKind;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RollbackAction {
     /// The previous template was written back and rolled out; the new revision number.
     Restored { revision: Option<u64> },
-    /// The deployment already runs the previous template.
+    /// The workload already runs the previous template.
     AlreadyRestored { revision: Option<u64> },
-    /// The run created the deployment; it was deleted.
+    /// The run created the workload; it was deleted.
     Deleted,
-    /// The run created the deployment and it is already gone.
+    /// The run created the workload and it is already gone.
     AlreadyDeleted,
 }
 
@@ -38,8 +49,9 @@ pub struct RollbackOutcome {
 }
 
 #[derive(Debug, Error)]
-#[error("failed to roll back deployment `{name}` in namespace `{namespace}`: {kind}")]
+#[error("failed to roll back {workload} `{name}` in namespace `{namespace}`: {kind}")]
 pub struct RollbackError {
+    pub workload: WorkloadKind,
     pub namespace: String,
     pub name: String,
     pub kind: RollbackErrorKind,
@@ -65,21 +77,27 @@ pub async fn rollback(
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<RollbackOutcome, RollbackError> {
     let started = Instant::now();
+    let workload = entry.kind;
     let fail = |kind| RollbackError {
+        workload,
         namespace: entry.namespace.clone(),
         name: entry.name.clone(),
         kind,
     };
     let namespace = entry.namespace.as_str();
     let name = entry.name.as_str();
-    let deployments: Api<Deployment> = Api::namespaced(cluster.client().clone(), namespace);
+    let objects: Api<DynamicObject> = Api::namespaced_with(
+        cluster.client().clone(),
+        namespace,
+        &workload.api_resource(),
+    );
     let operation = |verb| {
-        Operation::new(verb, "deployments.apps")
+        Operation::new(verb, workload.resource_name())
             .namespace(namespace)
             .name(name)
     };
     let current = cluster
-        .call(operation("get"), || deployments.get_opt(name))
+        .call(operation("get"), || objects.get_opt(name))
         .await
         .map_err(|e| fail(RollbackErrorKind::Cluster(e)))?;
 
@@ -88,11 +106,11 @@ pub async fn rollback(
             None => RollbackAction::AlreadyDeleted,
             Some(_) => {
                 progress(&format!(
-                    "deleting deployment \"{name}\": it did not exist before this run"
+                    "deleting {workload} \"{name}\": it did not exist before this run"
                 ));
                 let params = DeleteParams::background();
                 let deleted = cluster
-                    .call(operation("delete"), || deployments.delete(name, &params))
+                    .call(operation("delete"), || objects.delete(name, &params))
                     .await;
                 match deleted {
                     Ok(_) => RollbackAction::Deleted,
@@ -109,16 +127,27 @@ pub async fn rollback(
     let Some(current) = current else {
         return Err(fail(RollbackErrorKind::Gone));
     };
+    let current = serde_json::to_value(&current).unwrap_or(Value::Null);
 
-    let target = target_template(cluster, &current, prior)
-        .await
-        .map_err(|e| fail(RollbackErrorKind::Cluster(e)))?;
-    let live =
-        serde_json::to_value(current.spec.as_ref().map(|s| &s.template)).unwrap_or(Value::Null);
+    let target = match workload {
+        WorkloadKind::Deployment => {
+            let deployment: Option<Deployment> = serde_json::from_value(current.clone()).ok();
+            match deployment {
+                Some(deployment) => target_template(cluster, &deployment, prior).await,
+                None => Ok(prior.template.clone()),
+            }
+        }
+        _ => revision_template(cluster, &current, prior).await,
+    }
+    .map_err(|e| fail(RollbackErrorKind::Cluster(e)))?;
+    let live = current
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(Value::Null);
     let already = same_template(&live, &target);
     if !already {
         progress(&format!(
-            "restoring deployment \"{name}\" to the template of revision {}",
+            "restoring {workload} \"{name}\" to the template of revision {}",
             prior
                 .revision
                 .map_or_else(|| "before this run".to_owned(), |r| r.to_string())
@@ -136,13 +165,16 @@ pub async fn rollback(
         });
         let params = PatchParams::default();
         cluster
-            .call(operation("patch"), || {
-                deployments.patch(name, &params, &patch)
-            })
+            .call(operation("patch"), || objects.patch(name, &params, &patch))
             .await
             .map_err(|e| fail(RollbackErrorKind::Cluster(e)))?;
     }
-    let done = wait_for_rollout(cluster, namespace, name, wait, progress)
+    if workload == WorkloadKind::StatefulSet {
+        delete_broken_pods(cluster, &objects, namespace, name, wait, progress)
+            .await
+            .map_err(|e| fail(RollbackErrorKind::Cluster(e)))?;
+    }
+    let done = wait_for_rollout(cluster, workload, namespace, name, wait, progress)
         .await
         .map_err(|e| fail(RollbackErrorKind::Rollout(Box::new(e))))?;
     let action = if already {
@@ -158,6 +190,105 @@ pub async fn rollback(
         action,
         elapsed: started.elapsed(),
     })
+}
+
+/// How often a StatefulSet is read while waiting for its controller to see the restored template.
+const OBSERVE_POLL: Duration = Duration::from_millis(100);
+
+/// The forced rollback of a StatefulSet: once its controller has seen the restored template
+/// (`status.updateRevision` names it), every pod of another revision that is not ready is
+/// deleted, to be recreated from the restored template.
+async fn delete_broken_pods(
+    cluster: &Cluster,
+    sets: &Api<DynamicObject>,
+    namespace: &str,
+    name: &str,
+    wait: &WaitOptions,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), ClusterError> {
+    let get = || {
+        Operation::new("get", WorkloadKind::StatefulSet.resource_name())
+            .namespace(namespace)
+            .name(name)
+    };
+    let limit = tokio::time::Instant::now() + Duration::from_secs(30);
+    let give_up = wait.deadline.map_or(limit, |d| d.min(limit));
+    let set = loop {
+        let set = cluster.call(get(), || sets.get(name)).await?;
+        let set = serde_json::to_value(&set).unwrap_or(Value::Null);
+        let generation = set.pointer("/metadata/generation").and_then(Value::as_i64);
+        let observed = set
+            .pointer("/status/observedGeneration")
+            .and_then(Value::as_i64);
+        if observed >= generation || tokio::time::Instant::now() >= give_up {
+            break set;
+        }
+        tokio::select! {
+            () = wait.cancel.cancelled() => return Ok(()),
+            () = tokio::time::sleep(OBSERVE_POLL) => {}
+        }
+    };
+    let Some(update) = set
+        .pointer("/status/updateRevision")
+        .and_then(Value::as_str)
+    else {
+        return Ok(());
+    };
+    let pods: Api<Pod> = Api::namespaced(cluster.client().clone(), namespace);
+    let selector = super::rollout_status::match_labels_selector(&set);
+    let params = ListParams::default().labels(&selector);
+    let operation = Operation::new("list", "pods").namespace(namespace);
+    let list = cluster.call(operation, || pods.list(&params)).await?;
+    for pod in list.items {
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let revision = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(REVISION_HASH_LABEL))
+            .map(String::as_str);
+        let ready = pod
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if revision == Some(update) || ready {
+            continue;
+        }
+        progress(&format!(
+            "deleting pod \"{pod_name}\" of revision {}: a StatefulSet does not replace a broken pod by itself",
+            revision.unwrap_or("?")
+        ));
+        let operation = Operation::new("delete", "pods")
+            .namespace(namespace)
+            .name(&pod_name);
+        let params = DeleteParams::default();
+        match cluster
+            .call(operation, || pods.delete(&pod_name, &params))
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if error.is_not_found() => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// The template to restore for a StatefulSet or DaemonSet: from the ControllerRevision of the
+/// prior revision if it still exists (what kubectl uses), else the one recorded before the
+/// deploy.
+async fn revision_template(
+    cluster: &Cluster,
+    object: &Value,
+    prior: &PriorRevision,
+) -> Result<Value, ClusterError> {
+    let revisions = controller_revision::revisions(cluster, object).await?;
+    let found = revisions.iter().find(|r| match &prior.template_hash {
+        Some(name) => &r.name == name,
+        None => Some(r.number) == prior.revision,
+    });
+    Ok(found.map_or_else(|| prior.template.clone(), |r| r.template.clone()))
 }
 
 /// The template to restore: from the ReplicaSet of the prior revision if it still exists

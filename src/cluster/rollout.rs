@@ -1,23 +1,32 @@
-//! Waiting for a rollout with watches on the Deployment, its ReplicaSets and its Pods; the
-//! status is re-evaluated on every change, so a failing pod ends the wait as soon as the API
-//! server reports it.
+//! Waiting for a rollout with watches on the workload (a Deployment, StatefulSet, DaemonSet or
+//! Job), a Deployment's ReplicaSets, and its Pods; the status is re-evaluated on every change,
+//! so a failing pod ends the wait as soon as the API server reports it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::Api;
+use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use super::access::Cluster;
+use super::controller_revision;
 use super::error::{ClusterError, Operation, is_transient};
 use super::evidence;
+use super::job_status::job_status;
 use super::rollout_status::{RolloutFailure, RolloutStatus, revision, rollout_status};
+use super::set_status::{
+    daemon_set_current_pods, daemon_set_status, stateful_set_current_pods, stateful_set_status,
+};
+use super::workload::WorkloadKind;
 
 /// How readiness is re-checked when nothing changes (it fails on elapsed time, not an event).
 const READINESS_RECHECK: Duration = Duration::from_millis(500);
@@ -39,9 +48,10 @@ pub struct RolloutDone {
 }
 
 #[derive(Debug, Error)]
-#[error("rollout of deployment `{deployment}` in namespace `{namespace}` {kind}")]
+#[error("{} `{name}` in namespace `{namespace}` {kind}", subject(*.workload))]
 pub struct RolloutError {
-    pub deployment: String,
+    pub workload: WorkloadKind,
+    pub name: String,
     pub namespace: String,
     pub kind: RolloutErrorKind,
     /// Logs, events and conditions for the fix step (failures and time-outs).
@@ -60,6 +70,14 @@ pub enum RolloutErrorKind {
     Cluster(ClusterError),
 }
 
+/// `rollout of deployment`, `rollout of statefulset`; a Job does not roll out, it runs: `job`.
+fn subject(workload: WorkloadKind) -> String {
+    match workload {
+        WorkloadKind::Job => "job".to_owned(),
+        other => format!("rollout of {other}"),
+    }
+}
+
 impl RolloutError {
     pub fn failure(&self) -> Option<&RolloutFailure> {
         match &self.kind {
@@ -70,7 +88,7 @@ impl RolloutError {
 }
 
 enum Update {
-    Deployment(watcher::Result<watcher::Event<Deployment>>),
+    Workload(watcher::Result<watcher::Event<DynamicObject>>),
     ReplicaSet(watcher::Result<watcher::Event<ReplicaSet>>),
     Pod(watcher::Result<watcher::Event<Pod>>),
 }
@@ -129,10 +147,11 @@ fn watch_error_kube(error: watcher::Error) -> kube::Error {
     }
 }
 
-/// Waits until the deployment's rollout completes, fails, times out or is cancelled.
-/// `progress` receives each new status line (kubectl's wording).
+/// Waits until the workload's rollout completes (a Job: until it completes), fails, times out
+/// or is cancelled. `progress` receives each new status line (kubectl's wording).
 pub async fn wait_for_rollout(
     cluster: &Cluster,
+    workload: WorkloadKind,
     namespace: &str,
     name: &str,
     options: &WaitOptions,
@@ -140,42 +159,55 @@ pub async fn wait_for_rollout(
 ) -> Result<RolloutDone, RolloutError> {
     let started = Instant::now();
     let error = |kind: RolloutErrorKind, evidence: Option<String>| RolloutError {
-        deployment: name.to_owned(),
+        workload,
+        name: name.to_owned(),
         namespace: namespace.to_owned(),
         kind,
         evidence,
     };
     let client = cluster.client().clone();
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let get = Operation::new("get", "deployments.apps")
+    let objects: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &workload.api_resource());
+    let get = Operation::new("get", workload.resource_name())
         .namespace(namespace)
         .name(name);
-    let deployment = cluster
-        .call(get, || deployments.get(name))
+    let object = cluster
+        .call(get, || objects.get(name))
         .await
         .map_err(|e| error(RolloutErrorKind::Cluster(e), None))?;
-    let selector = super::rollout_status::label_selector(&deployment);
+    let selector = super::rollout_status::match_labels_selector(&as_json(&object));
 
     let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let by_selector = watcher::Config::default().labels(&selector);
-    let streams: Vec<std::pin::Pin<Box<dyn Stream<Item = Update> + Send>>> = vec![
-        watcher(deployments, by_name)
-            .map(Update::Deployment)
-            .boxed(),
+    let mut streams: Vec<std::pin::Pin<Box<dyn Stream<Item = Update> + Send>>> = vec![
+        watcher(objects, by_name).map(Update::Workload).boxed(),
         watcher(
-            Api::<ReplicaSet>::namespaced(client.clone(), namespace),
+            Api::<Pod>::namespaced(client.clone(), namespace),
             by_selector.clone(),
         )
-        .map(Update::ReplicaSet)
+        .map(Update::Pod)
         .boxed(),
-        watcher(Api::<Pod>::namespaced(client, namespace), by_selector)
-            .map(Update::Pod)
-            .boxed(),
     ];
+    let mut rs_cache = Cache::<ReplicaSet>::new();
+    if workload == WorkloadKind::Deployment {
+        streams.push(
+            watcher(
+                Api::<ReplicaSet>::namespaced(client, namespace),
+                by_selector,
+            )
+            .map(Update::ReplicaSet)
+            .boxed(),
+        );
+    } else {
+        rs_cache.synced = true;
+    }
+    let watched = match workload {
+        WorkloadKind::Deployment => "deployments.apps, replicasets.apps and pods".to_owned(),
+        other => format!("{} and pods", other.resource_name()),
+    };
     let mut updates = futures::stream::select_all(streams);
 
-    let mut deployment_cache = Cache::<Deployment>::new();
-    let mut rs_cache = Cache::<ReplicaSet>::new();
+    let mut object_cache = Cache::<DynamicObject>::new();
     let mut pod_cache = Cache::<Pod>::new();
     let mut last_status = String::from("waiting for the first status");
     let mut consecutive_errors = 0u32;
@@ -196,9 +228,12 @@ pub async fn wait_for_rollout(
         let update = tokio::select! {
             () = options.cancel.cancelled() => return Err(error(RolloutErrorKind::Cancelled, None)),
             () = &mut timed_out => {
-                let current = current_pods(&deployment_cache, &rs_cache, &pod_cache);
-                let evidence = match deployment_cache.objects.get(name) {
-                    Some(d) => Some(evidence::collect(cluster, d, None, &current).await),
+                let evidence = match object_cache.objects.get(name) {
+                    Some(current) => {
+                        let current = as_json(current);
+                        let pods = current_pods(workload, &current, &rs_cache, &pod_cache);
+                        Some(evidence::collect(cluster, workload, &current, None, &pods).await)
+                    }
                     None => None,
                 };
                 return Err(error(
@@ -211,15 +246,13 @@ pub async fn wait_for_rollout(
         };
         if let Some(update) = update {
             let result = match update {
-                Update::Deployment(r) => r.map(|e| deployment_cache.apply(e)),
+                Update::Workload(r) => r.map(|e| object_cache.apply(e)),
                 Update::ReplicaSet(r) => r.map(|e| rs_cache.apply(e)),
                 Update::Pod(r) => r.map(|e| pod_cache.apply(e)),
             };
             if let Err(watch_error) = result {
                 let kube_error = watch_error_kube(watch_error);
-                let operation =
-                    Operation::new("watch", "deployments.apps, replicasets.apps and pods")
-                        .namespace(namespace);
+                let operation = Operation::new("watch", watched.clone()).namespace(namespace);
                 if !is_transient(&kube_error) {
                     return Err(error(
                         RolloutErrorKind::Cluster(ClusterError::from_kube(operation, kube_error)),
@@ -228,7 +261,7 @@ pub async fn wait_for_rollout(
                 }
                 consecutive_errors += 1;
                 let since = *first_error_at.get_or_insert_with(Instant::now);
-                // The three watches fail together when the server goes away: bound the outage by
+                // The watches fail together when the server goes away: bound the outage by
                 // time (the retry policy's budget), not by how many streams reported it.
                 if since.elapsed() >= retry.budget() {
                     return Err(error(
@@ -253,36 +286,37 @@ pub async fn wait_for_rollout(
             consecutive_errors = 0;
             first_error_at = None;
         }
-        if !(deployment_cache.synced && rs_cache.synced && pod_cache.synced) {
+        if !(object_cache.synced && rs_cache.synced && pod_cache.synced) {
             continue;
         }
-        let Some(current) = deployment_cache.objects.get(name) else {
-            let text = format!("waiting for deployment \"{name}\" to exist");
+        let Some(current) = object_cache.objects.get(name) else {
+            let text = format!("waiting for {workload} \"{name}\" to exist");
             if text != last_status {
                 progress(&text);
                 last_status = text;
             }
             continue;
         };
-        let replica_sets = rs_cache.values();
+        let current = as_json(current);
         let pods = pod_cache.values();
-        match rollout_status(
-            current,
-            &replica_sets,
+        let status = evaluate(
+            workload,
+            &current,
+            &rs_cache.values(),
             &pods,
-            Timestamp::now(),
             options.readiness_timeout,
-        ) {
+        );
+        match status {
             RolloutStatus::Complete => {
                 return Ok(RolloutDone {
-                    revision: revision(&current.metadata),
+                    revision: revision_number(cluster, workload, &current).await,
                     elapsed: started.elapsed(),
                 });
             }
             RolloutStatus::Failed(failure) => {
-                let current_pods = current_pods(&deployment_cache, &rs_cache, &pod_cache);
+                let pods = current_pods(workload, &current, &rs_cache, &pod_cache);
                 let evidence =
-                    evidence::collect(cluster, current, Some(&failure), &current_pods).await;
+                    evidence::collect(cluster, workload, &current, Some(&failure), &pods).await;
                 return Err(error(RolloutErrorKind::Failed(failure), Some(evidence)));
             }
             RolloutStatus::Progressing(text) => {
@@ -295,34 +329,102 @@ pub async fn wait_for_rollout(
     }
 }
 
-/// The pods of the deployment's current revision (all its pods when that is not known yet).
+fn as_json(object: &DynamicObject) -> Value {
+    serde_json::to_value(object).unwrap_or(Value::Null)
+}
+
+fn typed<K: DeserializeOwned>(object: &Value) -> Result<K, String> {
+    serde_json::from_value(object.clone()).map_err(|e| e.to_string())
+}
+
+/// The workload's status, by its kind's rules.
+fn evaluate(
+    workload: WorkloadKind,
+    object: &Value,
+    replica_sets: &[ReplicaSet],
+    pods: &[Pod],
+    readiness_timeout: Option<Duration>,
+) -> RolloutStatus {
+    let now = Timestamp::now();
+    let status = match workload {
+        WorkloadKind::Deployment => typed::<Deployment>(object)
+            .map(|d| rollout_status(&d, replica_sets, pods, now, readiness_timeout)),
+        WorkloadKind::StatefulSet => typed::<StatefulSet>(object)
+            .map(|s| stateful_set_status(&s, pods, now, readiness_timeout)),
+        WorkloadKind::DaemonSet => {
+            typed::<DaemonSet>(object).map(|s| daemon_set_status(&s, pods, now, readiness_timeout))
+        }
+        WorkloadKind::Job => typed::<Job>(object).map(|j| job_status(&j, pods, now)),
+    };
+    status.unwrap_or_else(|problem| {
+        RolloutStatus::Progressing(format!("waiting for a readable {workload}: {problem}"))
+    })
+}
+
+/// The revision a finished rollout reached: a Deployment's annotation, the number of a
+/// StatefulSet's or DaemonSet's current ControllerRevision; none for a Job.
+async fn revision_number(cluster: &Cluster, workload: WorkloadKind, object: &Value) -> Option<u64> {
+    match workload {
+        WorkloadKind::Deployment => revision(&typed::<Deployment>(object).ok()?.metadata),
+        WorkloadKind::Job => None,
+        sets => {
+            let revisions = controller_revision::revisions(cluster, object).await.ok()?;
+            controller_revision::current(sets, object, &revisions).map(|r| r.number)
+        }
+    }
+}
+
+/// The pods of the workload's current revision (all its pods when that is not known yet).
 fn current_pods(
-    deployments: &Cache<Deployment>,
+    workload: WorkloadKind,
+    object: &Value,
     replica_sets: &Cache<ReplicaSet>,
     pods: &Cache<Pod>,
 ) -> Vec<Pod> {
     let all = pods.values();
-    let Some(deployment) = deployments.objects.values().next() else {
-        return all;
-    };
-    let sets = replica_sets.values();
-    let hash = super::rollout_status::current_replica_set(deployment, &sets)
-        .and_then(|rs| rs.metadata.labels.as_ref())
-        .and_then(|l| l.get(super::rollout_status::TEMPLATE_HASH_LABEL))
-        .cloned();
-    match hash {
-        Some(hash) => all
-            .into_iter()
-            .filter(|p| {
-                p.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(super::rollout_status::TEMPLATE_HASH_LABEL))
-                    == Some(&hash)
+    let current: Vec<Pod> = match workload {
+        WorkloadKind::Deployment => {
+            let Ok(deployment) = typed::<Deployment>(object) else {
+                return all;
+            };
+            let sets = replica_sets.values();
+            let hash = super::rollout_status::current_replica_set(&deployment, &sets)
+                .and_then(|rs| rs.metadata.labels.as_ref())
+                .and_then(|l| l.get(super::rollout_status::TEMPLATE_HASH_LABEL))
+                .cloned();
+            let Some(hash) = hash else {
+                return all;
+            };
+            all.iter()
+                .filter(|p| {
+                    p.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(super::rollout_status::TEMPLATE_HASH_LABEL))
+                        == Some(&hash)
+                })
+                .cloned()
+                .collect()
+        }
+        WorkloadKind::StatefulSet => typed::<StatefulSet>(object)
+            .map(|s| {
+                stateful_set_current_pods(&s, &all)
+                    .into_iter()
+                    .cloned()
+                    .collect()
             })
-            .collect(),
-        None => all,
-    }
+            .unwrap_or_default(),
+        WorkloadKind::DaemonSet => typed::<DaemonSet>(object)
+            .map(|s| {
+                daemon_set_current_pods(&s, &all)
+                    .into_iter()
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default(),
+        WorkloadKind::Job => return all,
+    };
+    if current.is_empty() { all } else { current }
 }
 
 #[cfg(test)]
@@ -333,7 +435,8 @@ mod tests {
     #[test]
     fn unreachable_kind_reads_well() {
         let error = RolloutError {
-            deployment: "web".into(),
+            workload: WorkloadKind::Deployment,
+            name: "web".into(),
             namespace: "prod".into(),
             kind: RolloutErrorKind::Cluster(ClusterError::new(
                 Operation::new("watch", "pods").namespace("prod"),

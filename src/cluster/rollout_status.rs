@@ -38,6 +38,12 @@ pub enum FailureReason {
     OomKilled,
     ReadinessNeverReached,
     ProgressDeadlineExceeded,
+    /// A Job's pods failed more than its `backoffLimit` allows.
+    BackoffLimitExceeded,
+    /// A Job ran longer than its `activeDeadlineSeconds`.
+    DeadlineExceeded,
+    /// A Job failed for another reason (a pod failure policy, say).
+    JobFailed,
 }
 
 impl FailureReason {
@@ -51,6 +57,9 @@ impl FailureReason {
             FailureReason::OomKilled => "OOMKilled",
             FailureReason::ReadinessNeverReached => "ReadinessNeverReached",
             FailureReason::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
+            FailureReason::BackoffLimitExceeded => "BackoffLimitExceeded",
+            FailureReason::DeadlineExceeded => "DeadlineExceeded",
+            FailureReason::JobFailed => "JobFailed",
         }
     }
 
@@ -220,7 +229,8 @@ pub fn rollout_status(
     RolloutStatus::Complete
 }
 
-fn pod_failure(
+/// The first container of the pod that will not start or stay up without a change.
+pub(crate) fn pod_failure(
     pod: &Pod,
     now: Timestamp,
     readiness_timeout: Option<Duration>,
@@ -248,10 +258,24 @@ fn pod_failure(
 /// The deployment's `matchLabels` as a label selector (`app=web,tier=frontend`), for listing
 /// its ReplicaSets and pods.
 pub fn label_selector(deployment: &Deployment) -> String {
-    deployment
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.selector.match_labels.as_ref())
+    selector_text(
+        deployment
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.selector.match_labels.as_ref()),
+    )
+}
+
+/// Any workload's `spec.selector.matchLabels` (given as JSON) as a label selector.
+pub fn match_labels_selector(object: &serde_json::Value) -> String {
+    let labels: Option<std::collections::BTreeMap<String, String>> = object
+        .pointer("/spec/selector/matchLabels")
+        .and_then(|labels| serde_json::from_value(labels.clone()).ok());
+    selector_text(labels.as_ref())
+}
+
+fn selector_text(labels: Option<&std::collections::BTreeMap<String, String>>) -> String {
+    labels
         .map(|labels| {
             labels
                 .iter()

@@ -4,7 +4,8 @@
 //! [`run_command`] is the one entry point; `gate`, `verify`'s scripts and anything else that
 //! shells out go through it, so they share these guarantees:
 //!
-//! - stdout and stderr share one pipe, so the log reads in the order a terminal would show;
+//! - stdout and stderr share one pipe, so the log reads in the order a terminal would show
+//!   (unless stdout is data, sent to a file with [`CommandSpec::stdout_to`]);
 //!   stdin is closed, so a command waiting for input fails instead of hanging;
 //! - output is streamed in chunks to the [`OutputSink`]'s log file, live echo and bounded tail,
 //!   never held whole in memory; secrets are redacted on the way (see [`crate::redact`]);
@@ -66,6 +67,9 @@ pub struct CommandSpec {
     /// The working directory; this process's own when `None`.
     pub workdir: Option<PathBuf>,
     pub env: Vec<(String, String)>,
+    /// Where stdout goes instead of the output, when the command's stdout is data (rendered
+    /// manifests) and only its stderr is a log.
+    pub stdout: Option<PathBuf>,
 }
 
 impl CommandSpec {
@@ -93,7 +97,15 @@ impl CommandSpec {
             program,
             workdir: None,
             env: Vec::new(),
+            stdout: None,
         }
+    }
+
+    /// Sends stdout to a new file at `path` (replacing one that exists); stderr alone goes to
+    /// the output sink.
+    pub fn stdout_to(mut self, path: impl Into<PathBuf>) -> Self {
+        self.stdout = Some(path.into());
+        self
     }
 
     pub fn workdir(mut self, dir: impl Into<PathBuf>) -> Self {

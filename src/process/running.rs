@@ -30,14 +30,19 @@ impl Running {
                 .await
                 .map(Running::Supervised);
         }
-        let stderr = output.try_clone().map_err(ProcessError::pipe)?;
+        let stdout = match &spec.stdout {
+            Some(path) => std::process::Stdio::from(
+                std::fs::File::create(path).map_err(|err| ProcessError::spawn(spec, err))?,
+            ),
+            None => std::process::Stdio::from(output.try_clone().map_err(ProcessError::pipe)?),
+        };
         let mut command = Command::new(spec.argv().0);
         spec.apply_program(&mut command);
         spec.apply_context(&mut command);
         command
             .stdin(std::process::Stdio::null())
-            .stdout(output)
-            .stderr(stderr);
+            .stdout(stdout)
+            .stderr(output);
         group::isolate(&mut command);
         let spawned = command.spawn();
         // The command holds our copies of the pipe's write end; only once they are closed does

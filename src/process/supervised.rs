@@ -100,6 +100,10 @@ impl Supervised {
         let request = Request {
             program: program.as_bytes().to_vec(),
             args: args.iter().map(|arg| arg.as_bytes().to_vec()).collect(),
+            stdout: spec
+                .stdout
+                .as_ref()
+                .map(|path| path.as_os_str().as_bytes().to_vec()),
         };
         let mut line = serde_json::to_vec(&request).map_err(std::io::Error::other);
         if let Ok(line) = &mut line {

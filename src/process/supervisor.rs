@@ -55,6 +55,9 @@ const KILL_ROUND: Duration = Duration::from_millis(5);
 pub(super) struct Request {
     pub(super) program: Vec<u8>,
     pub(super) args: Vec<Vec<u8>>,
+    /// A file for the command's stdout (created or truncated), instead of the output.
+    #[serde(default)]
+    pub(super) stdout: Option<Vec<u8>>,
 }
 
 /// Whether this process was started as a supervisor.
@@ -72,11 +75,21 @@ pub fn run() -> std::io::Result<()> {
     let request: Request = serde_json::from_str(&line)?;
 
     let output = std::io::stderr().as_fd().try_clone_to_owned()?;
+    let stdout = match request.stdout {
+        Some(path) => match std::fs::File::create(OsString::from_vec(path)) {
+            Ok(file) => Stdio::from(file),
+            Err(err) => {
+                writeln!(control, "failed {}", err.raw_os_error().unwrap_or(0))?;
+                return Ok(());
+            }
+        },
+        None => Stdio::from(output.try_clone()?),
+    };
     let spawned = std::process::Command::new(OsString::from_vec(request.program))
         .args(request.args.into_iter().map(OsString::from_vec))
         .env_remove(SUPERVISOR_ENV)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(output.try_clone()?))
+        .stdout(stdout)
         .stderr(Stdio::from(output))
         // Its own group, so that a `kill 0` in the command cannot reach the supervisor.
         .process_group(0)

@@ -350,3 +350,14 @@ async fn huge_output_streams_through_a_bounded_tail() {
     assert!(result.tail.len() <= DEFAULT_TAIL_BYTES);
     assert_eq!(result.tail.lines().count(), DEFAULT_TAIL_LINES);
 }
+
+#[tokio::test]
+async fn stdout_to_a_file_keeps_data_apart_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("stdout");
+    let spec = sh("echo 'kind: ConfigMap'; echo 'warning: chart is old' >&2").stdout_to(&data);
+    let result = run(&spec, OutputSink::new(), None).await;
+    assert!(result.success());
+    assert_eq!(std::fs::read_to_string(&data).unwrap(), "kind: ConfigMap\n");
+    assert_eq!(result.tail, "warning: chart is old\n");
+}

@@ -2,11 +2,12 @@
 //!
 //! The step renders its settings and the manifest files (the file contents are templates too),
 //! refuses a rendering whose values added documents or keys to its template
-//! ([`manifest_shape`]), splits them into objects, sets images, resolves kinds through
+//! ([`manifest_shape`]), adds the manifests a `render` command (`helm template`, `kustomize
+//! build`) writes to stdout, splits them into objects, sets images, resolves kinds through
 //! discovery, records in the [`DeployLedger`](crate::cluster::ledger::DeployLedger) what each
-//! Deployment ran before, server-side applies everything as `agent-orch`, then watches every
-//! Deployment's rollout at once; the first failure ends the step with the pod's logs, events and
-//! conditions as evidence.
+//! Deployment, StatefulSet and DaemonSet ran before, server-side applies everything as
+//! `agent-orch`, then watches every workload at once (a Job until it completes); the first
+//! failure ends the step with the pod's logs, events and conditions as evidence.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,13 +17,14 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use indexmap::IndexMap;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 
 use super::step_log::StepLog;
 use super::{StepContext, StepOutcome, StepStatus};
 use crate::azure::aks::AksCluster;
 use crate::cluster::access::{Cluster, ClusterAccess, RetryPolicy};
 use crate::cluster::apply::{self, ResolvedManifest};
+use crate::cluster::controller_revision;
 use crate::cluster::error::Operation;
 use crate::cluster::ledger::{LedgerEntry, PriorRevision};
 use crate::cluster::manifest::{self, ImageChange, Manifest};
@@ -31,6 +33,9 @@ use crate::cluster::rollout::{
     RolloutDone, RolloutError, RolloutErrorKind, WaitOptions, wait_for_rollout,
 };
 use crate::cluster::rollout_status::{TEMPLATE_HASH_LABEL, current_replica_set, revision};
+use crate::cluster::workload::WorkloadKind;
+use crate::process::{self, CommandSpec, OutputSink};
+use crate::workflow::step_config::shell::Shell;
 use crate::workflow::span::Spanned;
 use crate::workflow::step_config::deploy::DeployConfig;
 use crate::workflow::template::{Renderer, Template};
@@ -190,7 +195,11 @@ fn resolve_aks(
     })
 }
 
-fn prepare(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Prepared, String> {
+async fn prepare(
+    config: &DeployConfig,
+    ctx: &StepContext<'_>,
+    log: &Mutex<StepLog>,
+) -> Result<Prepared, String> {
     let aks = aks_cluster(config, ctx)?;
     let context = match &config.context {
         Some(t) => Some(render(ctx, "context", t)?),
@@ -228,6 +237,12 @@ fn prepare(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Prepared, Str
             manifest::parse_manifests(Path::new(&shown), &rendered).map_err(|e| e.to_string())?,
         );
     }
+    if let Some(command) = &config.render {
+        manifests.extend(rendered_manifests(command, ctx, log).await?);
+    }
+    if config.manifests.is_empty() && config.render.is_none() {
+        return Err("nothing to deploy: set `manifests`, `render` or both".to_owned());
+    }
     if manifests.is_empty() {
         return Err("the manifests hold no Kubernetes objects".to_owned());
     }
@@ -256,12 +271,75 @@ fn prepare(config: &DeployConfig, ctx: &StepContext<'_>) -> Result<Prepared, Str
     })
 }
 
+/// Where a `render` command's manifests are said to come from in messages (`<render>:12`).
+const RENDER_SOURCE: &str = "<render>";
+
+/// Runs the `render` command through the process runner (its stderr streamed into the step log,
+/// redacted; stopped with the step) and parses its stdout. The stdout file lives next to the
+/// step log only while it is read: rendered manifests may hold secrets.
+async fn rendered_manifests(
+    template: &Template,
+    ctx: &StepContext<'_>,
+    log: &Mutex<StepLog>,
+) -> Result<Vec<Manifest>, String> {
+    let command = render(ctx, "render", template)?;
+    if let Some(dir) = ctx.log_path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|err| format!("failed to create `{}`: {err}", dir.display()))?;
+    }
+    let stdout = ctx.log_path.with_extension("render.out");
+    let spec = CommandSpec::shell(Shell::platform_default(), command.clone())
+        .workdir(&ctx.run.workdir)
+        .stdout_to(&stdout);
+    say(
+        log,
+        &format!("rendering manifests: {}", ctx.redactor.redact(&command)),
+    );
+    let sink = OutputSink::new().redact_with(ctx.redactor);
+    let result = process::run_command(&spec, sink, &ctx.cancel, ctx.timeout).await;
+    let text = std::fs::read_to_string(&stdout);
+    let _ = std::fs::remove_file(&stdout);
+    let result = result.map_err(|err| format!("`render` could not run: {err}"))?;
+    for line in result.tail.lines() {
+        say(log, line);
+    }
+    if !result.success() {
+        let how = if result.timed_out {
+            "timed out".to_owned()
+        } else if result.cancelled {
+            "was cancelled".to_owned()
+        } else {
+            result.exit.map_or_else(
+                || "ended with an unknown status".to_owned(),
+                |exit| format!("failed ({exit})"),
+            )
+        };
+        let last = result
+            .tail
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| format!(": {}", l.trim()))
+            .unwrap_or_default();
+        return Err(format!("`render` {how}{last}"));
+    }
+    let text = text.map_err(|err| format!("failed to read the output of `render`: {err}"))?;
+    let manifests =
+        manifest::parse_manifests(Path::new(RENDER_SOURCE), &text).map_err(|e| e.to_string())?;
+    say(log, &format!("`render` wrote {} objects", manifests.len()));
+    Ok(manifests)
+}
+
 /// What was live before the apply, for the ledger.
 async fn prior_revision(
     cluster: &Cluster,
+    kind: WorkloadKind,
     namespace: &str,
     name: &str,
 ) -> Result<Option<PriorRevision>, String> {
+    if kind.has_controller_revisions() {
+        return prior_controller_revision(cluster, kind, namespace, name).await;
+    }
     let Some(deployment) = apply::current_deployment(cluster, namespace, name)
         .await
         .map_err(|e| e.to_string())?
@@ -284,6 +362,40 @@ async fn prior_revision(
         revision: revision(&deployment.metadata),
         template_hash,
         template: serde_json::to_value(deployment.spec.map(|s| s.template)).unwrap_or_default(),
+    }))
+}
+
+/// A StatefulSet's or DaemonSet's template and current ControllerRevision before the apply.
+async fn prior_controller_revision(
+    cluster: &Cluster,
+    kind: WorkloadKind,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<PriorRevision>, String> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client().clone(), namespace, &kind.api_resource());
+    let operation = Operation::new("get", kind.resource_name())
+        .namespace(namespace)
+        .name(name);
+    let Some(object) = cluster
+        .call(operation, || api.get_opt(name))
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let object = serde_json::to_value(&object).unwrap_or_default();
+    let revisions = controller_revision::revisions(cluster, &object)
+        .await
+        .map_err(|e| e.to_string())?;
+    let current = controller_revision::current(kind, &object, &revisions);
+    Ok(Some(PriorRevision {
+        revision: current.map(|r| r.number),
+        template_hash: current.map(|r| r.name.clone()),
+        template: object
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or_default(),
     }))
 }
 
@@ -311,7 +423,7 @@ fn say(log: &Mutex<StepLog>, text: &str) {
 async fn deploy(config: &DeployConfig, ctx: &StepContext<'_>, log: &Mutex<StepLog>) -> StepOutcome {
     let started = Instant::now();
     let deadline = ctx.timeout.map(|t| tokio::time::Instant::now() + t);
-    let prepared = match prepare(config, ctx) {
+    let prepared = match prepare(config, ctx, log).await {
         Ok(prepared) => prepared,
         Err(message) => return StepOutcome::failed(message),
     };
@@ -333,11 +445,13 @@ async fn deploy(config: &DeployConfig, ctx: &StepContext<'_>, log: &Mutex<StepLo
         Ok(resolved) => resolved,
         Err(error) => return StepOutcome::failed(error.to_string()),
     };
-    let deployments: Vec<&ResolvedManifest> =
-        resolved.iter().filter(|r| r.is_deployment()).collect();
-    for item in &deployments {
+    let workloads: Vec<(WorkloadKind, &ResolvedManifest)> = resolved
+        .iter()
+        .filter_map(|r| WorkloadKind::of(&r.manifest.gvk).map(|kind| (kind, r)))
+        .collect();
+    for (kind, item) in workloads.iter().filter(|(kind, _)| kind.rolls_out()) {
         let name = item.manifest.name();
-        let before = match prior_revision(&cluster, &namespace, name).await {
+        let before = match prior_revision(&cluster, *kind, &namespace, name).await {
             Ok(before) => before,
             Err(message) => {
                 return StepOutcome::failed(format!(
@@ -350,15 +464,16 @@ async fn deploy(config: &DeployConfig, ctx: &StepContext<'_>, log: &Mutex<StepLo
             log,
             &match &before {
                 Some(p) => format!(
-                    "deployment `{name}` is at revision {} before this deploy",
+                    "{kind} `{name}` is at revision {} before this deploy",
                     p.revision.map_or_else(|| "?".to_owned(), |r| r.to_string())
                 ),
-                None => format!("deployment `{name}` does not exist yet"),
+                None => format!("{kind} `{name}` does not exist yet"),
             },
         );
         let entry = LedgerEntry {
             step_id: ctx.step.id.value.clone(),
             access: prepared.access.clone(),
+            kind: *kind,
             namespace: namespace.clone(),
             name: name.to_owned(),
             before,
@@ -393,13 +508,22 @@ async fn deploy(config: &DeployConfig, ctx: &StepContext<'_>, log: &Mutex<StepLo
     outputs.insert("images".to_owned(), image_list.join(","));
     outputs.insert(
         "deployments".to_owned(),
-        deployments
+        workloads
             .iter()
-            .map(|d| d.manifest.name())
+            .filter(|(kind, _)| *kind == WorkloadKind::Deployment)
+            .map(|(_, d)| d.manifest.name())
             .collect::<Vec<_>>()
             .join(","),
     );
-    if !config.wait || deployments.is_empty() {
+    outputs.insert(
+        "workloads".to_owned(),
+        workloads
+            .iter()
+            .map(|(_, w)| w.manifest.display_name())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    if !config.wait || workloads.is_empty() {
         outputs.insert("revision".to_owned(), String::new());
         let mut outcome = StepOutcome::passed(format!(
             "applied {} objects without waiting for rollouts",
@@ -419,9 +543,10 @@ async fn deploy(config: &DeployConfig, ctx: &StepContext<'_>, log: &Mutex<StepLo
         deadline,
         cancel: ctx.cancel.child_token(),
     };
-    let mut waits: FuturesUnordered<_> = deployments
+    let mut waits: FuturesUnordered<_> = workloads
         .iter()
-        .map(|item| {
+        .map(|(kind, item)| {
+            let kind = *kind;
             let name = item.manifest.name().to_owned();
             let cluster = &cluster;
             let namespace = namespace.as_str();
@@ -429,39 +554,48 @@ async fn deploy(config: &DeployConfig, ctx: &StepContext<'_>, log: &Mutex<StepLo
             async move {
                 let mut progress = |text: &str| say(log, text);
                 let result =
-                    wait_for_rollout(cluster, namespace, &name, options, &mut progress).await;
-                (name, result)
+                    wait_for_rollout(cluster, kind, namespace, &name, options, &mut progress).await;
+                (kind, name, result)
             }
         })
         .collect();
-    let mut done: Vec<(String, RolloutDone)> = Vec::new();
+    let mut done: Vec<(WorkloadKind, String, RolloutDone)> = Vec::new();
     let mut failure: Option<RolloutError> = None;
-    while let Some((name, result)) = waits.next().await {
+    while let Some((kind, name, result)) = waits.next().await {
         match result {
             Ok(rollout) => {
+                let revision = rollout
+                    .revision
+                    .map_or_else(|| "?".to_owned(), |r| r.to_string());
                 say(
                     log,
-                    &format!(
-                        "deployment `{name}` rolled out to revision {} in {:.1?}",
-                        rollout
-                            .revision
-                            .map_or_else(|| "?".to_owned(), |r| r.to_string()),
-                        rollout.elapsed
-                    ),
+                    &if kind.rolls_out() {
+                        format!(
+                            "{kind} `{name}` rolled out to revision {revision} in {:.1?}",
+                            rollout.elapsed
+                        )
+                    } else {
+                        format!("{kind} `{name}` completed in {:.1?}", rollout.elapsed)
+                    },
                 );
-                let images: Vec<String> = prepared
-                    .images
-                    .iter()
-                    .filter(|c| c.workload == format!("Deployment/{name}"))
-                    .map(|c| format!("{}={}", c.container, c.image))
-                    .collect();
-                if let Err(error) =
-                    ctx.deployments
-                        .record_deployed(&namespace, &name, rollout.revision, images)
-                {
-                    say(log, &format!("warning: {error}"));
+                if kind.rolls_out() {
+                    let images: Vec<String> = prepared
+                        .images
+                        .iter()
+                        .filter(|c| c.workload == format!("{}/{name}", kind.as_str()))
+                        .map(|c| format!("{}={}", c.container, c.image))
+                        .collect();
+                    if let Err(error) = ctx.deployments.record_deployed(
+                        kind,
+                        &namespace,
+                        &name,
+                        rollout.revision,
+                        images,
+                    ) {
+                        say(log, &format!("warning: {error}"));
+                    }
                 }
-                done.push((name, rollout));
+                done.push((kind, name, rollout));
             }
             Err(error)
                 if matches!(error.kind, RolloutErrorKind::Cancelled) && failure.is_some() => {}
@@ -488,33 +622,38 @@ async fn deploy(config: &DeployConfig, ctx: &StepContext<'_>, log: &Mutex<StepLo
         outcome.evidence = error.evidence;
         return outcome;
     }
+    let number = |r: &RolloutDone| r.revision.map(|r| r.to_string()).unwrap_or_default();
     let revision = match done.as_slice() {
-        [(_, only)] => only.revision.map(|r| r.to_string()).unwrap_or_default(),
+        [(_, _, only)] => number(only),
         many => many
             .iter()
-            .map(|(name, r)| {
-                format!(
-                    "{name}={}",
-                    r.revision.map(|r| r.to_string()).unwrap_or_default()
-                )
-            })
+            .map(|(kind, name, r)| format!("{}={}", kind.display_name(name), number(r)))
             .collect::<Vec<_>>()
             .join(","),
     };
-    outputs.insert("revision".to_owned(), revision.clone());
+    outputs.insert("revision".to_owned(), revision);
     let slowest = done
         .iter()
-        .map(|(_, r)| r.elapsed)
+        .map(|(_, _, r)| r.elapsed)
         .max()
         .unwrap_or_default();
     outputs.insert(
         "rollout_seconds".to_owned(),
         format!("{:.2}", slowest.as_secs_f64()),
     );
-    let names: Vec<&str> = done.iter().map(|(n, _)| n.as_str()).collect();
+    let items: Vec<String> = done
+        .iter()
+        .map(|(kind, name, r)| {
+            if kind.rolls_out() {
+                format!("{} (revision {})", kind.display_name(name), number(r))
+            } else {
+                format!("{} (completed)", kind.display_name(name))
+            }
+        })
+        .collect();
     let mut outcome = StepOutcome::passed(format!(
-        "rolled out {} (revision {revision}) in {:.1?}",
-        names.join(", "),
+        "rolled out {} in {:.1?}",
+        items.join(", "),
         started.elapsed()
     ));
     outcome.outputs = outputs;

@@ -1,8 +1,9 @@
 //! `rollback`: undo what this run deployed, restoring the revisions live before it started.
 //!
-//! It reads the run's [`DeployLedger`](crate::cluster::ledger::DeployLedger): every deployment a
-//! deploy step changed (or only those of the step named in `deployment`), newest first. Nothing
-//! deployed is a pass, not an error, and so is a second rollback: see `crate::cluster::rollback`.
+//! It reads the run's [`DeployLedger`](crate::cluster::ledger::DeployLedger): every workload
+//! (Deployment, StatefulSet, DaemonSet) a deploy step changed (or only those of the step named
+//! in `deployment`), newest first. Nothing deployed is a pass, not an error, and so is a second
+//! rollback: see `crate::cluster::rollback`.
 
 use std::time::Instant;
 
@@ -59,9 +60,10 @@ async fn roll_back(
     let mut evidence = Vec::new();
     for entry in entries {
         let label = format!("{}/{}", entry.namespace, entry.name);
+        let kind = entry.kind;
         if entry.rolled_back {
-            log.line(&format!("deployment `{label}` was already rolled back"));
-            restored.push(entry.name.clone());
+            log.line(&format!("{kind} `{label}` was already rolled back"));
+            restored.push(kind.display_name(&entry.name));
             continue;
         }
         let cluster = match Cluster::connect(&entry.access, RetryPolicy::default(), ctx.azure).await
@@ -88,17 +90,14 @@ async fn roll_back(
                         "already deleted (this run created it)".to_owned()
                     }
                 };
-                log.line(&format!(
-                    "deployment `{label}`: {what} in {:.1?}",
-                    done.elapsed
-                ));
-                if let Err(error) = ctx
-                    .deployments
-                    .mark_rolled_back(&entry.namespace, &entry.name)
+                log.line(&format!("{kind} `{label}`: {what} in {:.1?}", done.elapsed));
+                if let Err(error) =
+                    ctx.deployments
+                        .mark_rolled_back(kind, &entry.namespace, &entry.name)
                 {
                     log.line(&format!("warning: {error}"));
                 }
-                restored.push(entry.name.clone());
+                restored.push(kind.display_name(&entry.name));
             }
             Err(error) => {
                 if let crate::cluster::rollback::RollbackErrorKind::Rollout(rollout) = &error.kind

@@ -324,7 +324,7 @@ impl Exporters {
             Err(err) => {
                 return vec![TelemetryError {
                     destination: "any exporter",
-                    reason: crate::error::error_chain(&err),
+                    reason: crate::core::error_chain::error_chain(&err),
                 }];
             }
         };
@@ -362,7 +362,7 @@ pub(crate) async fn http_failure(
         if err.is_timeout() {
             "timed out".to_owned()
         } else {
-            crate::error::error_chain(&err)
+            crate::core::error_chain::error_chain(&err)
         }
     })?;
     let status = response.status();

@@ -1,6 +1,7 @@
 //! Warnings on a workflow that loads: things that run, but are probably not meant that way.
 //!
-//! A value interpolated into a shell command (`gate:`, `service:`, a verify `script:`) without
+//! A value interpolated into a shell command (`gate:`, `service:`, a verify `script:`, a deploy
+//! step's `render:`) without
 //! `| shell_quote` can change the command's structure: a `--var` holding `x; rm -rf ~` runs
 //! two commands. `validate` shows a warning for each, pointing at the expression.
 
@@ -17,6 +18,10 @@ pub fn warnings(workflow: &Workflow) -> Vec<Diagnostic> {
         let (setting, command) = match &step.kind {
             StepKind::Gate(gate) | StepKind::Service(gate) => (step.kind.key(), &gate.run),
             StepKind::Verify(VerifyConfig::Script(script)) => ("script", &script.run),
+            StepKind::Deploy(deploy) => match &deploy.render {
+                Some(render) => ("render", render),
+                None => continue,
+            },
             _ => continue,
         };
         warnings.extend(unquoted_interpolations(setting, command));

@@ -19,6 +19,7 @@ mod cli_commands;
 mod demo;
 mod deploy;
 mod deploy_approval;
+mod deploy_workloads;
 #[cfg(target_os = "linux")]
 mod escaping_processes;
 mod fuzz;

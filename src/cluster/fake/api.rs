@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::patch;
 use super::resources::{self, ResourceType};
-use super::simulator::{self, TEMPLATE_HASH_LABEL};
+use super::simulator::TEMPLATE_HASH_LABEL;
 use super::store::{
     Change, ObjectKey, ensure_object, matches_field_selector, matches_label_selector,
 };
@@ -529,12 +529,14 @@ fn patch_object(
     if object.get("spec").is_some() {
         ensure_object(&mut object, "metadata").insert("generation".into(), json!(next_generation));
     }
-    if target.resource.plural == "deployments"
-        && let Some(problem) = default_and_validate_deployment(&mut object)
-    {
+    if let Some(problem) = default_and_validate(target.resource, &mut object, existing.as_ref()) {
         return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &problem);
     }
-    let stored = state.store.put(key, object);
+    let mut stored = state.store.put(key.clone(), object);
+    if target.resource.plural == "jobs" && stored.pointer("/spec/selector").is_none() {
+        label_job_pods(&mut stored);
+        stored = state.store.put(key, stored);
+    }
     json_response(StatusCode::OK, stored)
 }
 
@@ -561,13 +563,67 @@ fn apply_body_problem(target: &Target, key: &ObjectKey, body: &Value) -> Option<
     None
 }
 
-/// The API server's defaulting and the validation that matters for rollouts.
-fn default_and_validate_deployment(object: &mut Value) -> Option<String> {
+/// The API server's defaulting and the validation that matters for rollouts, per kind
+/// (the defaults of `k8s.io/kubernetes/pkg/apis/{apps,batch}/v1/defaults.go`).
+fn default_and_validate(
+    resource: &ResourceType,
+    object: &mut Value,
+    existing: Option<&Value>,
+) -> Option<String> {
+    match resource.plural {
+        "deployments" => default_and_validate_deployment(object),
+        "statefulsets" => {
+            let spec = ensure_object(object, "spec");
+            spec.entry("replicas").or_insert(json!(1));
+            spec.entry("podManagementPolicy")
+                .or_insert(json!("OrderedReady"));
+            spec.entry("revisionHistoryLimit").or_insert(json!(10));
+            spec.entry("updateStrategy").or_insert(json!({
+                "type": "RollingUpdate",
+                "rollingUpdate": {"partition": 0},
+            }));
+            selector_problem(object, "StatefulSet.apps")
+        }
+        "daemonsets" => {
+            let spec = ensure_object(object, "spec");
+            spec.entry("revisionHistoryLimit").or_insert(json!(10));
+            spec.entry("updateStrategy").or_insert(json!({
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+            }));
+            selector_problem(object, "DaemonSet.apps")
+        }
+        "jobs" => default_and_validate_job(object, existing),
+        _ => None,
+    }
+}
+
+/// `spec.selector.matchLabels` is required and must match the template's labels.
+fn selector_problem(object: &Value, kind: &str) -> Option<String> {
     let name = object
         .pointer("/metadata/name")
         .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+        .unwrap_or_default();
+    let selector = object.pointer("/spec/selector/matchLabels");
+    let labels = object.pointer("/spec/template/metadata/labels");
+    let Some(Value::Object(selector)) = selector else {
+        return Some(format!(
+            "{kind} \"{name}\" is invalid: spec.selector: Required value"
+        ));
+    };
+    let matches = selector
+        .iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)).is_some_and(|l| l == v));
+    if !matches || selector.contains_key(TEMPLATE_HASH_LABEL) {
+        return Some(format!(
+            "{kind} \"{name}\" is invalid: spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`"
+        ));
+    }
+    None
+}
+
+/// The API server's defaulting and the validation that matters for rollouts.
+fn default_and_validate_deployment(object: &mut Value) -> Option<String> {
     let spec = ensure_object(object, "spec");
     spec.entry("replicas").or_insert(json!(1));
     spec.entry("progressDeadlineSeconds").or_insert(json!(600));
@@ -576,25 +632,69 @@ fn default_and_validate_deployment(object: &mut Value) -> Option<String> {
         "type": "RollingUpdate",
         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
     }));
-    let selector = object.pointer("/spec/selector/matchLabels").cloned();
-    let labels = object.pointer("/spec/template/metadata/labels").cloned();
-    let Some(Value::Object(selector)) = selector else {
+    selector_problem(object, "Deployment.apps")
+}
+
+/// A Job's defaults, its restart policy, and its pod template, which cannot change once the
+/// Job exists (`field is immutable`).
+fn default_and_validate_job(object: &mut Value, existing: Option<&Value>) -> Option<String> {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let spec = ensure_object(object, "spec");
+    spec.entry("completions").or_insert(json!(1));
+    spec.entry("parallelism").or_insert(json!(1));
+    spec.entry("backoffLimit").or_insert(json!(6));
+    spec.entry("completionMode").or_insert(json!("NonIndexed"));
+    spec.entry("suspend").or_insert(json!(false));
+    let restart = object
+        .pointer("/spec/template/spec/restartPolicy")
+        .and_then(Value::as_str);
+    if !matches!(restart, Some("Never" | "OnFailure")) {
         return Some(format!(
-            "Deployment.apps \"{name}\" is invalid: spec.selector: Required value"
+            "Job.batch \"{name}\" is invalid: spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\""
         ));
-    };
-    let matches = selector.iter().all(|(k, v)| {
-        labels
-            .as_ref()
-            .and_then(|l| l.get(k))
-            .is_some_and(|l| l == v)
-    });
-    if !matches || selector.contains_key(TEMPLATE_HASH_LABEL) {
+    }
+    if let Some(existing) = existing
+        && existing.pointer("/spec/template") != object.pointer("/spec/template")
+    {
         return Some(format!(
-            "Deployment.apps \"{name}\" is invalid: spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`"
+            "Job.batch \"{name}\" is invalid: spec.template: Invalid value: {}: field is immutable",
+            object
+                .pointer("/spec/template")
+                .cloned()
+                .unwrap_or_default()
         ));
     }
     None
+}
+
+/// What the API server adds to a new Job (`manualSelector` unset): a selector on its uid, and
+/// the labels that match it on the pod template.
+fn label_job_pods(job: &mut Value) {
+    let uid = job.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+    let name = job
+        .pointer("/metadata/name")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let spec = ensure_object(job, "spec");
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    let labels = ensure_object(ensure_object_value(template, "metadata"), "labels");
+    labels.insert("batch.kubernetes.io/controller-uid".into(), uid.clone());
+    labels.insert("batch.kubernetes.io/job-name".into(), name.clone());
+    labels.insert("controller-uid".into(), uid);
+    labels.insert("job-name".into(), name);
+}
+
+fn ensure_object_value<'v>(object: &'v mut Value, field: &str) -> &'v mut Value {
+    ensure_object(object, field);
+    &mut object[field]
 }
 
 fn delete(shared: &Shared, target: &Target) -> Response {
@@ -606,41 +706,32 @@ fn delete(shared: &Shared, target: &Target) -> Response {
         return not_found(target);
     };
     // Background cascading deletion: what the garbage collector would do shortly after.
-    if target.resource.plural == "deployments"
-        && let Some(uid) = object.pointer("/metadata/uid").and_then(Value::as_str)
-    {
-        let namespace = key.namespace.clone();
-        let owned_rs: Vec<String> = state
-            .store
-            .list(simulator::replica_sets(), Some(&namespace))
-            .into_iter()
-            .filter(|rs| {
-                rs.pointer("/metadata/ownerReferences/0/uid")
+    let mut owners: Vec<String> = object
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    while let Some(owner) = owners.pop() {
+        for dependent in state.store.owned_by(&owner) {
+            let kind = dependent.get("kind").and_then(Value::as_str);
+            let Some(resource) = kind.and_then(ResourceType::by_kind) else {
+                continue;
+            };
+            let text = |pointer: &str| {
+                dependent
+                    .pointer(pointer)
                     .and_then(Value::as_str)
-                    == Some(uid)
-            })
-            .filter_map(|rs| {
-                rs.pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .collect();
-        for pod in state.store.list(simulator::pods(), Some(&namespace)) {
-            let owner = pod
-                .pointer("/metadata/ownerReferences/0/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if owned_rs.iter().any(|rs| rs == owner)
-                && let Some(name) = pod.pointer("/metadata/name").and_then(Value::as_str)
-            {
-                let pod_key = ObjectKey::new(simulator::pods(), &namespace, name);
-                state.store.remove(&pod_key);
-            }
-        }
-        for rs in owned_rs {
-            state
-                .store
-                .remove(&ObjectKey::new(simulator::replica_sets(), &namespace, &rs));
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let dependent_key = ObjectKey::new(
+                resource,
+                &text("/metadata/namespace"),
+                &text("/metadata/name"),
+            );
+            state.store.remove(&dependent_key);
+            owners.push(text("/metadata/uid"));
         }
     }
     json_response(StatusCode::OK, object)

@@ -19,6 +19,8 @@ struct ContainerView {
     reported: Option<&'static str>,
     logs: ContainerLogs,
     events: Vec<(&'static str, &'static str, String)>,
+    /// The exit code of a container that ran to completion (a Job's pod does not restart).
+    exit: Option<i32>,
 }
 
 fn container_view(
@@ -27,6 +29,7 @@ fn container_view(
     failure: Option<Failure>,
     age: Duration,
     options: &FakeOptions,
+    runs_to_completion: bool,
 ) -> ContainerView {
     let start = options.start_delay;
     let tick = options.tick;
@@ -57,6 +60,7 @@ fn container_view(
         reported: None,
         logs: ContainerLogs::default(),
         events: vec![("Normal", "Pulling", format!("Pulling image \"{image}\""))],
+        exit: None,
     };
     if age < start {
         return view;
@@ -69,6 +73,33 @@ fn container_view(
     let oom_log = format!("starting {name}\nloading fleet cache (2.1 GiB)...\n");
     let terminated = |reason: &str, code: i32| json!({"terminated": {"reason": reason, "exitCode": code, "startedAt": started_at, "finishedAt": started_at}});
     match failure {
+        None if runs_to_completion => {
+            view.events
+                .push(("Normal", "Started", format!("Started container {name}")));
+            if age < options.ready_delay {
+                view.status = base_status(running, false, 0, json!({}));
+                view.running = true;
+                view.logs.current = format!("starting {name}\n");
+            } else {
+                view.status = base_status(terminated("Completed", 0), false, 0, json!({}));
+                view.logs.current = format!("starting {name}\nmigrated 3 tables\ndone\n");
+                view.exit = Some(0);
+            }
+        }
+        Some(Failure::CrashLoopBackOff) if runs_to_completion => {
+            // `restartPolicy: Never`: the container exits once and the pod fails with it.
+            view.events
+                .push(("Normal", "Started", format!("Started container {name}")));
+            if age < start + tick * 2 {
+                view.status = base_status(running, false, 0, json!({}));
+                view.running = true;
+                view.logs.current = format!("starting {name}\n");
+            } else {
+                view.status = base_status(terminated("Error", 1), false, 0, json!({}));
+                view.logs.current = crash_log;
+                view.exit = Some(1);
+            }
+        }
         None => {
             let ready = age >= options.ready_delay;
             view.status = base_status(running, ready, 0, json!({}));
@@ -203,6 +234,7 @@ pub(super) fn advance_pod(
                 deployment: key.1.clone(),
                 failures: Vec::new(),
                 emitted: Vec::new(),
+                runs_to_completion: false,
             },
         );
     }
@@ -211,6 +243,7 @@ pub(super) fn advance_pod(
     };
     let age = now.duration_since(pod_sim.created);
     let failures = pod_sim.failures.clone();
+    let runs_to_completion = pod_sim.runs_to_completion;
     let containers = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -224,6 +257,8 @@ pub(super) fn advance_pod(
     let mut any_running = false;
     let mut reported = None;
     let mut pending_start = true;
+    // Exit codes of the containers that ran to completion; `None` once one has not.
+    let mut exits: Option<Vec<i32>> = Some(Vec::new());
     if unschedulable {
         events.push((
             "Warning",
@@ -235,7 +270,12 @@ pub(super) fn advance_pod(
         events.push((
             "Normal",
             "Scheduled",
-            format!("Successfully assigned {namespace}/{pod_name} to fake-node-1"),
+            format!(
+                "Successfully assigned {namespace}/{pod_name} to {}",
+                pod.pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("fake-node-1")
+            ),
         ));
         for (index, container) in containers.iter().enumerate() {
             let name = container
@@ -247,8 +287,12 @@ pub(super) fn advance_pod(
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let failure = failures.get(index).copied().flatten();
-            let view = container_view(name, image, failure, age, options);
+            let view = container_view(name, image, failure, age, options, runs_to_completion);
             all_ready &= view.ready;
+            exits = exits.zip(view.exit).map(|(mut codes, code)| {
+                codes.push(code);
+                codes
+            });
             // A container that has run once keeps its pod Running through restarts, as in a real
             // crash loop; one that never started (pull or config errors) leaves it Pending.
             let restarted = view.status["restartCount"].as_u64().unwrap_or(0) > 0;
@@ -281,7 +325,15 @@ pub(super) fn advance_pod(
         conditions.push(json!({"type": "ContainersReady", "status": ready_text}));
         conditions.push(json!({"type": "Ready", "status": ready_text}));
     }
-    let phase = if any_running || (!pending_start && !unschedulable && reported.is_none()) {
+    let finished = exits.filter(|codes| runs_to_completion && !codes.is_empty());
+    let phase = if let Some(codes) = &finished {
+        // A pod whose containers all ended: `Succeeded` if each exited 0, else `Failed`.
+        if codes.iter().all(|code| *code == 0) {
+            "Succeeded"
+        } else {
+            "Failed"
+        }
+    } else if any_running || (!pending_start && !unschedulable && reported.is_none()) {
         "Running"
     } else {
         "Pending"
@@ -397,6 +449,7 @@ mod tests {
             Some(Failure::CrashLoopBackOff),
             options.start_delay,
             &options,
+            false,
         );
         assert_eq!(early.reported, None);
         let late = container_view(
@@ -405,6 +458,7 @@ mod tests {
             Some(Failure::CrashLoopBackOff),
             options.start_delay + options.tick * 3,
             &options,
+            false,
         );
         assert_eq!(late.reported, Some("CrashLoopBackOff"));
         assert_eq!(late.status["restartCount"], json!(1));

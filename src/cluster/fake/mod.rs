@@ -1,10 +1,13 @@
 //! A fake Kubernetes API server for tests and demos, spoken to by the real kube client.
 //!
-//! It serves discovery, Deployments, ReplicaSets, Pods (with logs), Events and any other
-//! resource in its table (stored as plain JSON), with get, list, watch, server-side apply,
-//! JSON/merge patches and delete. A simulator task plays the controllers and the kubelet on a
-//! clock: it creates a ReplicaSet per pod template (with revision annotations and
-//! `pod-template-hash`), pods that become ready, and the Deployment status kubectl reads.
+//! It serves discovery, Deployments, ReplicaSets, StatefulSets, DaemonSets,
+//! ControllerRevisions, Jobs, Pods (with logs), Events and any other resource in its table
+//! (stored as plain JSON), with get, list, watch, server-side apply, JSON/merge patches and
+//! delete. A simulator task plays the controllers and the kubelet on a clock: it creates a
+//! ReplicaSet per pod template (with revision annotations and `pod-template-hash`), pods that
+//! become ready, and the Deployment status kubectl reads; the StatefulSet, DaemonSet
+//! (`stateful_set.rs`, `daemon_set.rs`, their history in `controller_history.rs`) and Job
+//! (`job.rs`) controllers report status the way the real ones do.
 //! Failures are injected per deployment ([`FakeCluster::inject_failure`]) or by image tag
 //! (`web:crashloop`, see [`Failure::image_tag`]); 403s per verb and resource
 //! ([`FakeCluster::forbid`]); bearer tokens, or Entra ID tokens for an audience, required
@@ -14,11 +17,15 @@
 //! are kept), a rollout surges every new pod at once, and old pods go when all new ones are ready.
 
 mod api;
+mod controller_history;
+mod daemon_set;
 mod failure;
+mod job;
 mod kubelet;
 mod patch;
 mod resources;
 mod simulator;
+mod stateful_set;
 mod store;
 
 use std::net::SocketAddr;
@@ -332,6 +339,32 @@ impl FakeCluster {
             .reported
             .get(&(namespace.to_owned(), deployment.to_owned()))
             .copied()
+    }
+
+    /// One object of a kind (`StatefulSet`, `Job`, ...), as JSON.
+    pub fn object(&self, resource_kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let resource = resources::ResourceType::by_kind(resource_kind)?;
+        let state = lock(&self.shared.state);
+        state
+            .store
+            .get(&ObjectKey::new(resource, namespace, name))
+            .cloned()
+    }
+
+    /// The pods a workload (of any kind) owns, by its name, as JSON.
+    pub fn pods_of(&self, namespace: &str, owner_kind: &str, owner: &str) -> Vec<Value> {
+        self.objects("Pod", namespace)
+            .into_iter()
+            .filter(|pod| {
+                pod.pointer("/metadata/ownerReferences/0/kind")
+                    .and_then(Value::as_str)
+                    == Some(owner_kind)
+                    && pod
+                        .pointer("/metadata/ownerReferences/0/name")
+                        .and_then(Value::as_str)
+                        == Some(owner)
+            })
+            .collect()
     }
 
     /// Every object of a resource (`configmaps`, `services`, ...) in a namespace, as JSON.

@@ -35,6 +35,14 @@ pub(crate) const RESOURCES: &[ResourceType] = &[
     apps("replicasets", "ReplicaSet"),
     apps("statefulsets", "StatefulSet"),
     apps("daemonsets", "DaemonSet"),
+    apps("controllerrevisions", "ControllerRevision"),
+    ResourceType {
+        group: "batch",
+        version: "v1",
+        plural: "jobs",
+        kind: "Job",
+        namespaced: true,
+    },
     ResourceType {
         group: "policy",
         version: "v1",
@@ -141,6 +149,7 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
         let subresources: &[&str] = match resource.plural {
             "pods" => &["log", "status"],
             "deployments" | "replicasets" | "statefulsets" => &["status", "scale"],
+            "daemonsets" | "jobs" => &["status"],
             _ => &[],
         };
         for sub in subresources {

@@ -22,7 +22,7 @@ pub(crate) use crate::cluster::rollout_status::{REVISION_ANNOTATION, TEMPLATE_HA
 pub(crate) struct SimState {
     pub(super) pods: HashMap<(String, String), PodSim>,
     /// (namespace, deployment) → (template hash, when its rollout started).
-    progress: HashMap<(String, String), (String, Instant)>,
+    pub(super) progress: HashMap<(String, String), (String, Instant)>,
     /// (namespace, deployment) → (reason, when a pod or the deployment first reported it).
     pub(crate) reported: HashMap<(String, String), (&'static str, Instant)>,
     /// Failures injected per (namespace, deployment), applied to pods created afterwards.
@@ -45,34 +45,31 @@ pub(super) struct PodSim {
     pub(super) failures: Vec<Option<Failure>>,
     /// Event reasons already emitted for this pod, so each fires once.
     pub(super) emitted: Vec<String>,
+    /// A Job's pod: its containers exit instead of serving, and are not restarted.
+    pub(super) runs_to_completion: bool,
 }
 
-fn resource(plural: &str) -> &'static ResourceType {
-    let group = if matches!(plural, "deployments" | "replicasets") {
-        "apps"
-    } else {
-        ""
-    };
-    match ResourceType::find(group, "v1", plural) {
+pub(super) fn resource(kind: &str) -> &'static ResourceType {
+    match ResourceType::by_kind(kind) {
         Some(resource) => resource,
-        None => unreachable!("`{plural}` is in the fake's resource table"),
+        None => unreachable!("`{kind}` is in the fake's resource table"),
     }
 }
 
 pub(crate) fn deployments() -> &'static ResourceType {
-    resource("deployments")
+    resource("Deployment")
 }
 
 pub(crate) fn replica_sets() -> &'static ResourceType {
-    resource("replicasets")
+    resource("ReplicaSet")
 }
 
 pub(crate) fn pods() -> &'static ResourceType {
-    resource("pods")
+    resource("Pod")
 }
 
 pub(crate) fn events() -> &'static ResourceType {
-    resource("events")
+    resource("Event")
 }
 
 /// A stable short hash of a pod template, independent of key order.
@@ -117,7 +114,7 @@ pub(super) fn name_of(object: &Value) -> String {
         .to_owned()
 }
 
-fn revision_of(object: &Value) -> u64 {
+pub(super) fn revision_of(object: &Value) -> u64 {
     object
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(REVISION_ANNOTATION))
@@ -126,7 +123,7 @@ fn revision_of(object: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-fn owner_reference(kind: &str, api_version: &str, owner: &Value) -> Value {
+pub(super) fn owner_reference(kind: &str, api_version: &str, owner: &Value) -> Value {
     json!([{
         "apiVersion": api_version,
         "kind": kind,
@@ -137,7 +134,9 @@ fn owner_reference(kind: &str, api_version: &str, owner: &Value) -> Value {
     }])
 }
 
-/// One simulation step over every deployment.
+type Reconcile = fn(&mut Store, &mut SimState, &FakeOptions, Instant, Value);
+
+/// One simulation step over every workload.
 pub(crate) fn tick(store: &mut Store, sim: &mut SimState, options: &FakeOptions, now: Instant) {
     for deployment in store.list(deployments(), None) {
         let meta = |field: &str| {
@@ -166,6 +165,15 @@ pub(crate) fn tick(store: &mut Store, sim: &mut SimState, options: &FakeOptions,
             _ => {
                 sim.quiet.remove(&key);
             }
+        }
+    }
+    for (kind, reconcile) in [
+        ("StatefulSet", super::stateful_set::reconcile as Reconcile),
+        ("DaemonSet", super::daemon_set::reconcile),
+        ("Job", super::job::reconcile),
+    ] {
+        for workload in store.list(resource(kind), None) {
+            reconcile(store, sim, options, now, workload);
         }
     }
     // Pods whose deployment is gone are forgotten.
@@ -446,7 +454,7 @@ fn reconcile_deployment(
 }
 
 /// A condition that keeps its timestamps while its status and reason stay the same.
-fn condition(
+pub(super) fn condition(
     previous: &[Value],
     kind: &str,
     (status, reason, message): (&str, &str, String),
@@ -472,7 +480,7 @@ fn condition(
     })
 }
 
-fn pod_suffix(counter: u64) -> String {
+pub(super) fn pod_suffix(counter: u64) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut n = counter + 5_000_000;
     let mut suffix = String::new();
@@ -492,16 +500,53 @@ fn create_pod(
     key: &(String, String),
 ) -> String {
     sim.counter += 1;
-    let rs_name = name_of(rs);
-    let pod_name = format!("{rs_name}-{}", pod_suffix(sim.counter));
-    let namespace = key.0.clone();
+    let pod_name = format!("{}-{}", name_of(rs), pod_suffix(sim.counter));
     let template = rs.pointer("/spec/template").cloned().unwrap_or_default();
-    let containers = template
+    spawn_pod(
+        store,
+        sim,
+        now,
+        NewPod {
+            name: &pod_name,
+            owner_kind: "ReplicaSet",
+            owner: rs,
+            template: &template,
+            workload: deployment,
+            key,
+            node: None,
+            runs_to_completion: false,
+        },
+    );
+    pod_name
+}
+
+/// A pod a controller is about to create.
+pub(super) struct NewPod<'a> {
+    pub(super) name: &'a str,
+    /// The controller's kind (`ReplicaSet`, `StatefulSet`, `DaemonSet`, `Job`) and object.
+    pub(super) owner_kind: &'a str,
+    pub(super) owner: &'a Value,
+    /// The pod template, with the labels the controller adds already in it.
+    pub(super) template: &'a Value,
+    /// The workload whose failures apply, for the (namespace, workload) `key`.
+    pub(super) workload: &'a str,
+    pub(super) key: &'a (String, String),
+    /// `spec.nodeName` when the controller places the pod itself (a DaemonSet).
+    pub(super) node: Option<&'a str>,
+    pub(super) runs_to_completion: bool,
+}
+
+/// Stores a new pod and starts simulating it; its containers fail as their images or the
+/// failure injected for the workload say.
+pub(super) fn spawn_pod(store: &mut Store, sim: &mut SimState, now: Instant, new: NewPod<'_>) {
+    let namespace = new.key.0.clone();
+    let containers = new
+        .template
         .pointer("/spec/containers")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let injected = sim.injected.get(key).copied();
+    let injected = sim.injected.get(new.key).copied();
     let failures = containers
         .iter()
         .enumerate()
@@ -513,32 +558,64 @@ fn create_pod(
             from_image.or(if index == 0 { injected } else { None })
         })
         .collect();
+    let mut spec = new.template.get("spec").cloned().unwrap_or_default();
+    if let (Some(node), Some(fields)) = (new.node, spec.as_object_mut()) {
+        fields.insert("nodeName".into(), json!(node));
+    }
     let pod = json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pod_name,
+            "name": new.name,
             "namespace": namespace,
-            "labels": template.pointer("/metadata/labels").cloned().unwrap_or(Value::Null),
-            "ownerReferences": owner_reference("ReplicaSet", "apps/v1", rs),
+            "labels": new.template.pointer("/metadata/labels").cloned().unwrap_or(Value::Null),
+            "ownerReferences": owner_reference(new.owner_kind, &api_version_of(new.owner), new.owner),
         },
-        "spec": template.get("spec").cloned().unwrap_or_default(),
+        "spec": spec,
         "status": {"phase": "Pending"},
     });
-    store.put(ObjectKey::new(pods(), &namespace, &pod_name), pod);
+    store.put(ObjectKey::new(pods(), &namespace, new.name), pod);
     sim.pods.insert(
-        (namespace, pod_name.clone()),
+        (namespace, new.name.to_owned()),
         PodSim {
             created: now,
-            deployment: deployment.to_owned(),
+            deployment: new.workload.to_owned(),
             failures,
             emitted: Vec::new(),
+            runs_to_completion: new.runs_to_completion,
         },
     );
-    pod_name
 }
 
-fn delete_pod(store: &mut Store, sim: &mut SimState, namespace: &str, name: &str) {
+/// A pod template with labels added, as a controller labels the pods it makes.
+pub(super) fn with_pod_labels(template: &Value, labels: &[(&str, String)]) -> Value {
+    let mut template = if template.is_object() {
+        template.clone()
+    } else {
+        json!({})
+    };
+    let metadata = ensure_object(&mut template, "metadata");
+    let existing = metadata.entry("labels").or_insert_with(|| json!({}));
+    if !existing.is_object() {
+        *existing = json!({});
+    }
+    if let Some(existing) = existing.as_object_mut() {
+        for (key, value) in labels {
+            existing.insert((*key).to_owned(), json!(value));
+        }
+    }
+    template
+}
+
+fn api_version_of(object: &Value) -> String {
+    object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("apps/v1")
+        .to_owned()
+}
+
+pub(super) fn delete_pod(store: &mut Store, sim: &mut SimState, namespace: &str, name: &str) {
     store.remove(&ObjectKey::new(pods(), namespace, name));
     sim.pods.remove(&(namespace.to_owned(), name.to_owned()));
     store

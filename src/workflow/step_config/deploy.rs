@@ -12,6 +12,10 @@ use crate::workflow::template::Template;
 pub struct DeployConfig {
     /// Manifest files (multi-document YAML, templated), relative to the workflow's directory.
     pub manifests: Vec<Template>,
+    /// A command whose stdout is more manifests (`helm template …`, `kustomize build …`), run
+    /// in the workflow's directory by the platform's shell; it failing fails the step.
+    #[serde(default)]
+    pub render: Option<Template>,
     /// Namespace for namespaced objects; default: `env.namespace`, else the context's namespace.
     #[serde(default)]
     pub namespace: Option<Template>,
