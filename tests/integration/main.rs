@@ -42,4 +42,5 @@ mod seed_pipeline;
 #[cfg(target_os = "linux")]
 mod task_mode;
 mod verify;
+mod verify_metrics;
 mod workflow_inputs;

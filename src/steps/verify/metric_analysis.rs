@@ -141,15 +141,21 @@ pub(crate) fn judge_metric(
             )
         })
     };
-    let with_values = |condition: &Condition| {
-        substitute(condition.source(), &[("result", &shown)], baseline_value)
+    // `error rate 0.031 > 0.01`; a condition that does not name `result` follows the value.
+    let with_values = |kind: &str, condition: &Condition| {
+        let text = substitute(condition.source(), &[("result", &shown)], baseline_value);
+        if text.contains(&shown) {
+            text
+        } else {
+            format!("{shown}: {kind} `{}` held", condition.source())
+        }
     };
     if let Some(condition) = expect.failure_condition {
         match evaluate("failure_condition", condition) {
             Ok(true) => {
                 return Judgement::new(
                     Verdict::Failure,
-                    format!("{name} {}", with_values(condition)),
+                    format!("{name} {}", with_values("failure condition", condition)),
                 );
             }
             Ok(false) => {}
@@ -202,7 +208,7 @@ pub(crate) fn judge_metric(
         return match evaluate("success_condition", condition) {
             Ok(true) => Judgement::new(
                 Verdict::Success,
-                format!("{name} {}", with_values(condition)),
+                format!("{name} {}", with_values("success condition", condition)),
             ),
             Ok(false) if expect.failure_condition.is_some() => Judgement::new(
                 Verdict::Inconclusive,
