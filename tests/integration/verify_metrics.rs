@@ -315,9 +315,7 @@ async fn azure_monitor_managed_prometheus_gets_a_token_for_its_scope() {
 async fn a_403_from_managed_prometheus_names_the_role_to_grant_and_stops() {
     let server = server(&[MetricAnswer::Denied], &[]);
     let (outcome, _) = run(
-        &format!(
-            "{{prometheus: {{url: https://fleet-amw-a1b2.eastus.prometheus.monitor.azure.com, query: up, auth: azure, count: 3}}}}"
-        ),
+        "{prometheus: {url: https://fleet-amw-a1b2.eastus.prometheus.monitor.azure.com, query: up, auth: azure, count: 3}}",
         &server,
     )
     .await;
