@@ -575,3 +575,31 @@ steps:
     );
     drop(cluster);
 }
+
+#[test]
+fn the_json_schema_knows_metric_checks() {
+    let schema = serde_json::to_value(schemars::schema_for!(VerifyConfig)).expect("schema json");
+    let validator = jsonschema::validator_for(&schema).expect("valid schema");
+    let valid = [
+        json!({"prometheus": {"url": "http://prometheus:9090", "query": "up", "auth": "azure", "failure_condition": "result > 0.01", "soak": "10m", "baseline": {"tolerance": 0.1, "fail_on": "decrease"}}}),
+        json!({"log_analytics": {"workspace": WORKSPACE_ID, "query": "requests | count", "count": 3, "column": "count_"}}),
+    ];
+    for instance in valid {
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{instance}: {errors:?}");
+    }
+    for instance in [
+        json!({"prometheus": {"url": "x"}}),
+        json!({"prometheus": {"url": "x", "query": "up", "auth": "aad"}}),
+        json!({"log_analytics": {"workspace": "w", "query": "q", "url": "x"}}),
+        json!({"prometheus": {"url": "x", "query": "up", "baseline": {"tolerance": 0.1, "by": 2}}}),
+    ] {
+        assert!(
+            !validator.is_valid(&instance),
+            "{instance} should not validate"
+        );
+    }
+}
