@@ -603,3 +603,23 @@ fn the_json_schema_knows_metric_checks() {
         );
     }
 }
+
+#[tokio::test]
+async fn credentials_in_the_url_stay_out_of_the_log_and_the_evidence() {
+    let server = server(&[MetricAnswer::Value(0.2)], &[]);
+    let url = server
+        .url()
+        .replace("http://", "http://reader:pr0m-pass-7d1e@");
+    let (outcome, harness) = run(
+        &format!("{{prometheus: {{url: '{url}', query: up, failure_condition: result > 0.1}}}}"),
+        &server,
+    )
+    .await;
+
+    assert_eq!(outcome.status, StepStatus::Failed, "{outcome:#?}");
+    assert_eq!(outcome.message, "result 0.2 > 0.1");
+    let log = harness.log();
+    assert!(log.contains("GET http://127.0.0.1"), "{log}");
+    assert!(!log.contains("pr0m-pass-7d1e"), "{log}");
+    assert!(!outcome.evidence.unwrap().contains("pr0m-pass-7d1e"));
+}

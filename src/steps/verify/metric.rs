@@ -193,8 +193,11 @@ impl<'a> Querier<'a> {
                 };
                 match prometheus::query_url(&base, &query) {
                     Ok(full) => {
+                        // Logged without the query (it has its own line) and any user:password.
                         let mut shown = full.clone();
                         shown.set_query(None);
+                        let _ = shown.set_password(None);
+                        let _ = shown.set_username("");
                         (full, None, format!("GET {shown}"))
                     }
                     Err(reason) => return unrunnable(base, Some(query), reason),
