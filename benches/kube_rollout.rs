@@ -18,6 +18,7 @@ use agent_orch::cluster::fake::{self, FakeCluster, FakeOptions};
 use agent_orch::cluster::ledger::DeployLedger;
 use agent_orch::redact::Redactor;
 use agent_orch::steps::service::Services;
+use agent_orch::steps::verify::baseline::Baselines;
 use agent_orch::steps::{RunInfo, StepContext, StepOutcome, StepStatus};
 use agent_orch::workflow::model::{Step, StepKind};
 use agent_orch::workflow::span::{Span, Spanned};
@@ -95,6 +96,7 @@ impl Bench {
             services: &services,
             redactor: &Redactor::default(),
             azure: &AzureSignIn::default(),
+            baselines: Baselines::none(),
         };
         agent_orch::steps::deploy::run(&config, &ctx).await
     }
@@ -116,6 +118,7 @@ impl Bench {
             services: &services,
             redactor: &Redactor::default(),
             azure: &AzureSignIn::default(),
+            baselines: Baselines::none(),
         };
         agent_orch::steps::rollback::run(&config, &ctx).await
     }

@@ -8,7 +8,8 @@
 //! - [`sign_in`]: the chain's sources and the transport, owned by a run;
 //! - [`key_vault`]: reading the secrets, with errors that say what to fix;
 //! - [`aks`]: an AKS cluster's kubeconfig from Resource Manager;
-//! - [`renewing_token`]: a token kept fresh for a long conversation (an AKS API server).
+//! - [`renewing_token`]: a token kept fresh for a long conversation (an AKS API server);
+//! - [`monitor`]: signed queries to Azure Monitor (managed Prometheus, Log Analytics).
 //!
 //! [`fetch_workflow_secrets`] is what a run calls before its first step: every name in
 //! `secrets.names`, or none of the run happens.
@@ -17,6 +18,7 @@ pub mod aks;
 pub mod cloud;
 pub mod credential;
 pub mod key_vault;
+pub mod monitor;
 pub mod renewing_token;
 pub mod sign_in;
 pub mod transport;

@@ -26,6 +26,7 @@ use crate::cluster::ledger::DeployLedger;
 use crate::redact::Redactor;
 use crate::steps::pull_request::{self, Delivery};
 use crate::steps::service::Services;
+use crate::steps::verify::baseline::{self, Baselines};
 use crate::steps::{self, RunInfo, StepContext, StepOutcome, StepStatus};
 use crate::workflow::model::{Phase, Step, StepKind, Workflow};
 
@@ -78,6 +79,8 @@ pub struct Engine<'a> {
     /// What `on_success` steps deliver; set when that phase starts.
     delivery: Option<Delivery>,
     azure: AzureSignIn,
+    /// Metric checks' values from before the run's first deploy step.
+    baselines: Baselines,
     started: Instant,
 }
 
@@ -104,6 +107,7 @@ impl<'a> Engine<'a> {
             redactor,
             delivery: None,
             azure: AzureSignIn::default(),
+            baselines: Baselines::default(),
             started: Instant::now(),
         }
     }
@@ -426,6 +430,13 @@ impl<'a> Engine<'a> {
             let outcome = match not_run {
                 Some(outcome) => outcome,
                 None => {
+                    if phase == Phase::Steps
+                        && matches!(step.kind, StepKind::Deploy(_))
+                        && !self.baselines.taken()
+                        && !self.settings.dry_run
+                    {
+                        self.take_baselines(iteration, &cancel).await;
+                    }
                     self.emit(Event::StepStarted {
                         iteration,
                         phase,
@@ -472,6 +483,70 @@ impl<'a> Engine<'a> {
         result
     }
 
+    /// Measures the baselines of the metric checks that compare with one, once per run, just
+    /// before its first deploy step: the values of what was live before the run changed it.
+    async fn take_baselines(
+        &mut self,
+        iteration: u32,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) {
+        self.baselines.mark_taken();
+        let run = self.run_info(iteration);
+        let workflow = self.workflow;
+        for step in workflow
+            .steps
+            .iter()
+            .filter(|step| baseline::needs_baseline(step))
+        {
+            let value = match self.context.renderer_for(step) {
+                Err(err) => Err(err.to_string()),
+                Ok(renderer) => {
+                    let ctx = StepContext {
+                        step,
+                        run: &run,
+                        renderer: &renderer,
+                        log_path: self
+                            .settings
+                            .artifacts_dir
+                            .join("steps")
+                            .join(format!("{iteration}-{}", Phase::Steps.key()))
+                            .join(format!("{}.baseline.log", step.id.value)),
+                        echo: self.settings.echo,
+                        cancel: cancel.child_token(),
+                        timeout: step.timeout.map(|t| t.0),
+                        services: &self.services,
+                        deployments: &self.deployments,
+                        redactor: &self.redactor,
+                        azure: &self.azure,
+                        baselines: &self.baselines,
+                    };
+                    baseline::measure(&ctx)
+                        .await
+                        .unwrap_or_else(|| Err("not a metric check".to_owned()))
+                }
+            };
+            let detail = match &value {
+                Ok(value) => json!({ "step": step.id.value, "value": value }),
+                Err(error) => json!({ "step": step.id.value, "error": error }),
+            };
+            self.emit(Event::Decision {
+                iteration,
+                kind: "verify.baseline".into(),
+                detail,
+            });
+            self.baselines.insert(&step.id.value, value);
+        }
+    }
+
+    fn run_info(&self, iteration: u32) -> RunInfo {
+        RunInfo {
+            run_id: self.settings.run_id.clone(),
+            iteration,
+            workdir: self.settings.workdir.clone(),
+            artifacts_dir: self.settings.artifacts_dir.clone(),
+        }
+    }
+
     /// One step, with its `if`, `retries` and `timeout`.
     async fn run_step(
         &mut self,
@@ -496,12 +571,7 @@ impl<'a> Engine<'a> {
                 Err(err) => return StepOutcome::failed(format!("cannot evaluate `if`: {err}")),
             }
         }
-        let run = RunInfo {
-            run_id: self.settings.run_id.clone(),
-            iteration,
-            workdir: self.settings.workdir.clone(),
-            artifacts_dir: self.settings.artifacts_dir.clone(),
-        };
+        let run = self.run_info(iteration);
         let timeout = step.timeout.map(|t| t.0);
         let mut attempt = 0;
         loop {
@@ -526,6 +596,7 @@ impl<'a> Engine<'a> {
                 deployments: &self.deployments,
                 redactor: &self.redactor,
                 azure: &self.azure,
+                baselines: &self.baselines,
             };
             if let Some(dir) = ctx.log_path.parent()
                 && let Err(err) = std::fs::create_dir_all(dir)

@@ -61,8 +61,10 @@ pub struct StepContext<'a> {
     /// The run's redactor (its secrets and every credential shape): applied to the step's
     /// log, echo and messages.
     pub redactor: &'a Redactor,
-    /// How to sign in to Azure (an AKS deploy or rollback).
+    /// How to sign in to Azure (an AKS deploy or rollback, an Azure Monitor query).
     pub azure: &'a AzureSignIn,
+    /// Metric checks' values measured before the run's first deploy (`baseline:`).
+    pub baselines: &'a verify::baseline::Baselines,
 }
 
 /// What the step would do, for `--dry-run`: its main setting rendered where it can be. A value
@@ -87,6 +89,18 @@ pub fn describe(ctx: &StepContext<'_>) -> String {
         StepKind::Verify(VerifyConfig::Script(script)) => {
             format!("would run `{}`", show(&script.run))
         }
+        StepKind::Verify(crate::workflow::step_config::verify::VerifyConfig::Prometheus(check)) => {
+            format!(
+                "would query {} for `{}`",
+                show(&check.url),
+                show(&check.query)
+            )
+        }
+        StepKind::Verify(crate::workflow::step_config::verify::VerifyConfig::LogAnalytics(check)) => format!(
+            "would query Log Analytics workspace {} for `{}`",
+            show(&check.workspace),
+            show(&check.query)
+        ),
         StepKind::Deploy(config) => format!(
             "would apply {}",
             config

@@ -26,6 +26,7 @@ pub(crate) fn validate(workflow: &Workflow, decoded: &Decoded, root: &Node) -> V
     delivery_steps(headers, &mut diagnostics);
     output_names(root, &mut diagnostics);
     rollback_targets(workflow, headers, &mut diagnostics);
+    metric_baselines(workflow, headers, &mut diagnostics);
     safety(workflow, root, &mut diagnostics);
     approvals(root, &mut diagnostics);
     environment_clusters(root, &mut diagnostics);
@@ -219,6 +220,47 @@ fn rollback_targets(
             });
             diagnostic.label = did_you_mean(&target.value, deploy_ids());
             diagnostics.push(diagnostic);
+        }
+    }
+}
+
+/// A metric check's `baseline` is measured just before the run's first deploy step, so the
+/// check must be in `steps:` after a deploy step (headers count deploys that did not decode).
+fn metric_baselines(
+    workflow: &Workflow,
+    headers: &[StepHeader],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let main: Vec<&StepHeader> = headers
+        .iter()
+        .filter(|step| step.phase == Phase::Steps)
+        .collect();
+    let first_deploy = main.iter().position(|step| step.kind == Some("deploy"));
+    for step in workflow.all_steps() {
+        if !crate::steps::verify::baseline::needs_baseline(step) {
+            continue;
+        }
+        let position = main.iter().position(|header| {
+            header
+                .id
+                .as_ref()
+                .is_some_and(|id| id.value == step.id.value)
+        });
+        let after_a_deploy = matches!((first_deploy, position), (Some(d), Some(p)) if d < p);
+        if !after_a_deploy {
+            diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticKind::InvalidValue,
+                    format!(
+                        "`baseline` of step `{}` needs a deploy step before it in `steps:`",
+                        step.id.value
+                    ),
+                    step.id.span.clone(),
+                )
+                .with_help(
+                    "the baseline is the same query measured just before the run's first deploy step",
+                ),
+            );
         }
     }
 }
@@ -804,6 +846,37 @@ mod tests {
             ],
             "{}",
             diagnostics.render(false)
+        );
+    }
+
+    #[test]
+    fn a_metric_baseline_needs_a_deploy_step_before_it() {
+        let check =
+            "verify: {prometheus: {url: http://p:9090, query: up, baseline: {tolerance: 0.1}}}";
+        let diagnostics = load_text(&format!(
+            "name: w\nsteps:\n  - id: early\n    {check}\n  - id: ship\n    deploy: {{manifests: [k.yaml]}}\n"
+        ))
+        .expect_err("no deploy before");
+        let found: Vec<(usize, String)> = diagnostics
+            .iter()
+            .map(|d| (d.span.line, d.message.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [(
+                3,
+                "`baseline` of step `early` needs a deploy step before it in `steps:`".to_owned()
+            )],
+            "{}",
+            diagnostics.render(false)
+        );
+        let loaded = load_text(&format!(
+            "name: w\nsteps:\n  - id: ship\n    deploy: {{manifests: [k.yaml]}}\n  - id: late\n    {check}\n"
+        ));
+        assert!(
+            loaded.is_ok(),
+            "{}",
+            loaded.err().map(|d| d.render(false)).unwrap_or_default()
         );
     }
 

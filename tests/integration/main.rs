@@ -45,4 +45,5 @@ mod seed_pipeline;
 mod task_mode;
 mod telemetry;
 mod verify;
+mod verify_metrics;
 mod workflow_inputs;

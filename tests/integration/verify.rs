@@ -61,10 +61,13 @@ fn design_example_decodes_unchanged() {
 #[test]
 fn decoding_rejects_ambiguous_or_invalid_configs() {
     let cases = [
-        ("{}", "verify needs one of `http`, `flow` or `script`"),
+        (
+            "{}",
+            "verify needs one of `http`, `flow`, `script`, `prometheus` or `log_analytics`",
+        ),
         (
             "{http: {url: x}, script: ./smoke.sh}",
-            "verify takes exactly one of `http`, `flow` or `script`, got `http` and `script`",
+            "verify takes exactly one of `http`, `flow`, `script`, `prometheus` or `log_analytics`, got `http` and `script`",
         ),
         ("{htp: {url: x}}", "unknown field `htp`"),
         ("{http: {url: x, retry: 3}}", "unknown field `retry`"),

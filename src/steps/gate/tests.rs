@@ -12,6 +12,7 @@ use crate::cluster::ledger::DeployLedger;
 use crate::redact::Redactor;
 use crate::steps::RunInfo;
 use crate::steps::service::Services;
+use crate::steps::verify::baseline::Baselines;
 use crate::workflow::model::{Step, StepKind};
 use crate::workflow::span::{Span, Spanned};
 use crate::workflow::template::Renderer;
@@ -145,6 +146,7 @@ impl Harness {
             deployments: &self.deployments,
             redactor: &self.redactor,
             azure: &self.azure,
+            baselines: Baselines::none(),
         }
     }
 

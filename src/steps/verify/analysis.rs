@@ -64,14 +64,18 @@ impl ConditionEvaluator {
 
     /// Whether `condition` holds; an undefined result (a missing field) is an error rather
     /// than false, as strict templates treat it.
-    fn holds(&self, condition: &Condition, scope: &minijinja::Value) -> Result<bool, String> {
+    pub(crate) fn holds(
+        &self,
+        condition: &Condition,
+        scope: &minijinja::Value,
+    ) -> Result<bool, String> {
         let value = self
             .env
             .compile_expression(condition.source())
             .and_then(|expression| expression.eval(scope))
             .map_err(|err| err.detail().unwrap_or("invalid expression").to_owned())?;
         if value.is_undefined() {
-            return Err("it refers to something the response does not have".to_owned());
+            return Err("it refers to something the measurement does not have".to_owned());
         }
         Ok(value.is_true())
     }
@@ -232,6 +236,7 @@ fn json_equal(actual: &serde_json::Value, expected: &serde_json::Value) -> bool 
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
     pub(crate) attempts: u32,
+    successes: u32,
     failures: u32,
     consecutive_failures: u32,
     inconclusive: u32,
@@ -252,18 +257,24 @@ pub(crate) enum Decision {
 }
 
 impl Tally {
-    /// Records one verdict. Argo-like: a limit is the number of such measurements tolerated,
-    /// so `consecutive_failure_limit: 0` fails on the first failure. Errors and inconclusive
-    /// measurements end a run of consecutive failures.
-    /// `None`: take another measurement.
+    /// Records one verdict, taken `elapsed` after the first measurement started. Argo-like: a
+    /// limit is the number of such measurements tolerated, so `consecutive_failure_limit: 0`
+    /// fails on the first failure. Errors and inconclusive measurements end a run of
+    /// consecutive failures. Without a soak the first success passes; in a soak, measurements
+    /// go on until `soak` has elapsed. `None`: take another measurement.
     pub(crate) fn record(
         &mut self,
         verdict: Verdict,
         policy: &MeasurementPolicy,
+        elapsed: Duration,
     ) -> Option<Decision> {
         self.attempts += 1;
         match verdict {
-            Verdict::Success => return Some(Decision::Pass),
+            Verdict::Success if policy.soak.is_none() => return Some(Decision::Pass),
+            Verdict::Success => {
+                self.successes += 1;
+                self.consecutive_failures = 0;
+            }
             Verdict::Unrunnable => return Some(Decision::Fail { why: String::new() }),
             Verdict::Failure => {
                 self.failures += 1;
@@ -271,13 +282,15 @@ impl Tally {
                 if let Some(limit) = policy.consecutive_failure_limit
                     && self.consecutive_failures > limit
                 {
-                    return Some(Decision::Fail {
-                        why: format!(
+                    let why = match policy.soak {
+                        Some(soak) if limit == 0 => self.soak_progress(elapsed, soak),
+                        _ => format!(
                             "({} consecutive {}, limit {limit})",
                             self.consecutive_failures,
                             plural(self.consecutive_failures, "failure", "failures")
                         ),
-                    });
+                    };
+                    return Some(Decision::Fail { why });
                 }
             }
             Verdict::Inconclusive => {
@@ -297,6 +310,25 @@ impl Tally {
             }
             Verdict::Error => self.consecutive_failures = 0,
         }
+        if let Some(soak) = policy.soak {
+            if elapsed < soak {
+                return None;
+            }
+            let why = format!(
+                "after {} {} over {}",
+                self.attempts,
+                plural(self.attempts, "measurement", "measurements"),
+                humantime::format_duration(soak)
+            );
+            // The soak survived its limits: it passes if anything was measured at all.
+            return Some(if self.successes > 0 {
+                Decision::Pass
+            } else if self.failures == 0 && self.inconclusive > 0 {
+                Decision::Inconclusive { why }
+            } else {
+                Decision::Fail { why }
+            });
+        }
         if self.attempts < policy.attempts {
             return None;
         }
@@ -311,6 +343,16 @@ impl Tally {
         } else {
             Decision::Fail { why }
         })
+    }
+
+    /// `(measurement 3, 1m into a 10m soak)`.
+    fn soak_progress(&self, elapsed: Duration, soak: Duration) -> String {
+        format!(
+            "(measurement {}, {} into a {} soak)",
+            self.attempts,
+            humantime::format_duration(Duration::from_secs(elapsed.as_secs())),
+            humantime::format_duration(soak)
+        )
     }
 }
 
@@ -544,13 +586,14 @@ mod tests {
             interval: Duration::ZERO,
             consecutive_failure_limit: failures,
             inconclusive_limit: inconclusive,
+            soak: None,
         }
     }
 
     fn run(verdicts: &[Verdict], policy: &MeasurementPolicy) -> (Decision, u32) {
         let mut tally = Tally::default();
         for verdict in verdicts {
-            if let Some(decision) = tally.record(*verdict, policy) {
+            if let Some(decision) = tally.record(*verdict, policy, Duration::ZERO) {
                 return (decision, tally.attempts);
             }
         }
@@ -629,6 +672,36 @@ mod tests {
         assert_eq!(
             run(&[Unrunnable, Success], &policy),
             (Decision::Fail { why: String::new() }, 1)
+        );
+    }
+
+    #[test]
+    fn a_soak_goes_on_past_successes_and_fails_at_the_first_failure() {
+        let policy = MeasurementPolicy {
+            soak: Some(Duration::from_secs(60)),
+            consecutive_failure_limit: Some(0),
+            ..limits(1, None, None)
+        };
+        let mut tally = Tally::default();
+        let at = Duration::from_secs;
+        assert_eq!(tally.record(Success, &policy, at(0)), None);
+        assert_eq!(tally.record(Error, &policy, at(20)), None);
+        assert_eq!(
+            tally.record(Failure, &policy, at(40)),
+            Some(Decision::Fail {
+                why: "(measurement 3, 40s into a 1m soak)".to_owned()
+            })
+        );
+        let mut tally = Tally::default();
+        assert_eq!(tally.record(Success, &policy, at(0)), None);
+        assert_eq!(tally.record(Success, &policy, at(60)), Some(Decision::Pass));
+        let mut tally = Tally::default();
+        assert_eq!(tally.record(Inconclusive, &policy, at(0)), None);
+        assert_eq!(
+            tally.record(Error, &policy, at(61)),
+            Some(Decision::Inconclusive {
+                why: "after 2 measurements over 1m".to_owned()
+            })
         );
     }
 

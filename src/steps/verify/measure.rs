@@ -2,6 +2,7 @@
 //! timeout, stopping promptly on cancel; then turn what happened into a `StepOutcome`.
 
 use std::fmt;
+use std::time::Instant;
 
 use indexmap::IndexMap;
 
@@ -21,16 +22,19 @@ pub(crate) struct Measurement {
     pub(crate) outputs: IndexMap<String, String>,
 }
 
-/// `attempt 2/4`.
+/// `attempt 2/4`, or `measurement 2` in a soak (which ends by time, not by count).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Attempt {
     pub(crate) number: u32,
-    pub(crate) of: u32,
+    pub(crate) of: Option<u32>,
 }
 
 impl fmt::Display for Attempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "attempt {}/{}", self.number, self.of)
+        match self.of {
+            Some(of) => write!(f, "attempt {}/{of}", self.number),
+            None => write!(f, "measurement {}", self.number),
+        }
     }
 }
 
@@ -52,15 +56,16 @@ where
     let mut tally = Tally::default();
     let mut last: Option<Measurement> = None;
     let mut last_inconclusive: Option<String> = None;
+    let started = Instant::now();
     let stop = {
         let work = async {
             loop {
                 let attempt = Attempt {
                     number: tally.attempts + 1,
-                    of: policy.attempts,
+                    of: policy.soak.is_none().then_some(policy.attempts),
                 };
                 let measurement = measure(attempt, &mut *log).await;
-                let decision = tally.record(measurement.verdict, policy);
+                let decision = tally.record(measurement.verdict, policy, started.elapsed());
                 if measurement.verdict == Verdict::Inconclusive {
                     last_inconclusive = Some(measurement.reason.clone());
                 }

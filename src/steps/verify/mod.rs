@@ -1,4 +1,5 @@
-//! `verify`: HTTP checks, multi-request user flows and smoke scripts.
+//! `verify`: HTTP checks, multi-request user flows, smoke scripts and metric queries
+//! (Prometheus, Log Analytics).
 //!
 //! # Measurements
 //!
@@ -46,13 +47,31 @@
 //! `X-Api-Key`, ...) and captures with credential-like names (`token`, `session`, ...) are
 //! masked in logs, messages and evidence, and such captures are not published as outputs.
 //! On failure `evidence` holds the last response (status, headers, first 2 KiB of body).
+//!
+//! # Metric checks
+//!
+//! `prometheus` and `log_analytics` take one query per measurement and judge its value, with
+//! the same verdicts and limits: conditions see `result` (the number, or a list when the query
+//! returns several series or rows), `series` (`[{labels, value}]`) and `baseline`. No data is
+//! an error measurement; no access (401/403) or a query the service rejects stops the step at
+//! once, naming what to fix. Every reason carries the value: `error rate 0.031 > 0.01`.
+//! `count` is at most how many measurements; `soak` measures every `interval` for a duration
+//! instead, and fails at the first failure (`consecutive_failure_limit` defaults to 0). With
+//! `baseline`, the engine measures the same query just before the run's first deploy step
+//! ([`baseline`]); a value worse than the baseline by more than the tolerance fails, and a
+//! missing baseline makes the measurement inconclusive. Outputs: `value`, `baseline`.
 
 mod analysis;
 mod attempt_log;
+pub mod baseline;
 mod flow;
 mod http;
+mod log_analytics;
 mod measure;
+mod metric;
+mod metric_analysis;
 mod probe;
+mod prometheus;
 mod response;
 
 use attempt_log::AttemptLog;
@@ -69,6 +88,8 @@ pub async fn run(config: &VerifyConfig, ctx: &StepContext<'_>) -> StepOutcome {
         VerifyConfig::Http(check) => http::run(check, ctx).await,
         VerifyConfig::Flow(flow) => flow::run(flow, ctx).await,
         VerifyConfig::Script(script) => run_script(script, ctx).await,
+        VerifyConfig::Prometheus(check) => metric::run(check.spec(), ctx).await,
+        VerifyConfig::LogAnalytics(check) => metric::run(check.spec(), ctx).await,
     }
 }
 

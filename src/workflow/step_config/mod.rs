@@ -9,3 +9,4 @@ pub mod review;
 pub mod rollback;
 pub mod shell;
 pub mod verify;
+pub mod verify_metric;

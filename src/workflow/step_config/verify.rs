@@ -1,4 +1,5 @@
-//! What a `verify` step accepts: an HTTP check, a flow of requests, or a smoke script.
+//! What a `verify` step accepts: an HTTP check, a flow of requests, a smoke script, or a
+//! metric query (`prometheus`, `log_analytics`; see [`crate::workflow::step_config::verify_metric`]).
 //!
 //! Keys that take "one of several shapes" (`expect_status: 200` or `[200, 204]`, a capture,
 //! the verify kind itself) have hand-written visitors instead of `untagged`/`flatten`, so the
@@ -12,6 +13,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::verify_metric::{LogAnalyticsCheck, PrometheusCheck};
 use crate::workflow::duration::DurationSpec;
 use crate::workflow::span::Spanned;
 use crate::workflow::step_config::gate::GateConfig;
@@ -22,7 +24,7 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// One request (connect, send, read the body) may take this long unless `timeout` says otherwise.
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `verify:` takes exactly one of `http`, `flow` or `script`.
+/// `verify:` takes exactly one of `http`, `flow`, `script`, `prometheus` or `log_analytics`.
 #[derive(Clone, Debug, JsonSchema)]
 #[schemars(rename_all = "snake_case")]
 pub enum VerifyConfig {
@@ -32,6 +34,10 @@ pub enum VerifyConfig {
     Flow(FlowCheck),
     /// A smoke-test command: `script: ./scripts/smoke.sh` or `{run, workdir, env}`.
     Script(GateConfig),
+    /// A PromQL query against a Prometheus HTTP API, judged by its value.
+    Prometheus(Box<PrometheusCheck>),
+    /// A KQL query against a Log Analytics workspace (Application Insights), judged by its value.
+    LogAnalytics(Box<LogAnalyticsCheck>),
 }
 
 impl<'de> Deserialize<'de> for VerifyConfig {
@@ -40,7 +46,7 @@ impl<'de> Deserialize<'de> for VerifyConfig {
     }
 }
 
-const VERIFY_KINDS: &[&str] = &["http", "flow", "script"];
+const VERIFY_KINDS: &[&str] = &["http", "flow", "script", "prometheus", "log_analytics"];
 
 struct VerifyConfigVisitor;
 
@@ -48,7 +54,7 @@ impl<'de> Visitor<'de> for VerifyConfigVisitor {
     type Value = VerifyConfig;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map with one of `http`, `flow` or `script`")
+        f.write_str("a map with one of `http`, `flow`, `script`, `prometheus` or `log_analytics`")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<VerifyConfig, A::Error> {
@@ -66,18 +72,30 @@ impl<'de> Visitor<'de> for VerifyConfigVisitor {
                     VerifyConfig::Flow(flow)
                 }
                 "script" => VerifyConfig::Script(map.next_value()?),
+                "prometheus" => {
+                    let check: Box<PrometheusCheck> = map.next_value()?;
+                    check.check().map_err(de::Error::custom)?;
+                    VerifyConfig::Prometheus(check)
+                }
+                "log_analytics" => {
+                    let check: Box<LogAnalyticsCheck> = map.next_value()?;
+                    check.check().map_err(de::Error::custom)?;
+                    VerifyConfig::LogAnalytics(check)
+                }
                 _ => return Err(de::Error::unknown_field(&key, VERIFY_KINDS)),
             };
             if let Some((first, _)) = &config {
                 return Err(de::Error::custom(format!(
-                    "verify takes exactly one of `http`, `flow` or `script`, got `{first}` and `{key}`"
+                    "verify takes exactly one of `http`, `flow`, `script`, `prometheus` or `log_analytics`, got `{first}` and `{key}`"
                 )));
             }
             config = Some((key, value));
         }
-        config
-            .map(|(_, config)| config)
-            .ok_or_else(|| de::Error::custom("verify needs one of `http`, `flow` or `script`"))
+        config.map(|(_, config)| config).ok_or_else(|| {
+            de::Error::custom(
+                "verify needs one of `http`, `flow`, `script`, `prometheus` or `log_analytics`",
+            )
+        })
     }
 }
 
@@ -334,6 +352,8 @@ pub(crate) struct MeasurementPolicy {
     pub(crate) interval: Duration,
     pub(crate) consecutive_failure_limit: Option<u32>,
     pub(crate) inconclusive_limit: Option<u32>,
+    /// Measure for this long instead of until the first success (metric checks' `soak`).
+    pub(crate) soak: Option<Duration>,
 }
 
 impl MeasurementPolicy {
@@ -348,6 +368,7 @@ impl MeasurementPolicy {
             interval: interval.map_or(DEFAULT_INTERVAL, |i| i.0),
             consecutive_failure_limit,
             inconclusive_limit,
+            soak: None,
         }
     }
 }
@@ -523,7 +544,7 @@ impl JsonSchema for Condition {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "description": "A minijinja expression over `response` (status, headers, body, json, latency_ms), e.g. `response.json.ready == true`."
+            "description": "A minijinja expression over `response` (status, headers, body, json, latency_ms), e.g. `response.json.ready == true`; in a metric check over `result` (and `series`, `baseline`), e.g. `result < 0.01`."
         })
     }
 }

@@ -1,7 +1,8 @@
 //! One local server for every Azure endpoint a run talks to: the pipeline's OIDC endpoint
 //! ([`super::oidc_fake`]), Microsoft Entra ID's token endpoint ([`super::entra_fake`]), the App
 //! Service managed identity endpoint ([`super::managed_identity_fake`]), Key Vault
-//! ([`super::key_vault_fake`]) and Resource Manager's AKS credential calls ([`super::arm_fake`]).
+//! ([`super::key_vault_fake`]), Resource Manager's AKS credential calls ([`super::arm_fake`]),
+//! and Azure Monitor's query APIs ([`super::prometheus_fake`], [`super::log_analytics_fake`]).
 //!
 //! The binary reaches it through `AGENT_ORCH_AZURE_TRANSPORT_OVERRIDE`: the Azure clients keep
 //! their real `https://` URLs and the transport sends each request here, path unchanged, with
@@ -20,7 +21,11 @@ use axum::response::Response;
 use tokio::sync::oneshot;
 
 use super::arm_fake::FakeAks;
-use super::{arm_fake, entra_fake, key_vault_fake, managed_identity_fake, oidc_fake};
+use super::metric_script::MetricScript;
+use super::{
+    arm_fake, entra_fake, key_vault_fake, log_analytics_fake, managed_identity_fake, oidc_fake,
+    prometheus_fake,
+};
 
 pub(crate) const TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 pub(crate) const CLIENT_ID: &str = "3f2a6d1e-5b4c-4e8a-9d7f-0a1b2c3d4e5f";
@@ -37,6 +42,13 @@ pub(crate) const ARM_ACCESS_TOKEN: &str = "arm-access-token-3d7c52";
 /// The AKS server application: the `--server-id` of every Entra ID AKS kubeconfig, the audience
 /// of the tokens its API server accepts.
 pub(crate) const AKS_SERVER_ID: &str = "6dae42f8-4368-4678-94ff-3960e28e3630";
+/// What Entra issues for Azure Monitor managed Prometheus
+/// (`https://prometheus.monitor.azure.com/.default`).
+pub(crate) const PROMETHEUS_ACCESS_TOKEN: &str = "prometheus-access-token-8e1f07";
+/// What Entra issues for the Log Analytics query API (`https://api.loganalytics.io/.default`).
+pub(crate) const LOG_ANALYTICS_ACCESS_TOKEN: &str = "log-analytics-access-token-4b9a62";
+/// The Log Analytics workspace the fake knows.
+pub(crate) const WORKSPACE_ID: &str = "63613592-b6f7-4c3d-a390-22ba13102111";
 /// The subscription of the service connection and of the fake AKS cluster.
 pub(crate) const SUBSCRIPTION_ID: &str = "0b1f6471-1bf0-4dda-aec3-cb9272f09590";
 /// What a fake `az account get-access-token` prints.
@@ -57,6 +69,12 @@ pub(crate) struct AzureConfig {
     pub(crate) aks: Option<FakeAks>,
     /// How long the AKS tokens Entra issues last.
     pub(crate) aks_token_lifetime_secs: u64,
+    /// What `/api/v1/query` answers.
+    pub(crate) prometheus: MetricScript,
+    /// `/api/v1/query` wants Entra's Prometheus token (Azure Monitor managed Prometheus).
+    pub(crate) prometheus_requires_token: bool,
+    /// What the Log Analytics workspace answers.
+    pub(crate) log_analytics: MetricScript,
 }
 
 impl AzureConfig {
@@ -69,6 +87,9 @@ impl AzureConfig {
             deny: false,
             aks: None,
             aks_token_lifetime_secs: 3599,
+            prometheus: MetricScript::default(),
+            prometheus_requires_token: false,
+            log_analytics: MetricScript::default(),
         }
     }
 
@@ -119,6 +140,8 @@ impl AzureServer {
             .merge(managed_identity_fake::routes())
             .merge(key_vault_fake::routes())
             .merge(arm_fake::routes())
+            .merge(prometheus_fake::routes())
+            .merge(log_analytics_fake::routes())
             .layer(axum::middleware::from_fn_with_state(state.clone(), record))
             .with_state(state.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -167,6 +190,16 @@ impl AzureServer {
     /// How many AKS tokens Entra has issued.
     pub(crate) fn aks_tokens_issued(&self) -> u32 {
         self.state.aks_tokens_issued.load(Ordering::SeqCst)
+    }
+
+    /// The PromQL queries `/api/v1/query` got, in order.
+    pub(crate) fn prometheus_queries(&self) -> Vec<String> {
+        self.state.config.lock().unwrap().prometheus.queries()
+    }
+
+    /// The KQL queries the Log Analytics workspace got, in order.
+    pub(crate) fn log_analytics_queries(&self) -> Vec<String> {
+        self.state.config.lock().unwrap().log_analytics.queries()
     }
 
     /// Every request so far, in order.

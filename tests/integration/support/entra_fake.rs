@@ -3,7 +3,8 @@
 //! principal connection). Only the pipeline's ID token or the known secret, for the right
 //! client and tenant, gets a token; anything else gets Entra's error.
 //!
-//! Scopes: Key Vault, Resource Manager, and the AKS server application
+//! Scopes: Key Vault, Resource Manager, Azure Monitor (managed Prometheus, Log Analytics), and
+//! the AKS server application
 //! (`6dae42f8-4368-4678-94ff-3960e28e3630/.default`, the `--server-id` of AKS kubeconfigs). AKS
 //! tokens are JWT-shaped (unsigned) with the `aud` and `exp` claims an AKS API server checks, so
 //! the fake cluster can accept only those (see `FakeCluster::require_token_audience`).
@@ -22,7 +23,7 @@ use serde_json::json;
 
 use super::azure_server::{
     AKS_SERVER_ID, ARM_ACCESS_TOKEN, AzureState, CLIENT_ID, CLIENT_SECRET, FEDERATED_ACCESS_TOKEN,
-    OIDC_TOKEN, TENANT_ID,
+    LOG_ANALYTICS_ACCESS_TOKEN, OIDC_TOKEN, PROMETHEUS_ACCESS_TOKEN, TENANT_ID,
 };
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -57,6 +58,12 @@ async fn token(
     let (access_token, expires_in) = match field("scope") {
         Some("https://vault.azure.net/.default") => (FEDERATED_ACCESS_TOKEN.to_owned(), 3599),
         Some("https://management.azure.com/.default") => (ARM_ACCESS_TOKEN.to_owned(), 3599),
+        Some("https://prometheus.monitor.azure.com/.default") => {
+            (PROMETHEUS_ACCESS_TOKEN.to_owned(), 3599)
+        }
+        Some("https://api.loganalytics.io/.default") => {
+            (LOG_ANALYTICS_ACCESS_TOKEN.to_owned(), 3599)
+        }
         Some(scope) if scope == aks_scope => {
             let lifetime = state.config.lock().unwrap().aks_token_lifetime_secs;
             let serial = state.aks_tokens_issued.fetch_add(1, Ordering::SeqCst) + 1;

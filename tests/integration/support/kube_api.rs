@@ -9,6 +9,7 @@ use agent_orch::cluster::fake::{self, FakeCluster, FakeOptions};
 use agent_orch::cluster::ledger::DeployLedger;
 use agent_orch::redact::Redactor;
 use agent_orch::steps::service::Services;
+use agent_orch::steps::verify::baseline::Baselines;
 use agent_orch::steps::{RunInfo, StepContext, StepOutcome};
 use agent_orch::workflow::model::{Step, StepKind};
 use agent_orch::workflow::span::{Span, Spanned};
@@ -142,6 +143,7 @@ impl TestCluster {
             services: &services,
             redactor: &Redactor::default(),
             azure: &self.azure,
+            baselines: Baselines::none(),
         };
         agent_orch::steps::deploy::run(config, &ctx).await
     }
@@ -167,6 +169,7 @@ impl TestCluster {
             services: &services,
             redactor: &Redactor::default(),
             azure: &self.azure,
+            baselines: Baselines::none(),
         };
         agent_orch::steps::rollback::run(&config, &ctx).await
     }

@@ -8,6 +8,7 @@ use agent_orch::azure::sign_in::AzureSignIn;
 use agent_orch::cluster::ledger::DeployLedger;
 use agent_orch::redact::Redactor;
 use agent_orch::steps::service::Services;
+use agent_orch::steps::verify::baseline::Baselines;
 use agent_orch::steps::{RunInfo, StepContext};
 use agent_orch::workflow::model::{Step, StepKind};
 use agent_orch::workflow::span::{Span, Spanned};
@@ -26,7 +27,9 @@ pub(crate) struct StepHarness {
     pub(crate) deployments: DeployLedger,
     /// What the step redacts; the run's would know its secrets.
     pub(crate) redactor: Redactor,
-    azure: AzureSignIn,
+    pub(crate) azure: AzureSignIn,
+    /// Metric checks' baselines, as the engine would have measured them.
+    pub(crate) baselines: Baselines,
 }
 
 impl StepHarness {
@@ -60,6 +63,7 @@ impl StepHarness {
             deployments: DeployLedger::in_memory(),
             redactor: Redactor::default(),
             azure: AzureSignIn::default(),
+            baselines: Baselines::default(),
         }
     }
 
@@ -81,6 +85,7 @@ impl StepHarness {
             deployments: &self.deployments,
             redactor: &self.redactor,
             azure: &self.azure,
+            baselines: &self.baselines,
         }
     }
 
