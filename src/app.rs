@@ -14,7 +14,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
         if crate::process::supervisor::requested() {
             return match crate::process::supervisor::run() {
                 Ok(()) => ExitStatus::Success,
-                // Its stderr is the command's output: the error lands in the step's log.
+                // Its stderr is agent-orch's: the error shows where the run's own would.
                 Err(err) => {
                     let _ = writeln!(std::io::stderr(), "agent-orch supervisor: {err}");
                     ExitStatus::RunFailed

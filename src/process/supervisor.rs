@@ -1,5 +1,5 @@
-//! The supervisor: a re-exec of our own binary that runs one command and makes sure nothing
-//! the command started outlives it, or outlives agent-orch.
+//! The supervisor: a re-exec of our own binary that runs commands, one at a time, and makes
+//! sure nothing a command started outlives it, or outlives agent-orch.
 //!
 //! Why a process of its own (Linux): a process group does not hold a `setsid` daemon, and
 //! nothing in a dead agent-orch can kill anything. The supervisor is a *child subreaper*
@@ -12,27 +12,37 @@
 //! and tokio spawns from worker threads that may end; cgroups v2 would do the same job but are
 //! often neither mounted nor writable (CI containers, this machine's hybrid v1 layout).
 //!
-//! The protocol on the socket, agent-orch → supervisor: one JSON line, the `Request`; then
-//! single bytes, `T` (SIGTERM every descendant) or `K` (SIGKILL them); end of
-//! file means agent-orch is gone (SIGKILL them). Supervisor → agent-orch: `started` or
-//! `failed ERRNO` once the command was spawned, and `exit CODE` or `signal NUMBER` when it
-//! ended and everything it left was killed. The command's output goes to the supervisor's
-//! stderr, which agent-orch made the output pipe; the supervisor's stdout is null.
+//! Why it outlives its command (see [`super::supervised`]): starting the 28 MB binary cost
+//! ~1.7 ms, more than the rest of a step, so a supervisor that has finished a command waits for
+//! the next one, and a step pays only for the fork and exec of its own command. It still runs
+//! one command at a time: with several at once, an orphan re-parented to it could belong to
+//! any of them, and the end of one would have to guess what to kill. Commands that run side by
+//! side (a service and the gates that test it) each get a supervisor of their own.
+//!
+//! The protocol on the socket, agent-orch → supervisor, one line each: a JSON [`Request`],
+//! sent with the command's output pipe attached (`SCM_RIGHTS`); `T` (SIGTERM every
+//! descendant) or `K` (SIGKILL them). End of file means agent-orch is gone (SIGKILL them, then
+//! exit). Supervisor → agent-orch: `started` or `failed ERRNO` once the command was spawned,
+//! and `exit CODE` or `signal NUMBER` when it ended and everything it left was killed; then
+//! the supervisor is ready for the next request.
 
+use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsFd;
+use std::io::{IoSliceMut, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
 use serde::{Deserialize, Serialize};
 
 use super::Exit;
@@ -42,13 +52,16 @@ use super::descendants::descendants;
 pub const SUPERVISOR_ENV: &str = "AGENT_ORCH_SUPERVISOR";
 
 /// Asks the supervisor to send SIGTERM to every descendant.
-pub(super) const TERMINATE: u8 = b'T';
+pub(super) const TERMINATE: &[u8] = b"T\n";
 /// Asks the supervisor to send SIGKILL to every descendant.
-pub(super) const KILL: u8 = b'K';
+pub(super) const KILL: &[u8] = b"K\n";
 
 /// How long the clean-up waits between rounds of killing what is left (a process may fork
 /// between being listed and being killed).
 const KILL_ROUND: Duration = Duration::from_millis(5);
+
+/// How much of the socket one read takes.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// The command to run, as raw bytes so that any Unix argument survives the trip.
 #[derive(Serialize, Deserialize)]
@@ -58,6 +71,10 @@ pub(super) struct Request {
     /// A file for the command's stdout (created or truncated), instead of the output.
     #[serde(default)]
     pub(super) stdout: Option<Vec<u8>>,
+    /// The working directory; the supervisor's own (agent-orch's) when `None`.
+    pub(super) workdir: Option<Vec<u8>>,
+    /// Added to the supervisor's environment, which is agent-orch's.
+    pub(super) env: Vec<(String, String)>,
 }
 
 /// Whether this process was started as a supervisor.
@@ -65,77 +82,206 @@ pub fn requested() -> bool {
     std::env::var_os(SUPERVISOR_ENV).is_some()
 }
 
-/// Runs the supervisor to its end; see the module docs.
+/// Runs the supervisor until agent-orch closes the socket; see the module docs.
 pub fn run() -> std::io::Result<()> {
     nix::sys::prctl::set_child_subreaper(true)?;
-    let mut control = UnixStream::from(std::io::stdin().as_fd().try_clone_to_owned()?);
-    let mut requests = BufReader::new(control.try_clone()?);
-    let mut line = String::new();
-    requests.read_line(&mut line)?;
-    let request: Request = serde_json::from_str(&line)?;
+    let control = UnixStream::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+    let shared = Arc::new(Shared::default());
+    std::thread::spawn({
+        let shared = Arc::clone(&shared);
+        let control = control.try_clone()?;
+        move || wait_for_each(&shared, &control)
+    });
 
-    let output = std::io::stderr().as_fd().try_clone_to_owned()?;
+    let mut messages = Messages::new(control.try_clone()?);
+    while let Some(message) = messages.next() {
+        match message {
+            Message::Run(request, output) => start(request, output, &shared, &control),
+            Message::Terminate => signal_all(Signal::SIGTERM, &shared.reaping),
+            Message::Kill => signal_all(Signal::SIGKILL, &shared.reaping),
+        }
+    }
+    // agent-orch is gone: nothing it started may keep running.
+    signal_all(Signal::SIGKILL, &shared.reaping);
+    kill_all(&shared.reaping);
+    Ok(())
+}
+
+/// What the two threads share: the turn of reaping and signalling (a pid listed as ours cannot
+/// be reaped, and reused by an unrelated process, before it is signalled), and the command
+/// being waited for.
+#[derive(Default)]
+struct Shared {
+    reaping: Mutex<()>,
+    running: Mutex<Option<Pid>>,
+    started: Condvar,
+}
+
+/// Spawns the requested command and hands it to the waiting thread.
+fn start(request: Request, output: Option<OwnedFd>, shared: &Shared, control: &UnixStream) {
+    let mut running = shared
+        .running
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    // agent-orch sends a request only to an idle supervisor, with the output pipe attached.
+    let spawned = match output {
+        _ if running.is_some() => Err(std::io::Error::from_raw_os_error(Errno::EBUSY as i32)),
+        None => Err(std::io::Error::from_raw_os_error(Errno::EBADF as i32)),
+        Some(output) => spawn(request, output),
+    };
+    match spawned {
+        Ok(main) => {
+            // Reported before the command's end can be.
+            report(control, "started");
+            *running = Some(main);
+            shared.started.notify_one();
+        }
+        Err(err) => report(
+            control,
+            &format!("failed {}", err.raw_os_error().unwrap_or(0)),
+        ),
+    }
+}
+
+fn spawn(request: Request, output: OwnedFd) -> std::io::Result<Pid> {
     let stdout = match request.stdout {
-        Some(path) => match std::fs::File::create(OsString::from_vec(path)) {
-            Ok(file) => Stdio::from(file),
-            Err(err) => {
-                writeln!(control, "failed {}", err.raw_os_error().unwrap_or(0))?;
-                return Ok(());
-            }
-        },
+        Some(path) => Stdio::from(std::fs::File::create(OsString::from_vec(path))?),
         None => Stdio::from(output.try_clone()?),
     };
-    let spawned = std::process::Command::new(OsString::from_vec(request.program))
+    let mut command = std::process::Command::new(OsString::from_vec(request.program));
+    command
         .args(request.args.into_iter().map(OsString::from_vec))
         .env_remove(SUPERVISOR_ENV)
+        .envs(request.env)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(Stdio::from(output))
         // Its own group, so that a `kill 0` in the command cannot reach the supervisor.
-        .process_group(0)
-        .spawn();
-    let main = match spawned {
-        // Pids fit in an i32 (the kernel's pid_t); 0 would match no child, and the command's
-        // end would then be learnt from the last child reaped.
-        Ok(child) => Pid::from_raw(i32::try_from(child.id()).unwrap_or(0)),
-        Err(err) => {
-            writeln!(control, "failed {}", err.raw_os_error().unwrap_or(0))?;
-            return Ok(());
-        }
-    };
-    // From here on nothing may return early: whatever happens, the clean-up below must run.
-    // (agent-orch may already be gone, then this write fails and `obey` sees the socket closed.)
-    let _ = writeln!(control, "started");
-
-    // Reaping and signalling take turns: a pid listed as ours cannot be reaped (and reused by
-    // an unrelated process) before it is signalled.
-    let reaping = Arc::new(Mutex::new(()));
-    std::thread::spawn({
-        let reaping = Arc::clone(&reaping);
-        move || obey(requests, &reaping)
-    });
-    let exit = wait_for(main, &reaping);
-    kill_all(&reaping);
-    // agent-orch may be gone; then nobody needs the status.
-    let _ = match exit {
-        Some(Exit::Code(code)) => writeln!(control, "exit {code}"),
-        Some(Exit::Signal(signal)) => writeln!(control, "signal {signal}"),
-        None => Ok(()),
-    };
-    Ok(())
+        .process_group(0);
+    if let Some(workdir) = request.workdir {
+        command.current_dir(OsString::from_vec(workdir));
+    }
+    let spawned = command.spawn();
+    // With our copies of the output pipe: only the command's processes hold it now, so
+    // agent-orch sees the end of the output when they are gone.
+    drop(command);
+    // Pids fit in an i32 (the kernel's pid_t); 0 would match no child, and the command's end
+    // would then be learnt from the last child reaped.
+    Ok(Pid::from_raw(i32::try_from(spawned?.id()).unwrap_or(0)))
 }
 
-/// Carries out agent-orch's requests until it closes the socket, then kills everything.
-fn obey(requests: BufReader<UnixStream>, reaping: &Mutex<()>) {
-    for byte in requests.bytes() {
-        match byte {
-            Ok(TERMINATE) => signal_all(Signal::SIGTERM, reaping),
-            Ok(KILL) => signal_all(Signal::SIGKILL, reaping),
-            Ok(_) => {}
-            Err(_) => break,
+/// The waiting thread: for each command, waits for its end, kills what it left, reports.
+fn wait_for_each(shared: &Shared, control: &UnixStream) {
+    loop {
+        let main = {
+            let mut running = shared
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            loop {
+                if let Some(main) = *running {
+                    break main;
+                }
+                running = shared
+                    .started
+                    .wait(running)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        let exit = wait_for(main, &shared.reaping);
+        kill_all(&shared.reaping);
+        // Idle again before the report: agent-orch may send the next request right after it.
+        *shared
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        match exit {
+            Some(Exit::Code(code)) => report(control, &format!("exit {code}")),
+            Some(Exit::Signal(signal)) => report(control, &format!("signal {signal}")),
+            // Only when the children were reaped by the end of agent-orch's clean-up.
+            None => {}
         }
     }
-    signal_all(Signal::SIGKILL, reaping);
+}
+
+/// One line to agent-orch, in one write so the two threads' lines cannot mix. agent-orch may
+/// be gone; then nobody needs it, and the end of file on the socket ends this process.
+fn report(mut control: &UnixStream, line: &str) {
+    let _ = control.write_all(format!("{line}\n").as_bytes());
+}
+
+/// A message from agent-orch.
+enum Message {
+    Run(Request, Option<OwnedFd>),
+    Terminate,
+    Kill,
+}
+
+/// The messages on the socket, with the descriptors sent along with them.
+struct Messages {
+    control: UnixStream,
+    chunk: Vec<u8>,
+    buffer: Vec<u8>,
+    received: VecDeque<OwnedFd>,
+}
+
+impl Messages {
+    fn new(control: UnixStream) -> Self {
+        Self {
+            control,
+            chunk: vec![0; READ_CHUNK],
+            buffer: Vec::new(),
+            received: VecDeque::new(),
+        }
+    }
+
+    /// The next message; `None` once agent-orch has closed the socket (or it failed).
+    fn next(&mut self) -> Option<Message> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|&byte| byte == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                match &line[..end] {
+                    b"T" => return Some(Message::Terminate),
+                    b"K" => return Some(Message::Kill),
+                    json => {
+                        // A line that is not a request is a bug in agent-orch: it gets no answer
+                        // it could mistake for its command's, and the end of file ends this.
+                        let request = serde_json::from_slice(json).ok()?;
+                        return Some(Message::Run(request, self.received.pop_front()));
+                    }
+                }
+            }
+            if !self.receive() {
+                return None;
+            }
+        }
+    }
+
+    /// Reads what is there; false at the end of file.
+    fn receive(&mut self) -> bool {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+        let mut ancillary = RecvAncillaryBuffer::new(&mut space);
+        let read = loop {
+            match recvmsg(
+                &self.control,
+                &mut [IoSliceMut::new(&mut self.chunk)],
+                &mut ancillary,
+                // Not inherited by the commands spawned later.
+                RecvFlags::CMSG_CLOEXEC,
+            ) {
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return false,
+                Ok(read) => break read.bytes,
+            }
+        };
+        for message in ancillary.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = message {
+                self.received.extend(fds);
+            }
+        }
+        self.buffer.extend_from_slice(&self.chunk[..read]);
+        read > 0
+    }
 }
 
 fn signal_all(signal: Signal, reaping: &Mutex<()>) {

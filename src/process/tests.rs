@@ -300,6 +300,65 @@ async fn a_process_that_left_the_group_ends_with_the_command() {
     assert_dies_soon(escaped).await;
 }
 
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_supervisor_outlives_its_command_to_run_the_next() {
+    let result = run(&sh("echo $PPID"), OutputSink::new(), None).await;
+    let supervisor: i32 = result.tail.trim().parse().unwrap();
+    assert_ne!(supervisor, i32::try_from(std::process::id()).unwrap());
+    // Idle now (or running another test's command), and still ours.
+    assert!(
+        is_alive(supervisor),
+        "the supervisor {supervisor} has ended"
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{supervisor}/stat")).unwrap();
+    let parent = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(1);
+    assert_eq!(parent, Some(std::process::id().to_string().as_str()));
+}
+
+/// Two commands at once: the end of one kills what it left, and nothing the other left while
+/// it still runs. (A supervisor shared by both could not tell their orphans apart.)
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_end_of_a_command_spares_an_orphan_of_one_still_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    // `( ... &)`: the subshell ends at once, so the daemon is an orphan, re-parented to the
+    // supervisor while its command still runs.
+    let orphan = |pid_file: &Path| {
+        format!(
+            "(setsid sh -c 'echo $$ > \"{}\"; exec sleep 100' &)",
+            pid_file.display()
+        )
+    };
+    let long = sh(&format!(
+        "{}; while [ ! -f '{}' ]; do sleep 0.01; done",
+        orphan(&path("long.pid")),
+        path("go").display()
+    ));
+    let short = sh(&format!(
+        "{}; while [ ! -s '{}' ]; do sleep 0.01; done",
+        orphan(&path("short.pid")),
+        path("short.pid").display()
+    ));
+    let long_run = run(&long, OutputSink::new(), Some(Duration::from_secs(20)));
+    let meanwhile = async {
+        let long_orphan = read_pid(&path("long.pid")).await;
+        let ended = run(&short, OutputSink::new(), Some(Duration::from_secs(20))).await;
+        assert!(ended.success(), "{ended:?}");
+        assert_dies_soon(read_pid(&path("short.pid")).await).await;
+        assert!(
+            is_alive(long_orphan),
+            "killed with the other command's leftovers"
+        );
+        std::fs::write(path("go"), "").unwrap();
+        long_orphan
+    };
+    let (long_result, long_orphan) = tokio::join!(long_run, meanwhile);
+    assert!(long_result.success(), "{long_result:?}");
+    assert_dies_soon(long_orphan).await;
+}
+
 /// Runs the script `script` makes of a pid file's path, drops the run once the pid is
 /// written, and checks that the process with that pid dies.
 async fn dropping_the_run_kills(script: impl FnOnce(&Path) -> String) {

@@ -107,21 +107,58 @@ fn sigkill_of_agent_orch_kills_a_setsid_daemon() {
     );
 }
 
+/// A gate command that fails while a process with `marker` is alive. Its own command line
+/// spells the marker as a pattern that does not match itself.
+fn gate_none_alive_with(marker: &str) -> String {
+    format!("! {}", gate_one_alive_with(marker))
+}
+
+/// A gate command that fails unless a process with `marker` is alive.
+fn gate_one_alive_with(marker: &str) -> String {
+    format!(
+        "grep -qs \"{}\" /proc/[0-9]*/cmdline",
+        marker.replacen('.', "[.]", 1)
+    )
+}
+
 #[test]
 fn the_end_of_a_step_kills_what_it_left_in_the_background() {
     let marker = marker();
     let project = Project::new();
-    // Neither holds the output open, so nothing but the clean-up would stop them.
+    // Neither holds the output open, so nothing but the clean-up would stop them; the next
+    // step checks they are gone before it starts.
     project.file(
         "w.yaml",
         &format!(
-            "name: leftovers\nsteps:\n  - id: spawn\n    gate: 'setsid sleep {marker} >/dev/null 2>&1 & nohup sleep {marker} >/dev/null 2>&1 & sleep 0.2'\n  - {{id: after, gate: 'touch after-ran'}}\n"
+            "name: leftovers\nsteps:\n  - id: spawn\n    gate: 'setsid sleep {marker} >/dev/null 2>&1 & nohup sleep {marker} >/dev/null 2>&1 & sleep 0.2'\n  - id: after\n    gate: '{} && touch after-ran'\n",
+            gate_none_alive_with(&marker)
         ),
     );
     let result = project.run_workflow("w.yaml", &[]);
     result.assert_code(0);
     assert!(project.path().join("after-ran").exists());
     assert_none_left(&marker);
+}
+
+#[test]
+fn the_end_of_a_step_spares_a_service_still_running() {
+    let service = marker();
+    let leftover = marker();
+    let project = Project::new();
+    // The gate's daemon is killed when the gate ends, the service's process is not.
+    project.file(
+        "w.yaml",
+        &format!(
+            "name: side-by-side\nsteps:\n  - id: serve\n    service: {{run: 'sleep {service}'}}\n  - id: spawn\n    gate: 'setsid sleep {leftover} >/dev/null 2>&1 & sleep 0.2'\n  - id: check\n    gate: '{} && {} && touch checked'\n",
+            gate_one_alive_with(&service),
+            gate_none_alive_with(&leftover)
+        ),
+    );
+    let result = project.run_workflow("w.yaml", &[]);
+    result.assert_code(0);
+    assert!(project.path().join("checked").exists());
+    assert_none_left(&service);
+    assert_none_left(&leftover);
 }
 
 #[test]
