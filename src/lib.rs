@@ -36,7 +36,7 @@ pub mod patch;
 pub mod process;
 pub mod redact;
 pub mod report;
-pub mod settings;
+pub mod session;
 pub mod steps;
 pub mod workflow;
 

@@ -2,7 +2,6 @@
 
 pub(crate) mod audit;
 pub(crate) mod demo;
-mod deploy_approval;
 pub(crate) mod hub;
 pub(crate) mod plan;
 pub(crate) mod run;
@@ -13,7 +12,7 @@ pub(crate) mod worker;
 
 use crate::cli::WorkflowArgs;
 use crate::error::Error;
-use crate::workflow::{self, LoadOptions, Workflow};
+use crate::workflow::{LoadOptions, Workflow};
 
 /// Loads and validates the workflow the arguments name; every problem becomes one error.
 fn load(args: &WorkflowArgs, color: bool) -> Result<Workflow, Error> {
@@ -22,8 +21,5 @@ fn load(args: &WorkflowArgs, color: bool) -> Result<Workflow, Error> {
         vars: args.vars.clone(),
         every_environment: false,
     };
-    workflow::load(&args.file, &options).map_err(|diagnostics| Error::Workflow {
-        rendered: diagnostics.render(color),
-        diagnostics,
-    })
+    crate::session::load_workflow(&args.file, &options, color)
 }

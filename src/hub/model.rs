@@ -1,6 +1,7 @@
 //! The hub's data model as the API speaks it: projects, tasks, agents, assignments, evidence and
 //! progress, plus the status vocabularies the store enforces with `CHECK` constraints.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -126,6 +127,10 @@ pub struct Task {
     pub failures: i64,
     /// The workflow file a worker runs for this task, relative to the worker's repository.
     pub workflow: Option<String>,
+    /// The workflow's environment (`--env`); none for a workflow without `environments`.
+    pub environment: Option<String>,
+    /// The workflow's variables (`--var KEY=VALUE`).
+    pub vars: BTreeMap<String, String>,
     pub branch: Option<String>,
     pub pr_url: Option<String>,
     pub assigned_agent: Option<String>,

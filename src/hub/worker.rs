@@ -16,21 +16,15 @@ use super::error::HubError;
 use super::model::{AssignmentStatus, Claim, EvidenceKind};
 use super::store::NewEvidence;
 use crate::ado::agent_env::AgentEnv;
-use crate::ado::pipeline_context::PipelineContext;
 use crate::ado::secret::Secret;
-use crate::azure::sign_in::AzureSignIn;
-use crate::azure::{
-    RunSecrets, SecretsError, SecretsRequest, fetch_service_secret, fetch_workflow_secrets,
-};
+use crate::azure::{RunSecrets, SecretsError, fetch_service_secret};
 use crate::engine::events::{Event, RunOutcome};
 use crate::engine::interrupt::Interrupts;
 use crate::engine::run_loop::RunSettings;
-use crate::engine::workflow_run::run_workflow;
 use crate::error::error_chain;
 use crate::redact::Redactor;
-use crate::report::console::Console;
-use crate::report::{Reporter, Reporters};
-use crate::workflow::{self, LoadOptions, Workflow};
+use crate::report::Reporter;
+use crate::session::{self, Output, RunHost, RunOptions, SessionEnd, Stop};
 
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -246,7 +240,6 @@ async fn work(
 ) -> TaskEnd {
     let assignment = claim.assignment.id;
     // Notes reach the hub and its dashboard: no secret of the run goes with them.
-    let mut redactor = RunSecrets::default().redactor();
     let give_back = |reason: String, redactor: &Redactor| {
         let note = bounded(&redactor.redact(&reason));
         async move {
@@ -263,58 +256,32 @@ async fn work(
     };
     let workflow_path = match task_workflow(&options.workdir, claim.task.workflow.as_deref()) {
         Ok(path) => path,
-        Err(reason) => return give_back(reason, &redactor).await,
-    };
-    let load = LoadOptions {
-        environment: None,
-        vars: Vec::new(),
-        every_environment: false,
-    };
-    let workflow = match workflow::load(&workflow_path, &load) {
-        Ok(workflow) => workflow,
-        Err(diagnostics) => {
-            let reason = format!("invalid workflow: {}", diagnostics.render(false));
-            return give_back(reason, &redactor).await;
+        Err(reason) => {
+            return give_back(reason, &RunSecrets::default().redactor()).await;
         }
     };
-    // Every secret first, as `agent-orch run` does: a run that cannot have them must not start.
-    let secrets = match fetch_secrets(options, &workflow).await {
-        Ok(secrets) => secrets,
-        Err(reason) => return give_back(reason, &redactor).await,
-    };
-    redactor = secrets.redactor();
     let run_id = format!("task-{}-assignment-{assignment}", claim.task.id);
-    let settings = RunSettings {
-        run_id: run_id.clone(),
-        workflow_path: workflow_path.clone(),
-        environment: workflow.environment.clone(),
-        workdir: crate::settings::absolute_dir(&workflow.project_root),
-        artifacts_dir: crate::settings::absolute_dir(
-            &options
+    let run = RunOptions {
+        environment: claim.task.environment.clone(),
+        vars: claim.task.vars.clone().into_iter().collect(),
+        artifacts: Some(
+            options
                 .workdir
                 .join(".agent-orch")
                 .join("runs")
                 .join(&run_id),
         ),
-        max_iterations: workflow.safety.max_iterations,
+        run_id: Some(run_id),
+        // Unattended: nothing a person must approve goes through, and nobody watches a terminal.
         echo: false,
-        dry_run: false,
-        // A worker runs unattended: nothing a person must approve goes through.
-        approve: false,
-        tape: crate::llm::TapeMode::Live,
+        ..RunOptions::new(workflow_path)
     };
-    let mut reporters = match Reporters::for_run(&settings.artifacts_dir, None::<Console>) {
-        Ok(reporters) => reporters,
-        Err(err) => {
-            let reason = format!("failed to create the run's artifacts: {err}");
-            return give_back(reason, &redactor).await;
-        }
+    let host = RunHost {
+        managed_identity: options.managed_identity,
+        known_secrets: vec![&options.token],
+        ..RunHost::new(&options.environment, Output::ReportsOnly)
     };
-    let (progress, mut updates) = mpsc::unbounded_channel();
-    reporters.push(ProgressReporter {
-        updates: progress,
-        last: -1,
-    });
+    let (progress, mut updates) = mpsc::unbounded_channel::<(i64, String)>();
     let interrupts = Interrupts::default();
     // Progress goes to the hub as the run goes; a 409 means the hub re-queued the task (this
     // worker looked dead), so the run stops: someone else owns the task now.
@@ -347,30 +314,27 @@ async fn work(
             }
         })
     };
-    let pipeline = PipelineContext::read(&options.environment);
-    let summary = run_workflow(
-        &workflow,
-        &settings,
-        &secrets,
-        &pipeline,
-        &sign_in(options),
-        &mut reporters,
-        interrupts,
-    )
+    let end = session::run_async(&run, &host, Stop::Given(interrupts), |reporters| {
+        reporters.push(ProgressReporter {
+            updates: progress,
+            last: -1,
+        });
+    })
     .await;
-    let summary = match summary {
-        Ok(summary) => summary,
-        Err(err) => {
-            drop(reporters);
-            let _ = forwarder.await;
-            let reason = format!("failed to start the run: {}", error_chain(&err));
-            return give_back(reason, &redactor).await;
+    // The session dropped its reporters, so the channel is closed (or was never opened) and
+    // every queued update has been sent once the forwarder ends.
+    let _ = forwarder.await;
+    let SessionEnd {
+        summary,
+        settings,
+        redactor,
+    } = match end {
+        Ok(end) => end,
+        Err(failure) => {
+            let reason = error_chain(&failure.error);
+            return give_back(reason, &failure.redactor).await;
         }
     };
-    let _ = reporters.finish();
-    drop(reporters);
-    // The reporters are gone, so the channel closes and every queued update gets sent.
-    let _ = forwarder.await;
     if lost.is_cancelled() {
         return TaskEnd::Lost;
     }
@@ -394,29 +358,6 @@ async fn work(
         _ if status == AssignmentStatus::Completed => TaskEnd::Completed,
         _ => TaskEnd::Failed,
     }
-}
-
-/// The workflow's `secrets:` from Key Vault, signing in as `agent-orch run` would on this
-/// machine; the reason to give back the task when that fails.
-/// How a task's run signs in to Azure: as the worker's machine or pod (IMDS when told so, or
-/// inside a pipeline job).
-fn sign_in(options: &WorkerOptions) -> AzureSignIn {
-    let env = &options.environment;
-    AzureSignIn::as_machine(env, options.managed_identity || env.in_pipeline())
-}
-
-async fn fetch_secrets(options: &WorkerOptions, workflow: &Workflow) -> Result<RunSecrets, String> {
-    let Some(config) = &workflow.secrets else {
-        return Ok(RunSecrets::default());
-    };
-    fetch_workflow_secrets(&SecretsRequest::of(config, None), &sign_in(options))
-        .await
-        .map_err(|err| {
-            format!(
-                "failed to fetch the workflow's secrets: {}",
-                error_chain(&err)
-            )
-        })
 }
 
 /// The task's workflow inside the worker's repository; the hub cannot point outside it.

@@ -7,6 +7,7 @@ use agent_orch::ado::agent_env::AgentEnv;
 use agent_orch::ado::secret::Secret;
 use agent_orch::hub::api::ApiTokens;
 use agent_orch::hub::model::{AssignmentStatus, EvidenceKind, TaskStatus};
+use agent_orch::hub::plan::Plan;
 use agent_orch::hub::store::{NewTask, TaskFilter};
 use agent_orch::hub::worker::{TokenVault, WorkerOptions, WorkerSummary, run_worker};
 use axum::http::Method;
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::keyvault::{DB_PASSWORD, files_under};
 use crate::support::azure_server::{AzureConfig, AzureServer, CLIENT_ID, OIDC_TOKEN, TENANT_ID};
 use crate::support::cutting_proxy::CuttingProxy;
-use crate::support::hub_db::HubDb;
+use crate::support::hub_db::{HubDb, on_both_stores};
 use crate::support::hub_server::{TOKEN, TestHub};
 use crate::support::tools;
 
@@ -393,7 +394,7 @@ async fn a_task_whose_secrets_cannot_be_read_is_given_back_without_running() {
     assert!(
         assignment
             .note
-            .starts_with("failed to fetch the workflow's secrets: key vault")
+            .starts_with("failed to fetch the workflow's secrets, so nothing ran: key vault")
             && assignment
                 .note
                 .contains("access to secret `db-password` was denied"),
@@ -508,5 +509,89 @@ async fn a_refused_token_is_read_again_from_key_vault() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
+    hub.stop().await;
+}
+
+on_both_stores! {
+    a_worker_runs_a_two_environment_workflow_from_a_plan_as_run_would => two_environments_from_a_plan;
+}
+
+/// One workflow, two environments: each task names its environment and variables, and the
+/// gate proves the run saw them and the Key Vault secret.
+const TWO_ENVIRONMENTS: &str = r#"name: two-environments
+environments:
+  staging: {namespace: app-staging}
+  prod: {namespace: app-prod}
+vars: {tag: ""}
+safety: {max_iterations: 1}
+secrets: {vault: fleet-kv, names: [db-password]}
+steps:
+  - id: deploy
+    gate:
+      run: 'test "$PW" = "$(cat expected.txt)" && echo "{{ env.namespace }} {{ vars.tag }}" >> deployed.txt'
+      env: {PW: "{{ secrets.db_password }}"}
+"#;
+
+const TWO_ENVIRONMENT_PLAN: &str = r#"project: {name: fleet}
+epics:
+  - name: deploy
+    tasks:
+      - {key: D-1, title: staging, hours: 1, priority: 2, workflow: workflows/deploy.yaml,
+         environment: staging, vars: {tag: v1}}
+      - {key: D-2, title: prod, hours: 1, priority: 1, workflow: workflows/deploy.yaml,
+         environment: prod, vars: {tag: v2}, depends_on: [D-1]}
+      - {key: D-3, title: nowhere, hours: 1, workflow: workflows/deploy.yaml}
+"#;
+
+async fn two_environments_from_a_plan(db: HubDb) {
+    let repo = committed_workflows(&[("deploy", TWO_ENVIRONMENTS)]);
+    std::fs::write(repo.path().join("expected.txt"), DB_PASSWORD).unwrap();
+    let plan_file = repo.path().join("plan.yaml");
+    std::fs::write(&plan_file, TWO_ENVIRONMENT_PLAN).unwrap();
+    let plan = Plan::load(&plan_file).unwrap();
+    let azure = AzureServer::start(AzureConfig::with_secrets(&[("db-password", DB_PASSWORD)]));
+    let hub = TestHub::start(db).await;
+    let store = hub.hub.state.store.clone();
+    store
+        .import_plan(&plan.project.name, None, &plan.tasks())
+        .await
+        .unwrap();
+    // The API hands workers the environment and variables with the task.
+    let (status, tasks) = hub.get("/api/tasks").await;
+    assert_eq!(status, 200);
+    let prod = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|task| task["key"] == "D-2")
+        .unwrap();
+    assert_eq!(prod["environment"], "prod");
+    assert_eq!(prod["vars"], serde_json::json!({"tag": "v2"}));
+
+    let pod = tempfile::tempdir().unwrap();
+    // D-3 would come back after failing; three tasks are one attempt each.
+    let options = WorkerOptions {
+        max_tasks: Some(3),
+        ..worker_in_aks(&hub, repo.path(), &azure, pod.path())
+    };
+    let summary = work_until_idle(&options).await;
+    assert_eq!((summary.completed, summary.failed), (2, 1), "{summary:?}");
+    let deployed = std::fs::read_to_string(repo.path().join("deployed.txt")).unwrap();
+    assert_eq!(deployed, "app-staging v1\napp-prod v2\n");
+    // A task of a workflow with environments that names none fails as `run` would, saying why.
+    let nowhere = store
+        .tasks(&TaskFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|task| task.key == "D-3")
+        .unwrap();
+    let assignments = store.assignments(None, None).await.unwrap();
+    let note = &assignments
+        .iter()
+        .find(|assignment| assignment.task_id == nowhere.id)
+        .unwrap()
+        .note;
+    assert!(note.contains("no environment selected"), "{note}");
     hub.stop().await;
 }

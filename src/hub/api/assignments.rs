@@ -79,7 +79,7 @@ fn publish_claim(state: &HubState, claim: &Claim) {
         .publish(&HubEvent::AssignmentCreated(claim.assignment.clone()));
     state
         .events
-        .publish(&HubEvent::TaskUpdated(claim.task.clone()));
+        .publish(&HubEvent::TaskUpdated(Box::new(claim.task.clone())));
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,7 +126,7 @@ pub(crate) async fn progress(
         .events
         .publish(&HubEvent::AssignmentUpdated(assignment.clone()));
     if let Ok(task) = state.store.task(assignment.task_id).await {
-        state.events.publish(&HubEvent::TaskUpdated(task));
+        state.events.publish(&HubEvent::TaskUpdated(Box::new(task)));
     }
     Ok(Json(assignment))
 }

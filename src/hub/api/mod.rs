@@ -128,7 +128,7 @@ pub(crate) async fn publish_requeued(state: &HubState, requeued: Vec<Assignment>
             .events
             .publish(&HubEvent::AssignmentUpdated(assignment));
         if let Ok(task) = state.store.task(task_id).await {
-            state.events.publish(&HubEvent::TaskUpdated(task));
+            state.events.publish(&HubEvent::TaskUpdated(Box::new(task)));
         }
     }
 }

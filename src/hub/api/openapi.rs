@@ -293,6 +293,8 @@ fn schemas() -> Value {
             "id": int, "project_id": int, "key": text, "epic": text, "title": text, "description": text,
             "estimate_hours": number, "priority": int, "status": task_status, "progress": int, "failures": int,
             "workflow": nullable_text, "branch": nullable_text, "pr_url": nullable_text,
+            "environment": {"type": ["string", "null"], "description": "the workflow's environment, as `agent-orch run --env`"},
+            "vars": {"type": "object", "additionalProperties": text, "description": "the workflow's variables, as `agent-orch run --var KEY=VALUE`"},
             "assigned_agent": nullable_text, "depends_on": {"type": "array", "items": int},
             "created_at": int, "updated_at": int
         }), &["id", "key", "epic", "title", "status", "progress", "depends_on"]),

@@ -87,6 +87,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "evidence idempotency",
         include_str!("../../../migrations/sqlite/0002_evidence_idempotency.sql"),
     ),
+    (
+        3,
+        "task environment and vars",
+        include_str!("../../../migrations/sqlite/0003_task_environment_vars.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -98,6 +103,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "evidence idempotency",
         include_str!("../../../migrations/postgres/0002_evidence_idempotency.sql"),
+    ),
+    (
+        3,
+        "task environment and vars",
+        include_str!("../../../migrations/postgres/0003_task_environment_vars.sql"),
     ),
 ];
 

@@ -55,7 +55,8 @@ columns_for!(PgRow);
 /// The task columns every task query selects, in the order `task` reads them.
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.project_id, t.key, t.epic, t.title, t.description, \
      t.estimate_hours, t.priority, t.status, t.progress, t.failures, t.workflow, t.branch, t.pr_url, \
-     t.assigned_agent, t.created_at, t.updated_at";
+     t.assigned_agent, t.created_at, t.updated_at, \
+     t.environment, t.vars";
 
 /// Dependencies are filled in by the caller, which loads them in one query for many tasks.
 pub(crate) fn task(row: &impl Columns) -> Result<Task, StoreError> {
@@ -72,12 +73,26 @@ pub(crate) fn task(row: &impl Columns) -> Result<Task, StoreError> {
         progress: row.int("progress")?,
         failures: row.int("failures")?,
         workflow: row.optional_text("workflow")?,
+        environment: row.optional_text("environment")?,
+        vars: task_vars(&row.text("vars")?)?,
         branch: row.optional_text("branch")?,
         pr_url: row.optional_text("pr_url")?,
         assigned_agent: row.optional_text("assigned_agent")?,
         depends_on: Vec::new(),
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
+    })
+}
+
+/// A task's `vars`, stored as a JSON object of strings (written by this hub).
+fn task_vars(text: &str) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+    // Anything else means the database was edited behind the hub's back.
+    serde_json::from_str(text).map_err(|err| {
+        StoreError::with_source(
+            super::StoreErrorKind::Database,
+            "the database holds task `vars` that are not a JSON object of strings",
+            err,
+        )
     })
 }
 
