@@ -45,11 +45,12 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitStatus, Error> {
     })?;
     let _ = writeln!(
         std::io::stderr().lock(),
-        "worker `{}`: {} completed, {} failed, {} taken back by the hub",
+        "worker `{}`: {} completed, {} failed, {} taken back by the hub, {} cancelled",
         options.id,
         summary.completed,
         summary.failed,
-        summary.lost
+        summary.lost,
+        summary.cancelled
     );
     Ok(if summary.failed == 0 {
         ExitStatus::Success

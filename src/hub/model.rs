@@ -78,6 +78,7 @@ vocabulary!(
         Failed => "failed",
         Released => "released",
         Requeued => "requeued",
+        Cancelled => "cancelled",
     }
 );
 
@@ -150,6 +151,15 @@ pub struct Agent {
     pub created_at: i64,
 }
 
+/// The hub's answer to a heartbeat: the agent, and its assignments an operator asked to cancel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    #[serde(flatten)]
+    pub agent: Agent,
+    #[serde(default)]
+    pub cancel_assignments: Vec<i64>,
+}
+
 /// An agent with what the seed's `agent_status` view adds: its load and whether it is healthy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentHealth {
@@ -171,6 +181,9 @@ pub struct Assignment {
     pub note: String,
     pub assigned_at: i64,
     pub updated_at: i64,
+    /// An operator asked to cancel it: its worker stops the run and reports `cancelled`, and
+    /// no other ending is accepted.
+    pub cancel_requested: bool,
 }
 
 /// What an atomic claim hands a worker.

@@ -4,7 +4,7 @@
 //! ran on) and completes the task, or gives it back on failure.
 
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -74,6 +74,47 @@ pub struct WorkerSummary {
     pub failed: u32,
     /// Tasks the hub took back while this worker ran them (it heard nothing for too long).
     pub lost: u32,
+    /// Assignments an operator cancelled while this worker ran them.
+    pub cancelled: u32,
+}
+
+impl WorkerSummary {
+    fn tasks(&self) -> u32 {
+        self.completed + self.failed + self.lost + self.cancelled
+    }
+}
+
+/// The assignment being worked on and the token that stops its run: the heartbeat cancels it
+/// when the hub says an operator asked to.
+#[derive(Clone, Debug, Default)]
+struct Running(Arc<Mutex<Option<(i64, CancellationToken)>>>);
+
+impl Running {
+    /// `assignment` runs now; the token is cancelled when an operator cancels it.
+    fn start(&self, assignment: i64) -> CancellationToken {
+        let token = CancellationToken::new();
+        *self.lock() = Some((assignment, token.clone()));
+        token
+    }
+
+    fn end(&self) {
+        *self.lock() = None;
+    }
+
+    fn cancel_if_listed(&self, assignments: &[i64]) {
+        if let Some((id, token)) = self.lock().as_ref()
+            && assignments.contains(id)
+        {
+            token.cancel();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(i64, CancellationToken)>> {
+        // The value is replaced whole, so a panic elsewhere cannot leave it half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Notes sent to the hub are bounded: a failure reason is a summary, not a log.
@@ -99,18 +140,16 @@ pub async fn run_worker(
         .heartbeat(&options.id, &options.host, &options.capabilities)
         .await
         .map_err(|err| HubError::Worker(err.to_string()))?;
+    let running = Running::default();
     let heartbeat = tokio::spawn(heartbeat_loop(
         client.clone(),
         options.clone(),
+        running.clone(),
         stop.clone(),
     ));
     let mut summary = WorkerSummary::default();
     let result = loop {
-        if stop.is_cancelled()
-            || options
-                .max_tasks
-                .is_some_and(|max| summary.completed + summary.failed + summary.lost >= max)
-        {
+        if stop.is_cancelled() || options.max_tasks.is_some_and(|max| summary.tasks() >= max) {
             break Ok(summary);
         }
         let claim = match until_answered(&stop, async || next_task(&client, options).await).await {
@@ -127,10 +166,14 @@ pub async fn run_worker(
                 () = stop.cancelled() => break Ok(summary),
             }
         };
-        match work(&client, options, &claim, &stop).await {
+        let cancelled = running.start(claim.assignment.id);
+        let end = work(&client, options, &claim, &stop, cancelled).await;
+        running.end();
+        match end {
             TaskEnd::Completed => summary.completed += 1,
             TaskEnd::Failed => summary.failed += 1,
             TaskEnd::Lost => summary.lost += 1,
+            TaskEnd::Cancelled => summary.cancelled += 1,
         }
     };
     heartbeat.abort();
@@ -213,13 +256,20 @@ fn notice(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "worker: {line}");
 }
 
-async fn heartbeat_loop(client: HubClient, options: WorkerOptions, stop: CancellationToken) {
+async fn heartbeat_loop(
+    client: HubClient,
+    options: WorkerOptions,
+    running: Running,
+    stop: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(options.heartbeat_interval);
     loop {
         tokio::select! {
             _ = ticker.tick() => {
                 // A missed beat is retried at the next tick; the hub's timeout spans several.
-                let _ = client.heartbeat(&options.id, &options.host, &options.capabilities).await;
+                if let Ok(answer) = client.heartbeat(&options.id, &options.host, &options.capabilities).await {
+                    running.cancel_if_listed(&answer.cancel_assignments);
+                }
             }
             () = stop.cancelled() => return,
         }
@@ -230,6 +280,7 @@ enum TaskEnd {
     Completed,
     Failed,
     Lost,
+    Cancelled,
 }
 
 async fn work(
@@ -237,21 +288,27 @@ async fn work(
     options: &WorkerOptions,
     claim: &Claim,
     stop: &CancellationToken,
+    cancelled: CancellationToken,
 ) -> TaskEnd {
     let assignment = claim.assignment.id;
+    if claim.assignment.cancel_requested {
+        cancelled.cancel();
+    }
     // Notes reach the hub and its dashboard: no secret of the run goes with them.
     let give_back = |reason: String, redactor: &Redactor| {
         let note = bounded(&redactor.redact(&reason));
+        let cancelled = cancelled.clone();
         async move {
-            let report = async || {
-                client
-                    .report(assignment, 0, AssignmentStatus::Failed, &note)
-                    .await
-            };
-            match until_answered(stop, report).await {
-                Err(err) if err.is_conflict() => TaskEnd::Lost,
-                _ => TaskEnd::Failed,
-            }
+            end_assignment(
+                client,
+                stop,
+                assignment,
+                &cancelled,
+                AssignmentStatus::Failed,
+                0,
+                &note,
+            )
+            .await
         }
     };
     let workflow_path = match task_workflow(&options.workdir, claim.task.workflow.as_deref()) {
@@ -291,22 +348,30 @@ async fn work(
         let interrupts = interrupts.clone();
         let lost = lost.clone();
         let stop = stop.clone();
+        let cancelled = cancelled.clone();
         tokio::spawn(async move {
             let mut stopping = false;
             loop {
                 tokio::select! {
                     update = updates.recv() => {
                         let Some((percent, note)) = update else { return };
-                        if let Err(err) = client.report(assignment, percent, AssignmentStatus::Active, &note).await
-                            && err.is_conflict()
-                        {
-                            lost.cancel();
-                            interrupts.run.cancel();
-                            return;
+                        match client.report(assignment, percent, AssignmentStatus::Active, &note).await {
+                            Ok(answer) if answer.cancel_requested => cancelled.cancel(),
+                            Err(err) if err.is_conflict() => {
+                                lost.cancel();
+                                interrupts.run.cancel();
+                                return;
+                            }
+                            _ => {}
                         }
                     }
-                    // Once: the run winds down and its last updates still go out.
+                    // Once, as Ctrl-C would: the run rolls back, winds down and its last
+                    // updates still go out.
                     () = stop.cancelled(), if !stopping => {
+                        stopping = true;
+                        interrupts.run.cancel();
+                    }
+                    () = cancelled.cancelled(), if !stopping => {
                         stopping = true;
                         interrupts.run.cancel();
                     }
@@ -352,9 +417,42 @@ async fn work(
         ),
     };
     let note = bounded(&redactor.redact(&note));
-    let report = async || client.report(assignment, progress, status, &note).await;
+    end_assignment(
+        client, stop, assignment, &cancelled, status, progress, &note,
+    )
+    .await
+}
+
+/// Reports how the assignment ended: `cancelled` once an operator asked (whatever the run did),
+/// else `status`. A cancel the hub took just before this report (its 409) is answered with
+/// `cancelled`; any other conflict means the task is someone else's now.
+async fn end_assignment(
+    client: &HubClient,
+    stop: &CancellationToken,
+    assignment: i64,
+    cancelled: &CancellationToken,
+    status: AssignmentStatus,
+    progress: i64,
+    note: &str,
+) -> TaskEnd {
+    let cancel = async || {
+        let note = format!("cancelled by an operator; {note}");
+        let report = async || {
+            client
+                .report(assignment, 0, AssignmentStatus::Cancelled, &note)
+                .await
+        };
+        match until_answered(stop, report).await {
+            Err(err) if err.is_conflict() => TaskEnd::Lost,
+            _ => TaskEnd::Cancelled,
+        }
+    };
+    if cancelled.is_cancelled() {
+        return cancel().await;
+    }
+    let report = async || client.report(assignment, progress, status, note).await;
     match until_answered(stop, report).await {
-        Err(err) if err.is_conflict() => TaskEnd::Lost,
+        Err(err) if err.is_conflict() => cancel().await,
         _ if status == AssignmentStatus::Completed => TaskEnd::Completed,
         _ => TaskEnd::Failed,
     }

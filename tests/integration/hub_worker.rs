@@ -133,7 +133,8 @@ async fn a_worker_runs_task_workflows_and_reports_outcomes_and_evidence() {
         WorkerSummary {
             completed: 1,
             failed: 3,
-            lost: 0
+            lost: 0,
+            cancelled: 0
         }
     );
 
@@ -593,5 +594,164 @@ async fn two_environments_from_a_plan(db: HubDb) {
         .unwrap()
         .note;
     assert!(note.contains("no environment selected"), "{note}");
+    hub.stop().await;
+}
+
+on_both_stores! {
+    a_cancelled_assignment_stops_its_run_as_ctrl_c_would_and_ends_cancelled => cancel_a_running_task;
+    a_cancel_and_a_completion_race_and_exactly_one_wins => cancel_against_completion;
+}
+
+/// A step that runs until it is stopped, and the clean-up that an interrupt runs.
+const LONG_WORKFLOW: &str = r#"name: long
+safety: {max_iterations: 1}
+steps:
+  - {id: build, gate: "touch build-started; sleep 60"}
+on_give_up:
+  - {id: cleanup, gate: "touch cleanup-ran"}
+"#;
+
+async fn cancel_a_running_task(db: HubDb) {
+    let repo = committed_workflows(&[("long", LONG_WORKFLOW)]);
+    let hub = TestHub::start(db).await;
+    let store = hub.hub.state.store.clone();
+    store
+        .import_plan(
+            "cancel",
+            None,
+            &[task("long", 0, Some("workflows/long.yaml"))],
+        )
+        .await
+        .unwrap();
+    let options = WorkerOptions {
+        max_tasks: Some(1),
+        ..worker(&hub, "worker-cancel", repo.path())
+    };
+    let started = repo.path().join("build-started");
+    let cancel_while_running = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !started.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the step never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let assignment = store.assignments(None, None).await.unwrap()[0].clone();
+        let cancel = format!("/api/assignments/{}/cancel", assignment.id);
+        let (status, answer) = hub.send(Method::POST, &cancel, serde_json::json!({})).await;
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(answer["cancel_requested"], true);
+        (assignment, cancel, std::time::Instant::now())
+    };
+    // The worker is not `Send` (the engine holds its reporters), so both run in this task.
+    let (summary, (assignment, cancel, cancelled_at)) =
+        tokio::join!(Box::pin(work_until_idle(&options)), cancel_while_running);
+    // Heard at the next heartbeat (200 ms), long before the step's 60 s.
+    assert!(cancelled_at.elapsed() < Duration::from_secs(20));
+    assert_eq!(summary.cancelled, 1, "{summary:?}");
+    assert!(repo.path().join("cleanup-ran").exists(), "on_give_up runs");
+    let ended = store.assignment(assignment.id).await.unwrap();
+    assert_eq!(ended.status, AssignmentStatus::Cancelled, "{ended:?}");
+    assert!(
+        ended.note.starts_with("cancelled by an operator"),
+        "{ended:?}"
+    );
+    let task = store.task(assignment.task_id).await.unwrap();
+    assert_eq!(task.status, TaskStatus::Blocked);
+    assert_eq!(task.assigned_agent, None);
+    // The run's reports were written as after Ctrl-C.
+    let runs = repo.path().join(".agent-orch/runs");
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["outcome"], "interrupted");
+    // Cancelling again is answered the same; the assignment has ended `cancelled`.
+    let (status, again) = hub.send(Method::POST, &cancel, serde_json::json!({})).await;
+    assert_eq!(
+        (status, &again["status"]),
+        (202, &serde_json::json!("cancelled"))
+    );
+    let (status, missing) = hub
+        .send(
+            Method::POST,
+            "/api/assignments/999999/cancel",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 404, "{missing}");
+    hub.stop().await;
+}
+
+/// A cancel and a completion sent together: exactly one wins, and the other is a 409 that
+/// says what happened.
+async fn cancel_against_completion(db: HubDb) {
+    const ROUNDS: usize = 12;
+    let hub = TestHub::start(db).await;
+    let store = hub.hub.state.store.clone();
+    let tasks: Vec<NewTask> = (0..ROUNDS)
+        .map(|n| NewTask::new(format!("R-{n}"), "race"))
+        .collect();
+    store.import_plan("race", None, &tasks).await.unwrap();
+    store.heartbeat("racer", "h", &[]).await.unwrap();
+    let (mut cancels, mut completions) = (0, 0);
+    for _ in 0..ROUNDS {
+        let claim = store.claim("racer").await.unwrap().unwrap();
+        let id = claim.assignment.id;
+        let cancel_path = format!("/api/assignments/{id}/cancel");
+        let cancel = hub.send(Method::POST, &cancel_path, serde_json::json!({}));
+        let progress = format!("/api/assignments/{id}/progress");
+        let complete = hub.send(
+            Method::PATCH,
+            &progress,
+            serde_json::json!({"progress": 100, "status": "completed"}),
+        );
+        let ((cancel_status, cancel_answer), (complete_status, complete_answer)) =
+            tokio::join!(cancel, complete);
+        match (cancel_status, complete_status) {
+            (202, 409) => {
+                cancels += 1;
+                let error = complete_answer["error"].as_str().unwrap();
+                assert!(error.contains("was cancelled by an operator"), "{error}");
+                // The worker then says it stopped; the task waits for an operator.
+                let (status, ended) = hub
+                    .send(
+                        Method::PATCH,
+                        &progress,
+                        serde_json::json!({"progress": 0, "status": "cancelled"}),
+                    )
+                    .await;
+                assert_eq!(
+                    (status, &ended["status"]),
+                    (200, &serde_json::json!("cancelled"))
+                );
+                let task = store.task(claim.task.id).await.unwrap();
+                assert_eq!(task.status, TaskStatus::Blocked);
+            }
+            (409, 200) => {
+                completions += 1;
+                let error = cancel_answer["error"].as_str().unwrap();
+                assert!(error.contains("already ended `completed`"), "{error}");
+                let task = store.task(claim.task.id).await.unwrap();
+                assert_eq!(task.status, TaskStatus::Done);
+                // Nothing but the completion is accepted now.
+                let (status, _) = hub
+                    .send(
+                        Method::PATCH,
+                        &progress,
+                        serde_json::json!({"progress": 0, "status": "cancelled"}),
+                    )
+                    .await;
+                assert_eq!(status, 409);
+            }
+            other => panic!("{other:?}: {cancel_answer} / {complete_answer}"),
+        }
+    }
+    assert_eq!(cancels + completions, ROUNDS);
     hub.stop().await;
 }

@@ -1,4 +1,5 @@
-//! `/api/assignments`: listing, manual assignment, the atomic claim, progress and give-back.
+//! `/api/assignments`: listing, manual assignment, the atomic claim, progress, give-back and
+//! cancel.
 
 use axum::Json;
 use axum::extract::State;
@@ -129,4 +130,16 @@ pub(crate) async fn progress(
         state.events.publish(&HubEvent::TaskUpdated(Box::new(task)));
     }
     Ok(Json(assignment))
+}
+
+/// 202: the worker hears it in its next heartbeat or progress answer and reports `cancelled`.
+pub(crate) async fn cancel(
+    State(state): State<HubState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<(StatusCode, Json<Assignment>), ApiError> {
+    let assignment = state.store.request_cancel(id).await?;
+    state
+        .events
+        .publish(&HubEvent::AssignmentUpdated(assignment.clone()));
+    Ok((StatusCode::ACCEPTED, Json(assignment)))
 }

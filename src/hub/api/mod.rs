@@ -61,6 +61,7 @@ pub fn router(state: HubState, cors_origins: &[HeaderValue]) -> Router {
         )
         .route("/assignments/claim", post(assignments::claim))
         .route("/assignments/{id}/progress", patch(assignments::progress))
+        .route("/assignments/{id}/cancel", post(assignments::cancel))
         .route("/progress/summary", get(progress::summary))
         .route("/progress/agents", get(progress::agents))
         .route("/progress/snapshot", post(progress::snapshot))

@@ -92,6 +92,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "task environment and vars",
         include_str!("../../../migrations/sqlite/0003_task_environment_vars.sql"),
     ),
+    (
+        4,
+        "assignment cancel",
+        include_str!("../../../migrations/sqlite/0004_assignment_cancel.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -108,6 +113,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "task environment and vars",
         include_str!("../../../migrations/postgres/0003_task_environment_vars.sql"),
+    ),
+    (
+        4,
+        "assignment cancel",
+        include_str!("../../../migrations/postgres/0004_assignment_cancel.sql"),
     ),
 ];
 

@@ -28,6 +28,7 @@ pub(crate) trait Columns {
     fn real(&self, name: &str) -> Result<f64, sqlx::Error>;
     fn text(&self, name: &str) -> Result<String, sqlx::Error>;
     fn optional_text(&self, name: &str) -> Result<Option<String>, sqlx::Error>;
+    fn optional_int(&self, name: &str) -> Result<Option<i64>, sqlx::Error>;
 }
 
 macro_rules! columns_for {
@@ -43,6 +44,9 @@ macro_rules! columns_for {
                 self.try_get(name)
             }
             fn optional_text(&self, name: &str) -> Result<Option<String>, sqlx::Error> {
+                self.try_get(name)
+            }
+            fn optional_int(&self, name: &str) -> Result<Option<i64>, sqlx::Error> {
                 self.try_get(name)
             }
         }
@@ -112,8 +116,8 @@ pub(crate) fn agent(row: &impl Columns) -> Result<Agent, StoreError> {
     })
 }
 
-pub(crate) const ASSIGNMENT_COLUMNS: &str =
-    "a.id, a.task_id, a.agent_id, a.status, a.progress, a.note, a.assigned_at, a.updated_at";
+pub(crate) const ASSIGNMENT_COLUMNS: &str = "a.id, a.task_id, a.agent_id, a.status, a.progress, a.note, a.assigned_at, a.updated_at, \
+     a.cancel_requested_at";
 
 pub(crate) fn assignment(row: &impl Columns) -> Result<Assignment, StoreError> {
     Ok(Assignment {
@@ -125,6 +129,7 @@ pub(crate) fn assignment(row: &impl Columns) -> Result<Assignment, StoreError> {
         note: row.text("note")?,
         assigned_at: row.int("assigned_at")?,
         updated_at: row.int("updated_at")?,
+        cancel_requested: row.optional_int("cancel_requested_at")?.is_some(),
     })
 }
 
