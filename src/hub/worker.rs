@@ -1,7 +1,8 @@
 //! `agent-orch worker`: an agent of the fleet. It registers with the hub, heartbeats, claims
-//! ready tasks one at a time, runs each task's workflow with the engine (the same loop as
-//! `agent-orch run`), streams step progress, records evidence (junit, patches, the commit it
-//! ran on) and completes the task, or gives it back on failure.
+//! ready tasks one at a time, runs each task's workflow in its environment with its vars (the
+//! same run session, `crate::session`, as `agent-orch run`), streams step progress, records
+//! evidence (junit, patches, the commit it ran on) and completes the task, gives it back on
+//! failure, or stops it when an operator cancels it.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
