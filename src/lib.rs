@@ -37,8 +37,10 @@ pub mod patch;
 pub mod process;
 pub mod redact;
 pub mod report;
+pub mod session;
 pub mod steps;
 pub mod telemetry;
+pub mod worker;
 pub mod workflow;
 pub mod workflow_run;
 

@@ -97,15 +97,6 @@ impl TaskResult {
     }
 }
 
-/// A JUnit file to publish as a test run (what `PublishTestResults@2` does, from inside the task).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TestResults<'a> {
-    pub junit_path: &'a Path,
-    pub run_title: &'a str,
-    /// Merge every published file into one test run rather than one run per file.
-    pub merge_results: bool,
-}
-
 impl LoggingCommand {
     fn new(command: &'static str, data: impl Into<String>) -> Self {
         Self {
@@ -168,17 +159,6 @@ impl LoggingCommand {
         Self::new("artifact.upload", path.to_string_lossy())
             .property("containerfolder", container_folder)
             .property("artifactname", artifact_name)
-    }
-
-    /// `results.publish type=JUnit;...`. The file is given both as `resultFiles` (read by
-    /// current agents) and as the data (read by older ones).
-    pub fn publish_test_results(results: &TestResults<'_>) -> Self {
-        let path = results.junit_path.to_string_lossy();
-        Self::new("results.publish", path.as_ref())
-            .property("type", "JUnit")
-            .property("mergeResults", results.merge_results.to_string())
-            .property("runTitle", results.run_title)
-            .property("resultFiles", path.as_ref())
     }
 
     /// `task.complete result=..`: the task's result, whatever its exit code.
@@ -293,20 +273,6 @@ mod tests {
             LoggingCommand::upload_artifact("runs", "agent-orch-run", Path::new("/a/run"))
                 .to_string(),
             "##vso[artifact.upload containerfolder=runs;artifactname=agent-orch-run]/a/run"
-        );
-    }
-
-    #[test]
-    fn publish_junit() {
-        let results = TestResults {
-            junit_path: Path::new("/a/junit.xml"),
-            run_title: "agent-orch: staging",
-            merge_results: true,
-        };
-        assert_eq!(
-            LoggingCommand::publish_test_results(&results).to_string(),
-            "##vso[results.publish type=JUnit;mergeResults=true;runTitle=agent-orch: staging;\
-             resultFiles=/a/junit.xml]/a/junit.xml"
         );
     }
 

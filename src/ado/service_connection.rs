@@ -217,9 +217,6 @@ pub struct OidcSettings {
     pub access_token: Secret,
 }
 
-/// The Azure DevOps REST API version of the OIDC token request.
-pub const OIDC_API_VERSION: &str = "7.1";
-
 impl OidcSettings {
     /// Both variables, or `None` when either is missing. `SYSTEM_ACCESSTOKEN` is not in a task's
     /// environment unless the pipeline maps it (`env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`).
@@ -228,20 +225,6 @@ impl OidcSettings {
             request_uri: env.var("SYSTEM_OIDCREQUESTURI")?.to_owned(),
             access_token: Secret::new(env.var("SYSTEM_ACCESSTOKEN")?),
         })
-    }
-
-    /// `POST` here with `Authorization: Bearer <access token>`; the answer is
-    /// `{"oidcToken": "..."}`, audience `api://AzureADTokenExchange`.
-    pub fn token_request_url(&self, connection_id: &str) -> String {
-        let separator = if self.request_uri.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        format!(
-            "{}{separator}api-version={OIDC_API_VERSION}&serviceConnectionId={connection_id}",
-            self.request_uri
-        )
     }
 }
 
@@ -373,9 +356,6 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(settings.access_token.expose(), "job-token");
-        assert_eq!(
-            settings.token_request_url(ID),
-            format!("{uri}?api-version=7.1&serviceConnectionId={ID}")
-        );
+        assert_eq!(settings.request_uri, uri);
     }
 }

@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{ColorChoice, DemoArgs, DemoFailure, RunArgs, WorkflowArgs};
+use crate::cli::{ColorChoice, DemoArgs, DemoFailure};
 use crate::cluster::fake::{self, FakeOptions};
 use crate::error::{Error, ExitStatus};
+use crate::session::RunOptions;
 
 /// The namespace the demo deploys to (the workflow names it too).
 const NAMESPACE: &str = "fleet-demo";
@@ -44,23 +45,14 @@ pub(crate) fn run(
     if let Some(failure) = args.break_with {
         vars.push(("image_tag".to_owned(), image_tag(failure).to_owned()));
     }
-    let run_args = RunArgs {
-        workflow: WorkflowArgs {
-            file: args.workflow.clone(),
-            environment: None,
-            vars,
-        },
+    // The demo workflow has no environment that asks for approval.
+    let options = RunOptions {
+        vars,
         artifacts: args.artifacts.clone(),
-        max_iterations: None,
-        dry_run: false,
-        quiet: args.quiet,
-        approve: false,
-        // The demo workflow has no environment that asks for approval.
-        approve_deploy: false,
-        record: None,
-        replay: None,
+        echo: !args.quiet,
+        ..RunOptions::new(&args.workflow)
     };
-    let status = super::run::run(&run_args, color_choice, color);
+    let status = super::run::run_with(&options, color_choice, color);
 
     drop(cluster);
     cluster_runtime.shutdown_timeout(Duration::from_secs(1));

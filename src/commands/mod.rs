@@ -2,19 +2,17 @@
 
 pub(crate) mod audit;
 pub(crate) mod demo;
-mod deploy_approval;
 pub(crate) mod hub;
 pub(crate) mod plan;
 pub(crate) mod run;
 pub(crate) mod schema;
-mod settings;
 pub(crate) mod task;
 pub(crate) mod validate;
 pub(crate) mod worker;
 
 use crate::cli::WorkflowArgs;
 use crate::error::Error;
-use crate::workflow::{self, LoadOptions, Workflow};
+use crate::workflow::{LoadOptions, Workflow};
 
 /// Loads and validates the workflow the arguments name; every problem becomes one error.
 fn load(args: &WorkflowArgs, color: bool) -> Result<Workflow, Error> {
@@ -23,8 +21,5 @@ fn load(args: &WorkflowArgs, color: bool) -> Result<Workflow, Error> {
         vars: args.vars.clone(),
         every_environment: false,
     };
-    workflow::load(&args.file, &options).map_err(|diagnostics| Error::Workflow {
-        rendered: diagnostics.render(color),
-        diagnostics,
-    })
+    crate::session::load_workflow(&args.file, &options, color)
 }

@@ -12,55 +12,47 @@ use std::path::PathBuf;
 
 use crate::ado::logging::{Issue, LoggingCommand, TaskResult};
 use crate::ado::task_environment::TaskEnvironment;
-use crate::cli::{ColorChoice, RunArgs, WorkflowArgs};
 use crate::core::agent_env::AgentEnv;
 use crate::error::{Error, ExitStatus};
+use crate::session::{self, Output, RunHost, RunOptions};
 
-use super::run::{Invocation, execute};
-
-pub(crate) fn run(color_choice: ColorChoice, color: bool) -> Result<ExitStatus, Error> {
+pub(crate) fn run(color: bool) -> Result<ExitStatus, Error> {
     let agent = AgentEnv::from_process();
-    let result = run_task(&agent, color_choice, color);
+    let result = run_task(&agent, color);
     if let Err(err) = &result {
         fail_task(err);
     }
     result
 }
 
-fn run_task(agent: &AgentEnv, color_choice: ColorChoice, color: bool) -> Result<ExitStatus, Error> {
+fn run_task(agent: &AgentEnv, color: bool) -> Result<ExitStatus, Error> {
     let task = TaskEnvironment::read(agent).map_err(Error::TaskEnvironment)?;
     let inputs = &task.inputs;
-    let args = RunArgs {
-        workflow: WorkflowArgs {
-            file: inputs.workflow_file.clone(),
-            environment: inputs.environment.clone(),
-            vars: inputs
-                .extra_variables
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        },
+    let options = RunOptions {
+        environment: inputs.environment.clone(),
+        vars: inputs
+            .extra_variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         artifacts: artifacts_folder(&task),
         max_iterations: inputs.max_iterations,
         dry_run: inputs.dry_run,
-        quiet: false,
         // The approval is a person's, given in the pipeline definition: `--approve` as a task input.
         approve: inputs.approve_dangerous_changes,
         // A deployment job's environment approves deploys; no input can stand in for it.
         approve_deploy: false,
-        record: None,
-        replay: None,
+        ..RunOptions::new(&inputs.workflow_file)
     };
-    let invocation = Invocation {
-        args: &args,
-        agent,
+    let host = RunHost {
         connection: task.connection.as_ref(),
         oidc: task.oidc.as_ref(),
         vault: inputs.key_vault_name.as_deref(),
-        pipeline: true,
+        color,
         known_secrets: task.secrets(),
+        ..RunHost::new(agent, Output::Pipeline)
     };
-    execute(&invocation, color_choice, color)
+    session::run(&options, &host)
 }
 
 /// The `artifactsFolder` input, else `agent-orch` under the artifact staging directory (what a

@@ -10,7 +10,7 @@ use crate::core::secret::Secret;
 use crate::error::{Error, ExitStatus};
 use crate::hub::client::TOKEN_ENV;
 use crate::hub::error::HubError;
-use crate::hub::worker::{TokenVault, WorkerOptions, run_worker};
+use crate::worker::{TokenVault, WorkerOptions, run_worker};
 
 pub(crate) fn run(args: &WorkerArgs) -> Result<ExitStatus, Error> {
     let environment = AgentEnv::from_process();
@@ -45,11 +45,12 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitStatus, Error> {
     })?;
     let _ = writeln!(
         std::io::stderr().lock(),
-        "worker `{}`: {} completed, {} failed, {} taken back by the hub",
+        "worker `{}`: {} completed, {} failed, {} taken back by the hub, {} cancelled",
         options.id,
         summary.completed,
         summary.failed,
-        summary.lost
+        summary.lost,
+        summary.cancelled
     );
     Ok(if summary.failed == 0 {
         ExitStatus::Success

@@ -496,7 +496,7 @@ impl<'a> Engine<'a> {
         for step in workflow
             .steps
             .iter()
-            .filter(|step| baseline::needs_baseline(step))
+            .filter(|step| crate::workflow::step_config::verify::needs_baseline(step))
         {
             let value = match self.context.renderer_for(step) {
                 Err(err) => Err(err.to_string()),

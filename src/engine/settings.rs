@@ -28,7 +28,7 @@ pub struct RunSettings {
 
 /// Commands run in the project root the loader found (where `.git` is), made absolute so a
 /// step's `workdir` never depends on where the process happens to be.
-pub(crate) fn absolute_dir(dir: &Path) -> PathBuf {
+pub fn absolute_dir(dir: &Path) -> PathBuf {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {

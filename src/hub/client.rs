@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::model::{Agent, Assignment, AssignmentStatus, Claim, Evidence, Task};
+use super::model::{Assignment, AssignmentStatus, Claim, Evidence, HeartbeatAnswer, Task};
 use super::store::NewEvidence;
 use crate::core::secret::Secret;
 
@@ -99,7 +99,7 @@ impl HubClient {
         id: &str,
         host: &str,
         capabilities: &[String],
-    ) -> Result<Agent, ClientError> {
+    ) -> Result<HeartbeatAnswer, ClientError> {
         self.send(
             reqwest::Method::POST,
             "/api/agents/heartbeat",

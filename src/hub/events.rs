@@ -13,7 +13,7 @@ use super::model::{Agent, Assignment, Evidence, ProgressSnapshot, Task};
 #[serde(tag = "type", content = "data")]
 pub enum HubEvent {
     #[serde(rename = "task.updated")]
-    TaskUpdated(Task),
+    TaskUpdated(Box<Task>),
     #[serde(rename = "assignment.created")]
     AssignmentCreated(Assignment),
     #[serde(rename = "assignment.updated")]

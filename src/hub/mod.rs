@@ -13,4 +13,3 @@ pub mod plan;
 mod relay;
 pub mod server;
 pub mod store;
-pub mod worker;

@@ -1,6 +1,7 @@
 //! The hub's data model as the API speaks it: projects, tasks, agents, assignments, evidence and
 //! progress, plus the status vocabularies the store enforces with `CHECK` constraints.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -77,6 +78,7 @@ vocabulary!(
         Failed => "failed",
         Released => "released",
         Requeued => "requeued",
+        Cancelled => "cancelled",
     }
 );
 
@@ -126,6 +128,10 @@ pub struct Task {
     pub failures: i64,
     /// The workflow file a worker runs for this task, relative to the worker's repository.
     pub workflow: Option<String>,
+    /// The workflow's environment (`--env`); none for a workflow without `environments`.
+    pub environment: Option<String>,
+    /// The workflow's variables (`--var KEY=VALUE`).
+    pub vars: BTreeMap<String, String>,
     pub branch: Option<String>,
     pub pr_url: Option<String>,
     pub assigned_agent: Option<String>,
@@ -143,6 +149,15 @@ pub struct Agent {
     pub status: AgentStatus,
     pub last_heartbeat: i64,
     pub created_at: i64,
+}
+
+/// The hub's answer to a heartbeat: the agent, and its assignments an operator asked to cancel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    #[serde(flatten)]
+    pub agent: Agent,
+    #[serde(default)]
+    pub cancel_assignments: Vec<i64>,
 }
 
 /// An agent with what the seed's `agent_status` view adds: its load and whether it is healthy.
@@ -166,6 +181,9 @@ pub struct Assignment {
     pub note: String,
     pub assigned_at: i64,
     pub updated_at: i64,
+    /// An operator asked to cancel it: its worker stops the run and reports `cancelled`, and
+    /// no other ending is accepted.
+    pub cancel_requested: bool,
 }
 
 /// What an atomic claim hands a worker.

@@ -2,7 +2,7 @@
 //! and dependencies, and the agents that already exist. Checked whole before anything is
 //! written: duplicate keys, unknown dependencies and cycles are all reported at once.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -60,6 +60,11 @@ pub struct PlanTask {
     pub status: TaskStatus,
     #[serde(default)]
     pub workflow: Option<String>,
+    /// The workflow's environment and variables, as `agent-orch run --env E --var K=V`.
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
     #[serde(default)]
     pub depends_on: Vec<String>,
 }
@@ -125,6 +130,8 @@ impl Plan {
                     priority: task.priority,
                     status: task.status,
                     workflow: task.workflow.clone(),
+                    environment: task.environment.clone(),
+                    vars: task.vars.clone(),
                     depends_on: task.depends_on.clone(),
                 })
             })

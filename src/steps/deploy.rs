@@ -35,9 +35,9 @@ use crate::cluster::rollout::{
 use crate::cluster::rollout_status::{TEMPLATE_HASH_LABEL, current_replica_set, revision};
 use crate::cluster::workload::WorkloadKind;
 use crate::process::{self, CommandSpec, OutputSink};
-use crate::workflow::step_config::shell::Shell;
 use crate::workflow::span::Spanned;
 use crate::workflow::step_config::deploy::DeployConfig;
+use crate::workflow::step_config::shell::Shell;
 use crate::workflow::template::{Renderer, Template};
 
 /// How long a running container may stay unready before the rollout counts as failed.

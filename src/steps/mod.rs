@@ -96,7 +96,9 @@ pub fn describe(ctx: &StepContext<'_>) -> String {
                 show(&check.query)
             )
         }
-        StepKind::Verify(crate::workflow::step_config::verify::VerifyConfig::LogAnalytics(check)) => format!(
+        StepKind::Verify(crate::workflow::step_config::verify::VerifyConfig::LogAnalytics(
+            check,
+        )) => format!(
             "would query Log Analytics workspace {} for `{}`",
             show(&check.workspace),
             show(&check.query)

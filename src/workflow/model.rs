@@ -95,10 +95,6 @@ impl Environment {
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(false)
     }
-
-    pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(serde_json::Value::as_str)
-    }
 }
 
 /// A place to tell a team how a run ended: exactly one of `teams`, `slack` or `webhook`, each

@@ -237,7 +237,7 @@ fn metric_baselines(
         .collect();
     let first_deploy = main.iter().position(|step| step.kind == Some("deploy"));
     for step in workflow.all_steps() {
-        if !crate::steps::verify::baseline::needs_baseline(step) {
+        if !crate::workflow::step_config::verify::needs_baseline(step) {
             continue;
         }
         let position = main.iter().position(|header| {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use agent_orch::ado::logging::{self, Issue, LoggingCommand, TaskResult, TestResults};
+use agent_orch::ado::logging::{self, Issue, LoggingCommand, TaskResult};
 
 use crate::support::vso;
 
@@ -33,16 +33,11 @@ fn every_message_round_trips_through_the_agent_parser() {
         assert_eq!(command.property("linenumber"), Some("3"));
         assert_eq!(command.property("columnnumber"), Some("9"));
 
-        let title = LoggingCommand::publish_test_results(&TestResults {
-            junit_path: Path::new("/a/junit.xml"),
-            run_title: text,
-            merge_results: false,
-        })
-        .to_string();
+        let upload = LoggingCommand::upload_artifact("runs", text, Path::new("/a/run")).to_string();
         assert_eq!(
-            vso::parse_all(&title)[0].property("runTitle"),
+            vso::parse_all(&upload)[0].property("artifactname"),
             Some(*text),
-            "{title}"
+            "{upload}"
         );
     }
 }
@@ -57,12 +52,6 @@ fn a_task_run_reads_back_as_the_agent_sees_it() {
         logging::endgroup().to_owned(),
         LoggingCommand::upload_artifact("agent-orch", "agent-orch-staging", Path::new("/a/run"))
             .to_string(),
-        LoggingCommand::publish_test_results(&TestResults {
-            junit_path: Path::new("/a/run/junit.xml"),
-            run_title: "agent-orch staging",
-            merge_results: true,
-        })
-        .to_string(),
         LoggingCommand::upload_summary(Path::new("/a/run/summary.md")).to_string(),
         LoggingCommand::complete(TaskResult::SucceededWithIssues, "1 warning").to_string(),
     ]
@@ -76,7 +65,6 @@ fn a_task_run_reads_back_as_the_agent_sees_it() {
             "task.setsecret",
             "task.setprogress",
             "artifact.upload",
-            "results.publish",
             "task.uploadsummary",
             "task.complete"
         ]
@@ -88,14 +76,8 @@ fn a_task_run_reads_back_as_the_agent_sees_it() {
         Some("agent-orch-staging")
     );
     assert_eq!(commands[2].property("containerfolder"), Some("agent-orch"));
-    assert_eq!(commands[3].property("type"), Some("JUnit"));
-    assert_eq!(commands[3].property("mergeResults"), Some("true"));
-    assert_eq!(
-        commands[3].property("resultFiles"),
-        Some("/a/run/junit.xml")
-    );
-    assert_eq!(commands[4].data, "/a/run/summary.md");
-    assert_eq!(commands[5].property("result"), Some("SucceededWithIssues"));
+    assert_eq!(commands[3].data, "/a/run/summary.md");
+    assert_eq!(commands[4].property("result"), Some("SucceededWithIssues"));
 
     let formatting: Vec<(&str, &str)> = output.lines().filter_map(vso::parse_formatting).collect();
     assert_eq!(

@@ -7,8 +7,9 @@ use agent_orch::core::agent_env::AgentEnv;
 use agent_orch::core::secret::Secret;
 use agent_orch::hub::api::ApiTokens;
 use agent_orch::hub::model::{AssignmentStatus, EvidenceKind, TaskStatus};
+use agent_orch::hub::plan::Plan;
 use agent_orch::hub::store::{NewTask, TaskFilter};
-use agent_orch::hub::worker::{TokenVault, WorkerOptions, WorkerSummary, run_worker};
+use agent_orch::worker::{TokenVault, WorkerOptions, WorkerSummary, run_worker};
 use axum::http::Method;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::keyvault::{DB_PASSWORD, files_under};
 use crate::support::azure_server::{AzureConfig, AzureServer, CLIENT_ID, OIDC_TOKEN, TENANT_ID};
 use crate::support::cutting_proxy::CuttingProxy;
-use crate::support::hub_db::HubDb;
+use crate::support::hub_db::{HubDb, on_both_stores};
 use crate::support::hub_server::{TOKEN, TestHub};
 use crate::support::tools;
 
@@ -132,7 +133,8 @@ async fn a_worker_runs_task_workflows_and_reports_outcomes_and_evidence() {
         WorkerSummary {
             completed: 1,
             failed: 3,
-            lost: 0
+            lost: 0,
+            cancelled: 0
         }
     );
 
@@ -393,7 +395,7 @@ async fn a_task_whose_secrets_cannot_be_read_is_given_back_without_running() {
     assert!(
         assignment
             .note
-            .starts_with("failed to fetch the workflow's secrets: key vault")
+            .starts_with("failed to fetch the workflow's secrets, so nothing ran: key vault")
             && assignment
                 .note
                 .contains("access to secret `db-password` was denied"),
@@ -508,5 +510,248 @@ async fn a_refused_token_is_read_again_from_key_vault() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
+    hub.stop().await;
+}
+
+on_both_stores! {
+    a_worker_runs_a_two_environment_workflow_from_a_plan_as_run_would => two_environments_from_a_plan;
+}
+
+/// One workflow, two environments: each task names its environment and variables, and the
+/// gate proves the run saw them and the Key Vault secret.
+const TWO_ENVIRONMENTS: &str = r#"name: two-environments
+environments:
+  staging: {namespace: app-staging}
+  prod: {namespace: app-prod}
+vars: {tag: ""}
+safety: {max_iterations: 1}
+secrets: {vault: fleet-kv, names: [db-password]}
+steps:
+  - id: deploy
+    gate:
+      run: 'test "$PW" = "$(cat expected.txt)" && echo "{{ env.namespace }} {{ vars.tag }}" >> deployed.txt'
+      env: {PW: "{{ secrets.db_password }}"}
+"#;
+
+const TWO_ENVIRONMENT_PLAN: &str = r#"project: {name: fleet}
+epics:
+  - name: deploy
+    tasks:
+      - {key: D-1, title: staging, hours: 1, priority: 2, workflow: workflows/deploy.yaml,
+         environment: staging, vars: {tag: v1}}
+      - {key: D-2, title: prod, hours: 1, priority: 1, workflow: workflows/deploy.yaml,
+         environment: prod, vars: {tag: v2}, depends_on: [D-1]}
+      - {key: D-3, title: nowhere, hours: 1, workflow: workflows/deploy.yaml}
+"#;
+
+async fn two_environments_from_a_plan(db: HubDb) {
+    let repo = committed_workflows(&[("deploy", TWO_ENVIRONMENTS)]);
+    std::fs::write(repo.path().join("expected.txt"), DB_PASSWORD).unwrap();
+    let plan_file = repo.path().join("plan.yaml");
+    std::fs::write(&plan_file, TWO_ENVIRONMENT_PLAN).unwrap();
+    let plan = Plan::load(&plan_file).unwrap();
+    let azure = AzureServer::start(AzureConfig::with_secrets(&[("db-password", DB_PASSWORD)]));
+    let hub = TestHub::start(db).await;
+    let store = hub.hub.state.store.clone();
+    store
+        .import_plan(&plan.project.name, None, &plan.tasks())
+        .await
+        .unwrap();
+    // The API hands workers the environment and variables with the task.
+    let (status, tasks) = hub.get("/api/tasks").await;
+    assert_eq!(status, 200);
+    let prod = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|task| task["key"] == "D-2")
+        .unwrap();
+    assert_eq!(prod["environment"], "prod");
+    assert_eq!(prod["vars"], serde_json::json!({"tag": "v2"}));
+
+    let pod = tempfile::tempdir().unwrap();
+    // D-3 would come back after failing; three tasks are one attempt each.
+    let options = WorkerOptions {
+        max_tasks: Some(3),
+        ..worker_in_aks(&hub, repo.path(), &azure, pod.path())
+    };
+    let summary = work_until_idle(&options).await;
+    assert_eq!((summary.completed, summary.failed), (2, 1), "{summary:?}");
+    let deployed = std::fs::read_to_string(repo.path().join("deployed.txt")).unwrap();
+    assert_eq!(deployed, "app-staging v1\napp-prod v2\n");
+    // A task of a workflow with environments that names none fails as `run` would, saying why.
+    let nowhere = store
+        .tasks(&TaskFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|task| task.key == "D-3")
+        .unwrap();
+    let assignments = store.assignments(None, None).await.unwrap();
+    let note = &assignments
+        .iter()
+        .find(|assignment| assignment.task_id == nowhere.id)
+        .unwrap()
+        .note;
+    assert!(note.contains("no environment selected"), "{note}");
+    hub.stop().await;
+}
+
+on_both_stores! {
+    a_cancelled_assignment_stops_its_run_as_ctrl_c_would_and_ends_cancelled => cancel_a_running_task;
+    a_cancel_and_a_completion_race_and_exactly_one_wins => cancel_against_completion;
+}
+
+/// A step that runs until it is stopped, and the clean-up that an interrupt runs.
+const LONG_WORKFLOW: &str = r#"name: long
+safety: {max_iterations: 1}
+steps:
+  - {id: build, gate: "touch build-started; sleep 60"}
+on_give_up:
+  - {id: cleanup, gate: "touch cleanup-ran"}
+"#;
+
+async fn cancel_a_running_task(db: HubDb) {
+    let repo = committed_workflows(&[("long", LONG_WORKFLOW)]);
+    let hub = TestHub::start(db).await;
+    let store = hub.hub.state.store.clone();
+    store
+        .import_plan(
+            "cancel",
+            None,
+            &[task("long", 0, Some("workflows/long.yaml"))],
+        )
+        .await
+        .unwrap();
+    let options = WorkerOptions {
+        max_tasks: Some(1),
+        ..worker(&hub, "worker-cancel", repo.path())
+    };
+    let started = repo.path().join("build-started");
+    let cancel_while_running = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !started.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the step never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let assignment = store.assignments(None, None).await.unwrap()[0].clone();
+        let cancel = format!("/api/assignments/{}/cancel", assignment.id);
+        let (status, answer) = hub.send(Method::POST, &cancel, serde_json::json!({})).await;
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(answer["cancel_requested"], true);
+        (assignment, cancel, std::time::Instant::now())
+    };
+    // The worker is not `Send` (the engine holds its reporters), so both run in this task.
+    let (summary, (assignment, cancel, cancelled_at)) =
+        tokio::join!(Box::pin(work_until_idle(&options)), cancel_while_running);
+    // Heard at the next heartbeat (200 ms), long before the step's 60 s.
+    assert!(cancelled_at.elapsed() < Duration::from_secs(20));
+    assert_eq!(summary.cancelled, 1, "{summary:?}");
+    assert!(repo.path().join("cleanup-ran").exists(), "on_give_up runs");
+    let ended = store.assignment(assignment.id).await.unwrap();
+    assert_eq!(ended.status, AssignmentStatus::Cancelled, "{ended:?}");
+    assert!(
+        ended.note.starts_with("cancelled by an operator"),
+        "{ended:?}"
+    );
+    let task = store.task(assignment.task_id).await.unwrap();
+    assert_eq!(task.status, TaskStatus::Blocked);
+    assert_eq!(task.assigned_agent, None);
+    // The run's reports were written as after Ctrl-C.
+    let runs = repo.path().join(".agent-orch/runs");
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["outcome"], "interrupted");
+    // Cancelling again is answered the same; the assignment has ended `cancelled`.
+    let (status, again) = hub.send(Method::POST, &cancel, serde_json::json!({})).await;
+    assert_eq!(
+        (status, &again["status"]),
+        (202, &serde_json::json!("cancelled"))
+    );
+    let (status, missing) = hub
+        .send(
+            Method::POST,
+            "/api/assignments/999999/cancel",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 404, "{missing}");
+    hub.stop().await;
+}
+
+/// A cancel and a completion sent together: exactly one wins, and the other is a 409 that
+/// says what happened.
+async fn cancel_against_completion(db: HubDb) {
+    const ROUNDS: usize = 12;
+    let hub = TestHub::start(db).await;
+    let store = hub.hub.state.store.clone();
+    let tasks: Vec<NewTask> = (0..ROUNDS)
+        .map(|n| NewTask::new(format!("R-{n}"), "race"))
+        .collect();
+    store.import_plan("race", None, &tasks).await.unwrap();
+    store.heartbeat("racer", "h", &[]).await.unwrap();
+    let (mut cancels, mut completions) = (0, 0);
+    for _ in 0..ROUNDS {
+        let claim = store.claim("racer").await.unwrap().unwrap();
+        let id = claim.assignment.id;
+        let cancel_path = format!("/api/assignments/{id}/cancel");
+        let cancel = hub.send(Method::POST, &cancel_path, serde_json::json!({}));
+        let progress = format!("/api/assignments/{id}/progress");
+        let complete = hub.send(
+            Method::PATCH,
+            &progress,
+            serde_json::json!({"progress": 100, "status": "completed"}),
+        );
+        let ((cancel_status, cancel_answer), (complete_status, complete_answer)) =
+            tokio::join!(cancel, complete);
+        match (cancel_status, complete_status) {
+            (202, 409) => {
+                cancels += 1;
+                let error = complete_answer["error"].as_str().unwrap();
+                assert!(error.contains("was cancelled by an operator"), "{error}");
+                // The worker then says it stopped; the task waits for an operator.
+                let (status, ended) = hub
+                    .send(
+                        Method::PATCH,
+                        &progress,
+                        serde_json::json!({"progress": 0, "status": "cancelled"}),
+                    )
+                    .await;
+                assert_eq!(
+                    (status, &ended["status"]),
+                    (200, &serde_json::json!("cancelled"))
+                );
+                let task = store.task(claim.task.id).await.unwrap();
+                assert_eq!(task.status, TaskStatus::Blocked);
+            }
+            (409, 200) => {
+                completions += 1;
+                let error = cancel_answer["error"].as_str().unwrap();
+                assert!(error.contains("already ended `completed`"), "{error}");
+                let task = store.task(claim.task.id).await.unwrap();
+                assert_eq!(task.status, TaskStatus::Done);
+                // Nothing but the completion is accepted now.
+                let (status, _) = hub
+                    .send(
+                        Method::PATCH,
+                        &progress,
+                        serde_json::json!({"progress": 0, "status": "cancelled"}),
+                    )
+                    .await;
+                assert_eq!(status, 409);
+            }
+            other => panic!("{other:?}: {cancel_answer} / {complete_answer}"),
+        }
+    }
+    assert_eq!(cancels + completions, ROUNDS);
     hub.stop().await;
 }

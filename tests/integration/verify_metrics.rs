@@ -6,15 +6,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use agent_orch::core::secret::Secret;
 use agent_orch::ado::service_connection::{AzureCredential, ServiceConnection};
 use agent_orch::azure::credential::CredentialSources;
 use agent_orch::azure::sign_in::AzureSignIn;
 use agent_orch::cluster::fake::{self, FakeOptions};
+use agent_orch::core::secret::Secret;
 use agent_orch::steps::verify;
-use agent_orch::workflow::step_config::verify::VerifyConfig;
 use agent_orch::steps::{StepOutcome, StepStatus};
 use agent_orch::workflow::model::StepKind;
+use agent_orch::workflow::step_config::verify::VerifyConfig;
 use serde_json::json;
 
 use crate::support::azure_server::{

@@ -8,7 +8,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
 use super::{HubState, validate_agent_id, validate_text};
 use crate::hub::events::HubEvent;
-use crate::hub::model::{Agent, AgentHealth};
+use crate::hub::model::{Agent, AgentHealth, HeartbeatAnswer};
 
 pub(crate) async fn list(
     State(state): State<HubState>,
@@ -38,7 +38,7 @@ pub(crate) struct Heartbeat {
 pub(crate) async fn heartbeat(
     State(state): State<HubState>,
     ApiJson(beat): ApiJson<Heartbeat>,
-) -> Result<Json<Agent>, ApiError> {
+) -> Result<Json<HeartbeatAnswer>, ApiError> {
     validate_agent_id(&beat.id)?;
     validate_text("host", &beat.host, 255)?;
     if beat.capabilities.len() > 64 {
@@ -52,7 +52,11 @@ pub(crate) async fn heartbeat(
         .heartbeat(&beat.id, &beat.host, &beat.capabilities)
         .await?;
     state.events.publish(&HubEvent::AgentUpdated(agent.clone()));
-    Ok(Json(agent))
+    let cancel_assignments = state.store.cancels_for(&agent.id).await?;
+    Ok(Json(HeartbeatAnswer {
+        agent,
+        cancel_assignments,
+    }))
 }
 
 pub(crate) async fn deactivate(

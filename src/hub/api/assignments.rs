@@ -1,4 +1,5 @@
-//! `/api/assignments`: listing, manual assignment, the atomic claim, progress and give-back.
+//! `/api/assignments`: listing, manual assignment, the atomic claim, progress, give-back and
+//! cancel.
 
 use std::time::Instant;
 
@@ -90,7 +91,7 @@ fn publish_claim(state: &HubState, claim: &Claim) {
         .publish(&HubEvent::AssignmentCreated(claim.assignment.clone()));
     state
         .events
-        .publish(&HubEvent::TaskUpdated(claim.task.clone()));
+        .publish(&HubEvent::TaskUpdated(Box::new(claim.task.clone())));
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,7 +138,19 @@ pub(crate) async fn progress(
         .events
         .publish(&HubEvent::AssignmentUpdated(assignment.clone()));
     if let Ok(task) = state.store.task(assignment.task_id).await {
-        state.events.publish(&HubEvent::TaskUpdated(task));
+        state.events.publish(&HubEvent::TaskUpdated(Box::new(task)));
     }
     Ok(Json(assignment))
+}
+
+/// 202: the worker hears it in its next heartbeat or progress answer and reports `cancelled`.
+pub(crate) async fn cancel(
+    State(state): State<HubState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<(StatusCode, Json<Assignment>), ApiError> {
+    let assignment = state.store.request_cancel(id).await?;
+    state
+        .events
+        .publish(&HubEvent::AssignmentUpdated(assignment.clone()));
+    Ok((StatusCode::ACCEPTED, Json(assignment)))
 }

@@ -68,6 +68,7 @@ pub fn router(state: HubState, cors_origins: &[HeaderValue]) -> Router {
         )
         .route("/assignments/claim", post(assignments::claim))
         .route("/assignments/{id}/progress", patch(assignments::progress))
+        .route("/assignments/{id}/cancel", post(assignments::cancel))
         .route("/progress/summary", get(progress::summary))
         .route("/progress/agents", get(progress::agents))
         .route("/progress/snapshot", post(progress::snapshot))
@@ -141,7 +142,7 @@ pub(crate) async fn publish_requeued(state: &HubState, requeued: Vec<Assignment>
             .events
             .publish(&HubEvent::AssignmentUpdated(assignment));
         if let Ok(task) = state.store.task(task_id).await {
-            state.events.publish(&HubEvent::TaskUpdated(task));
+            state.events.publish(&HubEvent::TaskUpdated(Box::new(task)));
         }
     }
 }

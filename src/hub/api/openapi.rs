@@ -83,10 +83,10 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         (
             "post",
             "/api/agents/heartbeat",
-            "Register an agent or refresh its heartbeat",
+            "Register an agent or refresh its heartbeat; the answer lists its assignments an operator asked to cancel",
             Some("Heartbeat"),
             200,
-            Some(schema("Agent")),
+            Some(schema("HeartbeatAnswer")),
         ),
         (
             "post",
@@ -126,6 +126,14 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             "Report progress; `completed`, `failed` or `released` ends the assignment (the same ending again is answered, not refused; any other change to an ended assignment is 409)",
             Some("AssignmentProgress"),
             200,
+            Some(schema("Assignment")),
+        ),
+        (
+            "post",
+            "/api/assignments/{id}/cancel",
+            "Ask the assignment's worker to stop (it hears it in its next heartbeat or progress answer, stops the run as Ctrl-C would and reports `cancelled`; the task is then `blocked`). Asking again is answered the same; 409 if the assignment already ended, and a completion reported after the cancel is 409",
+            None,
+            202,
             Some(schema("Assignment")),
         ),
         (
@@ -304,7 +312,7 @@ fn schemas() -> Value {
     let nullable_text = json!({"type": ["string", "null"]});
     let task_status = json!({"enum": ["pending", "in_progress", "review", "done", "blocked"]});
     let assignment_status =
-        json!({"enum": ["active", "completed", "failed", "released", "requeued"]});
+        json!({"enum": ["active", "completed", "failed", "released", "requeued", "cancelled"]});
     let evidence_kind = json!({"enum": ["commit", "pr", "test", "build", "patch", "junit"]});
     let object = |properties: Value, required: &[&str]| json!({"type": "object", "properties": properties, "required": required});
     json!({
@@ -314,6 +322,8 @@ fn schemas() -> Value {
             "id": int, "project_id": int, "key": text, "epic": text, "title": text, "description": text,
             "estimate_hours": number, "priority": int, "status": task_status, "progress": int, "failures": int,
             "workflow": nullable_text, "branch": nullable_text, "pr_url": nullable_text,
+            "environment": {"type": ["string", "null"], "description": "the workflow's environment, as `agent-orch run --env`"},
+            "vars": {"type": "object", "additionalProperties": text, "description": "the workflow's variables, as `agent-orch run --var KEY=VALUE`"},
             "assigned_agent": nullable_text, "depends_on": {"type": "array", "items": int},
             "created_at": int, "updated_at": int
         }), &["id", "key", "epic", "title", "status", "progress", "depends_on"]),
@@ -324,9 +334,13 @@ fn schemas() -> Value {
         "AgentHealth": {"allOf": [schema("Agent"), object(json!({
             "active_assignments": int, "completed_assignments": int, "healthy": {"type": "boolean"}
         }), &["active_assignments", "healthy"])]},
+        "HeartbeatAnswer": {"allOf": [schema("Agent"), object(json!({
+            "cancel_assignments": {"type": "array", "items": int, "description": "active assignments of this agent an operator asked to cancel"}
+        }), &["cancel_assignments"])]},
         "Assignment": object(json!({
             "id": int, "task_id": int, "agent_id": text, "status": assignment_status, "progress": int,
-            "note": text, "assigned_at": int, "updated_at": int
+            "note": text, "assigned_at": int, "updated_at": int,
+            "cancel_requested": {"type": "boolean", "description": "an operator asked to cancel: `cancelled` is the only ending accepted"}
         }), &["id", "task_id", "agent_id", "status", "progress"]),
         "Claim": object(json!({"assignment": schema("Assignment"), "task": schema("Task")}), &["assignment", "task"]),
         "Evidence": object(json!({

@@ -59,7 +59,9 @@ pub(crate) async fn progress(
         .store
         .update_task_progress(id, update.progress, update.status)
         .await?;
-    state.events.publish(&HubEvent::TaskUpdated(task.clone()));
+    state
+        .events
+        .publish(&HubEvent::TaskUpdated(Box::new(task.clone())));
     Ok(Json(task))
 }
 
@@ -88,6 +90,8 @@ pub(crate) async fn git(
         .store
         .update_task_git(id, update.branch.as_deref(), update.pr_url.as_deref())
         .await?;
-    state.events.publish(&HubEvent::TaskUpdated(task.clone()));
+    state
+        .events
+        .publish(&HubEvent::TaskUpdated(Box::new(task.clone())));
     Ok(Json(task))
 }

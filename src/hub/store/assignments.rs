@@ -208,7 +208,8 @@ impl Store {
     /// back to the queue (`failed` counts against the task, see [`MAX_FAILURES`]). Reporting the
     /// ending an assignment already has is answered again (so a retry is safe); any other
     /// change to an assignment that is no longer active is a conflict: its task may already
-    /// belong to someone else.
+    /// belong to someone else. Once a cancel is asked for, `cancelled` is the only ending
+    /// accepted (it blocks the task until an operator puts it back), and it is accepted only then.
     pub async fn update_assignment(
         &self,
         id: i64,
@@ -226,7 +227,9 @@ impl Store {
         let returning = rows::returning(ASSIGNMENT_COLUMNS);
         let sql = format!(
             "UPDATE assignments AS a SET progress = $2, status = $3, note = COALESCE($4, a.note), \
-             updated_at = $5 WHERE a.id = $1 AND a.status = 'active' RETURNING {returning}"
+             updated_at = $5 WHERE a.id = $1 AND a.status = 'active' \
+             AND ($3 = 'active' OR ((a.cancel_requested_at IS NOT NULL) = ($3 = 'cancelled'))) \
+             RETURNING {returning}"
         );
         let task_status = match status {
             AssignmentStatus::Active => TaskStatus::InProgress,
@@ -235,6 +238,8 @@ impl Store {
             AssignmentStatus::Failed | AssignmentStatus::Released | AssignmentStatus::Requeued => {
                 TaskStatus::Pending
             }
+            // Back in the queue, another worker would start what an operator just stopped.
+            AssignmentStatus::Cancelled => TaskStatus::Blocked,
         };
         let assignment = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -254,19 +259,18 @@ impl Store {
                 if current.status == status && status != AssignmentStatus::Active {
                     return Ok(current);
                 }
-                return Err(StoreError::conflict(format!(
-                    "assignment {id} is `{}`, not active",
-                    current.status
-                )));
+                return Err(ending_refused(&current, status));
             };
             let assignment = rows::assignment(&row)?;
-            let task_progress = if task_status == TaskStatus::Pending { 0 } else { progress };
+            let given_back = matches!(task_status, TaskStatus::Pending | TaskStatus::Blocked);
+            let task_progress = if given_back { 0 } else { progress };
             // A failure counts against the task; past MAX_FAILURES it is blocked, not requeued.
             sqlx::query(
                 "UPDATE tasks SET failures = failures + $5, \
                  status = CASE WHEN $2 = 'pending' AND failures + $5 >= $6 THEN 'blocked' ELSE $2 END, \
                  progress = $3, \
-                 assigned_agent = CASE WHEN $2 = 'pending' THEN NULL ELSE assigned_agent END, \
+                 assigned_agent = CASE WHEN $2 IN ('pending', 'blocked') THEN NULL \
+                 ELSE assigned_agent END, \
                  updated_at = $4 WHERE id = $1",
             )
             .bind(assignment.task_id)
@@ -281,6 +285,47 @@ impl Store {
             assignment
         });
         Ok(assignment)
+    }
+
+    /// Asks the worker of an active assignment to stop: it hears it in its next heartbeat or
+    /// progress answer. Asking again is answered as the first time; an assignment that already
+    /// ended (a completion that came first) is a conflict.
+    pub async fn request_cancel(&self, id: i64) -> Result<Assignment, StoreError> {
+        let returning = rows::returning(ASSIGNMENT_COLUMNS);
+        let sql = format!(
+            "UPDATE assignments AS a SET cancel_requested_at = COALESCE(a.cancel_requested_at, $2) \
+             WHERE a.id = $1 AND a.status = 'active' RETURNING {returning}"
+        );
+        let row = on_writer!(self, pool => sqlx::query(&sql)
+            .bind(id)
+            .bind(now_ms())
+            .fetch_optional(pool)
+            .await?
+            .map(|row| rows::assignment(&row))
+            .transpose())?;
+        if let Some(assignment) = row {
+            return Ok(assignment);
+        }
+        let current = self.assignment(id).await?;
+        if current.status == AssignmentStatus::Cancelled {
+            return Ok(current);
+        }
+        Err(StoreError::conflict(format!(
+            "assignment {id} already ended `{}`: there is nothing to cancel",
+            current.status
+        )))
+    }
+
+    /// The agent's active assignments that an operator asked to cancel.
+    pub async fn cancels_for(&self, agent_id: &str) -> Result<Vec<i64>, StoreError> {
+        let ids = on_reader!(self, pool => sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM assignments WHERE agent_id = $1 AND status = 'active' \
+             AND cancel_requested_at IS NOT NULL ORDER BY id",
+        )
+        .bind(agent_id)
+        .fetch_all(pool)
+        .await?);
+        Ok(ids)
     }
 
     pub async fn assignment(&self, id: i64) -> Result<Assignment, StoreError> {
@@ -349,6 +394,25 @@ impl Store {
     }
 }
 
+/// Why an ending of `current` (no longer active, or asked to cancel) was refused.
+fn ending_refused(current: &Assignment, wanted: AssignmentStatus) -> StoreError {
+    let id = current.id;
+    let message = match (current.status, wanted) {
+        (AssignmentStatus::Active, AssignmentStatus::Cancelled) => {
+            format!("assignment {id} was not asked to cancel; end it another way")
+        }
+        (AssignmentStatus::Active, _) => format!(
+            "assignment {id} was cancelled by an operator; report it `cancelled` \
+             (no other ending is accepted)"
+        ),
+        (AssignmentStatus::Cancelled, _) => {
+            format!("assignment {id} was cancelled: its `{wanted}` came too late")
+        }
+        (ended, _) => format!("assignment {id} is `{ended}`, not active"),
+    };
+    StoreError::conflict(message)
+}
+
 /// A claim from a just-claimed task row (which names its agent) and its new assignment.
 fn claim_from(row: &impl rows::Columns, assignment_id: i64, now: i64) -> Result<Claim, StoreError> {
     let mut task = rows::task(row)?;
@@ -376,6 +440,7 @@ fn claim_from(row: &impl rows::Columns, assignment_id: i64, now: i64) -> Result<
             note: String::new(),
             assigned_at: now,
             updated_at: now,
+            cancel_requested: false,
         },
         task,
     })

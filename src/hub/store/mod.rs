@@ -87,6 +87,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "evidence idempotency",
         include_str!("../../../migrations/sqlite/0002_evidence_idempotency.sql"),
     ),
+    (
+        3,
+        "task environment and vars",
+        include_str!("../../../migrations/sqlite/0003_task_environment_vars.sql"),
+    ),
+    (
+        4,
+        "assignment cancel",
+        include_str!("../../../migrations/sqlite/0004_assignment_cancel.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -98,6 +108,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "evidence idempotency",
         include_str!("../../../migrations/postgres/0002_evidence_idempotency.sql"),
+    ),
+    (
+        3,
+        "task environment and vars",
+        include_str!("../../../migrations/postgres/0003_task_environment_vars.sql"),
+    ),
+    (
+        4,
+        "assignment cancel",
+        include_str!("../../../migrations/postgres/0004_assignment_cancel.sql"),
     ),
 ];
 

@@ -28,6 +28,7 @@ pub(crate) trait Columns {
     fn real(&self, name: &str) -> Result<f64, sqlx::Error>;
     fn text(&self, name: &str) -> Result<String, sqlx::Error>;
     fn optional_text(&self, name: &str) -> Result<Option<String>, sqlx::Error>;
+    fn optional_int(&self, name: &str) -> Result<Option<i64>, sqlx::Error>;
 }
 
 macro_rules! columns_for {
@@ -45,6 +46,9 @@ macro_rules! columns_for {
             fn optional_text(&self, name: &str) -> Result<Option<String>, sqlx::Error> {
                 self.try_get(name)
             }
+            fn optional_int(&self, name: &str) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(name)
+            }
         }
     };
 }
@@ -55,7 +59,8 @@ columns_for!(PgRow);
 /// The task columns every task query selects, in the order `task` reads them.
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.project_id, t.key, t.epic, t.title, t.description, \
      t.estimate_hours, t.priority, t.status, t.progress, t.failures, t.workflow, t.branch, t.pr_url, \
-     t.assigned_agent, t.created_at, t.updated_at";
+     t.assigned_agent, t.created_at, t.updated_at, \
+     t.environment, t.vars";
 
 /// Dependencies are filled in by the caller, which loads them in one query for many tasks.
 pub(crate) fn task(row: &impl Columns) -> Result<Task, StoreError> {
@@ -72,12 +77,26 @@ pub(crate) fn task(row: &impl Columns) -> Result<Task, StoreError> {
         progress: row.int("progress")?,
         failures: row.int("failures")?,
         workflow: row.optional_text("workflow")?,
+        environment: row.optional_text("environment")?,
+        vars: task_vars(&row.text("vars")?)?,
         branch: row.optional_text("branch")?,
         pr_url: row.optional_text("pr_url")?,
         assigned_agent: row.optional_text("assigned_agent")?,
         depends_on: Vec::new(),
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
+    })
+}
+
+/// A task's `vars`, stored as a JSON object of strings (written by this hub).
+fn task_vars(text: &str) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+    // Anything else means the database was edited behind the hub's back.
+    serde_json::from_str(text).map_err(|err| {
+        StoreError::with_source(
+            super::StoreErrorKind::Database,
+            "the database holds task `vars` that are not a JSON object of strings",
+            err,
+        )
     })
 }
 
@@ -97,8 +116,8 @@ pub(crate) fn agent(row: &impl Columns) -> Result<Agent, StoreError> {
     })
 }
 
-pub(crate) const ASSIGNMENT_COLUMNS: &str =
-    "a.id, a.task_id, a.agent_id, a.status, a.progress, a.note, a.assigned_at, a.updated_at";
+pub(crate) const ASSIGNMENT_COLUMNS: &str = "a.id, a.task_id, a.agent_id, a.status, a.progress, a.note, a.assigned_at, a.updated_at, \
+     a.cancel_requested_at";
 
 pub(crate) fn assignment(row: &impl Columns) -> Result<Assignment, StoreError> {
     Ok(Assignment {
@@ -110,6 +129,7 @@ pub(crate) fn assignment(row: &impl Columns) -> Result<Assignment, StoreError> {
         note: row.text("note")?,
         assigned_at: row.int("assigned_at")?,
         updated_at: row.int("updated_at")?,
+        cancel_requested: row.optional_int("cancel_requested_at")?.is_some(),
     })
 }
 

@@ -1,6 +1,6 @@
 //! Projects, tasks and their dependencies: importing a plan, listing, readiness, progress.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::rows::{self, TASK_COLUMNS};
 use super::{Store, StoreError, StoreErrorKind, on_reader, on_writer};
@@ -17,6 +17,9 @@ pub struct NewTask {
     pub priority: i64,
     pub status: TaskStatus,
     pub workflow: Option<String>,
+    /// The environment and variables the workflow runs with, as `--env` and `--var` give them.
+    pub environment: Option<String>,
+    pub vars: BTreeMap<String, String>,
     pub depends_on: Vec<String>,
 }
 
@@ -34,9 +37,21 @@ impl NewTask {
             priority: 0,
             status: TaskStatus::Pending,
             workflow: None,
+            environment: None,
+            vars: BTreeMap::new(),
             depends_on: Vec::new(),
         }
     }
+}
+
+/// `vars` as stored: a JSON object of strings.
+fn task_vars_json(vars: &BTreeMap<String, String>) -> String {
+    serde_json::Value::Object(
+        vars.iter()
+            .map(|(key, value)| (key.clone(), serde_json::Value::String(value.clone())))
+            .collect(),
+    )
+    .to_string()
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -93,12 +108,14 @@ impl Store {
             for task in tasks {
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO tasks (project_id, key, epic, title, description, estimate_hours, \
-                     priority, status, progress, workflow, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+                     priority, status, progress, workflow, created_at, updated_at, \
+                     environment, vars) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13) \
                      ON CONFLICT (project_id, key) DO UPDATE SET epic = excluded.epic, \
                      title = excluded.title, description = excluded.description, \
                      estimate_hours = excluded.estimate_hours, priority = excluded.priority, \
-                     workflow = excluded.workflow, updated_at = excluded.updated_at \
+                     workflow = excluded.workflow, updated_at = excluded.updated_at, \
+                     environment = excluded.environment, vars = excluded.vars \
                      RETURNING id",
                 )
                 .bind(project.id)
@@ -112,6 +129,8 @@ impl Store {
                 .bind(if task.status == TaskStatus::Done { 100_i64 } else { 0 })
                 .bind(task.workflow.as_deref())
                 .bind(now)
+                .bind(task.environment.as_deref())
+                .bind(task_vars_json(&task.vars))
                 .fetch_one(&mut *tx)
                 .await?;
                 ids.insert(task.key.as_str(), id);

@@ -1,14 +1,14 @@
 //! Baselines: a metric check's value measured just before the run's first deploy step, kept
 //! for the run so the check can compare what it measures after the deploy (`baseline:`).
 //!
-//! The engine takes them once per run ([`needs_baseline`] says which steps), so a retry of the
+//! The engine takes them once per run ([`needs_baseline`](crate::workflow::step_config::verify::needs_baseline) says which steps), so a retry of the
 //! run's steps after a repair still compares with what was live before the run changed it.
 
 use std::collections::BTreeMap;
 
 use super::VerifyConfig;
 use crate::steps::StepContext;
-use crate::workflow::model::{Step, StepKind};
+use crate::workflow::model::StepKind;
 
 /// Each step's baseline, or why it could not be measured.
 #[derive(Debug, Default)]
@@ -48,15 +48,6 @@ impl Baselines {
         self.values
             .get(step_id)
             .map(|value| value.as_ref().copied().map_err(String::as_str))
-    }
-}
-
-/// Whether `step` is a metric check that compares with a baseline.
-pub fn needs_baseline(step: &Step) -> bool {
-    match &step.kind {
-        StepKind::Verify(VerifyConfig::Prometheus(check)) => check.baseline.is_some(),
-        StepKind::Verify(VerifyConfig::LogAnalytics(check)) => check.baseline.is_some(),
-        _ => false,
     }
 }
 

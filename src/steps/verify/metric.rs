@@ -8,16 +8,16 @@ use indexmap::IndexMap;
 
 use super::analysis::{ConditionEvaluator, Judgement, Verdict, excerpt};
 use super::attempt_log::AttemptLog;
-use crate::workflow::step_config::verify::HttpMethod;
 use super::measure::{Measurement, measure_until_decided};
 use super::metric_analysis::{MetricExpectations, MetricResult, judge_metric, number};
-use crate::workflow::step_config::verify_metric::{MetricAuth, MetricSource, MetricSpec};
 use super::probe::Clients;
 use super::response::{RenderedRequest, send};
 use super::{log_analytics, prometheus, setup};
 use crate::azure::monitor::{LOG_ANALYTICS_SCOPE, MonitorClient, PROMETHEUS_SCOPE};
 use crate::redact::Redactor;
 use crate::steps::{StepContext, StepOutcome};
+use crate::workflow::step_config::verify::HttpMethod;
+use crate::workflow::step_config::verify_metric::{MetricAuth, MetricSource, MetricSpec};
 
 /// How much of an answer goes into the step log and the evidence.
 const ANSWER_EXCERPT: usize = 600;

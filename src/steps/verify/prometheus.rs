@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::analysis::{Judgement, Verdict, excerpt};
 use super::metric_analysis::{MetricResult, Sample};
-use crate::workflow::step_config::verify_metric::MetricAuth;
 use crate::azure::monitor::PROMETHEUS_READER_ROLE;
+use crate::workflow::step_config::verify_metric::MetricAuth;
 
 /// How much of an unexpected answer goes into a reason.
 const BODY_EXCERPT: usize = 300;

@@ -621,3 +621,13 @@ impl JsonSchema for Capture {
         })
     }
 }
+
+/// Whether `step` is a metric check that compares with a baseline.
+pub fn needs_baseline(step: &crate::workflow::model::Step) -> bool {
+    use crate::workflow::model::StepKind;
+    match &step.kind {
+        StepKind::Verify(VerifyConfig::Prometheus(check)) => check.baseline.is_some(),
+        StepKind::Verify(VerifyConfig::LogAnalytics(check)) => check.baseline.is_some(),
+        _ => false,
+    }
+}

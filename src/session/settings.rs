@@ -1,44 +1,40 @@
-//! Run settings resolved from flags, environment variables and the workflow file, in that
-//! order of precedence.
+//! Run settings resolved from the session's options (flags, environment variables, a task's
+//! inputs) and the workflow file, in that order of precedence.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use crate::cli::RunArgs;
 use crate::engine::settings::{RunSettings, absolute_dir};
-use crate::llm::TapeMode;
 use crate::workflow::Workflow;
 
+use super::RunOptions;
+
 impl RunSettings {
-    pub fn resolve(args: &RunArgs, workflow: &Workflow) -> Self {
-        let run_id = new_run_id();
+    pub fn resolve(options: &RunOptions, workflow: &Workflow) -> Self {
+        let run_id = options.run_id.clone().unwrap_or_else(new_run_id);
         let workdir = absolute_dir(&workflow.project_root);
         // Absolute: steps run in other folders and get paths into it (`$AGENT_ORCH_OUTPUT`).
         let artifacts_dir = absolute_dir(
-            &args
+            &options
                 .artifacts
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(".agent-orch").join("runs").join(&run_id)),
         );
         RunSettings {
             run_id,
-            workflow_path: args.workflow.file.clone(),
+            workflow_path: options.workflow.clone(),
             environment: workflow.environment.clone(),
             workdir,
             artifacts_dir,
-            max_iterations: args
+            max_iterations: options
                 .max_iterations
                 .unwrap_or(workflow.safety.max_iterations),
-            echo: !args.quiet,
-            dry_run: args.dry_run,
-            approve: args.approve,
-            tape: match (&args.record, &args.replay) {
-                (_, Some(path)) => TapeMode::Replay(path.clone()),
-                (Some(path), None) => TapeMode::Record(path.clone()),
-                (None, None) => TapeMode::Live,
-            },
+            echo: options.echo,
+            dry_run: options.dry_run,
+            approve: options.approve,
+            tape: options.tape.clone(),
         }
     }
 }

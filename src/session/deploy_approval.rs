@@ -9,11 +9,12 @@
 //!   has already enforced the environment's approvals and checks before the job started.
 //!   Elsewhere in a pipeline the run stops before any step.
 //!
+//! - A hub worker runs unattended: it never asks, so only `--approve-deploy` lets it through.
+//!
 //! A dry run deploys nothing, so it asks nothing.
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use crate::cli::RunArgs;
 use crate::core::agent_env::AgentEnv;
 use crate::engine::template_context::TemplateContext;
 use crate::error::{ApprovalError, ENVIRONMENT_NAME_VAR, Error};
@@ -21,12 +22,19 @@ use crate::steps::deploy::describe_target;
 use crate::workflow::Workflow;
 use crate::workflow::model::StepKind;
 
-/// Checks, and asks when it must, before anything of the run happens.
-pub(crate) fn require(workflow: &Workflow, args: &RunArgs, agent: &AgentEnv) -> Result<(), Error> {
+use super::RunOptions;
+
+/// Checks, and asks when it must (and `may_ask`), before anything of the run happens.
+pub(super) fn require(
+    workflow: &Workflow,
+    options: &RunOptions,
+    agent: &AgentEnv,
+    may_ask: bool,
+) -> Result<(), Error> {
     let Some((environment, values)) = workflow.environment_values() else {
         return Ok(());
     };
-    if !values.require_approval() || args.dry_run {
+    if !values.require_approval() || options.dry_run {
         return Ok(());
     }
     let deploys = deploy_targets(workflow);
@@ -44,10 +52,10 @@ pub(crate) fn require(workflow: &Workflow, args: &RunArgs, agent: &AgentEnv) -> 
             Err(ApprovalError::NotDeploymentJob { environment }.into())
         };
     }
-    if args.approve_deploy {
+    if options.approve_deploy {
         return Ok(());
     }
-    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+    if !(may_ask && std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         return Err(ApprovalError::NoTerminal {
             environment,
             deploys: deploys.join("; "),

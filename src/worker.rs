@@ -1,36 +1,31 @@
 //! `agent-orch worker`: an agent of the fleet. It registers with the hub, heartbeats, claims
-//! ready tasks one at a time, runs each task's workflow with the engine (the same loop as
-//! `agent-orch run`), streams step progress, records evidence (junit, patches, the commit it
-//! ran on) and completes the task, or gives it back on failure.
+//! ready tasks one at a time, runs each task's workflow in its environment with its vars (the
+//! same run session, `crate::session`, as `agent-orch run`), streams step progress, records
+//! evidence (junit, patches, the commit it ran on) and completes the task, gives it back on
+//! failure, or stops it when an operator cancels it.
 
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ClientError, HubClient, TokenRenewal};
-use super::error::HubError;
-use super::model::{AssignmentStatus, Claim, EvidenceKind};
-use super::store::NewEvidence;
-use crate::ado::pipeline_context::PipelineContext;
-use crate::azure::sign_in::AzureSignIn;
-use crate::azure::{
-    RunSecrets, SecretsError, SecretsRequest, fetch_service_secret, fetch_workflow_secrets,
-};
+use crate::azure::{RunSecrets, SecretsError, fetch_service_secret};
 use crate::core::agent_env::AgentEnv;
 use crate::core::error_chain::error_chain;
 use crate::core::secret::Secret;
 use crate::engine::events::{Event, RunOutcome};
 use crate::engine::interrupt::Interrupts;
 use crate::engine::settings::RunSettings;
+use crate::hub::client::{ClientError, HubClient, TokenRenewal};
+use crate::hub::error::HubError;
+use crate::hub::model::{AssignmentStatus, Claim, EvidenceKind};
+use crate::hub::store::NewEvidence;
 use crate::redact::Redactor;
-use crate::report::console::Console;
-use crate::report::{Reporter, Reporters};
-use crate::workflow::{self, LoadOptions, Workflow};
-use crate::workflow_run::run_workflow;
+use crate::report::Reporter;
+use crate::session::{self, Output, RunHost, RunOptions, SessionEnd, Stop};
 
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -80,6 +75,47 @@ pub struct WorkerSummary {
     pub failed: u32,
     /// Tasks the hub took back while this worker ran them (it heard nothing for too long).
     pub lost: u32,
+    /// Assignments an operator cancelled while this worker ran them.
+    pub cancelled: u32,
+}
+
+impl WorkerSummary {
+    fn tasks(&self) -> u32 {
+        self.completed + self.failed + self.lost + self.cancelled
+    }
+}
+
+/// The assignment being worked on and the token that stops its run: the heartbeat cancels it
+/// when the hub says an operator asked to.
+#[derive(Clone, Debug, Default)]
+struct Running(Arc<Mutex<Option<(i64, CancellationToken)>>>);
+
+impl Running {
+    /// `assignment` runs now; the token is cancelled when an operator cancels it.
+    fn start(&self, assignment: i64) -> CancellationToken {
+        let token = CancellationToken::new();
+        *self.lock() = Some((assignment, token.clone()));
+        token
+    }
+
+    fn end(&self) {
+        *self.lock() = None;
+    }
+
+    fn cancel_if_listed(&self, assignments: &[i64]) {
+        if let Some((id, token)) = self.lock().as_ref()
+            && assignments.contains(id)
+        {
+            token.cancel();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(i64, CancellationToken)>> {
+        // The value is replaced whole, so a panic elsewhere cannot leave it half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Notes sent to the hub are bounded: a failure reason is a summary, not a log.
@@ -105,18 +141,16 @@ pub async fn run_worker(
         .heartbeat(&options.id, &options.host, &options.capabilities)
         .await
         .map_err(|err| HubError::Worker(err.to_string()))?;
+    let running = Running::default();
     let heartbeat = tokio::spawn(heartbeat_loop(
         client.clone(),
         options.clone(),
+        running.clone(),
         stop.clone(),
     ));
     let mut summary = WorkerSummary::default();
     let result = loop {
-        if stop.is_cancelled()
-            || options
-                .max_tasks
-                .is_some_and(|max| summary.completed + summary.failed + summary.lost >= max)
-        {
+        if stop.is_cancelled() || options.max_tasks.is_some_and(|max| summary.tasks() >= max) {
             break Ok(summary);
         }
         let claim = match until_answered(&stop, async || next_task(&client, options).await).await {
@@ -133,10 +167,14 @@ pub async fn run_worker(
                 () = stop.cancelled() => break Ok(summary),
             }
         };
-        match work(&client, options, &claim, &stop).await {
+        let cancelled = running.start(claim.assignment.id);
+        let end = work(&client, options, &claim, &stop, cancelled).await;
+        running.end();
+        match end {
             TaskEnd::Completed => summary.completed += 1,
             TaskEnd::Failed => summary.failed += 1,
             TaskEnd::Lost => summary.lost += 1,
+            TaskEnd::Cancelled => summary.cancelled += 1,
         }
     };
     heartbeat.abort();
@@ -219,13 +257,20 @@ fn notice(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "worker: {line}");
 }
 
-async fn heartbeat_loop(client: HubClient, options: WorkerOptions, stop: CancellationToken) {
+async fn heartbeat_loop(
+    client: HubClient,
+    options: WorkerOptions,
+    running: Running,
+    stop: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(options.heartbeat_interval);
     loop {
         tokio::select! {
             _ = ticker.tick() => {
                 // A missed beat is retried at the next tick; the hub's timeout spans several.
-                let _ = client.heartbeat(&options.id, &options.host, &options.capabilities).await;
+                if let Ok(answer) = client.heartbeat(&options.id, &options.host, &options.capabilities).await {
+                    running.cancel_if_listed(&answer.cancel_assignments);
+                }
             }
             () = stop.cancelled() => return,
         }
@@ -236,6 +281,7 @@ enum TaskEnd {
     Completed,
     Failed,
     Lost,
+    Cancelled,
 }
 
 async fn work(
@@ -243,78 +289,57 @@ async fn work(
     options: &WorkerOptions,
     claim: &Claim,
     stop: &CancellationToken,
+    cancelled: CancellationToken,
 ) -> TaskEnd {
     let assignment = claim.assignment.id;
+    if claim.assignment.cancel_requested {
+        cancelled.cancel();
+    }
     // Notes reach the hub and its dashboard: no secret of the run goes with them.
-    let mut redactor = RunSecrets::default().redactor();
     let give_back = |reason: String, redactor: &Redactor| {
         let note = bounded(&redactor.redact(&reason));
+        let cancelled = cancelled.clone();
         async move {
-            let report = async || {
-                client
-                    .report(assignment, 0, AssignmentStatus::Failed, &note)
-                    .await
-            };
-            match until_answered(stop, report).await {
-                Err(err) if err.is_conflict() => TaskEnd::Lost,
-                _ => TaskEnd::Failed,
-            }
+            end_assignment(
+                client,
+                stop,
+                assignment,
+                &cancelled,
+                AssignmentStatus::Failed,
+                0,
+                &note,
+            )
+            .await
         }
     };
     let workflow_path = match task_workflow(&options.workdir, claim.task.workflow.as_deref()) {
         Ok(path) => path,
-        Err(reason) => return give_back(reason, &redactor).await,
-    };
-    let load = LoadOptions {
-        environment: None,
-        vars: Vec::new(),
-        every_environment: false,
-    };
-    let workflow = match workflow::load(&workflow_path, &load) {
-        Ok(workflow) => workflow,
-        Err(diagnostics) => {
-            let reason = format!("invalid workflow: {}", diagnostics.render(false));
-            return give_back(reason, &redactor).await;
+        Err(reason) => {
+            return give_back(reason, &RunSecrets::default().redactor()).await;
         }
     };
-    // Every secret first, as `agent-orch run` does: a run that cannot have them must not start.
-    let secrets = match fetch_secrets(options, &workflow).await {
-        Ok(secrets) => secrets,
-        Err(reason) => return give_back(reason, &redactor).await,
-    };
-    redactor = secrets.redactor();
     let run_id = format!("task-{}-assignment-{assignment}", claim.task.id);
-    let settings = RunSettings {
-        run_id: run_id.clone(),
-        workflow_path: workflow_path.clone(),
-        environment: workflow.environment.clone(),
-        workdir: crate::engine::settings::absolute_dir(&workflow.project_root),
-        artifacts_dir: crate::engine::settings::absolute_dir(
-            &options
+    let run = RunOptions {
+        environment: claim.task.environment.clone(),
+        vars: claim.task.vars.clone().into_iter().collect(),
+        artifacts: Some(
+            options
                 .workdir
                 .join(".agent-orch")
                 .join("runs")
                 .join(&run_id),
         ),
-        max_iterations: workflow.safety.max_iterations,
+        run_id: Some(run_id),
+        // Unattended: nothing a person must approve goes through, and nobody watches a terminal.
         echo: false,
-        dry_run: false,
-        // A worker runs unattended: nothing a person must approve goes through.
-        approve: false,
-        tape: crate::llm::TapeMode::Live,
+        ..RunOptions::new(workflow_path)
     };
-    let mut reporters = match Reporters::for_run(&settings.artifacts_dir, None::<Console>) {
-        Ok(reporters) => reporters,
-        Err(err) => {
-            let reason = format!("failed to create the run's artifacts: {err}");
-            return give_back(reason, &redactor).await;
-        }
+    let host = RunHost {
+        managed_identity: options.managed_identity,
+        known_secrets: vec![&options.token],
+        ..RunHost::new(&options.environment, Output::ReportsOnly)
     };
-    let (progress, mut updates) = mpsc::unbounded_channel();
-    reporters.push(ProgressReporter {
-        updates: progress,
-        last: -1,
-    });
+    let (progress, mut updates) = mpsc::unbounded_channel::<(i64, String)>();
     let interrupts = Interrupts::default();
     // Progress goes to the hub as the run goes; a 409 means the hub re-queued the task (this
     // worker looked dead), so the run stops: someone else owns the task now.
@@ -324,22 +349,30 @@ async fn work(
         let interrupts = interrupts.clone();
         let lost = lost.clone();
         let stop = stop.clone();
+        let cancelled = cancelled.clone();
         tokio::spawn(async move {
             let mut stopping = false;
             loop {
                 tokio::select! {
                     update = updates.recv() => {
                         let Some((percent, note)) = update else { return };
-                        if let Err(err) = client.report(assignment, percent, AssignmentStatus::Active, &note).await
-                            && err.is_conflict()
-                        {
-                            lost.cancel();
-                            interrupts.run.cancel();
-                            return;
+                        match client.report(assignment, percent, AssignmentStatus::Active, &note).await {
+                            Ok(answer) if answer.cancel_requested => cancelled.cancel(),
+                            Err(err) if err.is_conflict() => {
+                                lost.cancel();
+                                interrupts.run.cancel();
+                                return;
+                            }
+                            _ => {}
                         }
                     }
-                    // Once: the run winds down and its last updates still go out.
+                    // Once, as Ctrl-C would: the run rolls back, winds down and its last
+                    // updates still go out.
                     () = stop.cancelled(), if !stopping => {
+                        stopping = true;
+                        interrupts.run.cancel();
+                    }
+                    () = cancelled.cancelled(), if !stopping => {
                         stopping = true;
                         interrupts.run.cancel();
                     }
@@ -347,30 +380,27 @@ async fn work(
             }
         })
     };
-    let pipeline = PipelineContext::read(&options.environment);
-    let summary = run_workflow(
-        &workflow,
-        &settings,
-        &secrets,
-        &pipeline,
-        &sign_in(options),
-        &mut reporters,
-        interrupts,
-    )
+    let end = session::run_async(&run, &host, Stop::Given(interrupts), |reporters| {
+        reporters.push(ProgressReporter {
+            updates: progress,
+            last: -1,
+        });
+    })
     .await;
-    let summary = match summary {
-        Ok(summary) => summary,
-        Err(err) => {
-            drop(reporters);
-            let _ = forwarder.await;
-            let reason = format!("failed to start the run: {}", error_chain(&err));
-            return give_back(reason, &redactor).await;
+    // The session dropped its reporters, so the channel is closed (or was never opened) and
+    // every queued update has been sent once the forwarder ends.
+    let _ = forwarder.await;
+    let SessionEnd {
+        summary,
+        settings,
+        redactor,
+    } = match end {
+        Ok(end) => end,
+        Err(failure) => {
+            let reason = error_chain(&failure.error);
+            return give_back(reason, &failure.redactor).await;
         }
     };
-    let _ = reporters.finish();
-    drop(reporters);
-    // The reporters are gone, so the channel closes and every queued update gets sent.
-    let _ = forwarder.await;
     if lost.is_cancelled() {
         return TaskEnd::Lost;
     }
@@ -388,35 +418,45 @@ async fn work(
         ),
     };
     let note = bounded(&redactor.redact(&note));
-    let report = async || client.report(assignment, progress, status, &note).await;
+    end_assignment(
+        client, stop, assignment, &cancelled, status, progress, &note,
+    )
+    .await
+}
+
+/// Reports how the assignment ended: `cancelled` once an operator asked (whatever the run did),
+/// else `status`. A cancel the hub took just before this report (its 409) is answered with
+/// `cancelled`; any other conflict means the task is someone else's now.
+async fn end_assignment(
+    client: &HubClient,
+    stop: &CancellationToken,
+    assignment: i64,
+    cancelled: &CancellationToken,
+    status: AssignmentStatus,
+    progress: i64,
+    note: &str,
+) -> TaskEnd {
+    let cancel = async || {
+        let note = format!("cancelled by an operator; {note}");
+        let report = async || {
+            client
+                .report(assignment, 0, AssignmentStatus::Cancelled, &note)
+                .await
+        };
+        match until_answered(stop, report).await {
+            Err(err) if err.is_conflict() => TaskEnd::Lost,
+            _ => TaskEnd::Cancelled,
+        }
+    };
+    if cancelled.is_cancelled() {
+        return cancel().await;
+    }
+    let report = async || client.report(assignment, progress, status, note).await;
     match until_answered(stop, report).await {
-        Err(err) if err.is_conflict() => TaskEnd::Lost,
+        Err(err) if err.is_conflict() => cancel().await,
         _ if status == AssignmentStatus::Completed => TaskEnd::Completed,
         _ => TaskEnd::Failed,
     }
-}
-
-/// The workflow's `secrets:` from Key Vault, signing in as `agent-orch run` would on this
-/// machine; the reason to give back the task when that fails.
-/// How a task's run signs in to Azure: as the worker's machine or pod (IMDS when told so, or
-/// inside a pipeline job).
-fn sign_in(options: &WorkerOptions) -> AzureSignIn {
-    let env = &options.environment;
-    AzureSignIn::as_machine(env, options.managed_identity || env.in_pipeline())
-}
-
-async fn fetch_secrets(options: &WorkerOptions, workflow: &Workflow) -> Result<RunSecrets, String> {
-    let Some(config) = &workflow.secrets else {
-        return Ok(RunSecrets::default());
-    };
-    fetch_workflow_secrets(&SecretsRequest::of(config, None), &sign_in(options))
-        .await
-        .map_err(|err| {
-            format!(
-                "failed to fetch the workflow's secrets: {}",
-                error_chain(&err)
-            )
-        })
 }
 
 /// The task's workflow inside the worker's repository; the hub cannot point outside it.
