@@ -13,7 +13,7 @@ use super::api::{self, ApiTokens, HubState};
 use super::error::HubError;
 use super::events::{EventBus, HubEvent};
 use super::relay;
-use super::store::Store;
+use super::store::{RetryBackoff, Store};
 
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -22,6 +22,8 @@ pub struct ServeOptions {
     pub tokens: ApiTokens,
     pub cors_origins: Vec<HeaderValue>,
     pub heartbeat_timeout: Duration,
+    /// How long a failed task waits before it is handed out again (doubling per failure).
+    pub retry_backoff: RetryBackoff,
 }
 
 /// A hub serving in the background of the current runtime.
@@ -33,7 +35,9 @@ pub struct RunningHub {
 }
 
 pub async fn start(options: ServeOptions) -> Result<RunningHub, HubError> {
-    let store = Store::connect(&options.database).await?;
+    let store = Store::connect(&options.database)
+        .await?
+        .with_retry_backoff(options.retry_backoff);
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|source| HubError::Bind {
@@ -96,7 +100,8 @@ impl RunningHub {
     }
 }
 
-/// Re-queues the work of agents whose heartbeat stopped, checking four times per timeout.
+/// Re-queues the work of agents whose heartbeat stopped, checking four times per timeout, and
+/// fails the assignments that ran past their task's timeout.
 async fn reap_silent_agents(state: HubState, timeout: Duration) {
     let period = (timeout / 4).max(Duration::from_millis(100));
     let mut ticker = tokio::time::interval(period);
@@ -114,6 +119,12 @@ async fn reap_silent_agents(state: HubState, timeout: Duration) {
             }
             // A database hiccup is retried at the next tick; nothing is lost by waiting.
             Ok(_) | Err(_) => {}
+        }
+        // Assignments past their task's timeout are failed on the same beat.
+        if let Ok(timed_out) = state.store.fail_timed_out().await
+            && !timed_out.is_empty()
+        {
+            api::publish_requeued(&state, timed_out).await;
         }
     }
 }

@@ -28,6 +28,7 @@ pub(crate) trait Columns {
     fn real(&self, name: &str) -> Result<f64, sqlx::Error>;
     fn text(&self, name: &str) -> Result<String, sqlx::Error>;
     fn optional_text(&self, name: &str) -> Result<Option<String>, sqlx::Error>;
+    fn optional_int(&self, name: &str) -> Result<Option<i64>, sqlx::Error>;
 }
 
 macro_rules! columns_for {
@@ -45,6 +46,9 @@ macro_rules! columns_for {
             fn optional_text(&self, name: &str) -> Result<Option<String>, sqlx::Error> {
                 self.try_get(name)
             }
+            fn optional_int(&self, name: &str) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(name)
+            }
         }
     };
 }
@@ -55,7 +59,8 @@ columns_for!(PgRow);
 /// The task columns every task query selects, in the order `task` reads them.
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.project_id, t.key, t.epic, t.title, t.description, \
      t.estimate_hours, t.priority, t.status, t.progress, t.failures, t.workflow, t.branch, t.pr_url, \
-     t.assigned_agent, t.created_at, t.updated_at";
+     t.assigned_agent, t.created_at, t.updated_at, \
+     t.requires, t.timeout_ms, t.max_attempts, t.not_before";
 
 /// Dependencies are filled in by the caller, which loads them in one query for many tasks.
 pub(crate) fn task(row: &impl Columns) -> Result<Task, StoreError> {
@@ -78,6 +83,11 @@ pub(crate) fn task(row: &impl Columns) -> Result<Task, StoreError> {
         depends_on: Vec::new(),
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
+        // Written by this hub as a JSON array of strings, like an agent's capabilities.
+        requires: serde_json::from_str(&row.text("requires")?).unwrap_or_default(),
+        timeout_ms: row.optional_int("timeout_ms")?,
+        max_attempts: row.int("max_attempts")?,
+        not_before: row.int("not_before")?,
     })
 }
 
