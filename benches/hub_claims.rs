@@ -126,7 +126,11 @@ fn bench_tasks() -> Vec<NewTask> {
 
 /// Worker `worker`'s capabilities: every worker runs Linux, even ones Docker, odd ones a GPU.
 fn capabilities(worker: usize) -> Vec<String> {
-    let extra = if worker % 2 == 0 { "docker" } else { "gpu" };
+    let extra = if worker.is_multiple_of(2) {
+        "docker"
+    } else {
+        "gpu"
+    };
     vec!["linux".to_owned(), extra.to_owned()]
 }
 

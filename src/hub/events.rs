@@ -11,6 +11,10 @@ use super::model::{Agent, Assignment, Evidence, ProgressSnapshot, Task};
 /// One event on the wire: `{"type": "task.updated", "at": 1732260000000, "data": {...}}`.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "type", content = "data")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "an event lives only from publish to send; boxing every task would cost more"
+)]
 pub enum HubEvent {
     #[serde(rename = "task.updated")]
     TaskUpdated(Task),
