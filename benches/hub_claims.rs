@@ -4,6 +4,8 @@
 //! `cargo bench --bench hub_claims` (PostgreSQL at `AGENT_ORCH_TEST_POSTGRES`, default
 //! `postgres://postgres@127.0.0.1:5432/test`; each run uses its own schema and drops it).
 //! The hub, its store and the 64 workers share this machine, as they would on a small VM.
+//! Claims follow the full claim rules: capability filtering and retry backoff in the claim
+//! statement, with the workers in two capability groups.
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its table")]
 #![expect(
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use agent_orch::hub::api::ApiTokens;
 use agent_orch::hub::server::{self, ServeOptions};
-use agent_orch::hub::store::{NewTask, Store};
+use agent_orch::hub::store::{NewTask, RetryBackoff, Store};
 use futures::StreamExt;
 
 const WORKERS: usize = 64;
@@ -105,10 +107,31 @@ impl Load {
     }
 }
 
+/// The claim rules at work: most tasks require a capability every worker has, some one that
+/// only half the workers have (each half its own), some nothing; so claimers come in two
+/// capability groups that compete for most tasks.
 fn bench_tasks() -> Vec<NewTask> {
     (0..CLAIMS)
-        .map(|n| NewTask::new(format!("B-{n}"), "bench"))
+        .map(|n| NewTask {
+            requires: match n % 8 {
+                0 => vec![],
+                1 => vec!["docker".to_owned()],
+                2 => vec!["linux".to_owned(), "gpu".to_owned()],
+                _ => vec!["linux".to_owned()],
+            },
+            ..NewTask::new(format!("B-{n}"), "bench")
+        })
         .collect()
+}
+
+/// Worker `worker`'s capabilities: every worker runs Linux, even ones Docker, odd ones a GPU.
+fn capabilities(worker: usize) -> Vec<String> {
+    let extra = if worker.is_multiple_of(2) {
+        "docker"
+    } else {
+        "gpu"
+    };
+    vec!["linux".to_owned(), extra.to_owned()]
 }
 
 /// The store's share of a claim: the same load with the HTTP layer taken away.
@@ -124,7 +147,10 @@ async fn store_claims(label: &str, database: &str) {
         let store = store.clone();
         workers.push(tokio::spawn(async move {
             let id = format!("direct-{worker}");
-            store.heartbeat(&id, "", &[]).await.unwrap();
+            store
+                .heartbeat(&id, "", &capabilities(worker))
+                .await
+                .unwrap();
             let mut latencies = Vec::new();
             loop {
                 let sent = Instant::now();
@@ -178,7 +204,10 @@ async fn claims(label: &str, database: &str, replicas: usize, load: Load) {
         client
             .post(format!("{base}/api/agents/heartbeat"))
             .bearer_auth(TOKEN)
-            .json(&serde_json::json!({"id": format!("bench-{worker}")}))
+            .json(&serde_json::json!({
+                "id": format!("bench-{worker}"),
+                "capabilities": capabilities(worker),
+            }))
             .send()
             .await
             .unwrap();
@@ -362,6 +391,7 @@ fn options(database: &str) -> ServeOptions {
         tokens: ApiTokens::new([TOKEN]).unwrap(),
         cors_origins: Vec::new(),
         heartbeat_timeout: Duration::from_secs(600),
+        retry_backoff: RetryBackoff::default(),
     }
 }
 

@@ -166,6 +166,11 @@ pub struct HubServeArgs {
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub heartbeat_timeout: std::time::Duration,
 
+    /// A failed task waits this long before it is handed out again, doubling with each further
+    /// failure up to an hour (`0s`: at once).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub retry_backoff: std::time::Duration,
+
     /// Read the write tokens from this Azure Key Vault (a name or an `https://` URL) instead of
     /// `AGENT_ORCH_HUB_TOKENS`.
     #[arg(long, env = "AGENT_ORCH_HUB_TOKENS_VAULT", value_name = "VAULT")]

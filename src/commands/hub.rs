@@ -15,7 +15,7 @@ use crate::hub::api::{ApiTokens, TOKENS_ENV, TokenError};
 use crate::hub::error::HubError;
 use crate::hub::plan::Plan;
 use crate::hub::server::{self, ServeOptions};
-use crate::hub::store::{Store, StoreKind, redact_url};
+use crate::hub::store::{RetryBackoff, Store, StoreKind, redact_url};
 
 pub(crate) fn run(command: &HubCommand) -> Result<ExitStatus, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -70,6 +70,10 @@ async fn serve(args: &HubServeArgs) -> Result<ExitStatus, Error> {
         tokens,
         cors_origins,
         heartbeat_timeout: args.heartbeat_timeout,
+        retry_backoff: RetryBackoff {
+            base: args.retry_backoff,
+            ..RetryBackoff::default()
+        },
     })
     .await?;
     // Listening before the start-up line: a SIGHUP sent once the hub is up must not kill it.

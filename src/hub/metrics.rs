@@ -67,13 +67,9 @@ impl HubMetrics {
         self.requeues.fetch_add(count, Ordering::Relaxed);
     }
 
-    pub fn record_requeue(&self) {
-        self.record_requeues(1);
-    }
-
     /// An assignment that ran past its task's timeout.
-    pub fn record_timeout(&self) {
-        self.timeouts.fetch_add(1, Ordering::Relaxed);
+    pub fn record_timeouts(&self, count: u64) {
+        self.timeouts.fetch_add(count, Ordering::Relaxed);
     }
 
     /// Counts a `/ws` subscriber until the returned guard drops.
@@ -294,7 +290,7 @@ mod tests {
         let second = metrics.websocket_subscriber();
         drop(first);
         metrics.record_requeues(3);
-        metrics.record_timeout();
+        metrics.record_timeouts(1);
         let queue = QueueGauges {
             tasks: vec![(TaskStatus::Done, 5)],
             ready_tasks: 2,

@@ -124,7 +124,7 @@ pub struct Task {
     pub priority: i64,
     pub status: TaskStatus,
     pub progress: i64,
-    /// Failed attempts so far; see [`MAX_FAILURES`].
+    /// Failed attempts so far (timeouts included); at `max_attempts` the task is `blocked`.
     pub failures: i64,
     /// The workflow file a worker runs for this task, relative to the worker's repository.
     pub workflow: Option<String>,
@@ -139,6 +139,23 @@ pub struct Task {
     pub depends_on: Vec<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    // Task semantics (claim rules): who may take it, how long and how often it may run.
+    /// Capabilities an agent must have every one of to be given this task.
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// How long one attempt may run before the hub fails it and requeues the task.
+    #[serde(default)]
+    pub timeout_ms: Option<i64>,
+    /// Failed attempts allowed before the task is `blocked`.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: i64,
+    /// A failed task is not handed out before this time (unix ms; 0 = at once).
+    #[serde(default)]
+    pub not_before: i64,
+}
+
+fn default_max_attempts() -> i64 {
+    DEFAULT_MAX_ATTEMPTS
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -247,9 +264,10 @@ pub struct ProgressSnapshot {
     pub created_at: i64,
 }
 
-/// A task that failed this many times is `blocked` instead of going back to the queue: a
-/// fleet should not burn its time on a task that keeps failing. An operator unblocks it.
-pub const MAX_FAILURES: i64 = 3;
+/// A task that failed this many times (unless its plan says otherwise) is `blocked` instead of
+/// going back to the queue: a fleet should not burn its time on a task that keeps failing. An
+/// operator unblocks it (`POST /api/tasks/{id}/retry`).
+pub const DEFAULT_MAX_ATTEMPTS: i64 = 3;
 
 /// Done over total as a percentage, 0 when there is nothing to do.
 pub(crate) fn percent(done: f64, total: f64) -> f64 {

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::model::TaskStatus;
+use super::model::{DEFAULT_MAX_ATTEMPTS, TaskStatus};
 use super::store::NewTask;
 use crate::workflow::dependency_order::order;
+use crate::workflow::duration::DurationSpec;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +68,20 @@ pub struct PlanTask {
     pub vars: BTreeMap<String, String>,
     #[serde(default)]
     pub depends_on: Vec<String>,
+    // Task semantics (claim rules), see `Task`.
+    /// Capabilities an agent needs, every one of them, to be given the task.
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// How long one attempt may run (`30m`) before the hub fails it and requeues the task.
+    #[serde(default)]
+    pub timeout: Option<DurationSpec>,
+    /// Failed attempts allowed before the task is `blocked`.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: i64,
+}
+
+fn default_max_attempts() -> i64 {
+    DEFAULT_MAX_ATTEMPTS
 }
 
 fn pending() -> TaskStatus {
@@ -133,6 +148,11 @@ impl Plan {
                     environment: task.environment.clone(),
                     vars: task.vars.clone(),
                     depends_on: task.depends_on.clone(),
+                    requires: task.requires.clone(),
+                    timeout_ms: task
+                        .timeout
+                        .map(|timeout| i64::try_from(timeout.0.as_millis()).unwrap_or(i64::MAX)),
+                    max_attempts: task.max_attempts,
                 })
             })
             .collect()
@@ -157,6 +177,24 @@ impl Plan {
                 problems.push(format!(
                     "task `{}` has an invalid estimate {} (hours must be 0 or more)",
                     task.key, task.estimate_hours
+                ));
+            }
+            if task.max_attempts < 1 {
+                problems.push(format!(
+                    "task `{}` has max_attempts {} (it must be 1 or more)",
+                    task.key, task.max_attempts
+                ));
+            }
+            if task.timeout_ms == Some(0) {
+                problems.push(format!(
+                    "task `{}` has a zero timeout (leave `timeout` out for none)",
+                    task.key
+                ));
+            }
+            if let Some(empty) = task.requires.iter().find(|c| c.trim().is_empty()) {
+                problems.push(format!(
+                    "task `{}` requires an empty capability `{empty}`",
+                    task.key
                 ));
             }
         }
@@ -240,6 +278,45 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("dependency cycle: a -> b -> a"), "{text}");
+    }
+
+    #[test]
+    fn tasks_carry_requires_timeout_and_max_attempts() {
+        let plan = plan(
+            "project: {name: p}\nepics:\n  - name: e\n    tasks:\n\
+             \x20     - {key: a, title: A, hours: 1, requires: [gpu, linux], timeout: 30m, max_attempts: 5}\n\
+             \x20     - {key: b, title: B, hours: 1}\n",
+        )
+        .unwrap_or_else(|err| panic!("{err}"));
+        let tasks = plan.tasks();
+        assert_eq!(tasks[0].requires, ["gpu", "linux"]);
+        assert_eq!(tasks[0].timeout_ms, Some(30 * 60 * 1000));
+        assert_eq!(tasks[0].max_attempts, 5);
+        assert!(tasks[1].requires.is_empty());
+        assert_eq!(tasks[1].timeout_ms, None);
+        assert_eq!(tasks[1].max_attempts, DEFAULT_MAX_ATTEMPTS);
+    }
+
+    #[test]
+    fn bad_task_semantics_are_reported_with_the_rest() {
+        let err = plan(
+            "project: {name: p}\nepics:\n  - name: e\n    tasks:\n\
+             \x20     - {key: a, title: A, hours: 1, max_attempts: 0, timeout: 0s, requires: [\"\"]}\n",
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        assert!(text.contains("task `a` has max_attempts 0"), "{text}");
+        assert!(text.contains("task `a` has a zero timeout"), "{text}");
+        assert!(
+            text.contains("task `a` requires an empty capability"),
+            "{text}"
+        );
+        let err = plan(
+            "project: {name: p}\nepics:\n  - name: e\n    tasks:\n\
+             \x20     - {key: a, title: A, hours: 1, timeout: soon}\n",
+        )
+        .expect_err("bad duration");
+        assert!(err.to_string().contains("invalid duration `soon`"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::error::HubError;
 use super::events::{EventBus, HubEvent};
 use super::model::{ProgressSnapshot, now_ms};
 use super::relay;
-use super::store::{Store, StoreError};
+use super::store::{RetryBackoff, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -24,6 +24,8 @@ pub struct ServeOptions {
     pub tokens: ApiTokens,
     pub cors_origins: Vec<HeaderValue>,
     pub heartbeat_timeout: Duration,
+    /// How long a failed task waits before it is handed out again (doubling per failure).
+    pub retry_backoff: RetryBackoff,
 }
 
 /// A hub serving in the background of the current runtime.
@@ -40,7 +42,9 @@ pub struct RunningHub {
 pub const SNAPSHOT_PERIOD: Duration = Duration::from_secs(15 * 60);
 
 pub async fn start(options: ServeOptions) -> Result<RunningHub, HubError> {
-    let store = Store::connect(&options.database).await?;
+    let store = Store::connect(&options.database)
+        .await?
+        .with_retry_backoff(options.retry_backoff);
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|source| HubError::Bind {
@@ -107,7 +111,8 @@ impl RunningHub {
     }
 }
 
-/// Re-queues the work of agents whose heartbeat stopped, checking four times per timeout.
+/// Re-queues the work of agents whose heartbeat stopped, checking four times per timeout, and
+/// fails the assignments that ran past their task's timeout.
 async fn reap_silent_agents(state: HubState, timeout: Duration) {
     let period = (timeout / 4).max(Duration::from_millis(100));
     let mut ticker = tokio::time::interval(period);
@@ -125,6 +130,15 @@ async fn reap_silent_agents(state: HubState, timeout: Duration) {
             }
             // A database hiccup is retried at the next tick; nothing is lost by waiting.
             Ok(_) | Err(_) => {}
+        }
+        // Assignments past their task's timeout are failed on the same beat.
+        if let Ok(timed_out) = state.store.fail_timed_out().await
+            && !timed_out.is_empty()
+        {
+            state
+                .metrics
+                .record_timeouts(u64::try_from(timed_out.len()).unwrap_or(u64::MAX));
+            api::publish_requeued(&state, timed_out).await;
         }
     }
 }

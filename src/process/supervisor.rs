@@ -12,14 +12,14 @@
 //! and tokio spawns from worker threads that may end; cgroups v2 would do the same job but are
 //! often neither mounted nor writable (CI containers, this machine's hybrid v1 layout).
 //!
-//! Why it outlives its command (see [`super::supervised`]): starting the 28 MB binary cost
+//! Why it outlives its command (see `process::supervised`): starting the 28 MB binary cost
 //! ~1.7 ms, more than the rest of a step, so a supervisor that has finished a command waits for
 //! the next one, and a step pays only for the fork and exec of its own command. It still runs
 //! one command at a time: with several at once, an orphan re-parented to it could belong to
 //! any of them, and the end of one would have to guess what to kill. Commands that run side by
 //! side (a service and the gates that test it) each get a supervisor of their own.
 //!
-//! The protocol on the socket, agent-orch → supervisor, one line each: a JSON [`Request`],
+//! The protocol on the socket, agent-orch → supervisor, one line each: a JSON `Request`,
 //! sent with the command's output pipe attached (`SCM_RIGHTS`); `T` (SIGTERM every
 //! descendant) or `K` (SIGKILL them). End of file means agent-orch is gone (SIGKILL them, then
 //! exit). Supervisor → agent-orch: `started` or `failed ERRNO` once the command was spawned,

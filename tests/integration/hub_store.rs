@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use agent_orch::hub::model::{AssignmentStatus, EvidenceKind, TaskStatus};
 use agent_orch::hub::plan::Plan;
-use agent_orch::hub::store::{NewEvidence, NewTask, Recorded, Store, StoreErrorKind, TaskFilter};
+use agent_orch::hub::store::{
+    NewEvidence, NewTask, Recorded, RetryBackoff, Store, StoreErrorKind, TaskFilter,
+};
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -347,6 +349,11 @@ async fn readiness_follows_dependencies(db: HubDb) {
 
 async fn giving_back(db: HubDb) {
     let (store, _) = seeded(&db).await;
+    // Failed tasks are handed out again at once here; the backoff has its own tests.
+    let store = store.with_retry_backoff(RetryBackoff {
+        base: std::time::Duration::ZERO,
+        cap: std::time::Duration::ZERO,
+    });
     store.heartbeat("agent-a", "h", &[]).await.unwrap();
     let claim = store.claim("agent-a").await.unwrap().unwrap();
     let progressed = store
@@ -426,7 +433,7 @@ async fn giving_back(db: HubDb) {
     assert_ne!(again.assignment.id, claim.assignment.id);
     // Failing E3-01 up to the limit blocks it instead of requeuing it forever.
     let mut attempt = untried;
-    for failures in 1..=agent_orch::hub::model::MAX_FAILURES {
+    for failures in 1..=agent_orch::hub::model::DEFAULT_MAX_ATTEMPTS {
         store
             .update_assignment(
                 attempt.assignment.id,
@@ -439,7 +446,7 @@ async fn giving_back(db: HubDb) {
             .unwrap();
         let task = store.task(attempt.task.id).await.unwrap();
         assert_eq!(task.failures, failures);
-        if failures < agent_orch::hub::model::MAX_FAILURES {
+        if failures < agent_orch::hub::model::DEFAULT_MAX_ATTEMPTS {
             assert_eq!(task.status, TaskStatus::Pending);
             attempt = store.claim("agent-a").await.unwrap().unwrap();
             assert_eq!(attempt.task.key, "E3-01");

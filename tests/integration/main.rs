@@ -24,6 +24,7 @@ mod deploy_workloads;
 mod escaping_processes;
 mod fuzz;
 mod hub_api;
+mod hub_claim_rules;
 mod hub_cli;
 mod hub_dashboard;
 mod hub_deploy;

@@ -65,6 +65,14 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             Some(schema("Task")),
         ),
         (
+            "post",
+            "/api/tasks/{id}/retry",
+            "Put a blocked task back in the queue, its attempts and backoff reset (409 unless blocked)",
+            None,
+            200,
+            Some(schema("Task")),
+        ),
+        (
             "get",
             "/api/agents",
             "List agents with load and health",
@@ -107,7 +115,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         (
             "post",
             "/api/assignments",
-            "Assign a ready task to an agent (409 if not ready)",
+            "Assign a ready task to an agent (409 if not ready, backing off, or the agent lacks a required capability)",
             Some("NewAssignment"),
             201,
             Some(schema("Claim")),
@@ -115,7 +123,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         (
             "post",
             "/api/assignments/claim",
-            "Atomically claim the best ready task (204 if none)",
+            "Atomically claim the best ready task the agent has every required capability for, past its retry backoff (204 if none)",
             Some("ClaimRequest"),
             200,
             Some(schema("Claim")),
@@ -123,7 +131,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         (
             "patch",
             "/api/assignments/{id}/progress",
-            "Report progress; `completed`, `failed` or `released` ends the assignment (the same ending again is answered, not refused; any other change to an ended assignment is 409)",
+            "Report progress; `completed`, `failed` or `released` ends the assignment (the same ending again is answered, not refused; any other change to an ended assignment is 409, and so is any report on an assignment the hub timed out)",
             Some("AssignmentProgress"),
             200,
             Some(schema("Assignment")),
@@ -325,8 +333,12 @@ fn schemas() -> Value {
             "environment": {"type": ["string", "null"], "description": "the workflow's environment, as `agent-orch run --env`"},
             "vars": {"type": "object", "additionalProperties": text, "description": "the workflow's variables, as `agent-orch run --var KEY=VALUE`"},
             "assigned_agent": nullable_text, "depends_on": {"type": "array", "items": int},
-            "created_at": int, "updated_at": int
-        }), &["id", "key", "epic", "title", "status", "progress", "depends_on"]),
+            "created_at": int, "updated_at": int,
+            "requires": {"type": "array", "items": text, "description": "capabilities an agent must have, every one, to be given the task"},
+            "timeout_ms": {"type": ["integer", "null"], "description": "an assignment running longer is failed and the task requeued; a late report from its agent gets 409"},
+            "max_attempts": {"type": "integer", "description": "failed attempts (timeouts included) before the task is blocked"},
+            "not_before": {"type": "integer", "description": "unix ms before which a failed task is not handed out again (exponential backoff); 0 = at once"}
+        }), &["id", "key", "epic", "title", "status", "progress", "depends_on", "requires", "max_attempts", "not_before"]),
         "Agent": object(json!({
             "id": text, "host": text, "capabilities": {"type": "array", "items": text},
             "status": {"enum": ["active", "offline", "deactivated"]}, "last_heartbeat": int, "created_at": int

@@ -1,4 +1,5 @@
-//! `/api/tasks`: listing with filters, one task, the ready list, progress and git updates.
+//! `/api/tasks`: listing with filters, one task, the ready list, progress and git updates, and
+//! retrying a blocked task.
 
 use axum::Json;
 use axum::extract::State;
@@ -90,6 +91,18 @@ pub(crate) async fn git(
         .store
         .update_task_git(id, update.branch.as_deref(), update.pr_url.as_deref())
         .await?;
+    state
+        .events
+        .publish(&HubEvent::TaskUpdated(Box::new(task.clone())));
+    Ok(Json(task))
+}
+
+/// Puts a blocked task back in the queue (409 unless it is blocked).
+pub(crate) async fn retry(
+    State(state): State<HubState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Task>, ApiError> {
+    let task = state.store.retry_task(id).await?;
     state
         .events
         .publish(&HubEvent::TaskUpdated(Box::new(task.clone())));

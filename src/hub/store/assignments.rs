@@ -5,16 +5,31 @@
 use std::collections::HashMap;
 
 use super::rows::{self, ASSIGNMENT_COLUMNS, TASK_COLUMNS};
-use super::tasks::{READY, READY_ORDER};
-use super::{Backend, Store, StoreError, StoreErrorKind, on_reader, on_writer};
-use crate::hub::model::{Assignment, AssignmentStatus, Claim, MAX_FAILURES, TaskStatus, now_ms};
+use super::tasks::{READY_ORDER, capable, ready};
+use super::{Backend, Store, StoreError, StoreErrorKind, StoreKind, on_reader, on_writer};
+use crate::hub::model::{Assignment, AssignmentStatus, Claim, TaskStatus, now_ms};
 
-/// The claiming agent (`r.agent_id`, a request of a batch) is registered and active, as SQL.
-const AGENT_ACTIVE: &str =
-    "EXISTS (SELECT 1 FROM agents ag WHERE ag.id = r.agent_id AND ag.status = 'active')";
+/// How many times one batch is claimed for: a request left unanswered by a pass that did hand
+/// out tasks may have lost its task to another capability group of the same batch.
+const MAX_CLAIM_PASSES: usize = 3;
+
+/// A task after its assignment ended: `$2` its new status (`pending` gives it back), `$3` its
+/// progress, `$4` now, `$5` 1 for a failed attempt. A failure counts against the task: at its
+/// `max_attempts` it is `blocked`, else it waits `$6` ms doubled per earlier failure, at most
+/// `$7` ms, before it is ready again. Giving it back forgets its agent (see [`ready`]).
+const TASK_AFTER_ATTEMPT: &str = "UPDATE tasks SET failures = failures + $5, \
+     status = CASE WHEN $2 = 'pending' AND failures + $5 >= max_attempts THEN 'blocked' ELSE $2 END, \
+     not_before = CASE WHEN $5 = 1 THEN $4 + CASE \
+       WHEN failures >= 30 OR (CAST($6 AS BIGINT) << CAST(failures AS INTEGER)) > $7 THEN $7 \
+       ELSE CAST($6 AS BIGINT) << CAST(failures AS INTEGER) END \
+     ELSE not_before END, \
+     progress = $3, \
+     assigned_agent = CASE WHEN $2 IN ('pending', 'blocked') THEN NULL ELSE assigned_agent END, \
+     updated_at = $4 WHERE id = $1";
 
 impl Store {
-    /// Hands the best ready task to `agent_id`, or `None` when nothing is ready.
+    /// Hands the best ready task this agent is capable of to `agent_id`, or `None` when
+    /// nothing is ready for it.
     ///
     /// Concurrent claims are answered together, a batch per database round trip (see
     /// `claim_queue.rs`).
@@ -30,41 +45,92 @@ impl Store {
         Ok(claim)
     }
 
-    /// Claims for several agents in one round trip: each active agent of `agents`, in that
-    /// order, gets a different ready task, best first, while tasks last; agents that may not
-    /// take work get nothing. An agent named twice gets two tasks. A task somebody holds is
-    /// never a candidate (see `READY`), so no row can trip the one-active-assignment index and
-    /// fail the whole batch.
+    /// Claims for several agents at once: each active agent of `agents`, in that order, gets a
+    /// different ready task that requires nothing it lacks, best first, while tasks last;
+    /// agents that may not take work get nothing. An agent named twice gets two tasks. A task
+    /// somebody holds, or whose retry backoff is not over, is never a candidate (see
+    /// `ready`), so no row can trip the one-active-assignment index and fail the batch.
+    ///
+    /// Claimers are grouped by their capabilities: the n-th claimer of a group gets the n-th
+    /// best task that group may take. On PostgreSQL, groups that may take the same task can
+    /// both pick it; the earlier claimer keeps it and the other is asked again in a next pass.
+    pub async fn claim_batch(&self, agents: &[&str]) -> Result<Vec<Claim>, StoreError> {
+        let mut claims = self.claim_pass(agents).await?;
+        let mut handed_out = claims.len();
+        for _ in 1..MAX_CLAIM_PASSES {
+            if handed_out == 0 || claims.len() == agents.len() {
+                break;
+            }
+            let mut answered: HashMap<&str, usize> = HashMap::new();
+            for claim in &claims {
+                *answered
+                    .entry(claim.assignment.agent_id.as_str())
+                    .or_default() += 1;
+            }
+            let unanswered: Vec<&str> = agents
+                .iter()
+                .copied()
+                .filter(|agent| match answered.get_mut(agent) {
+                    Some(count) if *count > 0 => {
+                        *count -= 1;
+                        false
+                    }
+                    _ => true,
+                })
+                .collect();
+            let more = self.claim_pass(&unanswered).await?;
+            handed_out = more.len();
+            claims.extend(more);
+        }
+        Ok(claims)
+    }
+
+    /// One pass of [`claim_batch`](Store::claim_batch), in one round trip to the database.
     ///
     /// PostgreSQL: one statement; `FOR UPDATE SKIP LOCKED` lets concurrent batches (from any
     /// number of hub replicas) each take different rows without waiting on each other.
-    /// SQLite: one transaction on the single writer connection, which serializes batches.
-    pub async fn claim_batch(&self, agents: &[&str]) -> Result<Vec<Claim>, StoreError> {
+    /// SQLite: one transaction on the single writer connection, which serializes batches, with
+    /// one statement per capability group, so groups never pick the same task.
+    async fn claim_pass(&self, agents: &[&str]) -> Result<Vec<Claim>, StoreError> {
         let now = now_ms();
-        // Requests are numbered in arrival order and ready tasks in hand-out order; the two
-        // numberings are joined, so the n-th active claimer gets the n-th best task.
+        let ready = ready("$2");
+        // Requests are numbered in arrival order and ready tasks in hand-out order, within each
+        // capability group; the two numberings are joined, so the n-th claimer of a group gets
+        // the n-th best task it may take.
         let pairs = format!(
             "ranked_requests AS ( \
-               SELECT agent_id, row_number() OVER (ORDER BY position) AS n FROM requests \
+               SELECT agent_id, position, capabilities, \
+                 row_number() OVER (PARTITION BY capabilities ORDER BY position) AS n \
+               FROM requests \
              ), picked AS ( \
-               SELECT t.id, row_number() OVER (ORDER BY {READY_ORDER}) AS n FROM locked t \
-             ), pairs AS ( \
-               SELECT picked.id AS task_id, ranked_requests.agent_id \
-               FROM picked JOIN ranked_requests ON ranked_requests.n = picked.n \
-             )"
-        );
-        let ready = format!(
-            "SELECT t.id, t.failures, t.priority FROM tasks t WHERE {READY} \
-             ORDER BY {READY_ORDER} LIMIT (SELECT count(*) FROM requests)"
+               SELECT t.id, t.capabilities, \
+                 row_number() OVER (PARTITION BY t.capabilities ORDER BY {READY_ORDER}) AS n \
+               FROM locked t \
+             ), offered AS ( \
+               SELECT picked.id AS task_id, r.agent_id, \
+                 row_number() OVER (PARTITION BY picked.id ORDER BY r.position) AS taker \
+               FROM picked JOIN ranked_requests r \
+                 ON r.capabilities = picked.capabilities AND r.n = picked.n \
+             ), pairs AS (SELECT task_id, agent_id FROM offered WHERE taker = 1)"
         );
         match &self.backend {
             Backend::Postgres(pool) => {
+                let capable = capable(StoreKind::Postgres, "g.capabilities");
                 let sql = format!(
                     "WITH requests AS ( \
-                       SELECT r.agent_id, r.position \
+                       SELECT r.agent_id, r.position, ag.capabilities \
                        FROM unnest($1::text[]) WITH ORDINALITY AS r(agent_id, position) \
-                       WHERE {AGENT_ACTIVE} \
-                     ), locked AS ({ready} FOR UPDATE OF t SKIP LOCKED), {pairs}, \
+                       JOIN agents ag ON ag.id = r.agent_id AND ag.status = 'active' \
+                     ), groups AS ( \
+                       SELECT capabilities, count(*) AS size FROM requests GROUP BY capabilities \
+                     ), locked AS ( \
+                       SELECT g.capabilities, c.id, c.failures, c.priority FROM groups g \
+                       CROSS JOIN LATERAL ( \
+                         SELECT t.id, t.failures, t.priority FROM tasks t \
+                         WHERE {ready} AND {capable} \
+                         ORDER BY {READY_ORDER} LIMIT g.size FOR UPDATE OF t SKIP LOCKED \
+                       ) c \
+                     ), {pairs}, \
                      claimed AS ( \
                        UPDATE tasks AS t SET status = 'in_progress', \
                          assigned_agent = pairs.agent_id, progress = 0, updated_at = $2 \
@@ -88,17 +154,33 @@ impl Store {
                     .map(|row| claim_from(row, rows::Columns::int(row, "assignment_id")?, now))
                     .collect()
             }
-            Backend::Sqlite { writer, .. } => {
+            Backend::Sqlite { writer, reader } => {
                 let requests = serde_json::to_string(agents).map_err(|err| {
                     StoreError::with_source(StoreErrorKind::Invalid, "unencodable agent id", err)
                 })?;
+                // Read before the transaction, which must start with a write (below). A group
+                // whose agents changed capabilities meanwhile matches nobody, and they ask again.
+                let groups: Vec<String> = sqlx::query_scalar(
+                    "SELECT ag.capabilities FROM json_each($1) r \
+                     JOIN agents ag ON ag.id = r.value AND ag.status = 'active' \
+                     GROUP BY ag.capabilities ORDER BY min(r.key)",
+                )
+                .bind(&requests)
+                .fetch_all(reader)
+                .await?;
+                let capable = capable(StoreKind::Sqlite, "$3");
                 let returning = rows::returning(TASK_COLUMNS);
                 let update = format!(
                     "WITH requests AS ( \
-                       SELECT r.agent_id, r.position \
+                       SELECT r.agent_id, r.position, ag.capabilities \
                        FROM (SELECT value AS agent_id, key AS position FROM json_each($1)) r \
-                       WHERE {AGENT_ACTIVE} \
-                     ), locked AS ({ready}), {pairs} \
+                       JOIN agents ag ON ag.id = r.agent_id AND ag.status = 'active' \
+                       WHERE ag.capabilities = $3 \
+                     ), locked AS ( \
+                       SELECT t.id, t.failures, t.priority, $3 AS capabilities FROM tasks t \
+                       WHERE {ready} AND {capable} \
+                       ORDER BY {READY_ORDER} LIMIT (SELECT count(*) FROM requests) \
+                     ), {pairs} \
                      UPDATE tasks SET status = 'in_progress', assigned_agent = pairs.agent_id, \
                        progress = 0, updated_at = $2 \
                      FROM pairs WHERE tasks.id = pairs.task_id \
@@ -109,11 +191,17 @@ impl Store {
                 // The first statement writes, so the transaction takes the write lock at once
                 // and cannot deadlock upgrading from a read.
                 let mut tx = writer.begin().await?;
-                let claimed = sqlx::query(&update)
-                    .bind(&requests)
-                    .bind(now)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                let mut claimed = Vec::new();
+                for capabilities in &groups {
+                    claimed.extend(
+                        sqlx::query(&update)
+                            .bind(&requests)
+                            .bind(now)
+                            .bind(capabilities)
+                            .fetch_all(&mut *tx)
+                            .await?,
+                    );
+                }
                 if claimed.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -158,9 +246,14 @@ impl Store {
         self.require_active_agent(agent_id).await?;
         let now = now_ms();
         let returning = rows::returning(TASK_COLUMNS);
+        let ready = ready("$3");
+        let capable = capable(
+            self.kind(),
+            "(SELECT ag.capabilities FROM agents ag WHERE ag.id = $2)",
+        );
         let update = format!(
             "UPDATE tasks AS t SET status = 'in_progress', assigned_agent = $2, progress = 0, \
-             updated_at = $3 WHERE t.id = $1 AND {READY} RETURNING {returning}"
+             updated_at = $3 WHERE t.id = $1 AND {ready} AND {capable} RETURNING {returning}"
         );
         let claim = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -174,8 +267,18 @@ impl Store {
                 drop(tx);
                 // Say why: a missing task is a 404, anything else is a state conflict.
                 let task = self.task(task_id).await?;
+                let missing = self.missing_capabilities(agent_id, &task.requires).await?;
                 let why = match self.active_assignment_of(task_id).await? {
                     Some(held) => format!(", held by agent `{}`", held.agent_id),
+                    None if !missing.is_empty() => format!(
+                        ", it requires {} that agent `{agent_id}` lacks",
+                        missing.join(", ")
+                    ),
+                    None if task.status == TaskStatus::Pending && task.not_before > now => format!(
+                        ", waiting {} s to be retried after {} failure(s)",
+                        (task.not_before - now + 999) / 1000,
+                        task.failures
+                    ),
                     None if task.status == TaskStatus::Pending => {
                         ", a dependency is not done".to_owned()
                     }
@@ -205,7 +308,7 @@ impl Store {
 
     /// Reports progress on an active assignment and, with a final status, ends it:
     /// `completed` finishes the task (or sends it to review), `failed` / `released` give it
-    /// back to the queue (`failed` counts against the task, see [`MAX_FAILURES`]). Reporting the
+    /// back to the queue (`failed` counts against the task's `max_attempts`). Reporting the
     /// ending an assignment already has is answered again (so a retry is safe); any other
     /// change to an assignment that is no longer active is a conflict: its task may already
     /// belong to someone else. Once a cancel is asked for, `cancelled` is the only ending
@@ -241,7 +344,7 @@ impl Store {
             // Back in the queue, another worker would start what an operator just stopped.
             AssignmentStatus::Cancelled => TaskStatus::Blocked,
         };
-        let assignment = on_writer!(self, pool => {
+        on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let row = sqlx::query(&sql)
                 .bind(id)
@@ -253,38 +356,105 @@ impl Store {
                 .await?;
             let Some(row) = row else {
                 drop(tx);
-                let current = self.assignment(id).await?;
-                // The same ending reported again (a retry whose first answer was lost) is
-                // answered as the first was; anything else on an ended assignment conflicts.
-                if current.status == status && status != AssignmentStatus::Active {
-                    return Ok(current);
-                }
-                return Err(ending_refused(&current, status));
+                return self.ended_assignment_report(id, status).await;
             };
             let assignment = rows::assignment(&row)?;
             let given_back = matches!(task_status, TaskStatus::Pending | TaskStatus::Blocked);
             let task_progress = if given_back { 0 } else { progress };
-            // A failure counts against the task; past MAX_FAILURES it is blocked, not requeued.
-            sqlx::query(
-                "UPDATE tasks SET failures = failures + $5, \
-                 status = CASE WHEN $2 = 'pending' AND failures + $5 >= $6 THEN 'blocked' ELSE $2 END, \
-                 progress = $3, \
-                 assigned_agent = CASE WHEN $2 IN ('pending', 'blocked') THEN NULL \
-                 ELSE assigned_agent END, \
-                 updated_at = $4 WHERE id = $1",
-            )
-            .bind(assignment.task_id)
-            .bind(task_status.as_str())
-            .bind(task_progress)
-            .bind(now)
-            .bind(i64::from(status == AssignmentStatus::Failed))
-            .bind(MAX_FAILURES)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(TASK_AFTER_ATTEMPT)
+                .bind(assignment.task_id)
+                .bind(task_status.as_str())
+                .bind(task_progress)
+                .bind(now)
+                .bind(i64::from(status == AssignmentStatus::Failed))
+                .bind(self.retry_backoff.base_ms())
+                .bind(self.retry_backoff.cap_ms())
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
-            assignment
-        });
-        Ok(assignment)
+            Ok(assignment)
+        })
+    }
+
+    /// Why a report on an assignment that is no longer active is refused, or, for the same
+    /// ending reported again (a retry whose first answer was lost), that ending as the first
+    /// answer gave it. An assignment the hub timed out is never answered as a repeat: its task
+    /// may already belong to someone else.
+    async fn ended_assignment_report(
+        &self,
+        id: i64,
+        status: AssignmentStatus,
+    ) -> Result<Assignment, StoreError> {
+        let current = self.assignment(id).await?;
+        let timed_out_at: Option<i64> = on_reader!(self, pool => sqlx::query_scalar(
+            "SELECT timed_out_at FROM assignments WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .flatten());
+        if timed_out_at.is_some() {
+            return Err(StoreError::conflict(format!(
+                "assignment {id} timed out: it ran past task {}'s timeout, so the hub failed it \
+                 and put the task back in the queue; this `{status}` report is refused (the task \
+                 may belong to another agent now; claim again for new work)",
+                current.task_id
+            )));
+        }
+        if current.status == status && status != AssignmentStatus::Active {
+            return Ok(current);
+        }
+        Err(ending_refused(&current, status))
+    }
+
+    /// Fails every active assignment that has run past its task's timeout and gives the task
+    /// back as a failed attempt would (backoff, or `blocked` at its `max_attempts`). Safe to
+    /// run from every hub replica at once, and against a late report from the agent: each
+    /// assignment ends once, whichever comes first, in one transaction with its task.
+    pub async fn fail_timed_out(&self) -> Result<Vec<Assignment>, StoreError> {
+        let now = now_ms();
+        let returning = rows::returning(ASSIGNMENT_COLUMNS);
+        let sql = format!(
+            "UPDATE assignments AS a SET status = 'failed', timed_out_at = $1, updated_at = $1, \
+             note = 'timed out: ran past its task''s timeout' \
+             WHERE a.status = 'active' AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = a.task_id \
+             AND t.timeout_ms IS NOT NULL AND a.assigned_at + t.timeout_ms <= $1) \
+             RETURNING {returning}"
+        );
+        on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let ended = sqlx::query(&sql)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(rows::assignment)
+                .collect::<Result<Vec<_>, _>>()?;
+            for assignment in &ended {
+                sqlx::query(TASK_AFTER_ATTEMPT)
+                    .bind(assignment.task_id)
+                    .bind(TaskStatus::Pending.as_str())
+                    .bind(0_i64)
+                    .bind(now)
+                    .bind(1_i64)
+                    .bind(self.retry_backoff.base_ms())
+                    .bind(self.retry_backoff.cap_ms())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(ended)
+        })
+    }
+
+    /// How many assignments the hub has failed for running past their task's timeout.
+    pub async fn timed_out_count(&self) -> Result<i64, StoreError> {
+        let count = on_reader!(self, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM assignments WHERE timed_out_at IS NOT NULL",
+        )
+        .fetch_one(pool)
+        .await?);
+        Ok(count)
     }
 
     /// Asks the worker of an active assignment to stop: it hears it in its next heartbeat or
@@ -372,6 +542,32 @@ impl Store {
             .await?
             .iter()
             .map(rows::assignment)
+            .collect())
+    }
+
+    /// The capabilities of `requires` that `agent_id` did not register, in the task's order.
+    async fn missing_capabilities(
+        &self,
+        agent_id: &str,
+        requires: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        if requires.is_empty() {
+            return Ok(Vec::new());
+        }
+        let registered: Option<String> = on_reader!(self, pool => sqlx::query_scalar(
+            "SELECT capabilities FROM agents WHERE id = $1",
+        )
+        .bind(agent_id)
+        .fetch_optional(pool)
+        .await?);
+        // Written by this hub as a JSON array; anything else is read as no capabilities.
+        let registered: Vec<String> = registered
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        Ok(requires
+            .iter()
+            .filter(|needed| !registered.contains(needed))
+            .map(|needed| format!("`{needed}`"))
             .collect())
     }
 

@@ -40,6 +40,42 @@ pub struct Store {
     /// Where concurrent claims wait to be answered together; `None` in the store the batching
     /// task itself uses, which claims directly.
     claims: Option<ClaimQueue>,
+    /// How long a failed task waits before it is handed out again.
+    retry_backoff: RetryBackoff,
+}
+
+/// How long a failed task waits before it is handed out again: `base` after its first failure,
+/// doubled after each further one, never more than `cap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryBackoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryBackoff {
+    fn default() -> RetryBackoff {
+        RetryBackoff {
+            base: Duration::from_secs(30),
+            cap: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The longest wait a backoff may give; keeps the doubling in SQL far from overflow.
+const MAX_BACKOFF: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl RetryBackoff {
+    pub(crate) fn cap_ms(self) -> i64 {
+        millis(self.cap.min(MAX_BACKOFF))
+    }
+
+    pub(crate) fn base_ms(self) -> i64 {
+        millis(self.base).min(self.cap_ms())
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[derive(Clone, Debug)]
@@ -97,6 +133,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "assignment cancel",
         include_str!("../../../migrations/sqlite/0004_assignment_cancel.sql"),
     ),
+    (
+        5,
+        "task semantics",
+        include_str!("../../../migrations/sqlite/0005_task_semantics.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -118,6 +159,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "assignment cancel",
         include_str!("../../../migrations/postgres/0004_assignment_cancel.sql"),
+    ),
+    (
+        5,
+        "task semantics",
+        include_str!("../../../migrations/postgres/0005_task_semantics.sql"),
     ),
 ];
 
@@ -189,11 +235,20 @@ impl Store {
         let direct = Store {
             backend: backend.clone(),
             claims: None,
+            retry_backoff: RetryBackoff::default(),
         };
         Store {
             backend,
             claims: Some(ClaimQueue::start(direct)),
+            retry_backoff: RetryBackoff::default(),
         }
+    }
+
+    /// This store with another backoff for failed tasks (the claim queue's own store only
+    /// claims and releases, which never back off).
+    pub fn with_retry_backoff(mut self, retry_backoff: RetryBackoff) -> Store {
+        self.retry_backoff = retry_backoff;
+        self
     }
 
     /// The PostgreSQL pool, for what only PostgreSQL offers (events between replicas).

@@ -2,7 +2,7 @@
 //! for velocity, and their history.
 
 use super::rows::{self, Columns, SNAPSHOT_COLUMNS};
-use super::tasks::READY;
+use super::tasks::ready;
 use super::{Store, StoreError, on_reader, on_writer};
 use crate::hub::model::{EpicProgress, ProgressSnapshot, ProgressSummary, now_ms, percent};
 
@@ -54,10 +54,12 @@ impl Store {
                 .map_or(0, |(_, count)| *count)
         };
         let ready_sql = format!(
-            "SELECT COUNT(*) FROM tasks t WHERE ($1 IS NULL OR t.project_id = $1) AND {READY}"
+            "SELECT COUNT(*) FROM tasks t WHERE ($1 IS NULL OR t.project_id = $1) AND {}",
+            ready("$2")
         );
         let ready_tasks: i64 = on_reader!(self, pool => sqlx::query_scalar(&ready_sql)
             .bind(project_id)
+            .bind(now_ms())
             .fetch_one(pool)
             .await?);
         let active_agents = self.active_agent_count(heartbeat_timeout_ms).await?;

@@ -60,7 +60,8 @@ columns_for!(PgRow);
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.project_id, t.key, t.epic, t.title, t.description, \
      t.estimate_hours, t.priority, t.status, t.progress, t.failures, t.workflow, t.branch, t.pr_url, \
      t.assigned_agent, t.created_at, t.updated_at, \
-     t.environment, t.vars";
+     t.environment, t.vars, \
+     t.requires, t.timeout_ms, t.max_attempts, t.not_before";
 
 /// Dependencies are filled in by the caller, which loads them in one query for many tasks.
 pub(crate) fn task(row: &impl Columns) -> Result<Task, StoreError> {
@@ -85,6 +86,11 @@ pub(crate) fn task(row: &impl Columns) -> Result<Task, StoreError> {
         depends_on: Vec::new(),
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
+        // Written by this hub as a JSON array of strings, like an agent's capabilities.
+        requires: serde_json::from_str(&row.text("requires")?).unwrap_or_default(),
+        timeout_ms: row.optional_int("timeout_ms")?,
+        max_attempts: row.int("max_attempts")?,
+        not_before: row.int("not_before")?,
     })
 }
 

@@ -11,6 +11,7 @@ use crate::workflow::template::Template;
 #[serde(deny_unknown_fields)]
 pub struct DeployConfig {
     /// Manifest files (multi-document YAML, templated), relative to the workflow's directory.
+    #[serde(default)]
     pub manifests: Vec<Template>,
     /// A command whose stdout is more manifests (`helm template …`, `kustomize build …`), run
     /// in the workflow's directory by the platform's shell; it failing fails the step.

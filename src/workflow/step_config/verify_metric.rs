@@ -1,7 +1,7 @@
 //! What a metric check accepts: a PromQL query against a Prometheus HTTP API
 //! (`verify: {prometheus: ...}`) or a KQL query against the Log Analytics query API
 //! (`verify: {log_analytics: ...}`), with its conditions, schedule and baseline. Both are seen
-//! through one [`MetricSpec`], as HTTP checks and flow requests are through one `RequestSpec`.
+//! through one `MetricSpec`, as HTTP checks and flow requests are through one `RequestSpec`.
 
 use std::time::Duration;
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use agent_orch::hub::api::ApiTokens;
 use agent_orch::hub::server::{self, RunningHub, ServeOptions};
+use agent_orch::hub::store::RetryBackoff;
 
 use super::hub_db::HubDb;
 
@@ -30,6 +31,7 @@ impl TestHub {
             tokens: ApiTokens::new([TOKEN]).unwrap(),
             cors_origins: vec![ALLOWED_ORIGIN.parse().unwrap()],
             heartbeat_timeout,
+            retry_backoff: RetryBackoff::default(),
         })
         .await
         .unwrap();
@@ -54,6 +56,7 @@ impl TestHub {
             tokens: ApiTokens::new([TOKEN]).unwrap(),
             cors_origins: Vec::new(),
             heartbeat_timeout: Duration::from_secs(60),
+            retry_backoff: RetryBackoff::default(),
         })
         .await
         .unwrap()
