@@ -21,6 +21,7 @@ on_both_stores! {
     websocket_subscribers_see_changes_as_they_happen => websocket_events;
     silent_workers_lose_their_tasks_to_the_reaper => reaper_requeues;
     a_held_task_set_back_by_hand_is_refused_and_other_claims_go_on => held_task_set_back;
+    a_task_in_review_is_done_when_its_pull_request_merges => pull_requests_end_reviews;
 }
 
 async fn seeded_hub(db: HubDb) -> TestHub {
@@ -738,6 +739,7 @@ async fn every_request_body_must_be_a_json_object() {
             "post /api/assignments/claim",
             "post /api/git/evidence",
             "post /api/progress/snapshot",
+            "post /api/tasks/{id}/pull-request",
         ]
     );
     hub.stop().await;
@@ -768,6 +770,7 @@ async fn the_openapi_document_lists_exactly_the_routed_endpoints() {
         "/api/tasks/ready/list",
         "/api/tasks/{id}/progress",
         "/api/tasks/{id}/git",
+        "/api/tasks/{id}/pull-request",
         "/api/agents",
         "/api/agents/{id}",
         "/api/agents/heartbeat",
@@ -838,5 +841,135 @@ async fn the_openapi_document_lists_exactly_the_routed_endpoints() {
     );
     let other = preflight("https://evil.example.test").await.unwrap();
     assert!(!other.headers().contains_key("access-control-allow-origin"));
+    hub.stop().await;
+}
+
+/// Claims the next task as `agent`, records a junit outcome and its pull request, and completes
+/// it into review; the task's id.
+async fn complete_into_review(hub: &TestHub, agent: &str) -> i64 {
+    let (status, claim) = hub
+        .post("/api/assignments/claim", json!({"agent_id": agent}))
+        .await;
+    assert_eq!(status, 200, "{claim}");
+    let task = claim["task"]["id"].as_i64().unwrap();
+    let assignment = claim["assignment"]["id"].as_i64().unwrap();
+    for (kind, reference) in [
+        ("junit", "runs/1/junit.xml".to_owned()),
+        ("pr", format!("https://forge.test/pr/{task}")),
+    ] {
+        let evidence = json!({"task_id": task, "kind": kind, "reference": reference});
+        assert_eq!(hub.post("/api/git/evidence", evidence).await.0, 201);
+    }
+    let git =
+        json!({"branch": format!("fix-{task}"), "pr_url": format!("https://forge.test/pr/{task}")});
+    assert_eq!(
+        hub.patch(&format!("/api/tasks/{task}/git"), git).await.0,
+        200
+    );
+    let completed = json!({"progress": 100, "status": "completed", "review": true});
+    let (status, _) = hub
+        .patch(
+            &format!("/api/assignments/{assignment}/progress"),
+            completed,
+        )
+        .await;
+    assert_eq!(status, 200);
+    task
+}
+
+async fn pull_requests_end_reviews(db: HubDb) {
+    let hub = TestHub::start(db).await;
+    let tasks = [
+        NewTask {
+            priority: 2,
+            ..NewTask::new("merged", "e")
+        },
+        NewTask {
+            priority: 1,
+            ..NewTask::new("closed", "e")
+        },
+        NewTask {
+            depends_on: vec!["merged".into()],
+            ..NewTask::new("after", "e")
+        },
+    ];
+    hub.hub
+        .state
+        .store
+        .import_plan("reviews", None, &tasks)
+        .await
+        .unwrap();
+    assert_eq!(
+        hub.post("/api/agents/heartbeat", json!({"id": "x1"}))
+            .await
+            .0,
+        200
+    );
+    let merged = complete_into_review(&hub, "x1").await;
+    let closed = complete_into_review(&hub, "x1").await;
+    // `after` waits for `merged`, which is in review, not done.
+    let (status, nothing) = hub
+        .post("/api/assignments/claim", json!({"agent_id": "x1"}))
+        .await;
+    assert_eq!(status, 204, "{nothing}");
+
+    // The queue: both tasks with their pull request and their checks (junit, not the pr).
+    let (status, queue) = hub.get("/api/git/merge-queue").await;
+    assert_eq!(status, 200);
+    assert_eq!(keys(&queue), ["merged", "closed"]);
+    let first = &queue[0];
+    assert_eq!(first["pr_url"], format!("https://forge.test/pr/{merged}"));
+    assert_eq!(first["branch"], format!("fix-{merged}"));
+    let checks = first["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(
+        (checks[0]["kind"].as_str(), checks[0]["reference"].as_str()),
+        (Some("junit"), Some("runs/1/junit.xml"))
+    );
+
+    let (status, error) = hub
+        .post(
+            &format!("/api/tasks/{merged}/pull-request"),
+            json!({"state": "merged"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    let (status, done) = hub
+        .post(
+            &format!("/api/tasks/{merged}/pull-request"),
+            json!({"merged": true}),
+        )
+        .await;
+    assert_eq!((status, done["status"].as_str()), (200, Some("done")));
+    let (status, blocked) = hub
+        .post(
+            &format!("/api/tasks/{closed}/pull-request"),
+            json!({"merged": false}),
+        )
+        .await;
+    assert_eq!((status, blocked["status"].as_str()), (200, Some("blocked")));
+    // Told twice, the second is refused: the task is no longer in review.
+    let (status, error) = hub
+        .post(
+            &format!("/api/tasks/{merged}/pull-request"),
+            json!({"merged": true}),
+        )
+        .await;
+    assert_eq!(status, 409, "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("not in review"),
+        "{error}"
+    );
+    let (status, _) = hub
+        .post("/api/tasks/999999/pull-request", json!({"merged": true}))
+        .await;
+    assert_eq!(status, 404);
+    let (_, queue) = hub.get("/api/git/merge-queue").await;
+    assert_eq!(keys(&queue), Vec::<String>::new());
+    // The merge made `after` ready.
+    let (status, next) = hub
+        .post("/api/assignments/claim", json!({"agent_id": "x1"}))
+        .await;
+    assert_eq!((status, next["task"]["key"].as_str()), (200, Some("after")));
     hub.stop().await;
 }
