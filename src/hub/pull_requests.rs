@@ -99,11 +99,10 @@ impl PullRequestPoller {
         let token = self.polling.token.expose();
         match segments.as_slice() {
             [.., owner, repo, "pull", number] => {
+                // Segments as they are in the URL (percent-encoded): joined, not encoded again.
                 let mut api = self.polling.github_api.clone();
-                if let Ok(mut path) = api.path_segments_mut() {
-                    path.pop_if_empty()
-                        .extend(["repos", owner, repo, "pulls", number]);
-                }
+                let root = api.path().trim_end_matches('/').to_owned();
+                api.set_path(&format!("{root}/repos/{owner}/{repo}/pulls/{number}"));
                 let request = self
                     .client
                     .get(api)
@@ -122,16 +121,10 @@ impl PullRequestPoller {
                 let mut api = url.clone();
                 api.set_query(None);
                 api.set_fragment(None);
-                if let Ok(mut path) = api.path_segments_mut() {
-                    path.clear().extend(project.iter()).extend([
-                        "_apis",
-                        "git",
-                        "repositories",
-                        repo,
-                        "pullrequests",
-                        id,
-                    ]);
-                }
+                let project = project.join("/");
+                api.set_path(&format!(
+                    "/{project}/_apis/git/repositories/{repo}/pullrequests/{id}"
+                ));
                 api.query_pairs_mut().append_pair("api-version", "7.1");
                 let request = self.client.get(api).bearer_auth(token);
                 let response = AZURE_REPOS.send(request, None, ACTION).await?;
