@@ -830,21 +830,27 @@ async fn pull_request_review(db: HubDb) {
         )
         .await
         .unwrap();
-    let options = WorkerOptions {
-        max_tasks: Some(1),
-        environment: AgentEnv::from_vars([
-            ("GITHUB_TOKEN", FORGE_TOKEN.to_owned()),
-            ("GITHUB_API_URL", forge.api_url()),
-            ("GITHUB_REPOSITORY", format!("{OWNER}/fleet")),
-        ]),
-        ..worker(&hub, "worker-pr", dir)
-    };
-    let summary = work_until_idle(&options).await;
-    assert_eq!(summary.completed, 1, "{summary:?}");
+    // The real binary: the pull_request step reads the job's variables from its process.
+    let worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent-orch"))
+        .args(["worker", "--hub", &hub.base, "--id", "worker-pr"])
+        .args(["--workdir", dir.to_str().unwrap()])
+        .args(["--exit-when-idle", "--poll-interval", "50ms"])
+        .env("AGENT_ORCH_HUB_TOKEN", TOKEN)
+        .env("GITHUB_TOKEN", FORGE_TOKEN)
+        .env("GITHUB_API_URL", forge.api_url())
+        .env("GITHUB_REPOSITORY", format!("{OWNER}/fleet"))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), worker)
+        .await
+        .expect("the worker finishes")
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
 
     // The pull request the run opened: evidence, the task's branch and URL, and review.
     let pulls = forge.pull_requests();
-    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert_eq!(pulls.len(), 1, "{pulls:?}: {output:?}");
     let url = format!("https://github.com/{OWNER}/fleet/pull/{}", pulls[0].id);
     let fix = store
         .tasks(&TaskFilter::default())
