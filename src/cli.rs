@@ -201,8 +201,8 @@ pub struct HubServeArgs {
     pub pull_request_poll: std::time::Duration,
 
     /// GitHub's REST API root, for `github.com` pull requests (an Enterprise server's `/api/v3`).
-    #[arg(long, env = "GITHUB_API_URL", default_value = crate::hub::pull_requests::DEFAULT_GITHUB_API)]
-    pub github_api_url: reqwest::Url,
+    #[arg(long, env = "GITHUB_API_URL", default_value = crate::hub::pull_requests::DEFAULT_GITHUB_API, value_parser = crate::hub::pull_requests::api_url)]
+    pub github_api_url: String,
 
     #[command(flatten)]
     pub azure: AzureSignInArgs,

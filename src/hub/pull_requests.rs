@@ -39,12 +39,20 @@ const AZURE_REPOS: ForgeApi = ForgeApi {
 };
 const ACTION: &str = "read the pull request";
 
+/// `--github-api-url`'s check: an `http(s)` URL.
+pub fn api_url(text: &str) -> Result<String, String> {
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(text.to_owned()),
+        _ => Err(format!("`{text}` is not an http(s) URL")),
+    }
+}
+
 /// How the hub polls pull requests.
 #[derive(Clone, Debug)]
 pub struct PullRequestPolling {
     pub token: Secret,
-    /// GitHub's REST API root, for `github.com` pull request URLs.
-    pub github_api: Url,
+    /// GitHub's REST API root (a URL), for `github.com` pull request URLs.
+    pub github_api: String,
     pub interval: Duration,
 }
 
@@ -100,9 +108,8 @@ impl PullRequestPoller {
         match segments.as_slice() {
             [.., owner, repo, "pull", number] => {
                 // Segments as they are in the URL (percent-encoded): joined, not encoded again.
-                let mut api = self.polling.github_api.clone();
-                let root = api.path().trim_end_matches('/').to_owned();
-                api.set_path(&format!("{root}/repos/{owner}/{repo}/pulls/{number}"));
+                let root = self.polling.github_api.trim_end_matches('/');
+                let api = format!("{root}/repos/{owner}/{repo}/pulls/{number}");
                 let request = self
                     .client
                     .get(api)

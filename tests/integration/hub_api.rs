@@ -989,7 +989,7 @@ async fn polled_reviews(db: HubDb) {
         db,
         PullRequestPolling {
             token: Secret::new(FORGE_TOKEN),
-            github_api: github.api_url().parse().unwrap(),
+            github_api: github.api_url(),
             interval: Duration::from_millis(100),
         },
     )

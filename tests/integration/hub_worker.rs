@@ -810,7 +810,7 @@ async fn pull_request_review(db: HubDb) {
         db,
         agent_orch::hub::pull_requests::PullRequestPolling {
             token: Secret::new(FORGE_TOKEN),
-            github_api: forge.api_url().parse().unwrap(),
+            github_api: forge.api_url(),
             interval: Duration::from_millis(100),
         },
     )
