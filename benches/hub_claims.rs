@@ -392,6 +392,7 @@ fn options(database: &str) -> ServeOptions {
         cors_origins: Vec::new(),
         heartbeat_timeout: Duration::from_secs(600),
         retry_backoff: RetryBackoff::default(),
+        pull_request_polling: None,
     }
 }
 

@@ -195,6 +195,15 @@ pub struct HubServeArgs {
     )]
     pub tokens_refresh: std::time::Duration,
 
+    /// With `AGENT_ORCH_FORGE_TOKEN` set, how often the hub asks GitHub or Azure Repos whether
+    /// the merge queue's pull requests merged (the task is then `done`) or closed (`blocked`).
+    #[arg(long, env = "AGENT_ORCH_HUB_PULL_REQUEST_POLL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub pull_request_poll: std::time::Duration,
+
+    /// GitHub's REST API root, for `github.com` pull requests (an Enterprise server's `/api/v3`).
+    #[arg(long, env = "GITHUB_API_URL", default_value = crate::hub::pull_requests::DEFAULT_GITHUB_API, value_parser = crate::hub::pull_requests::api_url)]
+    pub github_api_url: String,
+
     #[command(flatten)]
     pub azure: AzureSignInArgs,
 }

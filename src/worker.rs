@@ -2,7 +2,9 @@
 //! ready tasks one at a time, runs each task's workflow in its environment with its vars (the
 //! same run session, `crate::session`, as `agent-orch run`), streams step progress, records
 //! evidence (junit, patches, the commit it ran on) and completes the task, gives it back on
-//! failure, or stops it when an operator cancels it.
+//! failure, or stops it when an operator cancels it. A run whose `pull_request` step opened a
+//! pull request records it, sets the task's branch and `pr_url`, and completes into `review`:
+//! the task is `done` when the pull request merges.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -300,16 +302,12 @@ async fn work(
         let note = bounded(&redactor.redact(&reason));
         let cancelled = cancelled.clone();
         async move {
-            end_assignment(
-                client,
-                stop,
-                assignment,
-                &cancelled,
-                AssignmentStatus::Failed,
-                0,
-                &note,
-            )
-            .await
+            let ending = Ending {
+                status: AssignmentStatus::Failed,
+                progress: 0,
+                review: false,
+            };
+            end_assignment(client, stop, assignment, &cancelled, ending, &note).await
         }
     };
     let workflow_path = match task_workflow(&options.workdir, claim.task.workflow.as_deref()) {
@@ -340,6 +338,7 @@ async fn work(
         ..RunHost::new(&options.environment, Output::ReportsOnly)
     };
     let (progress, mut updates) = mpsc::unbounded_channel::<(i64, String)>();
+    let opened = Arc::new(Mutex::new(None));
     let interrupts = Interrupts::default();
     // Progress goes to the hub as the run goes; a 409 means the hub re-queued the task (this
     // worker looked dead), so the run stops: someone else owns the task now.
@@ -385,6 +384,7 @@ async fn work(
             updates: progress,
             last: -1,
         });
+        reporters.push(PullRequestWatcher(opened.clone()));
     })
     .await;
     // The session dropped its reporters, so the channel is closed (or was never opened) and
@@ -405,6 +405,20 @@ async fn work(
         return TaskEnd::Lost;
     }
     record_evidence(client, options, claim, &settings, stop).await;
+    let opened = opened
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let succeeded = matches!(
+        summary.outcome,
+        RunOutcome::Succeeded | RunOutcome::SucceededWithIssues
+    );
+    let review = match opened.filter(|_| succeeded) {
+        Some(pull_request) => {
+            record_pull_request(client, options, claim, &pull_request, stop).await
+        }
+        None => false,
+    };
     let (status, progress, note) = match summary.outcome {
         RunOutcome::Succeeded | RunOutcome::SucceededWithIssues => (
             AssignmentStatus::Completed,
@@ -418,10 +432,53 @@ async fn work(
         ),
     };
     let note = bounded(&redactor.redact(&note));
-    end_assignment(
-        client, stop, assignment, &cancelled, status, progress, &note,
-    )
-    .await
+    let ending = Ending {
+        status,
+        progress,
+        review,
+    };
+    end_assignment(client, stop, assignment, &cancelled, ending, &note).await
+}
+
+/// How a worker ends an assignment it ran to its end.
+struct Ending {
+    status: AssignmentStatus,
+    progress: i64,
+    /// A completion whose task waits in `review` for its pull request to merge.
+    review: bool,
+}
+
+/// Records the pull request the run opened as evidence and as the task's branch and `pr_url`.
+/// True once the hub has the `pr_url`: only then can the task wait in review (and the merge
+/// queue find it); else the task completes as `done`, as a run without a pull request does.
+async fn record_pull_request(
+    client: &HubClient,
+    options: &WorkerOptions,
+    claim: &Claim,
+    pull_request: &OpenedPullRequest,
+    stop: &CancellationToken,
+) -> bool {
+    let evidence = NewEvidence {
+        agent_id: Some(options.id.clone()),
+        detail: format!(
+            "pull request #{} from `{}`",
+            pull_request.id, pull_request.branch
+        ),
+        idempotency_key: Some(evidence_key(
+            claim.assignment.id,
+            EvidenceKind::Pr,
+            &pull_request.url,
+        )),
+        ..NewEvidence::new(claim.task.id, EvidenceKind::Pr, pull_request.url.clone())
+    };
+    let record = async || client.record_evidence(&evidence).await;
+    let _: Result<_, ClientError> = until_answered(stop, record).await;
+    let set = async || {
+        client
+            .set_git(claim.task.id, &pull_request.branch, &pull_request.url)
+            .await
+    };
+    until_answered(stop, set).await.is_ok()
 }
 
 /// Reports how the assignment ended: `cancelled` once an operator asked (whatever the run did),
@@ -432,10 +489,14 @@ async fn end_assignment(
     stop: &CancellationToken,
     assignment: i64,
     cancelled: &CancellationToken,
-    status: AssignmentStatus,
-    progress: i64,
+    ending: Ending,
     note: &str,
 ) -> TaskEnd {
+    let Ending {
+        status,
+        progress,
+        review,
+    } = ending;
     let cancel = async || {
         let note = format!("cancelled by an operator; {note}");
         let report = async || {
@@ -451,7 +512,11 @@ async fn end_assignment(
     if cancelled.is_cancelled() {
         return cancel().await;
     }
-    let report = async || client.report(assignment, progress, status, note).await;
+    let report = async || {
+        client
+            .report_for(assignment, progress, status, note, review)
+            .await
+    };
     match until_answered(stop, report).await {
         Err(err) if err.is_conflict() => cancel().await,
         _ if status == AssignmentStatus::Completed => TaskEnd::Completed,
@@ -595,6 +660,45 @@ impl Reporter for ProgressReporter {
     }
 }
 
+/// What the run's `pull_request` step opened (its `id`, `url` and `branch` outputs).
+#[derive(Clone, Debug, PartialEq)]
+struct OpenedPullRequest {
+    id: String,
+    url: String,
+    branch: String,
+}
+
+/// Keeps the pull request a `pull_request` step opened; the last one, should a run open two.
+struct PullRequestWatcher(Arc<Mutex<Option<OpenedPullRequest>>>);
+
+impl Reporter for PullRequestWatcher {
+    fn name(&self) -> &str {
+        "hub pull request"
+    }
+
+    fn on_event(&mut self, event: &Event) -> std::io::Result<()> {
+        let Event::StepFinished {
+            kind: "pull_request",
+            outcome,
+            ..
+        } = event
+        else {
+            return Ok(());
+        };
+        // A push without a pull request (`provider: git`) has no `url`: nothing to review.
+        let output = |name: &str| outcome.outputs.get(name).cloned();
+        if let (Some(url), Some(branch)) = (output("url"), output("branch")) {
+            let id = output("id").unwrap_or_default();
+            *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(OpenedPullRequest { id, url, branch });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,6 +714,51 @@ mod tests {
             assert!(task_workflow(root, Some(bad)).is_err(), "{bad}");
         }
         assert!(task_workflow(root, None).is_err());
+    }
+
+    fn finished(kind: &'static str, outputs: &[(&str, &str)]) -> Event {
+        let mut outcome = crate::steps::StepOutcome::passed("done");
+        for (name, value) in outputs {
+            outcome
+                .outputs
+                .insert((*name).to_owned(), (*value).to_owned());
+        }
+        Event::StepFinished {
+            iteration: 1,
+            phase: crate::workflow::model::Phase::OnSuccess,
+            step_id: "pr".into(),
+            step_name: "pr".into(),
+            kind,
+            required: true,
+            duration: Duration::ZERO,
+            outcome: Arc::new(outcome),
+        }
+    }
+
+    #[test]
+    fn only_a_pull_request_steps_url_and_branch_make_a_review() {
+        let seen = Arc::new(Mutex::new(None));
+        let mut watcher = PullRequestWatcher(seen.clone());
+        let pr = [
+            ("id", "7"),
+            ("url", "https://forge/pr/7"),
+            ("branch", "fix-1"),
+        ];
+        // Another step's outputs, or a push without a pull request, are no review.
+        watcher.on_event(&finished("gate", &pr)).unwrap();
+        watcher
+            .on_event(&finished("pull_request", &[("branch", "fix-1")]))
+            .unwrap();
+        assert_eq!(*seen.lock().unwrap(), None);
+        watcher.on_event(&finished("pull_request", &pr)).unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            Some(OpenedPullRequest {
+                id: "7".into(),
+                url: "https://forge/pr/7".into(),
+                branch: "fix-1".into(),
+            })
+        );
     }
 
     #[test]

@@ -10,10 +10,12 @@ use crate::azure::fetch_service_secret;
 use crate::cli::{HubCommand, HubDatabaseArgs, HubHealthArgs, HubSeedArgs, HubServeArgs};
 use crate::core::agent_env::AgentEnv;
 use crate::core::error_chain::error_chain;
+use crate::core::secret::Secret;
 use crate::error::{Error, ExitStatus};
 use crate::hub::api::{ApiTokens, TOKENS_ENV, TokenError};
 use crate::hub::error::HubError;
 use crate::hub::plan::Plan;
+use crate::hub::pull_requests::{FORGE_TOKEN_ENV, PullRequestPolling};
 use crate::hub::server::{self, ServeOptions};
 use crate::hub::store::{RetryBackoff, Store, StoreKind, redact_url};
 
@@ -74,6 +76,15 @@ async fn serve(args: &HubServeArgs) -> Result<ExitStatus, Error> {
             base: args.retry_backoff,
             ..RetryBackoff::default()
         },
+        // From the environment only, so the token shows in no process listing.
+        pull_request_polling: std::env::var(FORGE_TOKEN_ENV)
+            .ok()
+            .filter(|token| !token.is_empty())
+            .map(|token| PullRequestPolling {
+                token: Secret::new(token),
+                github_api: args.github_api_url.clone(),
+                interval: args.pull_request_poll,
+            }),
     })
     .await?;
     // Listening before the start-up line: a SIGHUP sent once the hub is up must not kill it.

@@ -131,10 +131,39 @@ impl HubClient {
         status: AssignmentStatus,
         note: &str,
     ) -> Result<Assignment, ClientError> {
+        self.report_for(assignment_id, progress, status, note, false)
+            .await
+    }
+
+    /// As [`HubClient::report`]; with `review`, a completion puts the task in `review` (its
+    /// pull request waits to merge) instead of `done`.
+    pub async fn report_for(
+        &self,
+        assignment_id: i64,
+        progress: i64,
+        status: AssignmentStatus,
+        note: &str,
+        review: bool,
+    ) -> Result<Assignment, ClientError> {
         self.send(
             reqwest::Method::PATCH,
             &format!("/api/assignments/{assignment_id}/progress"),
-            Some(&json!({"progress": progress, "status": status, "note": note})),
+            Some(&json!({"progress": progress, "status": status, "note": note, "review": review})),
+        )
+        .await
+    }
+
+    /// Records the branch and the pull request a task's work lives on.
+    pub async fn set_git(
+        &self,
+        task_id: i64,
+        branch: &str,
+        pr_url: &str,
+    ) -> Result<Task, ClientError> {
+        self.send(
+            reqwest::Method::PATCH,
+            &format!("/api/tasks/{task_id}/git"),
+            Some(&json!({"branch": branch, "pr_url": pr_url})),
         )
         .await
     }

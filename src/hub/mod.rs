@@ -10,6 +10,7 @@ pub mod forecast;
 pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod pull_requests;
 mod relay;
 pub mod server;
 pub mod store;

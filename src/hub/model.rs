@@ -222,6 +222,25 @@ pub struct Evidence {
     pub created_at: i64,
 }
 
+/// A task of the merge queue: the task (its `branch` and `pr_url`) and the checks the hub knows
+/// of, the task's test, build and junit evidence. The provider's own check runs are not fetched.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MergeQueueEntry {
+    #[serde(flatten)]
+    pub task: Task,
+    pub checks: Vec<Evidence>,
+}
+
+impl EvidenceKind {
+    /// Evidence that says whether the work passes: what the merge queue shows as checks.
+    pub fn is_check(self) -> bool {
+        matches!(
+            self,
+            EvidenceKind::Test | EvidenceKind::Build | EvidenceKind::Junit
+        )
+    }
+}
+
 /// The seed's `epic_progress` view.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpicProgress {

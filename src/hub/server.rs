@@ -14,6 +14,7 @@ use super::api::{self, ApiTokens, HubState};
 use super::error::HubError;
 use super::events::{EventBus, HubEvent};
 use super::model::{ProgressSnapshot, now_ms};
+use super::pull_requests::{PullRequestPoller, PullRequestPolling, poll_periodically};
 use super::relay;
 use super::store::{RetryBackoff, Store, StoreError};
 
@@ -26,6 +27,8 @@ pub struct ServeOptions {
     pub heartbeat_timeout: Duration,
     /// How long a failed task waits before it is handed out again (doubling per failure).
     pub retry_backoff: RetryBackoff,
+    /// With a forge token: the hub polls the merge queue's pull requests.
+    pub pull_request_polling: Option<PullRequestPolling>,
 }
 
 /// A hub serving in the background of the current runtime.
@@ -35,6 +38,7 @@ pub struct RunningHub {
     server: JoinHandle<Result<(), HubError>>,
     reaper: JoinHandle<()>,
     snapshots: JoinHandle<()>,
+    pull_requests: Option<JoinHandle<()>>,
 }
 
 /// How often the hub records each project's progress: the points of the dashboard's burn-up
@@ -81,12 +85,29 @@ pub async fn start(options: ServeOptions) -> Result<RunningHub, HubError> {
     });
     let reaper = tokio::spawn(reap_silent_agents(state.clone(), options.heartbeat_timeout));
     let snapshots = tokio::spawn(snapshot_periodically(state.clone()));
+    let pull_requests = match options.pull_request_polling {
+        Some(polling) => {
+            let interval = polling.interval;
+            let poller = PullRequestPoller::new(polling).map_err(|err| {
+                HubError::Serve(std::io::Error::other(format!(
+                    "cannot build the pull request client: {err}"
+                )))
+            })?;
+            Some(tokio::spawn(poll_periodically(
+                state.clone(),
+                poller,
+                interval,
+            )))
+        }
+        None => None,
+    };
     Ok(RunningHub {
         addr,
         state,
         server,
         reaper,
         snapshots,
+        pull_requests,
     })
 }
 
@@ -96,6 +117,9 @@ impl RunningHub {
         self.state.shutdown.cancel();
         self.reaper.abort();
         self.snapshots.abort();
+        if let Some(pull_requests) = &self.pull_requests {
+            pull_requests.abort();
+        }
         let served = match self.server.await {
             Ok(result) => result,
             Err(join) => Err(HubError::Serve(std::io::Error::other(join.to_string()))),

@@ -11,6 +11,10 @@ use agent_orch::hub::store::NewTask;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
+use agent_orch::core::secret::Secret;
+use agent_orch::hub::pull_requests::PullRequestPolling;
+
+use crate::support::forge_fake::{FakeState, Flavor, ForgeFake, ORG, OWNER, REPOSITORY_NAME};
 use crate::support::hub_db::{HubDb, on_both_stores};
 use crate::support::hub_server::{ALLOWED_ORIGIN, EventStream, TOKEN, TestHub};
 
@@ -21,6 +25,8 @@ on_both_stores! {
     websocket_subscribers_see_changes_as_they_happen => websocket_events;
     silent_workers_lose_their_tasks_to_the_reaper => reaper_requeues;
     a_held_task_set_back_by_hand_is_refused_and_other_claims_go_on => held_task_set_back;
+    a_task_in_review_is_done_when_its_pull_request_merges => pull_requests_end_reviews;
+    the_hub_polls_github_and_azure_repos_for_merged_pull_requests => polled_reviews;
 }
 
 async fn seeded_hub(db: HubDb) -> TestHub {
@@ -738,6 +744,7 @@ async fn every_request_body_must_be_a_json_object() {
             "post /api/assignments/claim",
             "post /api/git/evidence",
             "post /api/progress/snapshot",
+            "post /api/tasks/{id}/pull-request",
         ]
     );
     hub.stop().await;
@@ -768,6 +775,7 @@ async fn the_openapi_document_lists_exactly_the_routed_endpoints() {
         "/api/tasks/ready/list",
         "/api/tasks/{id}/progress",
         "/api/tasks/{id}/git",
+        "/api/tasks/{id}/pull-request",
         "/api/agents",
         "/api/agents/{id}",
         "/api/agents/heartbeat",
@@ -838,5 +846,242 @@ async fn the_openapi_document_lists_exactly_the_routed_endpoints() {
     );
     let other = preflight("https://evil.example.test").await.unwrap();
     assert!(!other.headers().contains_key("access-control-allow-origin"));
+    hub.stop().await;
+}
+
+/// Claims the next task as `agent`, records a junit outcome and its pull request (`pr_url`, else
+/// one of `forge.test`), and completes it into review; the task's id.
+async fn complete_into_review(hub: &TestHub, agent: &str, pr_url: Option<String>) -> i64 {
+    let (status, claim) = hub
+        .post("/api/assignments/claim", json!({"agent_id": agent}))
+        .await;
+    assert_eq!(status, 200, "{claim}");
+    let task = claim["task"]["id"].as_i64().unwrap();
+    let assignment = claim["assignment"]["id"].as_i64().unwrap();
+    let pr_url = pr_url.unwrap_or_else(|| format!("https://forge.test/pr/{task}"));
+    for (kind, reference) in [
+        ("junit", "runs/1/junit.xml".to_owned()),
+        ("pr", pr_url.clone()),
+    ] {
+        let evidence = json!({"task_id": task, "kind": kind, "reference": reference});
+        assert_eq!(hub.post("/api/git/evidence", evidence).await.0, 201);
+    }
+    let git = json!({"branch": format!("fix-{task}"), "pr_url": pr_url});
+    assert_eq!(
+        hub.patch(&format!("/api/tasks/{task}/git"), git).await.0,
+        200
+    );
+    let completed = json!({"progress": 100, "status": "completed", "review": true});
+    let (status, _) = hub
+        .patch(
+            &format!("/api/assignments/{assignment}/progress"),
+            completed,
+        )
+        .await;
+    assert_eq!(status, 200);
+    task
+}
+
+async fn pull_requests_end_reviews(db: HubDb) {
+    let hub = TestHub::start(db).await;
+    let tasks = [
+        NewTask {
+            priority: 2,
+            ..NewTask::new("merged", "e")
+        },
+        NewTask {
+            priority: 1,
+            ..NewTask::new("closed", "e")
+        },
+        NewTask {
+            depends_on: vec!["merged".into()],
+            ..NewTask::new("after", "e")
+        },
+    ];
+    hub.hub
+        .state
+        .store
+        .import_plan("reviews", None, &tasks)
+        .await
+        .unwrap();
+    assert_eq!(
+        hub.post("/api/agents/heartbeat", json!({"id": "x1"}))
+            .await
+            .0,
+        200
+    );
+    let merged = complete_into_review(&hub, "x1", None).await;
+    let closed = complete_into_review(&hub, "x1", None).await;
+    // `after` waits for `merged`, which is in review, not done.
+    let (status, nothing) = hub
+        .post("/api/assignments/claim", json!({"agent_id": "x1"}))
+        .await;
+    assert_eq!(status, 204, "{nothing}");
+
+    // The queue: both tasks with their pull request and their checks (junit, not the pr).
+    let (status, queue) = hub.get("/api/git/merge-queue").await;
+    assert_eq!(status, 200);
+    assert_eq!(keys(&queue), ["merged", "closed"]);
+    let first = &queue[0];
+    assert_eq!(first["pr_url"], format!("https://forge.test/pr/{merged}"));
+    assert_eq!(first["branch"], format!("fix-{merged}"));
+    let checks = first["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(
+        (checks[0]["kind"].as_str(), checks[0]["reference"].as_str()),
+        (Some("junit"), Some("runs/1/junit.xml"))
+    );
+
+    let (status, error) = hub
+        .post(
+            &format!("/api/tasks/{merged}/pull-request"),
+            json!({"state": "merged"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    let (status, done) = hub
+        .post(
+            &format!("/api/tasks/{merged}/pull-request"),
+            json!({"merged": true}),
+        )
+        .await;
+    assert_eq!((status, done["status"].as_str()), (200, Some("done")));
+    let (status, blocked) = hub
+        .post(
+            &format!("/api/tasks/{closed}/pull-request"),
+            json!({"merged": false}),
+        )
+        .await;
+    assert_eq!((status, blocked["status"].as_str()), (200, Some("blocked")));
+    // Told twice, the second is refused: the task is no longer in review.
+    let (status, error) = hub
+        .post(
+            &format!("/api/tasks/{merged}/pull-request"),
+            json!({"merged": true}),
+        )
+        .await;
+    assert_eq!(status, 409, "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("not in review"),
+        "{error}"
+    );
+    let (status, _) = hub
+        .post("/api/tasks/999999/pull-request", json!({"merged": true}))
+        .await;
+    assert_eq!(status, 404);
+    let (_, queue) = hub.get("/api/git/merge-queue").await;
+    assert_eq!(keys(&queue), Vec::<String>::new());
+    // The merge made `after` ready.
+    let (status, next) = hub
+        .post("/api/assignments/claim", json!({"agent_id": "x1"}))
+        .await;
+    assert_eq!((status, next["task"]["key"].as_str()), (200, Some("after")));
+    hub.stop().await;
+}
+
+const FORGE_TOKEN: &str = "forge-token-3f9a";
+
+/// The hub asks each task's forge: merged is done, closed unmerged is blocked, open stays.
+async fn polled_reviews(db: HubDb) {
+    let github = ForgeFake::start(Flavor::GitHub, FORGE_TOKEN);
+    let azure = ForgeFake::start(Flavor::AzureRepos, FORGE_TOKEN);
+    let hub = TestHub::start_polling(
+        db,
+        PullRequestPolling {
+            token: Secret::new(FORGE_TOKEN),
+            github_api: github.api_url(),
+            interval: Duration::from_millis(100),
+        },
+    )
+    .await;
+    let tasks = ["gh-merged", "gh-closed", "az-merged", "az-open"];
+    let plan: Vec<NewTask> = tasks
+        .iter()
+        .zip((1..=4).rev())
+        .map(|(key, priority)| NewTask {
+            priority,
+            ..NewTask::new(*key, "e")
+        })
+        .collect();
+    hub.hub
+        .state
+        .store
+        .import_plan("polled", None, &plan)
+        .await
+        .unwrap();
+    assert_eq!(
+        hub.post("/api/agents/heartbeat", json!({"id": "x1"}))
+            .await
+            .0,
+        200
+    );
+    let github_url = |id: u64| format!("https://github.com/{OWNER}/fleet/pull/{id}");
+    // As the pull_request step names it: the collection, the project (encoded), the repository.
+    let azure_url = |id: u64| {
+        format!(
+            "{}Fleet%20Ops/_git/{REPOSITORY_NAME}/pullrequest/{id}",
+            azure.collection_uri()
+        )
+    };
+    let gh_merged = github.open_pull_request("fix-1");
+    let gh_closed = github.open_pull_request("fix-2");
+    let az_merged = azure.open_pull_request("fix-3");
+    let az_open = azure.open_pull_request("fix-4");
+    let mut ids = Vec::new();
+    for url in [
+        github_url(gh_merged),
+        github_url(gh_closed),
+        azure_url(az_merged),
+        azure_url(az_open),
+    ] {
+        ids.push(complete_into_review(&hub, "x1", Some(url)).await);
+    }
+    github.set_state(gh_merged, FakeState::Merged);
+    github.set_state(gh_closed, FakeState::Closed);
+    azure.set_state(az_merged, FakeState::Merged);
+
+    let expected = ["done", "blocked", "done", "review"];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let statuses = loop {
+        let mut statuses = Vec::new();
+        for id in &ids {
+            let (_, task) = hub.get(&format!("/api/tasks/{id}")).await;
+            statuses.push(task["status"].as_str().unwrap().to_owned());
+        }
+        if statuses == expected || tokio::time::Instant::now() > deadline {
+            break statuses;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(statuses, expected);
+    let (_, queue) = hub.get("/api/git/merge-queue").await;
+    assert_eq!(keys(&queue), ["az-open"]);
+
+    // The calls, with the hub's token, as each API takes it.
+    let bearer = format!("Bearer {FORGE_TOKEN}");
+    let github_get = github
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "GET" && r.path == format!("/repos/{OWNER}/fleet/pulls/{gh_merged}"))
+        .expect("the hub read the GitHub pull request");
+    assert_eq!(
+        (github_get.status, github_get.authorization.as_deref()),
+        (200, Some(bearer.as_str()))
+    );
+    let azure_get = azure
+        .requests()
+        .into_iter()
+        .find(|r| {
+            r.method == "GET"
+                && r.path
+                    == format!(
+                        "/{ORG}/Fleet%20Ops/_apis/git/repositories/{REPOSITORY_NAME}/pullrequests/{az_open}"
+                    )
+        })
+        .expect("the hub read the Azure Repos pull request");
+    assert_eq!(
+        (azure_get.status, azure_get.query.as_str()),
+        (200, "api-version=7.1")
+    );
     hub.stop().await;
 }

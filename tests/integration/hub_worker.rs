@@ -17,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::keyvault::{DB_PASSWORD, files_under};
 use crate::support::azure_server::{AzureConfig, AzureServer, CLIENT_ID, OIDC_TOKEN, TENANT_ID};
 use crate::support::cutting_proxy::CuttingProxy;
+use crate::support::forge_fake::{FakeState, Flavor, ForgeFake, OWNER};
 use crate::support::hub_db::{HubDb, on_both_stores};
 use crate::support::hub_server::{TOKEN, TestHub};
+use crate::support::openai_fake::OpenAiFake;
 use crate::support::tools;
 
 fn task(key: &str, priority: i64, workflow: Option<&str>) -> NewTask {
@@ -600,6 +602,7 @@ async fn two_environments_from_a_plan(db: HubDb) {
 on_both_stores! {
     a_cancelled_assignment_stops_its_run_as_ctrl_c_would_and_ends_cancelled => cancel_a_running_task;
     a_cancel_and_a_completion_race_and_exactly_one_wins => cancel_against_completion;
+    a_task_whose_run_opens_a_pull_request_waits_in_review_until_it_merges => pull_request_review;
 }
 
 /// A step that runs until it is stopped, and the clean-up that an interrupt runs.
@@ -753,5 +756,139 @@ async fn cancel_against_completion(db: HubDb) {
         }
     }
     assert_eq!(cancels + completions, ROUNDS);
+    hub.stop().await;
+}
+
+const FORGE_TOKEN: &str = "forge-token-7c1e9b3a5d";
+
+/// A broken checkout whose workflow repairs it and ships the fix as a GitHub pull request.
+fn ship_workflow(openai: &OpenAiFake) -> String {
+    let agent = |model: &str| {
+        format!(
+            "{{model: {model}, base_url: \"{}\", api_key: \"sk-worker-test-0123456789\"}}",
+            openai.base_url()
+        )
+    };
+    format!(
+        "name: ship\nagents:\n  fixer: {}\n  reviewer: {}\nsafety: {{max_iterations: 3}}\n\
+         steps:\n  - {{id: test, gate: \"sh tests/check.sh\"}}\n\
+         repair:\n  - {{id: propose, fix: {{agent: fixer}}}}\n  - {{id: approve, review: {{agent: reviewer}}}}\n\
+         on_success:\n  - id: pr\n    pull_request: {{provider: github, target: main}}\n",
+        agent("gpt-4o"),
+        agent("gpt-4o-mini")
+    )
+}
+
+async fn pull_request_review(db: HubDb) {
+    use crate::pull_request::{BROKEN, CHECK, script_one_repair};
+    let forge = ForgeFake::start(Flavor::GitHub, FORGE_TOKEN);
+    let openai = OpenAiFake::start().await;
+    script_one_repair(&openai);
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path();
+    for (path, text) in [
+        ("src/greet.sh", BROKEN.to_owned()),
+        ("tests/check.sh", CHECK.to_owned()),
+        (".gitignore", ".agent-orch/\n".to_owned()),
+        ("workflows/ship.yaml", ship_workflow(&openai)),
+    ] {
+        std::fs::create_dir_all(dir.join(path).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(path), text).unwrap();
+    }
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "the bug"]);
+    git(dir, &["remote", "add", "origin", &forge.git_url()]);
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{FORGE_TOKEN}"))
+    };
+    let header = format!("http.extraheader=AUTHORIZATION: basic {basic}");
+    git(dir, &["-c", &header, "push", "-q", "origin", "main"]);
+
+    let hub = TestHub::start_polling(
+        db,
+        agent_orch::hub::pull_requests::PullRequestPolling {
+            token: Secret::new(FORGE_TOKEN),
+            github_api: forge.api_url(),
+            interval: Duration::from_millis(100),
+        },
+    )
+    .await;
+    let store = hub.hub.state.store.clone();
+    store
+        .import_plan(
+            "ship",
+            None,
+            &[
+                task("fix", 2, Some("workflows/ship.yaml")),
+                NewTask {
+                    depends_on: vec!["fix".into()],
+                    ..task("after", 1, None)
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    // The real binary: the pull_request step reads the job's variables from its process.
+    let worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent-orch"))
+        .args(["worker", "--hub", &hub.base, "--id", "worker-pr"])
+        .args(["--workdir", dir.to_str().unwrap()])
+        .args(["--exit-when-idle", "--poll-interval", "50ms"])
+        .env("AGENT_ORCH_HUB_TOKEN", TOKEN)
+        .env("GITHUB_TOKEN", FORGE_TOKEN)
+        .env("GITHUB_API_URL", forge.api_url())
+        .env("GITHUB_REPOSITORY", format!("{OWNER}/fleet"))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), worker)
+        .await
+        .expect("the worker finishes")
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+
+    // The pull request the run opened: evidence, the task's branch and URL, and review.
+    let pulls = forge.pull_requests();
+    assert_eq!(pulls.len(), 1, "{pulls:?}: {output:?}");
+    let url = format!("https://github.com/{OWNER}/fleet/pull/{}", pulls[0].id);
+    let fix = store
+        .tasks(&TaskFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|task| task.key == "fix")
+        .unwrap();
+    assert_eq!(fix.status, TaskStatus::Review);
+    assert_eq!(fix.pr_url.as_deref(), Some(url.as_str()));
+    assert_eq!(fix.branch.as_deref(), Some(pulls[0].source.as_str()));
+    let evidence = store.evidence_for(fix.id).await.unwrap();
+    let pr = evidence
+        .iter()
+        .find(|e| e.kind == EvidenceKind::Pr)
+        .expect("pr evidence");
+    assert_eq!(pr.reference, url);
+    let (_, queue) = hub.get("/api/git/merge-queue").await;
+    assert_eq!(queue.as_array().unwrap().len(), 1, "{queue}");
+    assert_eq!(queue[0]["key"], "fix");
+    assert_eq!(queue[0]["pr_url"], url.as_str());
+
+    // Merged on the forge: the hub's poll makes the task done and its dependent ready.
+    forge.set_state(pulls[0].id, FakeState::Merged);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let task = store.task(fix.id).await.unwrap();
+        if task.status == TaskStatus::Done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {:?}",
+            task.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, ready) = hub.get("/api/tasks/ready/list").await;
+    assert_eq!(ready[0]["key"], "after", "{ready}");
     hub.stop().await;
 }

@@ -20,11 +20,11 @@ const TOKEN: &str = "job-token-3f9d1c2b7a8e4f60";
 const API_KEY: &str = "sk-ship-test-0123456789abcdef";
 const BUILD_ID: &str = "4711";
 
-const BROKEN: &str = "#!/bin/sh\necho \"Hello, wrld\"\n";
+pub(crate) const BROKEN: &str = "#!/bin/sh\necho \"Hello, wrld\"\n";
 const FIXED: &str = "#!/bin/sh\necho \"Hello, world\"\n";
-const CHECK: &str = "#!/bin/sh\nout=$(sh src/greet.sh)\n[ \"$out\" = \"Hello, world\" ] || { echo \"FAIL: src/greet.sh printed '$out'\"; exit 1; }\necho ok\n";
-const GOOD_FIX: &str = "```diff\n--- a/src/greet.sh\n+++ b/src/greet.sh\n@@ -1,2 +1,2 @@\n #!/bin/sh\n-echo \"Hello, wrld\"\n+echo \"Hello, world\"\n```\n";
-const APPROVE: &str = r#"{"approved": true, "reason": "fixes the typo and nothing else", "risk": "low", "suggestion": null}"#;
+pub(crate) const CHECK: &str = "#!/bin/sh\nout=$(sh src/greet.sh)\n[ \"$out\" = \"Hello, world\" ] || { echo \"FAIL: src/greet.sh printed '$out'\"; exit 1; }\necho ok\n";
+pub(crate) const GOOD_FIX: &str = "```diff\n--- a/src/greet.sh\n+++ b/src/greet.sh\n@@ -1,2 +1,2 @@\n #!/bin/sh\n-echo \"Hello, wrld\"\n+echo \"Hello, world\"\n```\n";
+pub(crate) const APPROVE: &str = r#"{"approved": true, "reason": "fixes the typo and nothing else", "risk": "low", "suggestion": null}"#;
 
 fn workflow(pull_request: &str) -> String {
     format!(
@@ -254,7 +254,7 @@ fn azure_env(fake: &ForgeFake) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn script_one_repair(fake: &OpenAiFake) {
+pub(crate) fn script_one_repair(fake: &OpenAiFake) {
     fake.push(Route::OpenAi, Reply::text(GOOD_FIX))
         .push(Route::OpenAi, Reply::text(APPROVE));
 }

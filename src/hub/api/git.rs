@@ -8,13 +8,20 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
 use super::{HubState, validate_agent_id, validate_text};
 use crate::hub::events::HubEvent;
-use crate::hub::model::{Evidence, Task};
+use crate::hub::model::{Evidence, MergeQueueEntry, Task};
 use crate::hub::store::{NewEvidence, Recorded};
 
+/// Tasks in review with a pull request, each with its checks (see [`MergeQueueEntry`]).
 pub(crate) async fn merge_queue(
     State(state): State<HubState>,
-) -> Result<Json<Vec<Task>>, ApiError> {
-    Ok(Json(state.store.merge_queue().await?))
+) -> Result<Json<Vec<MergeQueueEntry>>, ApiError> {
+    let mut entries = Vec::new();
+    for task in state.store.merge_queue().await? {
+        let mut checks = state.store.evidence_for(task.id).await?;
+        checks.retain(|evidence| evidence.kind.is_check());
+        entries.push(MergeQueueEntry { task, checks });
+    }
+    Ok(Json(entries))
 }
 
 pub(crate) async fn branches(State(state): State<HubState>) -> Result<Json<Vec<Task>>, ApiError> {

@@ -59,6 +59,7 @@ pub fn router(state: HubState, cors_origins: &[HeaderValue]) -> Router {
         .route("/tasks/{id}/progress", patch(tasks::progress))
         .route("/tasks/{id}/git", patch(tasks::git))
         .route("/tasks/{id}/retry", post(tasks::retry))
+        .route("/tasks/{id}/pull-request", post(tasks::pull_request_ended))
         .route("/agents", get(agents::list))
         .route("/agents/heartbeat", post(agents::heartbeat))
         .route("/agents/{id}", get(agents::get))

@@ -73,6 +73,14 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             Some(schema("Task")),
         ),
         (
+            "post",
+            "/api/tasks/{id}/pull-request",
+            "Report that the pull request of a task in review ended: merged, the task is done; closed unmerged, blocked (409 unless in review)",
+            Some("PullRequestEnd"),
+            200,
+            Some(schema("Task")),
+        ),
+        (
             "get",
             "/api/agents",
             "List agents with load and health",
@@ -187,10 +195,10 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         (
             "get",
             "/api/git/merge-queue",
-            "Tasks in review with a pull request",
+            "Tasks in review with a pull request, oldest first, each with its checks (the task's test, build and junit evidence)",
             None,
             200,
-            Some(list_of("Task")),
+            Some(list_of("MergeQueueEntry")),
         ),
         (
             "get",
@@ -359,6 +367,11 @@ fn schemas() -> Value {
             "id": int, "task_id": int, "agent_id": nullable_text, "kind": evidence_kind, "reference": text,
             "detail": text, "created_at": int
         }), &["id", "task_id", "kind", "reference"]),
+        "MergeQueueEntry": {"allOf": [
+            {"$ref": "#/components/schemas/Task"},
+            object(json!({"checks": {"type": "array", "items": {"$ref": "#/components/schemas/Evidence"}}}), &["checks"])
+        ]},
+        "PullRequestEnd": object(json!({"merged": {"type": "boolean", "description": "true: merged; false: closed without merging"}}), &["merged"]),
         "EpicProgress": object(json!({
             "epic": text, "total_tasks": int, "done_tasks": int, "in_progress_tasks": int,
             "total_hours": number, "done_hours": number, "percent": number

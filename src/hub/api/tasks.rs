@@ -97,6 +97,26 @@ pub(crate) async fn git(
     Ok(Json(task))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PullRequestEnd {
+    merged: bool,
+}
+
+/// A worker or an operator reports that the pull request of a task in review ended: merged, the
+/// task is `done`; closed unmerged, `blocked` (409 unless the task is in review).
+pub(crate) async fn pull_request_ended(
+    State(state): State<HubState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(end): ApiJson<PullRequestEnd>,
+) -> Result<Json<Task>, ApiError> {
+    let task = state.store.end_review(id, end.merged).await?;
+    state
+        .events
+        .publish(&HubEvent::TaskUpdated(Box::new(task.clone())));
+    Ok(Json(task))
+}
+
 /// Puts a blocked task back in the queue (409 unless it is blocked).
 pub(crate) async fn retry(
     State(state): State<HubState>,

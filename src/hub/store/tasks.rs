@@ -353,6 +353,34 @@ impl Store {
         Ok(task)
     }
 
+    /// A task in review whose pull request ended: merged, it is `done` (its dependents become
+    /// ready); closed without merging, it is `blocked`, so an operator decides (`retry` runs it
+    /// again). A conflict unless the task is in review.
+    pub async fn end_review(&self, id: i64, merged: bool) -> Result<Task, StoreError> {
+        let status = if merged {
+            TaskStatus::Done
+        } else {
+            TaskStatus::Blocked
+        };
+        let changed = on_writer!(self, pool => sqlx::query(
+            "UPDATE tasks SET status = $2, updated_at = $3 WHERE id = $1 AND status = 'review'",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(now_ms())
+        .execute(pool)
+        .await?
+        .rows_affected());
+        let task = self.task(id).await?;
+        if changed == 0 {
+            return Err(StoreError::conflict(format!(
+                "task {id} is `{}`, not in review: only a task in review has a pull request to end",
+                task.status
+            )));
+        }
+        Ok(task)
+    }
+
     /// Records the branch and pull request a task's work lives on.
     pub async fn update_task_git(
         &self,

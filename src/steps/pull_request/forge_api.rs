@@ -4,18 +4,18 @@
 use super::PullRequestError;
 
 /// One forge's REST API as the step judges its answers.
-pub(super) struct ForgeApi {
+pub(crate) struct ForgeApi {
     /// For messages: `Azure Repos`, `GitHub`.
-    pub(super) service: &'static str,
+    pub(crate) service: &'static str,
     /// What to grant when the API answers 403.
-    pub(super) grant: &'static str,
+    pub(crate) grant: &'static str,
     /// How to hand the step a token when the API answers 401.
-    pub(super) token_hint: &'static str,
+    pub(crate) token_hint: &'static str,
 }
 
 impl ForgeApi {
     /// Sends `request` (with `body` as JSON, if any).
-    pub(super) async fn send(
+    pub(crate) async fn send(
         &self,
         mut request: reqwest::RequestBuilder,
         body: Option<&serde_json::Value>,
@@ -47,7 +47,7 @@ impl ForgeApi {
         }
     }
 
-    pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
         &self,
         response: reqwest::Response,
         action: &'static str,

@@ -16,7 +16,7 @@
 
 mod azure_repos;
 mod description;
-mod forge_api;
+pub(crate) mod forge_api;
 mod github;
 
 use indexmap::IndexMap;

@@ -13,13 +13,16 @@
 //!   `POST` creates (201, `GitPullRequest`), or answers 409 `TF401179` when an active one
 //!   exists for the same source and target, or 400 `TF401398` when the source branch was not
 //!   pushed; `GET ?searchCriteria.sourceRefName=..&searchCriteria.targetRefName=..&searchCriteria.status=active`
-//!   lists (`{"value": [...], "count": n}`); `PATCH .../{id}` updates title and description.
+//!   lists (`{"value": [...], "count": n}`); `PATCH .../{id}` updates title and description;
+//!   `GET .../{id}` reads one, its `status` `active`, `completed` (merged) or `abandoned`; there
+//!   the repository is named by its id or, as Azure DevOps also takes it, its name.
 //!   A description over 4,000 characters is refused (400). Every call needs `api-version=7.1`
 //!   and `Authorization: Bearer TOKEN`. Denied: 403 `TF401027` (`PullRequestContribute`).
 //! - GitHub, `/repos/{owner}/{repo}/pulls`
 //!   (<https://docs.github.com/en/rest/pulls/pulls>): `POST` creates (201), or 422
 //!   `A pull request already exists for owner:branch.`, or 422 on an unknown `head`; `GET
-//!   ?head=owner:branch&base=..&state=open` lists; `PATCH .../{number}` updates. Calls need
+//!   ?head=owner:branch&base=..&state=open` lists; `PATCH .../{number}` updates; `GET
+//!   .../{number}` reads one (`state` `open` or `closed`, `merged`). Calls need
 //!   `Authorization: Bearer TOKEN`, a `User-Agent` and `Accept: application/vnd.github+json`.
 //!   Denied: 403 `Resource not accessible by integration`.
 
@@ -67,6 +70,15 @@ pub(crate) struct FakePullRequest {
     pub(crate) title: String,
     pub(crate) description: String,
     pub(crate) draft: bool,
+    pub(crate) state: FakeState,
+}
+
+/// Where a fake pull request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FakeState {
+    Open,
+    Merged,
+    Closed,
 }
 
 struct Shared {
@@ -122,13 +134,16 @@ impl ForgeFake {
             )
             .route(
                 "/{org}/{project}/_apis/git/repositories/{repository}/pullrequests/{id}",
-                patch(azure_update),
+                patch(azure_update).get(azure_get),
             )
             .route(
                 "/repos/{owner}/{repo}/pulls",
                 get(github_list).post(github_create),
             )
-            .route("/repos/{owner}/{repo}/pulls/{number}", patch(github_update))
+            .route(
+                "/repos/{owner}/{repo}/pulls/{number}",
+                patch(github_update).get(github_get),
+            )
             .with_state(shared.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -200,6 +215,37 @@ impl ForgeFake {
 
     pub(crate) fn pull_requests(&self) -> Vec<FakePullRequest> {
         self.shared.pull_requests.lock().unwrap().clone()
+    }
+
+    /// A pull request from `source` into `main`, as someone opened it; its id.
+    pub(crate) fn open_pull_request(&self, source: &str) -> u64 {
+        let mut pull_requests = self.shared.pull_requests.lock().unwrap();
+        let first = match self.shared.flavor {
+            Flavor::AzureRepos => 101,
+            Flavor::GitHub => 1,
+        };
+        let id = first + pull_requests.len() as u64;
+        let (source, target) = match self.shared.flavor {
+            Flavor::AzureRepos => (format!("refs/heads/{source}"), "refs/heads/main".to_owned()),
+            Flavor::GitHub => (source.to_owned(), "main".to_owned()),
+        };
+        pull_requests.push(FakePullRequest {
+            id,
+            source,
+            target,
+            title: format!("pull request {id}"),
+            description: String::new(),
+            draft: false,
+            state: FakeState::Open,
+        });
+        id
+    }
+
+    /// What a reviewer did: merged or closed the pull request `id`.
+    pub(crate) fn set_state(&self, id: u64, state: FakeState) {
+        let mut pull_requests = self.shared.pull_requests.lock().unwrap();
+        let pr = pull_requests.iter_mut().find(|pr| pr.id == id).unwrap();
+        pr.state = state;
     }
 }
 
@@ -432,7 +478,11 @@ fn azure_pull_request(addr_path: &str, pr: &FakePullRequest) -> Value {
         "repository": {"id": REPOSITORY_ID, "name": REPOSITORY_NAME, "url": format!("{addr_path}/_apis/git/repositories/{REPOSITORY_ID}")},
         "pullRequestId": pr.id,
         "codeReviewId": pr.id,
-        "status": "active",
+        "status": match pr.state {
+            FakeState::Open => "active",
+            FakeState::Merged => "completed",
+            FakeState::Closed => "abandoned",
+        },
         "creationDate": "2026-12-07T18:00:00Z",
         "title": pr.title,
         "description": pr.description,
@@ -525,6 +575,7 @@ fn azure_create_checked(shared: &Shared, base: &str, body: &[u8]) -> Response {
         title: text("title"),
         description,
         draft: request["isDraft"].as_bool().unwrap_or(false),
+        state: FakeState::Open,
     };
     pull_requests.push(pr.clone());
     json_response(StatusCode::CREATED, azure_pull_request(base, &pr))
@@ -563,6 +614,38 @@ async fn azure_update(
     response
 }
 
+async fn azure_get(
+    State(shared): State<Arc<Shared>>,
+    UrlPath((org, project, repository, id)): UrlPath<(String, String, String, u64)>,
+    RawQuery(query): RawQuery,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let query = query.unwrap_or_default();
+    // The repository by name reads as by id.
+    let repository = if repository == REPOSITORY_NAME {
+        REPOSITORY_ID
+    } else {
+        &repository
+    };
+    let response = azure_refusal(&shared, repository, &query, &headers).unwrap_or_else(|| {
+        let pull_requests = shared.pull_requests.lock().unwrap();
+        match pull_requests.iter().find(|pr| pr.id == id) {
+            None => json_response(
+                StatusCode::NOT_FOUND,
+                json!({"message": format!("TF401180: The requested pull request was not found. {id}")}),
+            ),
+            Some(pr) => json_response(
+                StatusCode::OK,
+                azure_pull_request(&format!("/{org}/{project}"), pr),
+            ),
+        }
+    });
+    shared.record(&method, &uri, &headers, &[], response.status().as_u16());
+    response
+}
+
 // --- GitHub ------------------------------------------------------------------------------
 
 fn github_refusal(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
@@ -595,7 +678,8 @@ fn github_refusal(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
 fn github_pull_request(owner: &str, repo: &str, pr: &FakePullRequest) -> Value {
     json!({
         "number": pr.id,
-        "state": "open",
+        "state": if pr.state == FakeState::Open { "open" } else { "closed" },
+        "merged": pr.state == FakeState::Merged,
         "html_url": format!("https://github.com/{owner}/{repo}/pull/{}", pr.id),
         "title": pr.title,
         "body": pr.description,
@@ -666,6 +750,7 @@ async fn github_create(
                 title: text("title"),
                 description: text("body"),
                 draft: request["draft"].as_bool().unwrap_or(false),
+                state: FakeState::Open,
             };
             pull_requests.push(pr.clone());
             json_response(StatusCode::CREATED, github_pull_request(&owner, &repo, &pr))
@@ -700,5 +785,23 @@ async fn github_update(
         }
     });
     shared.record(&method, &uri, &headers, &body, response.status().as_u16());
+    response
+}
+
+async fn github_get(
+    State(shared): State<Arc<Shared>>,
+    UrlPath((owner, repo, number)): UrlPath<(String, String, u64)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let response = github_refusal(&shared, &headers).unwrap_or_else(|| {
+        let pull_requests = shared.pull_requests.lock().unwrap();
+        match pull_requests.iter().find(|pr| pr.id == number) {
+            None => json_response(StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
+            Some(pr) => json_response(StatusCode::OK, github_pull_request(&owner, &repo, pr)),
+        }
+    });
+    shared.record(&method, &uri, &headers, &[], response.status().as_u16());
     response
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use agent_orch::hub::api::ApiTokens;
+use agent_orch::hub::pull_requests::PullRequestPolling;
 use agent_orch::hub::server::{self, RunningHub, ServeOptions};
 use agent_orch::hub::store::RetryBackoff;
 
@@ -25,6 +26,19 @@ impl TestHub {
     }
 
     pub(crate) async fn start_with_timeout(db: HubDb, heartbeat_timeout: Duration) -> TestHub {
+        Self::start_with(db, heartbeat_timeout, None).await
+    }
+
+    /// A hub that polls the merge queue's pull requests as `polling` says.
+    pub(crate) async fn start_polling(db: HubDb, polling: PullRequestPolling) -> TestHub {
+        Self::start_with(db, Duration::from_secs(60), Some(polling)).await
+    }
+
+    async fn start_with(
+        db: HubDb,
+        heartbeat_timeout: Duration,
+        pull_request_polling: Option<PullRequestPolling>,
+    ) -> TestHub {
         let hub = server::start(ServeOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
             database: db.url.clone(),
@@ -32,6 +46,7 @@ impl TestHub {
             cors_origins: vec![ALLOWED_ORIGIN.parse().unwrap()],
             heartbeat_timeout,
             retry_backoff: RetryBackoff::default(),
+            pull_request_polling,
         })
         .await
         .unwrap();
@@ -57,6 +72,7 @@ impl TestHub {
             cors_origins: Vec::new(),
             heartbeat_timeout: Duration::from_secs(60),
             retry_backoff: RetryBackoff::default(),
+            pull_request_polling: None,
         })
         .await
         .unwrap()
