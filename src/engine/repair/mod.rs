@@ -22,9 +22,9 @@
 //! `Event::Decision`, and so lands in `audit.jsonl`; the token usage of each call goes to
 //! `metrics.json` through the same events.
 //!
-//! The parts: [`agents`] builds the agents and is the one way to ask one (build, ask, audit,
-//! budget); [`fix`] and [`review`] are the two steps; [`apply`] puts an allowed patch on disk;
-//! [`progress`] judges it at the next iteration and reverts it when it did not help.
+//! The parts: `agents` builds the agents and is the one way to ask one (build, ask, audit,
+//! budget); `fix` and `review` are the two steps; `apply` puts an allowed patch on disk;
+//! `progress` judges it at the next iteration and reverts it when it did not help.
 
 mod agents;
 mod apply;
