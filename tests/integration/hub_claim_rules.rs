@@ -14,6 +14,7 @@ use crate::support::hub_server::TestHub;
 on_both_stores! {
     a_task_goes_only_to_an_agent_with_every_capability_it_requires => capabilities;
     a_claim_batch_with_two_capability_groups_serves_both => capability_groups;
+    capability_groups_take_turns_best_first_in_one_batch => capability_group_turns;
     failures_back_off_exponentially_then_block_and_a_retry_unblocks => backoff_and_retry;
     a_timed_out_assignment_is_failed_and_its_late_report_refused => timeout;
     a_timeout_racing_a_late_report_ends_the_assignment_once => timeout_against_late_report;
@@ -125,6 +126,51 @@ async fn capability_groups(db: HubDb) {
             );
         }
     }
+}
+
+async fn capability_group_turns(db: HubDb) {
+    // Every worker may take the Linux tasks; each group also has its own kind.
+    let tasks: Vec<NewTask> = (0..8)
+        .map(|n| match n % 4 {
+            0 | 2 => requiring(&format!("t{n}"), &["linux"]),
+            1 => requiring(&format!("t{n}"), &["docker"]),
+            _ => requiring(&format!("t{n}"), &["gpu"]),
+        })
+        .collect();
+    let store = store(&db, &tasks).await;
+    for (agent, capabilities) in [
+        ("g1", ["linux", "gpu"]),
+        ("d1", ["linux", "docker"]),
+        ("g2", ["linux", "gpu"]),
+        ("d2", ["linux", "docker"]),
+        ("d3", ["linux", "docker"]),
+    ] {
+        store
+            .heartbeat(agent, "h", &strings(&capabilities))
+            .await
+            .unwrap();
+    }
+    // The group that asked first (GPU) takes its best tasks first, then the Docker group takes
+    // the best of what is left, each group's claimers in the order they asked: the same
+    // hand-out on both stores, in one batch.
+    let claims = store
+        .claim_batch(&["g1", "d1", "g2", "d2", "d3"])
+        .await
+        .unwrap();
+    let mut handed: Vec<(String, String)> = claims
+        .iter()
+        .map(|c| (c.assignment.agent_id.clone(), c.task.key.clone()))
+        .collect();
+    handed.sort();
+    let expected = [
+        ("d1", "t1"),
+        ("d2", "t4"),
+        ("d3", "t5"),
+        ("g1", "t0"),
+        ("g2", "t2"),
+    ]
+    .map(|(agent, key)| (agent.to_owned(), key.to_owned()));
+    assert_eq!(handed, expected);
 }
 
 async fn fail(store: &Store, assignment: i64) {

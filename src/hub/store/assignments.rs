@@ -9,10 +9,6 @@ use super::tasks::{READY_ORDER, capable, ready};
 use super::{Backend, Store, StoreError, StoreErrorKind, StoreKind, on_reader, on_writer};
 use crate::hub::model::{Assignment, AssignmentStatus, Claim, TaskStatus, now_ms};
 
-/// How many times one batch is claimed for: a request left unanswered by a pass that did hand
-/// out tasks may have lost its task to another capability group of the same batch.
-const MAX_CLAIM_PASSES: usize = 3;
-
 /// A task after its assignment ended: `$2` its new status (`pending` gives it back), `$3` its
 /// progress, `$4` now, `$5` 1 for a failed attempt. A failure counts against the task: at its
 /// `max_attempts` it is `blocked`, else it waits `$6` ms doubled per earlier failure, at most
@@ -51,87 +47,64 @@ impl Store {
     /// somebody holds, or whose retry backoff is not over, is never a candidate (see
     /// `ready`), so no row can trip the one-active-assignment index and fail the batch.
     ///
-    /// Claimers are grouped by their capabilities: the n-th claimer of a group gets the n-th
-    /// best task that group may take. On PostgreSQL, groups that may take the same task can
-    /// both pick it; the earlier claimer keeps it and the other is asked again in a next pass.
-    pub async fn claim_batch(&self, agents: &[&str]) -> Result<Vec<Claim>, StoreError> {
-        let mut claims = self.claim_pass(agents).await?;
-        let mut handed_out = claims.len();
-        for _ in 1..MAX_CLAIM_PASSES {
-            if handed_out == 0 || claims.len() == agents.len() {
-                break;
-            }
-            let mut answered: HashMap<&str, usize> = HashMap::new();
-            for claim in &claims {
-                *answered
-                    .entry(claim.assignment.agent_id.as_str())
-                    .or_default() += 1;
-            }
-            let unanswered: Vec<&str> = agents
-                .iter()
-                .copied()
-                .filter(|agent| match answered.get_mut(agent) {
-                    Some(count) if *count > 0 => {
-                        *count -= 1;
-                        false
-                    }
-                    _ => true,
-                })
-                .collect();
-            let more = self.claim_pass(&unanswered).await?;
-            handed_out = more.len();
-            claims.extend(more);
-        }
-        Ok(claims)
-    }
-
-    /// One pass of [`claim_batch`](Store::claim_batch), in one round trip to the database.
+    /// Claimers are grouped by their capabilities, and the groups take turns in the order their
+    /// first claimer asked: the n-th claimer of a group gets the n-th best task that group may
+    /// take among those the earlier groups left. One round trip to the database.
     ///
     /// PostgreSQL: one statement; `FOR UPDATE SKIP LOCKED` lets concurrent batches (from any
     /// number of hub replicas) each take different rows without waiting on each other.
     /// SQLite: one transaction on the single writer connection, which serializes batches, with
-    /// one statement per capability group, so groups never pick the same task.
-    async fn claim_pass(&self, agents: &[&str]) -> Result<Vec<Claim>, StoreError> {
+    /// one statement per capability group in turn.
+    pub async fn claim_batch(&self, agents: &[&str]) -> Result<Vec<Claim>, StoreError> {
         let now = now_ms();
         let ready = ready("$2");
-        // Requests are numbered in arrival order and ready tasks in hand-out order, within each
-        // capability group; the two numberings are joined, so the n-th claimer of a group gets
-        // the n-th best task it may take.
-        let pairs = format!(
-            "ranked_requests AS ( \
-               SELECT agent_id, position, capabilities, \
-                 row_number() OVER (PARTITION BY capabilities ORDER BY position) AS n \
-               FROM requests \
-             ), picked AS ( \
-               SELECT t.id, t.capabilities, \
-                 row_number() OVER (PARTITION BY t.capabilities ORDER BY {READY_ORDER}) AS n \
-               FROM locked t \
-             ), offered AS ( \
-               SELECT picked.id AS task_id, r.agent_id, \
-                 row_number() OVER (PARTITION BY picked.id ORDER BY r.position) AS taker \
-               FROM picked JOIN ranked_requests r \
-                 ON r.capabilities = picked.capabilities AND r.n = picked.n \
-             ), pairs AS (SELECT task_id, agent_id FROM offered WHERE taker = 1)"
-        );
         match &self.backend {
             Backend::Postgres(pool) => {
                 let capable = capable(StoreKind::Postgres, "g.capabilities");
+                // One statement for every group, so a batch is one round trip however many
+                // groups it has (a statement per group, or another pass for claimers whose
+                // group picked a task an earlier group also picked, cost PostgreSQL most of its
+                // claim rate). Each group locks its best `reach` ready tasks, its own size plus
+                // the earlier groups' (its own locks do not make it skip a row another group
+                // locked, so that is all the earlier groups can take from it), through the
+                // `tasks_ready` index in its order with the capability, backoff and dependency
+                // checks as filters, so the scan stops after `reach` rows. The groups then take
+                // their turns over those rows in a recursive step that carries the tasks taken
+                // so far, and each group's claimers are zipped with its picks by position
+                // (arrays, not a join on row numbers, which PostgreSQL's generic plan ran as a
+                // nested loop re-sorting the requests per row).
                 let sql = format!(
-                    "WITH requests AS ( \
+                    "WITH RECURSIVE requests AS ( \
                        SELECT r.agent_id, r.position, ag.capabilities \
                        FROM unnest($1::text[]) WITH ORDINALITY AS r(agent_id, position) \
                        JOIN agents ag ON ag.id = r.agent_id AND ag.status = 'active' \
-                     ), groups AS ( \
-                       SELECT capabilities, count(*) AS size FROM requests GROUP BY capabilities \
-                     ), locked AS ( \
-                       SELECT g.capabilities, c.id, c.failures, c.priority FROM groups g \
+                     ), groups AS MATERIALIZED ( \
+                       SELECT capabilities, array_agg(agent_id ORDER BY position) AS agents, \
+                         row_number() OVER (ORDER BY min(position)) AS turn, \
+                         sum(count(*)) OVER (ORDER BY min(position))::bigint AS reach \
+                       FROM requests GROUP BY capabilities \
+                     ), locked AS MATERIALIZED ( \
+                       SELECT g.turn, c.id, c.failures, c.priority FROM groups g \
                        CROSS JOIN LATERAL ( \
                          SELECT t.id, t.failures, t.priority FROM tasks t \
                          WHERE {ready} AND {capable} \
-                         ORDER BY {READY_ORDER} LIMIT g.size FOR UPDATE OF t SKIP LOCKED \
+                         ORDER BY {READY_ORDER} LIMIT g.reach FOR UPDATE OF t SKIP LOCKED \
                        ) c \
-                     ), {pairs}, \
-                     claimed AS ( \
+                     ), turns (turn, picked, taken) AS ( \
+                       SELECT 0::bigint, '{{}}'::bigint[], '{{}}'::bigint[] \
+                       UNION ALL \
+                       SELECT g.turn, p.ids, turns.taken || p.ids FROM turns \
+                       JOIN groups g ON g.turn = turns.turn + 1 \
+                       CROSS JOIN LATERAL (SELECT ARRAY( \
+                         SELECT t.id FROM locked t \
+                         WHERE t.turn = g.turn AND t.id <> ALL (turns.taken) \
+                         ORDER BY {READY_ORDER} LIMIT cardinality(g.agents)) AS ids) p \
+                     ), pairs AS ( \
+                       SELECT pair.task_id, pair.agent_id \
+                       FROM turns JOIN groups g ON g.turn = turns.turn \
+                       CROSS JOIN LATERAL unnest(turns.picked, g.agents) AS pair(task_id, agent_id) \
+                       WHERE pair.task_id IS NOT NULL AND pair.agent_id IS NOT NULL \
+                     ), claimed AS ( \
                        UPDATE tasks AS t SET status = 'in_progress', \
                          assigned_agent = pairs.agent_id, progress = 0, updated_at = $2 \
                        FROM pairs WHERE t.id = pairs.task_id RETURNING {TASK_COLUMNS} \
@@ -155,6 +128,19 @@ impl Store {
                     .collect()
             }
             Backend::Sqlite { writer, reader } => {
+                // Requests are numbered in arrival order and ready tasks in hand-out order; the
+                // two numberings are joined, so the n-th claimer of the group gets the n-th best
+                // task it may take.
+                let pairs = format!(
+                    "ranked_requests AS ( \
+                       SELECT agent_id, row_number() OVER (ORDER BY position) AS n FROM requests \
+                     ), picked AS ( \
+                       SELECT t.id, row_number() OVER (ORDER BY {READY_ORDER}) AS n FROM locked t \
+                     ), pairs AS ( \
+                       SELECT picked.id AS task_id, r.agent_id \
+                       FROM picked JOIN ranked_requests r ON r.n = picked.n \
+                     )"
+                );
                 let requests = serde_json::to_string(agents).map_err(|err| {
                     StoreError::with_source(StoreErrorKind::Invalid, "unencodable agent id", err)
                 })?;
