@@ -2,6 +2,7 @@
 
 pub(crate) mod arm_fake;
 pub(crate) mod azure_server;
+pub(crate) mod background_server;
 pub(crate) mod chromium;
 pub(crate) mod cli;
 pub(crate) mod cutting_proxy;

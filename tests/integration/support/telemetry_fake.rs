@@ -23,6 +23,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+
+use super::background_server::BackgroundServer;
 use serde_json::{Value, json};
 
 /// The key the fake resource has; any other is refused.
@@ -40,31 +42,22 @@ type Requests = Arc<Mutex<Vec<Received>>>;
 pub(crate) struct TelemetryFake {
     pub(crate) addr: SocketAddr,
     requests: Requests,
-    runtime: tokio::runtime::Runtime,
+    _server: BackgroundServer,
 }
 
 impl TelemetryFake {
     /// Serves on its own runtime, so tests that run the binary synchronously can use it.
     pub(crate) fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
         let requests = Requests::default();
         let app = Router::new()
             .route("/v1/traces", post(otlp))
             .route("/v2.1/track", post(track))
             .with_state(Arc::clone(&requests));
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        runtime.spawn(async move { axum::serve(listener, app).await });
+        let server = BackgroundServer::start(app);
         Self {
-            addr,
+            addr: server.addr,
             requests,
-            runtime,
+            _server: server,
         }
     }
 
@@ -89,19 +82,6 @@ impl TelemetryFake {
             .filter(|request| request.path == path)
             .cloned()
             .collect()
-    }
-}
-
-impl Drop for TelemetryFake {
-    fn drop(&mut self) {
-        // Dropping a runtime inside another one panics; the fake's tasks just stop here.
-        let runtime = std::mem::replace(
-            &mut self.runtime,
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap(),
-        );
-        runtime.shutdown_background();
     }
 }
 

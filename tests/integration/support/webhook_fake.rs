@@ -18,35 +18,28 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 
+use super::background_server::BackgroundServer;
+
 type Posts = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
 
 pub(crate) struct WebhookFake {
     pub(crate) addr: SocketAddr,
     posts: Posts,
-    runtime: tokio::runtime::Runtime,
+    _server: BackgroundServer,
 }
 
 impl WebhookFake {
     /// Serves on its own runtime, so tests that run the binary synchronously can use it.
     pub(crate) fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
         let posts = Posts::default();
         let app = Router::new()
             .route("/{name}", post(receive))
             .with_state(Arc::clone(&posts));
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        runtime.spawn(async move { axum::serve(listener, app).await });
+        let server = BackgroundServer::start(app);
         Self {
-            addr,
+            addr: server.addr,
             posts,
-            runtime,
+            _server: server,
         }
     }
 
@@ -67,19 +60,6 @@ impl WebhookFake {
 
     pub(crate) fn post_count(&self) -> usize {
         self.posts.lock().unwrap().len()
-    }
-}
-
-impl Drop for WebhookFake {
-    fn drop(&mut self) {
-        // Dropping a runtime inside another one panics; the fake's tasks just stop here.
-        let runtime = std::mem::replace(
-            &mut self.runtime,
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap(),
-        );
-        runtime.shutdown_background();
     }
 }
 
