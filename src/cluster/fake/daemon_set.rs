@@ -15,7 +15,8 @@ use super::FakeOptions;
 use super::controller_history::{REVISION_HASH_LABEL, current_revision, hash_of};
 use super::kubelet::advance_pod;
 use super::simulator::{
-    NewPod, SimState, delete_pod, name_of, pod_suffix, resource, spawn_pod, with_pod_labels,
+    NewPod, SimState, delete_pod, identity_of, name_of, pod_suffix, resource, spawn_pod,
+    with_pod_labels,
 };
 use super::store::{ObjectKey, Store};
 
@@ -38,17 +39,7 @@ pub(super) fn reconcile(
     now: Instant,
     mut set: Value,
 ) {
-    let text = |pointer: &str| {
-        set.pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (namespace, name, uid) = (
-        text("/metadata/namespace"),
-        text("/metadata/name"),
-        text("/metadata/uid"),
-    );
+    let (namespace, name, uid) = identity_of(&set);
     let generation = set
         .pointer("/metadata/generation")
         .and_then(Value::as_i64)

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::FakeOptions;
 use super::kubelet::advance_pod;
 use super::simulator::{
-    NewPod, SimState, condition, delete_pod, name_of, pod_suffix, resource, spawn_pod,
+    NewPod, SimState, condition, delete_pod, identity_of, name_of, pod_suffix, resource, spawn_pod,
 };
 use super::store::{ObjectKey, Store, now_rfc3339};
 
@@ -27,17 +27,7 @@ pub(super) fn reconcile(
     now: Instant,
     mut job: Value,
 ) {
-    let text = |pointer: &str| {
-        job.pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (namespace, name, uid) = (
-        text("/metadata/namespace"),
-        text("/metadata/name"),
-        text("/metadata/uid"),
-    );
+    let (namespace, name, uid) = identity_of(&job);
     let number = |pointer: &str, default: u64| {
         job.pointer(pointer)
             .and_then(Value::as_u64)

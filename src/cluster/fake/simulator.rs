@@ -114,6 +114,22 @@ pub(super) fn name_of(object: &Value) -> String {
         .to_owned()
 }
 
+/// `(namespace, name, uid)` from an object's metadata; empty where missing.
+pub(super) fn identity_of(object: &Value) -> (String, String, String) {
+    let text = |pointer: &str| {
+        object
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (
+        text("/metadata/namespace"),
+        text("/metadata/name"),
+        text("/metadata/uid"),
+    )
+}
+
 pub(super) fn revision_of(object: &Value) -> u64 {
     object
         .pointer("/metadata/annotations")

@@ -20,7 +20,7 @@ use super::FakeOptions;
 use super::controller_history::{REVISION_HASH_LABEL, current_revision};
 use super::kubelet::advance_pod;
 use super::simulator::{
-    NewPod, SimState, delete_pod, name_of, pods, resource, spawn_pod, with_pod_labels,
+    NewPod, SimState, delete_pod, identity_of, name_of, pods, resource, spawn_pod, with_pod_labels,
 };
 use super::store::{ObjectKey, Store};
 
@@ -37,11 +37,7 @@ pub(super) fn reconcile(
             .unwrap_or_default()
             .to_owned()
     };
-    let (namespace, name, uid) = (
-        text("/metadata/namespace"),
-        text("/metadata/name"),
-        text("/metadata/uid"),
-    );
+    let (namespace, name, uid) = identity_of(&set);
     let replicas = set
         .pointer("/spec/replicas")
         .and_then(Value::as_u64)
