@@ -23,6 +23,19 @@ pub(crate) enum Verdict {
     Unrunnable,
 }
 
+impl Verdict {
+    /// The word an attempt's log line gives the verdict.
+    pub(crate) fn log_word(self) -> &'static str {
+        match self {
+            Verdict::Success => "ok",
+            Verdict::Failure => "failure",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Error => "error",
+            Verdict::Unrunnable => "cannot run",
+        }
+    }
+}
+
 /// A verdict and the lowercase line that explains it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Judgement {

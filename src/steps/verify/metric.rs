@@ -301,13 +301,7 @@ impl Answer {
         judgement: &Judgement,
         redactor: &Redactor,
     ) {
-        let verdict = match judgement.verdict {
-            Verdict::Success => "ok",
-            Verdict::Failure => "failure",
-            Verdict::Inconclusive => "inconclusive",
-            Verdict::Error => "error",
-            Verdict::Unrunnable => "cannot run",
-        };
+        let verdict = judgement.verdict.log_word();
         let status = self.status.map(|s| format!(" {s}")).unwrap_or_default();
         log.line(&redactor.redact(&format!(
             "{prefix}: {}{status}: {verdict}: {}",

@@ -201,13 +201,7 @@ impl ProbeResult {
         judgement: &Judgement,
         redactor: &Redactor,
     ) {
-        let verdict = match judgement.verdict {
-            Verdict::Success => "ok",
-            Verdict::Failure => "failure",
-            Verdict::Inconclusive => "inconclusive",
-            Verdict::Error => "error",
-            Verdict::Unrunnable => "cannot run",
-        };
+        let verdict = judgement.verdict.log_word();
         let line = match &self.response {
             Some(response) => format!(
                 "{prefix}: {}: {verdict}: {}",
