@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::ado::logging::TaskResult;
+use crate::engine::decision::Decision;
 use crate::redact::Redactor;
 use crate::steps::StepOutcome;
 use crate::workflow::model::Phase;
@@ -60,14 +61,12 @@ pub enum Event {
     },
     /// A choice the engine or an agent made: no-progress stop, budget stop, patch verdicts, ...
     ///
-    /// `detail` is free-form and lands whole in `audit.jsonl`. Two keys are read by other
-    /// reports: a `summary` string (or `reason`, `message`, `verdict`, `failure`) is the one
-    /// line the console and `run.log` show, and `tokens: {"prompt": n, "completion": n}` is
-    /// summed into `metrics.json`.
+    /// Written as `kind` and `detail` beside `iteration`; the reports match on the
+    /// [`Decision`] itself.
     Decision {
         iteration: u32,
-        kind: String,
-        detail: serde_json::Value,
+        #[serde(flatten)]
+        decision: Decision,
     },
     /// The workflow's `outputs`, rendered after a successful run (before `RunFinished`).
     OutputsRendered {
@@ -156,10 +155,7 @@ impl Event {
                     redactor.redact_in_place(text);
                 }
             }
-            Event::Decision { kind, detail, .. } => {
-                redactor.redact_in_place(kind);
-                redactor.redact_json_in_place(detail);
-            }
+            Event::Decision { decision, .. } => decision.redact(redactor),
             Event::OutputsRendered { outputs } => {
                 for value in outputs.values_mut() {
                     redactor.redact_in_place(value);
@@ -182,6 +178,8 @@ fn rfc3339<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::decision::{AgentExchange, Tokens};
+    use crate::llm::{Risk, Verdict};
 
     #[test]
     fn run_outcomes_map_to_task_results() {
@@ -243,11 +241,31 @@ mod tests {
 
         let decision = Event::Decision {
             iteration: 1,
-            kind: "fix.prompt".to_owned(),
-            detail: serde_json::json!({"prompt": ["see hunter2-pw"], "hunter2-pw": {"nested": "hunter2-pw"}}),
+            decision: Decision::ReviewVerdict {
+                exchange: AgentExchange {
+                    agent: "reviewer".to_owned(),
+                    model: "gpt-4o-mini".to_owned(),
+                    prompt: "see hunter2-pw".to_owned(),
+                    prompt_hash: "9f1c".to_owned(),
+                    response: r#"{"approved": false, "reason": "leaks hunter2-pw"}"#.to_owned(),
+                    tokens: Tokens::default(),
+                    summary: "rejected (high risk): leaks hunter2-pw".to_owned(),
+                },
+                verdict: Verdict {
+                    approved: false,
+                    reason: "leaks hunter2-pw".to_owned(),
+                    risk: Risk::High,
+                    suggestion: Some("read hunter2-pw from the vault".to_owned()),
+                },
+                structured: true,
+                patch_sha256: "abc123".to_owned(),
+            },
         };
         let redacted = serde_json::to_string(&decision.redacted(&redactor)).unwrap_or_default();
         assert!(!redacted.contains("hunter2-pw"), "{redacted}");
-        assert!(redacted.contains(r#""***":{"nested":"***"}"#), "{redacted}");
+        assert!(
+            redacted.contains(r#""suggestion":"read *** from the vault""#),
+            "{redacted}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The engine: runs a workflow's iterations, decides when to repair and when to stop.
 
+pub mod decision;
 pub mod events;
 pub mod fingerprint;
 pub mod interrupt;

@@ -12,8 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::json;
-
+use super::decision::{Decision, StopCause};
 use super::events::{Event, RunOutcome};
 use super::fingerprint::{FailureSignature, fingerprint};
 use super::interrupt::Interrupts;
@@ -221,7 +220,7 @@ impl<'a> Engine<'a> {
 
             let stop = if *count >= self.workflow.safety.no_progress_threshold {
                 Some((
-                    "no_progress",
+                    StopCause::NoProgress,
                     format!(
                         "no progress: the same failure {} times in a row or more ({})",
                         count,
@@ -230,7 +229,7 @@ impl<'a> Engine<'a> {
                 ))
             } else if iteration >= max_iterations {
                 Some((
-                    "max_iterations",
+                    StopCause::MaxIterations,
                     format!(
                         "reached max iterations ({max_iterations}); last failure: {}",
                         failure.describe()
@@ -239,7 +238,7 @@ impl<'a> Engine<'a> {
             } else {
                 self.wall_time_exceeded().map(|limit| {
                     (
-                        "budget",
+                        StopCause::Budget,
                         format!(
                             "wall-time budget of {} used up; last failure: {}",
                             humantime::format_duration(limit),
@@ -248,23 +247,25 @@ impl<'a> Engine<'a> {
                     )
                 })
             };
-            if let Some((kind, reason)) = stop {
+            if let Some((cause, reason)) = stop {
                 self.emit(Event::Decision {
                     iteration,
-                    kind: format!("stop.{kind}"),
-                    detail: json!({ "reason": reason, "fingerprint": fingerprint }),
+                    decision: Decision::Stop {
+                        cause,
+                        reason: reason.clone(),
+                        fingerprint: Some(fingerprint),
+                    },
                 });
                 return self.give_up(iteration, RunOutcome::Failed, reason).await;
             }
 
             self.emit(Event::Decision {
                 iteration,
-                kind: "retry".into(),
-                detail: json!({
-                    "failure": failure.describe(),
-                    "fingerprint": fingerprint,
-                    "repair_steps": self.workflow.repair.len(),
-                }),
+                decision: Decision::Retry {
+                    failure: failure.describe(),
+                    fingerprint,
+                    repair_steps: self.workflow.repair.len(),
+                },
             });
             if !self.workflow.repair.is_empty() {
                 self.repair.begin_phase();
@@ -279,8 +280,11 @@ impl<'a> Engine<'a> {
                 if let Some(stop) = self.repair.take_stop() {
                     self.emit(Event::Decision {
                         iteration,
-                        kind: format!("stop.{}", stop.kind),
-                        detail: json!({ "reason": stop.reason }),
+                        decision: Decision::Stop {
+                            cause: stop.cause,
+                            reason: stop.reason.clone(),
+                            fingerprint: None,
+                        },
                     });
                     return self
                         .give_up(iteration, RunOutcome::Failed, stop.reason)
@@ -306,12 +310,16 @@ impl<'a> Engine<'a> {
         if !self.workflow.on_success.is_empty() {
             self.emit(Event::Decision {
                 iteration,
-                kind: "on_success".into(),
-                detail: json!({
-                    "reason": summary.reason,
-                    "patches": self.repair.delivered_patches().len(),
-                    "steps": self.workflow.on_success.iter().map(|s| s.id.value.clone()).collect::<Vec<_>>(),
-                }),
+                decision: Decision::OnSuccess {
+                    reason: summary.reason.clone(),
+                    patches: self.repair.delivered_patches().len(),
+                    steps: self
+                        .workflow
+                        .on_success
+                        .iter()
+                        .map(|s| s.id.value.clone())
+                        .collect(),
+                },
             });
             self.delivery = Some(Delivery {
                 run_id: self.settings.run_id.clone(),
@@ -380,11 +388,15 @@ impl<'a> Engine<'a> {
         if !self.workflow.on_give_up.is_empty() && !self.settings.dry_run {
             self.emit(Event::Decision {
                 iteration,
-                kind: "on_give_up".into(),
-                detail: json!({
-                    "reason": reason,
-                    "steps": self.workflow.on_give_up.iter().map(|s| s.id.value.clone()).collect::<Vec<_>>(),
-                }),
+                decision: Decision::OnGiveUp {
+                    reason: reason.clone(),
+                    steps: self
+                        .workflow
+                        .on_give_up
+                        .iter()
+                        .map(|s| s.id.value.clone())
+                        .collect(),
+                },
             });
             self.run_phase(iteration, Phase::OnGiveUp, &self.workflow.on_give_up)
                 .await;
@@ -525,14 +537,12 @@ impl<'a> Engine<'a> {
                         .unwrap_or_else(|| Err("not a metric check".to_owned()))
                 }
             };
-            let detail = match &value {
-                Ok(value) => json!({ "step": step.id.value, "value": value }),
-                Err(error) => json!({ "step": step.id.value, "error": error }),
-            };
             self.emit(Event::Decision {
                 iteration,
-                kind: "verify.baseline".into(),
-                detail,
+                decision: Decision::VerifyBaseline {
+                    step: step.id.value.clone(),
+                    value: value.clone(),
+                },
             });
             self.baselines.insert(&step.id.value, value);
         }
@@ -643,13 +653,12 @@ impl<'a> Engine<'a> {
             attempt += 1;
             self.emit(Event::Decision {
                 iteration,
-                kind: "step.retry".into(),
-                detail: json!({
-                    "step": step.id.value,
-                    "attempt": attempt + 1,
-                    "of": step.retries + 1,
-                    "previous": outcome.message,
-                }),
+                decision: Decision::StepRetry {
+                    step: step.id.value.clone(),
+                    attempt: attempt + 1,
+                    of: step.retries + 1,
+                    previous: outcome.message,
+                },
             });
         }
     }

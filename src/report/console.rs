@@ -219,8 +219,9 @@ impl<W: Write> Reporter for Console<W> {
                 )?;
             }
             Event::IterationFinished { passed: true, .. } => {}
-            Event::Decision { kind, detail, .. } => {
-                let summary = decision_summary(detail);
+            Event::Decision { decision, .. } => {
+                let kind = decision.kind();
+                let summary = decision_summary(decision);
                 if summary.is_empty() {
                     writeln!(self.out, "{MAGENTA}◆ {kind}{MAGENTA:#}")?;
                 } else {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::engine::decision::Decision;
 use crate::engine::events::RunOutcome;
 
 /// `0.4s`, `12.3s`, `2m 05s`, `1h 02m`: short enough for a console column.
@@ -59,34 +60,11 @@ pub(crate) fn one_line(text: &str, max_chars: usize) -> String {
     }
 }
 
-/// The one line a `Decision` shows as in the console and `run.log`.
-///
-/// By convention a decision's `detail` carries a human-readable `summary` (or `reason`,
-/// `message`, `verdict`, `failure`) string; without one its top-level fields are shown as
-/// `key=value`, cut short. The full detail always lands in `audit.jsonl`.
-pub(crate) fn decision_summary(detail: &serde_json::Value) -> String {
+/// The one line a `Decision` shows as in the console and `run.log` (its
+/// [`Decision::summary`], cut short). The full detail always lands in `audit.jsonl`.
+pub(crate) fn decision_summary(decision: &Decision) -> String {
     const MAX_CHARS: usize = 160;
-    let readable = ["summary", "reason", "message", "verdict", "failure"]
-        .iter()
-        .find_map(|key| detail.get(key).and_then(serde_json::Value::as_str));
-    match (readable, detail) {
-        (Some(text), _) => one_line(text, MAX_CHARS),
-        (None, serde_json::Value::Null) => String::new(),
-        (None, serde_json::Value::String(text)) => one_line(text, MAX_CHARS),
-        (None, serde_json::Value::Object(fields)) => {
-            let pairs: Vec<String> = fields
-                .iter()
-                .map(|(key, value)| match value {
-                    serde_json::Value::String(text) if !text.contains(char::is_whitespace) => {
-                        format!("{key}={text}")
-                    }
-                    other => format!("{key}={other}"),
-                })
-                .collect();
-            one_line(&pairs.join(" "), MAX_CHARS)
-        }
-        (None, other) => one_line(&other.to_string(), MAX_CHARS),
-    }
+    one_line(&decision.summary(), MAX_CHARS)
 }
 
 /// The last `max_lines` lines of `output`, at most `max_bytes` long (cut at a char boundary):
@@ -115,6 +93,7 @@ pub(crate) fn output_excerpt(output: &str, max_lines: usize, max_bytes: usize) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::decision::StopCause;
 
     #[test]
     fn durations_read_naturally_at_every_scale() {
@@ -134,15 +113,27 @@ mod tests {
 
     #[test]
     fn decision_summary_prefers_readable_fields() {
-        let detail = serde_json::json!({"verdict": "approved", "tokens": {"prompt": 3}});
-        assert_eq!(decision_summary(&detail), "approved");
-        let detail = serde_json::json!({"attempt": 2, "previous": "exit code 1", "step": "test"});
+        let stop = Decision::Stop {
+            cause: StopCause::Budget,
+            reason: "token budget\n  used up".to_owned(),
+            fingerprint: Some("3f2a9c".to_owned()),
+        };
+        assert_eq!(decision_summary(&stop), "token budget used up");
+        let retry = Decision::StepRetry {
+            step: "test".to_owned(),
+            attempt: 2,
+            of: 3,
+            previous: "exit code 1".to_owned(),
+        };
         assert_eq!(
-            decision_summary(&detail),
-            r#"attempt=2 previous="exit code 1" step=test"#
+            decision_summary(&retry),
+            r#"attempt=2 of=3 previous="exit code 1" step=test"#
         );
-        assert_eq!(decision_summary(&serde_json::json!([1, 2])), "[1,2]");
-        assert_eq!(decision_summary(&serde_json::Value::Null), "");
+        let long = Decision::OnGiveUp {
+            reason: "x".repeat(200),
+            steps: Vec::new(),
+        };
+        assert_eq!(decision_summary(&long).chars().count(), 161);
     }
 
     #[test]

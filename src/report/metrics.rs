@@ -1,9 +1,9 @@
 //! `metrics.json`: the run in numbers (the seed's `metrics/deployments.json`), written when
 //! the run finishes and again by `finish`, so an interrupted run leaves one too.
 //!
-//! Tokens are summed from `Event::Decision` details that carry
-//! `{"tokens": {"prompt": n, "completion": n}}`: the fix and review steps report the usage
-//! of each LLM call that way. Decisions without it count zero.
+//! Tokens are summed from the decisions that audit an LLM call
+//! ([`Decision::tokens`](crate::engine::decision::Decision::tokens)): the fix and review steps
+//! report the usage of each call that way.
 
 use std::io;
 use std::path::PathBuf;
@@ -129,17 +129,13 @@ fn metrics(record: &RunRecord) -> Metrics<'_> {
         entry.total_duration += step.duration;
     }
     let mut tokens = Tokens::default();
-    for decision in &record.decisions {
-        let count = |key: &str| {
-            decision
-                .detail
-                .get("tokens")
-                .and_then(|tokens| tokens.get(key))
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0)
-        };
-        tokens.prompt += count("prompt");
-        tokens.completion += count("completion");
+    for used in record
+        .decisions
+        .iter()
+        .filter_map(|record| record.decision.tokens())
+    {
+        tokens.prompt += used.prompt;
+        tokens.completion += used.completion;
     }
     tokens.total = tokens.prompt + tokens.completion;
     let per_iteration = record

@@ -270,9 +270,9 @@ impl<W: Write> Reporter for PipelineConsole<W> {
             }
             Event::StepFinished { .. } => self.step_finished(event)?,
             Event::IterationFinished { .. } => self.close_group()?,
-            Event::Decision { kind, detail, .. } => {
-                let summary = one_line(&decision_summary(detail), MAX_MESSAGE_CHARS);
-                writeln!(self.out, "◆ {kind}: {summary}")?;
+            Event::Decision { decision, .. } => {
+                let summary = one_line(&decision_summary(decision), MAX_MESSAGE_CHARS);
+                writeln!(self.out, "◆ {}: {summary}", decision.kind())?;
             }
             Event::OutputsRendered { outputs } => {
                 self.close_group()?;

@@ -127,10 +127,10 @@ fn describe(event: &Event) -> String {
         }
         Event::Decision {
             iteration,
-            kind,
-            detail,
+            decision,
         } => {
-            let summary = decision_summary(detail);
+            let kind = decision.kind();
+            let summary = decision_summary(decision);
             if summary.is_empty() {
                 format!("[{iteration}] decision {kind}")
             } else {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::engine::decision::Decision;
 use crate::engine::events::{Event, RunOutcome};
 use crate::steps::{StepOutcome, StepStatus};
 use crate::workflow::model::Phase;
@@ -76,8 +77,7 @@ pub(crate) struct IterationResult {
 #[derive(Debug)]
 pub(crate) struct DecisionRecord {
     pub(crate) iteration: u32,
-    pub(crate) kind: String,
-    pub(crate) detail: serde_json::Value,
+    pub(crate) decision: Decision,
 }
 
 #[derive(Debug)]
@@ -164,12 +164,10 @@ impl RunRecord {
             }
             Event::Decision {
                 iteration,
-                kind,
-                detail,
+                decision,
             } => self.decisions.push(DecisionRecord {
                 iteration: *iteration,
-                kind: kind.clone(),
-                detail: detail.clone(),
+                decision: decision.clone(),
             }),
             // `outputs.json` holds them; the summary is about how the run went.
             Event::OutputsRendered { .. } => {}

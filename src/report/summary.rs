@@ -157,12 +157,12 @@ fn summary(record: &RunRecord) -> String {
     if !record.decisions.is_empty() {
         let _ = writeln!(page, "\n## Decisions\n");
         for decision in &record.decisions {
-            let summary = decision_summary(&decision.detail);
+            let summary = decision_summary(&decision.decision);
             let _ = write!(
                 page,
                 "- iteration {}: `{}`",
                 decision.iteration,
-                escape(&decision.kind)
+                escape(decision.decision.kind())
             );
             if !summary.is_empty() {
                 let _ = write!(page, ": {}", escape(&summary));

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use super::Reporter;
+use crate::engine::decision::Decision;
 use crate::engine::events::{Event, RunOutcome};
 use crate::redact::Redactor;
 use crate::steps::StepStatus;
@@ -117,12 +118,14 @@ impl Tokens {
         self.completion += other.completion;
     }
 
-    fn of(detail: &serde_json::Value) -> Tokens {
-        let count = |key: &str| detail["tokens"][key].as_u64().unwrap_or(0);
-        Tokens {
-            prompt: count("prompt"),
-            completion: count("completion"),
-        }
+    fn of(decision: &Decision) -> Tokens {
+        decision
+            .tokens()
+            .map(|used| Tokens {
+                prompt: used.prompt,
+                completion: used.completion,
+            })
+            .unwrap_or_default()
     }
 
     fn is_zero(self) -> bool {
@@ -355,11 +358,10 @@ impl TraceBuilder {
             }
             Event::Decision {
                 iteration,
-                kind,
-                detail,
+                decision,
             } => {
-                let tokens = Tokens::of(detail);
-                let patch = detail["patch_sha256"].as_str().map(str::to_owned);
+                let tokens = Tokens::of(decision);
+                let patch = decision.patch_sha256().map(str::to_owned);
                 if let Some(open) = &mut self.open_step {
                     open.tokens.add(tokens);
                     if patch.is_some() {
@@ -368,16 +370,18 @@ impl TraceBuilder {
                 }
                 if let Some(pending) = self.iteration_mut(*iteration) {
                     pending.tokens.add(tokens);
-                    if kind == "patch.applied" {
+                    if let Decision::PatchApplied { .. } = decision {
                         pending.patch.clone_from(&patch);
                     }
                 }
                 if let Some(run) = &mut self.run {
                     run.tokens.add(tokens);
                 }
-                match (kind.as_str(), patch) {
-                    ("patch.applied", Some(patch)) => self.kept_patches.push(patch),
-                    ("patch.reverted", Some(patch)) => self.kept_patches.retain(|p| *p != patch),
+                match (decision, patch) {
+                    (Decision::PatchApplied { .. }, Some(patch)) => self.kept_patches.push(patch),
+                    (Decision::PatchReverted { .. }, Some(patch)) => {
+                        self.kept_patches.retain(|p| *p != patch);
+                    }
                     _ => {}
                 }
             }
@@ -450,9 +454,9 @@ impl TraceBuilder {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
+    use crate::engine::decision::{AgentExchange, Tokens};
+    use crate::patch::EditFormat;
     use crate::report::test_events::two_iteration_run;
     use crate::telemetry::Value;
 
@@ -557,13 +561,32 @@ mod tests {
             },
             Event::Decision {
                 iteration: 1,
-                kind: "fix.proposal".to_owned(),
-                detail: json!({"tokens": {"prompt": 100, "completion": 20}}),
+                decision: Decision::FixProposal {
+                    exchange: AgentExchange {
+                        agent: "fixer".to_owned(),
+                        model: "gpt-4o".to_owned(),
+                        prompt: "fix it".to_owned(),
+                        prompt_hash: "9f1c".to_owned(),
+                        response: "a diff".to_owned(),
+                        tokens: Tokens {
+                            prompt: 100,
+                            completion: 20,
+                            estimated: false,
+                        },
+                        summary: "proposed a patch".to_owned(),
+                    },
+                    edit_format: EditFormat::Unified,
+                },
             },
             Event::Decision {
                 iteration: 1,
-                kind: "patch.applied".to_owned(),
-                detail: json!({"patch_sha256": "abc123"}),
+                decision: Decision::PatchApplied {
+                    patch_sha256: "abc123".to_owned(),
+                    files: Vec::new(),
+                    diff: "patches/iteration-1.diff".to_owned(),
+                    diff_written: None,
+                    summary: "applied patches/iteration-1.diff".to_owned(),
+                },
             },
             Event::StepFinished {
                 iteration: 1,

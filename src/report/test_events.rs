@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::engine::decision::{Decision, Tokens};
 use crate::engine::events::{Event, RunOutcome};
 use crate::steps::{StepOutcome, StepStatus};
 use crate::workflow::model::Phase;
@@ -141,21 +142,29 @@ pub(crate) fn two_iteration_run() -> Vec<Event> {
         passed(1, Phase::Repair, "propose", 4000),
         Event::Decision {
             iteration: 1,
-            kind: "patch_proposed".to_owned(),
-            detail: serde_json::json!({
-                "summary": "return 200 from the health handler",
-                "tokens": {"prompt": 1200, "completion": 300},
-            }),
+            decision: Decision::Scripted {
+                kind: "patch_proposed",
+                summary: "return 200 from the health handler".to_owned(),
+                tokens: Tokens {
+                    prompt: 1200,
+                    completion: 300,
+                    estimated: false,
+                },
+            },
         },
         started(1, Phase::Repair, "approve", 2, 2),
         passed(1, Phase::Repair, "approve", 2000),
         Event::Decision {
             iteration: 1,
-            kind: "review_verdict".to_owned(),
-            detail: serde_json::json!({
-                "verdict": "approved",
-                "tokens": {"prompt": 800, "completion": 50},
-            }),
+            decision: Decision::Scripted {
+                kind: "review_verdict",
+                summary: "approved".to_owned(),
+                tokens: Tokens {
+                    prompt: 800,
+                    completion: 50,
+                    estimated: false,
+                },
+            },
         },
         Event::IterationFinished {
             iteration: 1,

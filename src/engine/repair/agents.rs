@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::{Repair, RepairStop, emit};
+use crate::engine::decision::{AgentExchange, Decision, StopCause, Tokens};
 use crate::engine::reporter::Reporter;
 use crate::llm::{
     Agent, AgentSetup, FixContext, FixProposal, LlmError, LlmErrorKind, LlmSession, Review,
@@ -26,8 +26,6 @@ pub(super) struct Agents {
 /// What the repair phase asks an agent: the fixer's context or the reviewer's.
 pub(super) trait Question {
     type Answer: Answer;
-    /// The decision kind the answer is audited as.
-    const KIND: &'static str;
 
     /// Asks `agent`, unless the run is cancelled first (`None`).
     async fn ask(
@@ -48,7 +46,6 @@ pub(super) trait Answer {
 
 impl Question for FixContext {
     type Answer = FixProposal;
-    const KIND: &'static str = "fix.proposal";
 
     async fn ask(
         &self,
@@ -61,7 +58,6 @@ impl Question for FixContext {
 
 impl Question for ReviewContext {
     type Answer = Review;
-    const KIND: &'static str = "review.verdict";
 
     async fn ask(
         &self,
@@ -104,17 +100,17 @@ pub(super) struct Ask<'q, Q> {
 }
 
 impl Repair<'_> {
-    /// Asks an agent and audits its answer as a `Q::KIND` decision: the common fields, and
-    /// `fields` (what the step adds, an object). `Err` is the step's outcome when it ends here:
-    /// the agent cannot be built, the run was cancelled, the call failed (a call refused for
-    /// the budget stops the run), or the answer used the budget up.
+    /// Asks an agent and audits its answer as the decision `decision` makes of the exchange
+    /// (the fields every answer has) and the answer. `Err` is the step's outcome when it ends
+    /// here: the agent cannot be built, the run was cancelled, the call failed (a call refused
+    /// for the budget stops the run), or the answer used the budget up.
     pub(super) async fn ask<Q: Question>(
         &mut self,
         ask: Ask<'_, Q>,
         renderer: &Renderer,
         cancel: &CancellationToken,
         reporter: &mut dyn Reporter,
-        fields: impl FnOnce(&Q::Answer) -> Value,
+        decision: impl FnOnce(AgentExchange, &Q::Answer) -> Decision,
     ) -> Result<(StepOutcome, Q::Answer), StepOutcome> {
         let agent = match self.agent(ask.agent, renderer) {
             Ok(agent) => agent,
@@ -130,21 +126,16 @@ impl Repair<'_> {
             }
         };
         let redactor = self.redactor_of_session();
-        let mut detail = Map::new();
-        detail.insert("agent".to_owned(), json!(ask.agent));
-        detail.insert("model".to_owned(), json!(answer.model()));
-        detail.insert("prompt".to_owned(), json!(answer.prompt()));
-        detail.insert("prompt_hash".to_owned(), json!(answer.prompt_hash()));
-        detail.insert(
-            "response".to_owned(),
-            json!(redactor.redact(answer.reply())),
-        );
-        detail.insert("tokens".to_owned(), tokens(answer.usage()));
-        detail.insert("summary".to_owned(), json!(outcome.message));
-        if let Value::Object(step_fields) = fields(&answer) {
-            detail.extend(step_fields);
-        }
-        emit(reporter, ask.iteration, Q::KIND, Value::Object(detail));
+        let exchange = AgentExchange {
+            agent: ask.agent.to_owned(),
+            model: answer.model().to_owned(),
+            prompt: answer.prompt().to_owned(),
+            prompt_hash: answer.prompt_hash().to_owned(),
+            response: redactor.redact(answer.reply()).into_owned(),
+            tokens: Tokens::from(answer.usage()),
+            summary: outcome.message.clone(),
+        };
+        emit(reporter, ask.iteration, decision(exchange, &answer));
         if self.check_budget() {
             return Err(super::failed_with(outcome, self.stop_reason()));
         }
@@ -157,7 +148,7 @@ impl Repair<'_> {
         let fail = |this: &mut Self, err: &dyn std::fmt::Display| {
             let reason = err.to_string();
             this.stop = Some(RepairStop {
-                kind: "agent",
+                cause: StopCause::Agent,
                 reason: reason.clone(),
             });
             reason
@@ -225,7 +216,7 @@ impl Repair<'_> {
             return false;
         }
         self.stop = Some(RepairStop {
-            kind: "budget",
+            cause: StopCause::Budget,
             reason: format!("token budget used up: {used} of {limit} tokens"),
         });
         true
@@ -235,7 +226,7 @@ impl Repair<'_> {
     fn stop_if_refused_for_budget(&mut self, err: &LlmError) {
         if let LlmErrorKind::BudgetExhausted { used, limit } = err.kind {
             self.stop = Some(RepairStop {
-                kind: "budget",
+                cause: StopCause::Budget,
                 reason: format!(
                     "token budget used up: {used} of {limit} tokens, not enough for the next request"
                 ),
@@ -249,13 +240,4 @@ impl Repair<'_> {
             .map(|stop| stop.reason.clone())
             .unwrap_or_default()
     }
-}
-
-/// The `tokens` object `metrics.json` sums.
-fn tokens(usage: Usage) -> Value {
-    json!({
-        "prompt": usage.prompt_tokens,
-        "completion": usage.completion_tokens,
-        "estimated": usage.estimated,
-    })
 }

@@ -2,9 +2,8 @@
 //! `patches/iteration-N.diff` and kept for a pull request; and what the fixer hears about a
 //! patch that cannot be used.
 
-use serde_json::json;
-
 use super::{Applied, Repair, emit, file_list};
+use crate::engine::decision::{Decision, PatchStage, PatchedFile};
 use crate::engine::reporter::Reporter;
 use crate::patch::{self, PolicyDecision, Workspace};
 use crate::steps::pull_request::DeliveredPatch;
@@ -37,7 +36,7 @@ impl Repair<'_> {
             Err((reason, feedback)) => {
                 self.unusable(
                     iteration,
-                    "apply",
+                    PatchStage::Apply,
                     &reason,
                     Some(&proposal.decision),
                     reporter,
@@ -58,21 +57,17 @@ impl Repair<'_> {
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
             .and_then(|()| std::fs::write(&diff_path, &redacted));
+        let files: Vec<String> = applied.files.iter().map(|f| f.path.clone()).collect();
         emit(
             reporter,
             iteration,
-            "patch.applied",
-            json!({
-                "patch_sha256": applied.patch_sha256,
-                "files": applied.files,
-                "diff": relative,
-                "diff_written": written.as_ref().err().map(ToString::to_string),
-                "summary": format!(
-                    "applied {} to {}",
-                    relative,
-                    file_list(&applied.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>())
-                ),
-            }),
+            Decision::PatchApplied {
+                patch_sha256: applied.patch_sha256.clone(),
+                files: applied.files.iter().map(PatchedFile::from).collect(),
+                diff: relative.clone(),
+                diff_written: written.as_ref().err().map(ToString::to_string),
+                summary: format!("applied {} to {}", relative, file_list(&files)),
+            },
         );
         self.delivered.push(DeliveredPatch {
             iteration,
@@ -81,7 +76,7 @@ impl Repair<'_> {
                 .as_ref()
                 .map(|t| format!("{}: {}", t.failure.step_id, t.failure.message))
                 .unwrap_or_default(),
-            files: applied.files.iter().map(|f| f.path.clone()).collect(),
+            files,
             diff: redacted,
             diff_path: relative.clone(),
             patch_sha256: applied.patch_sha256.clone(),
@@ -101,7 +96,7 @@ impl Repair<'_> {
     pub(super) fn unusable(
         &mut self,
         iteration: u32,
-        stage: &str,
+        stage: PatchStage,
         reason: &str,
         decision: Option<&PolicyDecision>,
         reporter: &mut dyn Reporter,
@@ -110,12 +105,11 @@ impl Repair<'_> {
         emit(
             reporter,
             iteration,
-            "patch.unusable",
-            json!({
-                "stage": stage,
-                "patch_sha256": decision.map(|d| d.patch_sha256.clone()),
-                "reason": reason,
-            }),
+            Decision::PatchUnusable {
+                stage,
+                patch_sha256: decision.map(|d| d.patch_sha256.clone()),
+                reason: reason.to_owned(),
+            },
         );
     }
 }

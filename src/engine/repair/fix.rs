@@ -2,12 +2,12 @@
 //! plans it (a dry run), then hands it to the reviewer, or applies it when the workflow has no
 //! `review` step.
 
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::agents::Ask;
 use super::apply::apply_feedback;
 use super::{Proposal, Repair, RepairStop, emit, failed_with, file_list};
+use crate::engine::decision::{Decision, PatchStage, StopCause};
 use crate::engine::patch_policy::policy_config;
 use crate::engine::reporter::Reporter;
 use crate::llm::{FixContext, FixProposal};
@@ -44,12 +44,15 @@ impl Repair<'_> {
             question: &context,
             iteration,
         };
-        let fields = |proposal: &FixProposal| json!({ "edit_format": proposal.edit_format });
-        let (mut outcome, proposal) = match self.ask(ask, renderer, cancel, reporter, fields).await
-        {
-            Ok(asked) => asked,
-            Err(outcome) => return outcome,
+        let decision = |exchange, proposal: &FixProposal| Decision::FixProposal {
+            exchange,
+            edit_format: proposal.edit_format,
         };
+        let (mut outcome, proposal) =
+            match self.ask(ask, renderer, cancel, reporter, decision).await {
+                Ok(asked) => asked,
+                Err(outcome) => return outcome,
+            };
 
         let workspace = match Workspace::new(&self.settings.workdir) {
             Ok(workspace) => workspace,
@@ -59,7 +62,7 @@ impl Repair<'_> {
             Ok(parsed) => parsed,
             Err(err) => {
                 let reason = err.to_string();
-                self.unusable(iteration, "parse", &reason, None, reporter);
+                self.unusable(iteration, PatchStage::Parse, &reason, None, reporter);
                 return failed_with(outcome, reason);
             }
         };
@@ -75,8 +78,11 @@ impl Repair<'_> {
         emit(
             reporter,
             iteration,
-            "policy.decision",
-            json!({ "decision": decision, "edit_format": edit_format, "summary": summary }),
+            Decision::PolicyChecked {
+                decision: decision.clone(),
+                edit_format,
+                summary: summary.clone(),
+            },
         );
         match decision.verdict {
             patch::Verdict::Allow => {}
@@ -88,7 +94,7 @@ impl Repair<'_> {
             patch::Verdict::NeedsApproval => {
                 let reason = approval_reason(&decision);
                 self.stop = Some(RepairStop {
-                    kind: "approval_required",
+                    cause: StopCause::ApprovalRequired,
                     reason: reason.clone(),
                 });
                 return failed_with(outcome, reason);
@@ -98,7 +104,13 @@ impl Repair<'_> {
         // instead of wasting the reviewer's time.
         if let Err(err) = patch::plan(&patch, &workspace) {
             let reason = err.to_string();
-            self.unusable(iteration, "apply", &reason, Some(&decision), reporter);
+            self.unusable(
+                iteration,
+                PatchStage::Apply,
+                &reason,
+                Some(&decision),
+                reporter,
+            );
             self.feedback = Some(apply_feedback(&err));
             return failed_with(outcome, reason);
         }

@@ -32,10 +32,10 @@ mod fix;
 mod progress;
 mod review;
 
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use self::agents::Agents;
+use crate::engine::decision::{Decision, StopCause};
 use crate::engine::events::Event;
 use crate::engine::reporter::Reporter;
 use crate::engine::settings::RunSettings;
@@ -50,8 +50,8 @@ use crate::workflow::template::Renderer;
 /// Why the repair phase ends the run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepairStop {
-    /// `approval_required`, `budget` or `agent` (an agent that cannot be built).
-    pub kind: &'static str,
+    /// A patch that needs approval, the token budget, or an agent that cannot be built.
+    pub cause: StopCause,
     pub reason: String,
 }
 
@@ -205,12 +205,11 @@ impl<'a> Repair<'a> {
     }
 }
 
-fn emit(reporter: &mut dyn Reporter, iteration: u32, kind: &str, detail: Value) {
+fn emit(reporter: &mut dyn Reporter, iteration: u32, decision: Decision) {
     // As in the engine: a reporter that cannot write must not stop a repair half-way.
     let _ = reporter.on_event(&Event::Decision {
         iteration,
-        kind: kind.to_owned(),
-        detail,
+        decision,
     });
 }
 

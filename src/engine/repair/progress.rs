@@ -1,9 +1,8 @@
 //! Progress between iterations: the patch applied by the last repair phase is kept when the
 //! failure changed for the better, and reverted when it did not.
 
-use serde_json::json;
-
 use super::{IterationState, Repair, emit};
+use crate::engine::decision::{Decision, PatchedFile};
 use crate::engine::reporter::Reporter;
 
 impl Repair<'_> {
@@ -38,14 +37,13 @@ impl Repair<'_> {
             emit(
                 reporter,
                 iteration,
-                "patch.kept",
-                json!({
-                    "patch_sha256": applied.patch.patch_sha256,
-                    "summary": format!(
+                Decision::PatchKept {
+                    patch_sha256: applied.patch.patch_sha256,
+                    summary: format!(
                         "kept the patch of iteration {}: the failure changed",
                         applied.iteration
                     ),
-                }),
+                },
             );
             return false;
         };
@@ -59,19 +57,19 @@ impl Repair<'_> {
                 if let Some(diff) = self.previous_patches.get_mut(applied.diff_index) {
                     *diff = format!("{note}\n{diff}");
                 }
+                let summary = format!(
+                    "reverted the patch of iteration {}: {why}",
+                    applied.iteration
+                );
                 emit(
                     reporter,
                     iteration,
-                    "patch.reverted",
-                    json!({
-                        "patch_sha256": applied.patch.patch_sha256,
-                        "files": applied.patch.files,
-                        "reason": why,
-                        "summary": format!(
-                            "reverted the patch of iteration {}: {why}",
-                            applied.iteration
-                        ),
-                    }),
+                    Decision::PatchReverted {
+                        patch_sha256: applied.patch.patch_sha256.clone(),
+                        files: applied.patch.files.iter().map(PatchedFile::from).collect(),
+                        reason: why,
+                        summary,
+                    },
                 );
                 self.current = Some(applied.before);
                 true
@@ -80,15 +78,14 @@ impl Repair<'_> {
                 emit(
                     reporter,
                     iteration,
-                    "patch.revert_failed",
-                    json!({
-                        "patch_sha256": applied.patch.patch_sha256,
-                        "error": err.to_string(),
-                        "summary": format!(
+                    Decision::PatchRevertFailed {
+                        patch_sha256: applied.patch.patch_sha256.clone(),
+                        error: err.to_string(),
+                        summary: format!(
                             "could not revert the patch of iteration {} ({why}): {err}",
                             applied.iteration
                         ),
-                    }),
+                    },
                 );
                 false
             }

@@ -1,11 +1,11 @@
 //! The `review` step: asks the reviewer about the proposed patch; an approved patch is applied,
 //! a rejected one's suggestion (or reason) goes to the next fix attempt.
 
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::agents::Ask;
 use super::{Repair, failed_with};
+use crate::engine::decision::Decision;
 use crate::engine::reporter::Reporter;
 use crate::llm::{Review, ReviewContext};
 use crate::steps::StepOutcome;
@@ -37,14 +37,14 @@ impl Repair<'_> {
             question: &context,
             iteration,
         };
-        let fields = |review: &Review| {
-            json!({
-                "verdict": review.verdict,
-                "structured": review.structured,
-                "patch_sha256": patch_sha256,
-            })
+        let decision = |exchange, review: &Review| Decision::ReviewVerdict {
+            exchange,
+            verdict: review.verdict.clone(),
+            structured: review.structured,
+            patch_sha256,
         };
-        let (mut outcome, review) = match self.ask(ask, renderer, cancel, reporter, fields).await {
+        let (mut outcome, review) = match self.ask(ask, renderer, cancel, reporter, decision).await
+        {
             Ok(asked) => asked,
             Err(outcome) => return outcome,
         };
