@@ -55,7 +55,7 @@ impl Question for FixContext {
         agent: &Agent,
         cancel: &CancellationToken,
     ) -> (StepOutcome, Option<Result<FixProposal, LlmError>>) {
-        fix::run(agent, self, cancel).await
+        fix::ask(agent, self, cancel).await
     }
 }
 
@@ -68,7 +68,7 @@ impl Question for ReviewContext {
         agent: &Agent,
         cancel: &CancellationToken,
     ) -> (StepOutcome, Option<Result<Review, LlmError>>) {
-        review::run(agent, self, cancel).await
+        review::ask(agent, self, cancel).await
     }
 }
 
