@@ -97,6 +97,7 @@ impl Bench {
             redactor: &Redactor::default(),
             azure: &AzureSignIn::default(),
             baselines: Baselines::none(),
+            run_state: None,
         };
         agent_orch::steps::deploy::run(&config, &ctx).await
     }
@@ -119,6 +120,7 @@ impl Bench {
             redactor: &Redactor::default(),
             azure: &AzureSignIn::default(),
             baselines: Baselines::none(),
+            run_state: None,
         };
         agent_orch::steps::rollback::run(&config, &ctx).await
     }

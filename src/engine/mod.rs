@@ -8,5 +8,6 @@ mod patch_policy;
 pub mod repair;
 pub mod reporter;
 pub mod run_loop;
+mod run_state;
 pub mod settings;
 pub mod template_context;

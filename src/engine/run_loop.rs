@@ -18,12 +18,13 @@ use super::fingerprint::{FailureSignature, fingerprint};
 use super::interrupt::Interrupts;
 use super::repair::{IterationState, Repair};
 use super::reporter::Reporter;
+use super::run_state::EngineRunState;
 use super::settings::RunSettings;
 use super::template_context::TemplateContext;
 use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
 use crate::redact::Redactor;
-use crate::steps::pull_request::{self, Delivery};
+use crate::steps::pull_request::Delivery;
 use crate::steps::service::Services;
 use crate::steps::verify::baseline::{self, Baselines};
 use crate::steps::{self, RunInfo, StepContext, StepOutcome, StepStatus};
@@ -531,6 +532,7 @@ impl<'a> Engine<'a> {
                         redactor: &self.redactor,
                         azure: &self.azure,
                         baselines: &self.baselines,
+                        run_state: None,
                     };
                     baseline::measure(&ctx)
                         .await
@@ -589,7 +591,12 @@ impl<'a> Engine<'a> {
                 0 => format!("{}.log", step.id.value),
                 n => format!("{}.attempt-{}.log", step.id.value, n + 1),
             };
-            let ctx = StepContext {
+            let mut run_state = EngineRunState {
+                repair: &mut self.repair,
+                reporter: &mut *self.reporter,
+                delivery: self.delivery.as_ref(),
+            };
+            let mut ctx = StepContext {
                 step,
                 run: &run,
                 renderer: &renderer,
@@ -607,6 +614,7 @@ impl<'a> Engine<'a> {
                 redactor: &self.redactor,
                 azure: &self.azure,
                 baselines: &self.baselines,
+                run_state: Some(&mut run_state),
             };
             if let Some(dir) = ctx.log_path.parent()
                 && let Err(err) = std::fs::create_dir_all(dir)
@@ -621,25 +629,8 @@ impl<'a> Engine<'a> {
                     StepStatus::Skipped,
                     format!("dry run: {}", steps::describe(&ctx)),
                 )
-            } else if let StepKind::Fix(_) | StepKind::Review(_) = step.kind {
-                let repair = self.repair.run_step(
-                    step,
-                    iteration,
-                    &renderer,
-                    &ctx.cancel,
-                    &mut *self.reporter,
-                );
-                match timeout {
-                    None => repair.await,
-                    Some(limit) => tokio::time::timeout(limit, repair)
-                        .await
-                        .unwrap_or_else(|_| timed_out(limit)),
-                }
-            } else if let StepKind::PullRequest(config) = &step.kind {
-                let delivery = self.delivery.clone().unwrap_or_default();
-                with_backstop(pull_request::run(config, &ctx, &delivery), timeout).await
             } else {
-                with_backstop(steps::run(&ctx), timeout).await
+                with_backstop(steps::run(&mut ctx), timeout).await
             };
             let retry = matches!(
                 outcome.status,
@@ -679,14 +670,7 @@ async fn with_backstop(
         None => step.await,
         Some(limit) => match tokio::time::timeout(limit + TIMEOUT_GRACE, step).await {
             Ok(outcome) => outcome,
-            Err(_) => timed_out(limit),
+            Err(_) => StepOutcome::timed_out(limit),
         },
     }
-}
-
-fn timed_out(limit: Duration) -> StepOutcome {
-    StepOutcome::failed(format!(
-        "timed out after {}",
-        humantime::format_duration(limit)
-    ))
 }

@@ -399,6 +399,16 @@ async fn prior_controller_revision(
     }))
 }
 
+/// For `--dry-run`: the manifests.
+pub fn describe(config: &DeployConfig, ctx: &StepContext<'_>) -> String {
+    let manifests: Vec<String> = config
+        .manifests
+        .iter()
+        .map(|manifest| super::rendered_line(ctx, manifest))
+        .collect();
+    format!("would apply {}", manifests.join(", "))
+}
+
 pub async fn run(config: &DeployConfig, ctx: &StepContext<'_>) -> StepOutcome {
     let log = Mutex::new(StepLog::open(&ctx.log_path, ctx.echo));
     let mut outcome = tokio::select! {

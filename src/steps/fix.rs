@@ -1,17 +1,34 @@
 //! `fix`: ask the fixer agent for an edit (in its `edit_format`) that repairs the last failure.
 //!
 //! [`outcome`] passes when the agent replied; the reply (a fenced edit, usually) goes to the
-//! patch module, which parses, checks and applies it. In a run, `engine::repair` drives the
-//! step: it builds the context, and parses, checks and applies the reply.
+//! patch module, which parses, checks and applies it. The failure, the agents and the patches
+//! are the run's, which the engine keeps: [`run`] hands the step to it
+//! ([`RunState::fix`](super::RunState::fix)), and it builds the context, calls [`ask`], and
+//! parses, checks and applies the reply.
 
 use tokio_util::sync::CancellationToken;
 
-use super::{StepOutcome, StepStatus};
+use super::{StepContext, StepOutcome, StepStatus, within_timeout};
 use crate::llm::{Agent, FixContext, FixProposal, LlmError};
+use crate::workflow::step_config::fix::FixConfig;
+
+/// For `--dry-run`: the agent.
+pub fn describe(config: &FixConfig, _ctx: &StepContext<'_>) -> String {
+    format!("would ask agent `{}` for a patch", config.agent.value)
+}
+
+/// Runs the step through the engine's repair state, within the step's `timeout`.
+pub async fn run(config: &FixConfig, ctx: &mut StepContext<'_>) -> StepOutcome {
+    let Some(state) = ctx.run_state.as_deref_mut() else {
+        return StepOutcome::failed("`fix` steps run only in a workflow's `repair:` phase");
+    };
+    let fix = state.fix(config, ctx.run.iteration, ctx.renderer, &ctx.cancel);
+    within_timeout(ctx.timeout, fix).await
+}
 
 /// Asks `agent` for a patch, unless the run is cancelled first. The result is `None` when
 /// the step was cancelled; an error is kept for the caller (a refused budget stops the run).
-pub async fn run(
+pub async fn ask(
     agent: &Agent,
     ctx: &FixContext,
     cancel: &CancellationToken,

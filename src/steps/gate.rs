@@ -37,6 +37,11 @@ use crate::workflow::step_config::gate::GateConfig;
 use crate::workflow::step_config::shell::Shell;
 use crate::workflow::template::Template;
 
+/// For `--dry-run`: the command.
+pub fn describe(config: &GateConfig, ctx: &StepContext<'_>) -> String {
+    format!("would run `{}`", super::rendered_line(ctx, &config.run))
+}
+
 /// Runs the gate; see the module documentation.
 /// Output is redacted with the run's redactor in the log, echo and tail.
 pub async fn run(config: &GateConfig, ctx: &StepContext<'_>) -> StepOutcome {

@@ -1,4 +1,7 @@
-//! Step kinds: one file each, holding what the step accepts (its YAML settings) and what it does.
+//! Step kinds: one module each, named after the kind's key, holding what the step does: its
+//! `describe` (for `--dry-run`) and its `run`. [`describe`] and [`run`] reach them through the
+//! table of step kinds in the workflow language, where the settings each accepts live too
+//! (`workflow::step_config`).
 //!
 //! Every kind runs through the same contract: it receives a [`StepContext`] and returns a
 //! [`StepOutcome`]. It never panics on user input and never returns early without an outcome:
@@ -10,6 +13,7 @@ pub mod gate;
 pub mod pull_request;
 pub mod review;
 pub mod rollback;
+mod run_state;
 pub mod service;
 mod step_log;
 pub mod verify;
@@ -21,12 +25,13 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+pub use self::run_state::RunState;
 use crate::azure::sign_in::AzureSignIn;
 use crate::cluster::ledger::DeployLedger;
 use crate::llm::Failure;
 use crate::redact::Redactor;
 use crate::workflow::model::{Step, StepKind};
-use crate::workflow::step_config::verify::VerifyConfig;
+use crate::workflow::step_kind::step_kinds;
 use crate::workflow::template::{Renderer, Template};
 
 /// What a step sees of the run it belongs to.
@@ -65,65 +70,55 @@ pub struct StepContext<'a> {
     pub azure: &'a AzureSignIn,
     /// Metric checks' values measured before the run's first deploy (`baseline:`).
     pub baselines: &'a verify::baseline::Baselines,
+    /// The engine's state of the run, for the steps that need it (`fix`, `review`,
+    /// `pull_request`); `None` when a step runs outside a run's loop.
+    pub run_state: Option<&'a mut dyn RunState>,
 }
 
-/// What the step would do, for `--dry-run`: its main setting rendered where it can be. A value
-/// only an earlier step would produce (`steps.build.outputs.x`) leaves the template as written.
-pub fn describe(ctx: &StepContext<'_>) -> String {
-    let show = |template: &Template| {
-        let text = ctx
-            .renderer
-            .render(template)
-            .unwrap_or_else(|_| template.source().to_owned());
-        one_line(&text)
+/// Expands the step-kind table into [`describe`] and [`run`]: each kind's behaviour is in the
+/// module named after its key, `steps::<key>::{describe, run}`.
+macro_rules! step_dispatch {
+    ($($(#[$doc:meta])* $key:ident => $Variant:ident($Config:ty),)*) => {
+        /// What the step would do, for `--dry-run`: its main setting rendered where it can be.
+        /// A value only an earlier step would produce (`steps.build.outputs.x`) leaves the
+        /// template as written.
+        pub fn describe(ctx: &StepContext<'_>) -> String {
+            match &ctx.step.kind {
+                $(StepKind::$Variant(config) => $key::describe(config, ctx),)*
+            }
+        }
+
+        /// Runs one step once, whatever its kind.
+        pub async fn run(ctx: &mut StepContext<'_>) -> StepOutcome {
+            let step = ctx.step;
+            match &step.kind {
+                $(StepKind::$Variant(config) => $key::run(config, ctx).await,)*
+            }
+        }
     };
-    match &ctx.step.kind {
-        StepKind::Gate(config) => format!("would run `{}`", show(&config.run)),
-        StepKind::Service(config) => format!("would start `{}`", show(&config.run)),
-        StepKind::Verify(VerifyConfig::Http(http)) => {
-            format!("would check {} {}", http.method.as_str(), show(&http.url))
-        }
-        StepKind::Verify(VerifyConfig::Flow(flow)) => {
-            format!("would run a flow of {} request(s)", flow.requests.len())
-        }
-        StepKind::Verify(VerifyConfig::Script(script)) => {
-            format!("would run `{}`", show(&script.run))
-        }
-        StepKind::Verify(crate::workflow::step_config::verify::VerifyConfig::Prometheus(check)) => {
-            format!(
-                "would query {} for `{}`",
-                show(&check.url),
-                show(&check.query)
-            )
-        }
-        StepKind::Verify(crate::workflow::step_config::verify::VerifyConfig::LogAnalytics(
-            check,
-        )) => format!(
-            "would query Log Analytics workspace {} for `{}`",
-            show(&check.workspace),
-            show(&check.query)
-        ),
-        StepKind::Deploy(config) => format!(
-            "would apply {}",
-            config
-                .manifests
-                .iter()
-                .map(show)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        StepKind::Rollback(_) => "would roll back what this run deployed".to_owned(),
-        StepKind::Fix(config) => format!("would ask agent `{}` for a patch", config.agent.value),
-        StepKind::Review(config) => {
-            format!(
-                "would ask agent `{}` to review the patch",
-                config.agent.value
-            )
-        }
-        StepKind::PullRequest(config) => format!(
-            "would push the run's patches and open a pull request ({})",
-            config.provider
-        ),
+}
+step_kinds!(step_dispatch);
+
+/// A template for [`describe`]: rendered if it can be, as written otherwise, on one line.
+fn rendered_line(ctx: &StepContext<'_>, template: &Template) -> String {
+    let text = ctx
+        .renderer
+        .render(template)
+        .unwrap_or_else(|_| template.source().to_owned());
+    one_line(&text)
+}
+
+/// Runs `step`, failing it when it overruns `timeout`: for steps whose work happens elsewhere
+/// (the engine's repair state), which cannot stop it themselves.
+async fn within_timeout(
+    timeout: Option<Duration>,
+    step: impl Future<Output = StepOutcome>,
+) -> StepOutcome {
+    match timeout {
+        None => step.await,
+        Some(limit) => tokio::time::timeout(limit, step)
+            .await
+            .unwrap_or_else(|_| StepOutcome::timed_out(limit)),
     }
 }
 
@@ -139,27 +134,6 @@ fn one_line(text: &str) -> String {
     match joined.char_indices().nth(MAX_CHARS) {
         Some((cut, _)) => format!("{}…", &joined[..cut]),
         None => joined,
-    }
-}
-
-/// Runs one step once, whatever its kind.
-pub async fn run(ctx: &StepContext<'_>) -> StepOutcome {
-    match &ctx.step.kind {
-        StepKind::Gate(config) => gate::run(config, ctx).await,
-        StepKind::Service(config) => service::run(config, ctx).await,
-        StepKind::Verify(config) => verify::run(config, ctx).await,
-        // They need the run's repair state (agents, the failure, the proposed patch): the
-        // engine runs them itself (`engine::repair`).
-        StepKind::Fix(_) | StepKind::Review(_) => StepOutcome::failed(format!(
-            "`{}` steps run only in a workflow's `repair:` phase",
-            ctx.step.kind.key()
-        )),
-        // It delivers what the run fixed, which the engine hands it (`engine::run_loop`).
-        StepKind::PullRequest(_) => {
-            StepOutcome::failed("`pull_request` steps run only in a workflow's `on_success:` phase")
-        }
-        StepKind::Deploy(config) => deploy::run(config, ctx).await,
-        StepKind::Rollback(config) => rollback::run(config, ctx).await,
     }
 }
 
@@ -243,5 +217,13 @@ impl StepOutcome {
 
     pub fn failed(message: impl Into<String>) -> Self {
         Self::new(StepStatus::Failed, message)
+    }
+
+    /// A step stopped at its `timeout`.
+    pub fn timed_out(limit: Duration) -> Self {
+        Self::failed(format!(
+            "timed out after {}",
+            humantime::format_duration(limit)
+        ))
     }
 }

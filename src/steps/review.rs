@@ -3,15 +3,37 @@
 //! The step passes only on an approval. A rejection fails it with the reviewer's reason, and
 //! its suggestion is published for the next fix attempt; a reply that is not a verdict fails it
 //! too. The deterministic patch policy runs before this step and is not overridden by it.
+//!
+//! The patch and the failure are the run's, which the engine keeps: [`run`] hands the step to
+//! it ([`RunState::review`](super::RunState::review)), and it builds the context and calls
+//! [`ask`].
 
 use tokio_util::sync::CancellationToken;
 
-use super::{StepOutcome, StepStatus};
+use super::{StepContext, StepOutcome, StepStatus, within_timeout};
 use crate::llm::{Agent, LlmError, Review, ReviewContext};
+use crate::workflow::step_config::review::ReviewConfig;
+
+/// For `--dry-run`: the agent.
+pub fn describe(config: &ReviewConfig, _ctx: &StepContext<'_>) -> String {
+    format!(
+        "would ask agent `{}` to review the patch",
+        config.agent.value
+    )
+}
+
+/// Runs the step through the engine's repair state, within the step's `timeout`.
+pub async fn run(config: &ReviewConfig, ctx: &mut StepContext<'_>) -> StepOutcome {
+    let Some(state) = ctx.run_state.as_deref_mut() else {
+        return StepOutcome::failed("`review` steps run only in a workflow's `repair:` phase");
+    };
+    let review = state.review(config, ctx.run.iteration, ctx.renderer, &ctx.cancel);
+    within_timeout(ctx.timeout, review).await
+}
 
 /// Asks `agent` for a verdict, unless the run is cancelled first. The result is `None` when
 /// the step was cancelled; an error is kept for the caller (a refused budget stops the run).
-pub async fn run(
+pub async fn ask(
     agent: &Agent,
     ctx: &ReviewContext,
     cancel: &CancellationToken,

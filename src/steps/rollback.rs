@@ -16,6 +16,11 @@ use crate::cluster::rollback::{RollbackAction, rollback};
 use crate::cluster::rollout::WaitOptions;
 use crate::workflow::step_config::rollback::RollbackConfig;
 
+/// For `--dry-run`.
+pub fn describe(_config: &RollbackConfig, _ctx: &StepContext<'_>) -> String {
+    "would roll back what this run deployed".to_owned()
+}
+
 pub async fn run(config: &RollbackConfig, ctx: &StepContext<'_>) -> StepOutcome {
     let mut log = StepLog::open(&ctx.log_path, ctx.echo);
     let mut outcome = tokio::select! {

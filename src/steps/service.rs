@@ -51,6 +51,11 @@ impl Services {
     }
 }
 
+/// For `--dry-run`: the command.
+pub fn describe(config: &GateConfig, ctx: &StepContext<'_>) -> String {
+    format!("would start `{}`", super::rendered_line(ctx, &config.run))
+}
+
 pub async fn run(config: &GateConfig, ctx: &StepContext<'_>) -> StepOutcome {
     let spec = match command_spec(config, ctx) {
         Ok(spec) => spec,

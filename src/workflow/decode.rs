@@ -500,29 +500,32 @@ impl Decoder {
             template: expanded.scope.as_ref().map(Arc::clone),
         })
     }
+}
 
-    fn kind(&mut self, key: &str, node: &Node) -> Option<StepKind> {
-        match key {
-            "gate" => self.decode(node).map(StepKind::Gate),
-            "service" => self.decode(node).map(StepKind::Service),
-            "deploy" => self.decode(node).map(StepKind::Deploy),
-            "verify" => self.decode(node).map(StepKind::Verify),
-            "fix" => self.decode(node).map(StepKind::Fix),
-            "review" => self.decode(node).map(StepKind::Review),
-            "rollback" => self.decode(node).map(StepKind::Rollback),
-            "pull_request" => self.decode(node).map(StepKind::PullRequest),
-            // A key in `StepKind::KEYS` without an arm here: say so rather than drop the step.
-            other => {
-                self.diagnostics.push(Diagnostic::new(
-                    DiagnosticKind::UnknownStepKind,
-                    format!("step kind `{other}` cannot be decoded (missing in `Decoder::kind`)"),
-                    node.span.clone(),
-                ));
-                None
+/// Expands the step-kind table into `Decoder::kind`.
+macro_rules! decode_step_kind {
+    ($($(#[$doc:meta])* $key:ident => $Variant:ident($Config:ty),)*) => {
+        impl Decoder {
+            /// The kind `key` names, with its settings decoded from `node`.
+            fn kind(&mut self, key: &str, node: &Node) -> Option<StepKind> {
+                match key {
+                    $(stringify!($key) => self.decode::<$Config>(node).map(StepKind::$Variant),)*
+                    // The caller passes only keys in `StepKind::KEYS`; say so rather than
+                    // drop the step if that ever changes.
+                    other => {
+                        self.diagnostics.push(Diagnostic::new(
+                            DiagnosticKind::UnknownStepKind,
+                            format!("unknown step kind `{other}`"),
+                            node.span.clone(),
+                        ));
+                        None
+                    }
+                }
             }
         }
-    }
+    };
 }
+super::step_kind::step_kinds!(decode_step_kind);
 
 /// The workflow as written, with the expanded step lists (see `plan`).
 fn expanded_view(root: &Node, phases: &[Vec<ExpandedStep>; 4]) -> Node {

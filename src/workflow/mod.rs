@@ -13,9 +13,9 @@
 //! describes the format as JSON Schema and [`plan()`] shows the expanded workflow.
 //!
 //! Adding a step kind: its settings type in [`step_config`]`::<kind>` (serde `Deserialize` with
-//! `deny_unknown_fields`, and `JsonSchema`), a variant and key in [`model::StepKind`], an arm in
-//! `decode::Decoder::kind` and an entry in `schema::kind_schemas` (a test checks it against
-//! `StepKind::KEYS`). Anything a step renders should be a [`template::Template`]: the loader
+//! `deny_unknown_fields`, and `JsonSchema`) and a line in the table of `step_kind::step_kinds!`,
+//! from which the [`model::StepKind`] enum, its keys, the decoder and the schema are expanded.
+//! Anything a step renders should be a [`template::Template`]: the loader
 //! checks every one of them statically.
 
 mod decode;
@@ -33,6 +33,7 @@ mod plan;
 mod schema;
 pub mod span;
 pub mod step_config;
+pub(crate) mod step_kind;
 pub mod template;
 mod validate;
 

@@ -1,7 +1,8 @@
 //! The workflow as the engine sees it: typed, with every node's span kept for diagnostics.
 //!
-//! Step-kind settings (`GateConfig`, `VerifyConfig`, ...) live in `step_config`, one file per
-//! kind, and run in `steps`; adding a step kind is described in `crate::workflow`'s module docs.
+//! Step kinds are declared in `step_kind` (re-exported here as [`StepKind`]); their settings
+//! (`GateConfig`, `VerifyConfig`, ...) live in `step_config`, one file per kind, and run in
+//! `steps`; adding a step kind is described in `crate::workflow`'s module docs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,14 +15,8 @@ use super::duration::DurationSpec;
 use super::expand::TemplateScope;
 use super::node::Node;
 use super::span::{Span, Spanned};
+pub use super::step_kind::StepKind;
 use super::template::Template;
-use crate::workflow::step_config::deploy::DeployConfig;
-use crate::workflow::step_config::fix::FixConfig;
-use crate::workflow::step_config::gate::GateConfig;
-use crate::workflow::step_config::pull_request::PullRequestConfig;
-use crate::workflow::step_config::review::ReviewConfig;
-use crate::workflow::step_config::rollback::RollbackConfig;
-use crate::workflow::step_config::verify::VerifyConfig;
 
 /// A loaded, template-expanded workflow.
 #[derive(Clone, Debug)]
@@ -340,46 +335,5 @@ pub struct Step {
 impl Step {
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id.value)
-    }
-}
-
-#[derive(Clone, Debug)]
-pub enum StepKind {
-    Gate(GateConfig),
-    /// A long-running local process, stopped when the iteration ends.
-    Service(GateConfig),
-    Deploy(DeployConfig),
-    Verify(VerifyConfig),
-    Fix(FixConfig),
-    Review(ReviewConfig),
-    Rollback(RollbackConfig),
-    /// Commits the run's patches to a branch, pushes it and opens or updates a pull request.
-    PullRequest(PullRequestConfig),
-}
-
-impl StepKind {
-    /// The YAML key that selects this kind.
-    pub const KEYS: [&'static str; 8] = [
-        "gate",
-        "service",
-        "deploy",
-        "verify",
-        "fix",
-        "review",
-        "rollback",
-        "pull_request",
-    ];
-
-    pub fn key(&self) -> &'static str {
-        match self {
-            StepKind::Gate(_) => "gate",
-            StepKind::Service(_) => "service",
-            StepKind::Deploy(_) => "deploy",
-            StepKind::Verify(_) => "verify",
-            StepKind::Fix(_) => "fix",
-            StepKind::Review(_) => "review",
-            StepKind::Rollback(_) => "rollback",
-            StepKind::PullRequest(_) => "pull_request",
-        }
     }
 }

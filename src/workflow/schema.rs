@@ -5,19 +5,12 @@
 //! the step is assembled here because its shape (common keys plus exactly one kind key) is
 //! decoded by hand: one `oneOf` branch per kind, plus the `template:` include.
 
+use schemars::SchemaGenerator;
 use schemars::generate::SchemaSettings;
-use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use super::duration::DurationSpec;
-use super::model::{AgentConfig, Environment, NotifyTarget, Safety, SecretsConfig};
-use crate::workflow::step_config::deploy::DeployConfig;
-use crate::workflow::step_config::fix::FixConfig;
-use crate::workflow::step_config::gate::GateConfig;
-use crate::workflow::step_config::pull_request::PullRequestConfig;
-use crate::workflow::step_config::review::ReviewConfig;
-use crate::workflow::step_config::rollback::RollbackConfig;
-use crate::workflow::step_config::verify::VerifyConfig;
+use super::model::{AgentConfig, Environment, NotifyTarget, Safety, SecretsConfig, StepKind};
 
 /// The JSON Schema (draft 2020-12) of a workflow file.
 pub fn schema() -> Value {
@@ -116,27 +109,22 @@ pub fn schema() -> Value {
     })
 }
 
-/// One schema per step kind, keyed like [`StepKind::KEYS`].
-fn kind_schemas(generator: &mut SchemaGenerator) -> [(&'static str, Value); 8] {
-    fn of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
-        generator.subschema_for::<T>().to_value()
-    }
-    [
-        ("gate", of::<GateConfig>(generator)),
-        ("service", of::<GateConfig>(generator)),
-        ("deploy", of::<DeployConfig>(generator)),
-        ("verify", of::<VerifyConfig>(generator)),
-        ("fix", of::<FixConfig>(generator)),
-        ("review", of::<ReviewConfig>(generator)),
-        ("rollback", of::<RollbackConfig>(generator)),
-        ("pull_request", of::<PullRequestConfig>(generator)),
-    ]
+/// Expands the step-kind table into `kind_schemas`.
+macro_rules! step_kind_schemas {
+    ($($(#[$doc:meta])* $key:ident => $Variant:ident($Config:ty),)*) => {
+        /// One schema per step kind, keyed like [`StepKind::KEYS`].
+        fn kind_schemas(
+            generator: &mut SchemaGenerator,
+        ) -> [(&'static str, Value); StepKind::KEYS.len()] {
+            [$((stringify!($key), generator.subschema_for::<$Config>().to_value()),)*]
+        }
+    };
 }
+super::step_kind::step_kinds!(step_kind_schemas);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workflow::model::StepKind;
 
     #[test]
     fn every_step_kind_has_a_schema_branch() {

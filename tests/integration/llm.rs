@@ -679,10 +679,10 @@ async fn cancelled_steps_stop_waiting_for_the_provider() {
     });
 
     let started = Instant::now();
-    let (outcome, proposal) = fix::run(&agent, &repo.fix_context(), &cancel).await;
+    let (outcome, proposal) = fix::ask(&agent, &repo.fix_context(), &cancel).await;
     assert_eq!(outcome.status, StepStatus::Cancelled);
     assert!(proposal.is_none());
-    let (outcome, verdict) = review::run(&agent, &repo.review_context(), &cancel).await;
+    let (outcome, verdict) = review::ask(&agent, &repo.review_context(), &cancel).await;
     assert_eq!(outcome.status, StepStatus::Cancelled);
     assert!(verdict.is_none());
     assert!(started.elapsed() < Duration::from_secs(3));
@@ -700,7 +700,7 @@ async fn review_step_outcome_carries_the_suggestion() {
     let reviewer = agent(&session, "reviewer", &openai_yaml(&fake, ""), repo.path());
 
     let cancel = tokio_util::sync::CancellationToken::new();
-    let (outcome, review) = review::run(&reviewer, &repo.review_context(), &cancel).await;
+    let (outcome, review) = review::ask(&reviewer, &repo.review_context(), &cancel).await;
     assert_eq!(outcome.status, StepStatus::Failed);
     assert_eq!(outcome.message, "rejected (high risk): drops a check");
     assert_eq!(outcome.outputs["suggestion"], "keep the check");

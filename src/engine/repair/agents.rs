@@ -52,7 +52,7 @@ impl Question for FixContext {
         agent: &Agent,
         cancel: &CancellationToken,
     ) -> (StepOutcome, Option<Result<FixProposal, LlmError>>) {
-        fix::run(agent, self, cancel).await
+        fix::ask(agent, self, cancel).await
     }
 }
 
@@ -64,7 +64,7 @@ impl Question for ReviewContext {
         agent: &Agent,
         cancel: &CancellationToken,
     ) -> (StepOutcome, Option<Result<Review, LlmError>>) {
-        review::run(agent, self, cancel).await
+        review::ask(agent, self, cancel).await
     }
 }
 

@@ -44,7 +44,9 @@ use crate::patch::{AppliedPatch, Patch, PolicyDecision};
 use crate::redact::Redactor;
 use crate::steps::pull_request::DeliveredPatch;
 use crate::steps::{StepOutcome, StepStatus};
-use crate::workflow::model::{Step, StepKind, Workflow};
+use crate::workflow::model::{Step, Workflow};
+use crate::workflow::step_config::fix::FixConfig;
+use crate::workflow::step_config::review::ReviewConfig;
 use crate::workflow::template::Renderer;
 
 /// Why the repair phase ends the run.
@@ -179,30 +181,42 @@ impl<'a> Repair<'a> {
         &self.delivered
     }
 
-    /// Runs a `fix` or `review` step.
-    pub async fn run_step(
+    /// Runs a `fix` step (`steps::fix`, through the engine's `RunState`).
+    pub async fn run_fix(
         &mut self,
-        step: &Step,
+        config: &FixConfig,
         iteration: u32,
         renderer: &Renderer,
         cancel: &CancellationToken,
         reporter: &mut dyn Reporter,
     ) -> StepOutcome {
         if self.stopped() {
-            return StepOutcome::new(StepStatus::Skipped, "skipped: the run is stopping");
+            return stopping();
         }
-        match &step.kind {
-            StepKind::Fix(config) => {
-                self.fix(config, iteration, renderer, cancel, reporter)
-                    .await
-            }
-            StepKind::Review(config) => {
-                self.review(config, iteration, renderer, cancel, reporter)
-                    .await
-            }
-            other => StepOutcome::failed(format!("`{}` is not a repair step kind", other.key())),
-        }
+        self.fix(config, iteration, renderer, cancel, reporter)
+            .await
     }
+
+    /// Runs a `review` step (`steps::review`, through the engine's `RunState`).
+    pub async fn run_review(
+        &mut self,
+        config: &ReviewConfig,
+        iteration: u32,
+        renderer: &Renderer,
+        cancel: &CancellationToken,
+        reporter: &mut dyn Reporter,
+    ) -> StepOutcome {
+        if self.stopped() {
+            return stopping();
+        }
+        self.review(config, iteration, renderer, cancel, reporter)
+            .await
+    }
+}
+
+/// The outcome of a repair step after the phase decided to stop the run.
+fn stopping() -> StepOutcome {
+    StepOutcome::new(StepStatus::Skipped, "skipped: the run is stopping")
 }
 
 fn emit(reporter: &mut dyn Reporter, iteration: u32, decision: Decision) {

@@ -147,6 +147,7 @@ impl Harness {
             redactor: &self.redactor,
             azure: &self.azure,
             baselines: Baselines::none(),
+            run_state: None,
         }
     }
 

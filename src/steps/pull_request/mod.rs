@@ -24,7 +24,7 @@ use indexmap::IndexMap;
 use self::azure_repos::AzureRepos;
 use self::github::GitHub;
 use super::step_log::StepLog;
-use super::{StepContext, StepOutcome, StepStatus};
+use super::{RunState, StepContext, StepOutcome, StepStatus};
 use crate::core::agent_env::AgentEnv;
 use crate::core::secret::Secret;
 use crate::git::{self, GitError};
@@ -177,15 +177,26 @@ impl Forge {
     }
 }
 
-pub async fn run(
-    config: &PullRequestConfig,
-    ctx: &StepContext<'_>,
-    delivery: &Delivery,
-) -> StepOutcome {
+/// For `--dry-run`: where the pull request would go.
+pub fn describe(config: &PullRequestConfig, _ctx: &StepContext<'_>) -> String {
+    format!(
+        "would push the run's patches and open a pull request ({})",
+        config.provider
+    )
+}
+
+/// Delivers what the engine hands over in `on_success` ([`RunState::delivery`]).
+pub async fn run(config: &PullRequestConfig, ctx: &StepContext<'_>) -> StepOutcome {
+    let delivery = ctx
+        .run_state
+        .as_deref()
+        .and_then(RunState::delivery)
+        .cloned()
+        .unwrap_or_default();
     let mut log = StepLog::open(&ctx.log_path, ctx.echo);
     let env = AgentEnv::from_process();
     let mut outcome = tokio::select! {
-        result = deliver(config, ctx, delivery, &env, &mut log) => match result {
+        result = deliver(config, ctx, &delivery, &env, &mut log) => match result {
             Ok(outcome) => outcome,
             Err(err) => StepOutcome::failed(err.to_string()),
         },

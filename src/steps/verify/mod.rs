@@ -81,6 +81,32 @@ use crate::steps::{StepContext, StepOutcome};
 use crate::workflow::step_config::gate::GateConfig;
 use crate::workflow::step_config::verify::VerifyConfig;
 
+/// For `--dry-run`: what the check would ask, and of what.
+pub fn describe(config: &VerifyConfig, ctx: &StepContext<'_>) -> String {
+    let show = |template| super::rendered_line(ctx, template);
+    match config {
+        VerifyConfig::Http(http) => {
+            format!("would check {} {}", http.method.as_str(), show(&http.url))
+        }
+        VerifyConfig::Flow(flow) => {
+            format!("would run a flow of {} request(s)", flow.requests.len())
+        }
+        VerifyConfig::Script(script) => format!("would run `{}`", show(&script.run)),
+        VerifyConfig::Prometheus(check) => {
+            format!(
+                "would query {} for `{}`",
+                show(&check.url),
+                show(&check.query)
+            )
+        }
+        VerifyConfig::LogAnalytics(check) => format!(
+            "would query Log Analytics workspace {} for `{}`",
+            show(&check.workspace),
+            show(&check.query)
+        ),
+    }
+}
+
 /// Runs a verify step. Never panics and always returns an outcome; `Cancelled` promptly when
 /// `ctx.cancel` fires.
 pub async fn run(config: &VerifyConfig, ctx: &StepContext<'_>) -> StepOutcome {

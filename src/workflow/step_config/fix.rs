@@ -1,4 +1,4 @@
-//! What a `fix` step accepts; run by the engine's repair phase (`engine::repair`).
+//! What a `fix` step accepts; run by `steps::fix`, which hands it to the engine's repair phase.
 
 use schemars::JsonSchema;
 use serde::Deserialize;

@@ -1,4 +1,5 @@
-//! What a `review` step accepts; run by the engine's repair phase (`engine::repair`).
+//! What a `review` step accepts; run by `steps::review`, which hands it to the engine's repair
+//! phase.
 
 use schemars::JsonSchema;
 use serde::Deserialize;

@@ -144,6 +144,7 @@ impl TestCluster {
             redactor: &Redactor::default(),
             azure: &self.azure,
             baselines: Baselines::none(),
+            run_state: None,
         };
         agent_orch::steps::deploy::run(config, &ctx).await
     }
@@ -170,6 +171,7 @@ impl TestCluster {
             redactor: &Redactor::default(),
             azure: &self.azure,
             baselines: Baselines::none(),
+            run_state: None,
         };
         agent_orch::steps::rollback::run(&config, &ctx).await
     }

@@ -86,6 +86,7 @@ impl StepHarness {
             redactor: &self.redactor,
             azure: &self.azure,
             baselines: &self.baselines,
+            run_state: None,
         }
     }
 
