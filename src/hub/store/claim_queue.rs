@@ -3,27 +3,16 @@
 //! transaction on SQLite). Under load a claim waits for at most the batch in flight and its
 //! own, instead of for every claim ahead of it one commit at a time: that is what keeps the
 //! tail latency flat with many workers.
-//!
-//! On PostgreSQL a few batches run at once: most of a batch's time is its commit waiting for
-//! the WAL flush, and a claim that arrives meanwhile should not wait for that flush and then
-//! for its own. `FOR UPDATE SKIP LOCKED` keeps concurrent batches off each other's tasks, as it
-//! does for hub replicas, and the database flushes their commits together. SQLite has one
-//! writer, so one batch at a time.
 
 use std::collections::HashMap;
 
-use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
-
-use super::{Store, StoreError, StoreErrorKind, StoreKind};
+use super::{Store, StoreError, StoreErrorKind};
 use crate::hub::model::{AssignmentStatus, Claim};
 
 /// The most claims answered by one round trip; more waiting go in the next batch.
 const MAX_BATCH: usize = 256;
-
-/// Batches in flight at once on PostgreSQL (see the module's doc).
-const POSTGRES_BATCHES_IN_FLIGHT: u32 = 3;
 
 /// Claims waiting for a batch. Enough that 64 workers per replica never wait for a slot.
 const QUEUE_CAPACITY: usize = 4096;
@@ -68,36 +57,18 @@ fn stopped() -> StoreError {
     StoreError::new(StoreErrorKind::Connect, "the hub's store is shutting down")
 }
 
-/// Takes whatever has queued up (at least one claim, at most [`MAX_BATCH`]) once a batch slot
-/// is free, claims for all of it at once, and answers each claimer; until the store is dropped.
-/// While every slot is busy, claims queue up for the next batch.
+/// Takes whatever has queued up (at least one claim, at most [`MAX_BATCH`]), claims for all of
+/// it at once, and answers each claimer; then the next batch, until the store is dropped.
 async fn drain(store: Store, mut receiver: mpsc::Receiver<ClaimRequest>) {
-    let in_flight = match store.kind() {
-        StoreKind::Postgres => POSTGRES_BATCHES_IN_FLIGHT,
-        StoreKind::Sqlite => 1,
-    };
-    let slots = Arc::new(Semaphore::new(in_flight as usize));
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            break;
-        }
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // A claimer that gave up while queued (its HTTP client went away) gets nothing, so no
         // task is handed to somebody who will never hear of it.
         batch.retain(|request: &ClaimRequest| !request.reply.is_closed());
-        let store = store.clone();
-        tokio::spawn(async move {
-            if !batch.is_empty() {
-                answer_batch(&store, &mut batch).await;
-            }
-            drop(slot);
-        });
+        if !batch.is_empty() {
+            answer_batch(&store, &mut batch).await;
+        }
     }
-    // The last batches finish before the queue is gone (a test waits on this).
-    let _ = slots.acquire_many(in_flight).await;
 }
 
 /// Claims for every request of `batch` and answers each, leaving `batch` empty for the next.
