@@ -29,7 +29,7 @@ impl RunState for EngineRunState<'_, '_> {
         cancel: &CancellationToken,
     ) -> StepOutcome {
         self.repair
-            .run_fix(config, iteration, renderer, cancel, &mut *self.reporter)
+            .fix(config, iteration, renderer, cancel, &mut *self.reporter)
             .await
     }
 
@@ -41,7 +41,7 @@ impl RunState for EngineRunState<'_, '_> {
         cancel: &CancellationToken,
     ) -> StepOutcome {
         self.repair
-            .run_review(config, iteration, renderer, cancel, &mut *self.reporter)
+            .review(config, iteration, renderer, cancel, &mut *self.reporter)
             .await
     }
 

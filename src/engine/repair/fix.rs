@@ -18,7 +18,9 @@ use crate::workflow::step_config::fix::FixConfig;
 use crate::workflow::template::Renderer;
 
 impl Repair<'_> {
-    pub(super) async fn fix(
+    /// Runs a `fix` step (`steps::fix`, through the engine's `RunState`); once the run is
+    /// stopping it asks no agent.
+    pub(in crate::engine) async fn fix(
         &mut self,
         config: &FixConfig,
         iteration: u32,
@@ -26,6 +28,9 @@ impl Repair<'_> {
         cancel: &CancellationToken,
         reporter: &mut dyn Reporter,
     ) -> StepOutcome {
+        if self.stopped() {
+            return super::stopping();
+        }
         let Some(target) = &self.target else {
             return StepOutcome::failed("no failure to repair: `fix` steps run in `repair:`");
         };

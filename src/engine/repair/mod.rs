@@ -32,8 +32,6 @@ mod fix;
 mod progress;
 mod review;
 
-use tokio_util::sync::CancellationToken;
-
 use self::agents::Agents;
 use crate::engine::decision::{Decision, StopCause};
 use crate::engine::events::Event;
@@ -45,9 +43,6 @@ use crate::redact::Redactor;
 use crate::steps::pull_request::DeliveredPatch;
 use crate::steps::{StepOutcome, StepStatus};
 use crate::workflow::model::{Step, Workflow};
-use crate::workflow::step_config::fix::FixConfig;
-use crate::workflow::step_config::review::ReviewConfig;
-use crate::workflow::template::Renderer;
 
 /// Why the repair phase ends the run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,38 +174,6 @@ impl<'a> Repair<'a> {
     /// The patches applied and still in the files, oldest first.
     pub fn delivered_patches(&self) -> &[DeliveredPatch] {
         &self.delivered
-    }
-
-    /// Runs a `fix` step (`steps::fix`, through the engine's `RunState`).
-    pub async fn run_fix(
-        &mut self,
-        config: &FixConfig,
-        iteration: u32,
-        renderer: &Renderer,
-        cancel: &CancellationToken,
-        reporter: &mut dyn Reporter,
-    ) -> StepOutcome {
-        if self.stopped() {
-            return stopping();
-        }
-        self.fix(config, iteration, renderer, cancel, reporter)
-            .await
-    }
-
-    /// Runs a `review` step (`steps::review`, through the engine's `RunState`).
-    pub async fn run_review(
-        &mut self,
-        config: &ReviewConfig,
-        iteration: u32,
-        renderer: &Renderer,
-        cancel: &CancellationToken,
-        reporter: &mut dyn Reporter,
-    ) -> StepOutcome {
-        if self.stopped() {
-            return stopping();
-        }
-        self.review(config, iteration, renderer, cancel, reporter)
-            .await
     }
 }
 

@@ -13,7 +13,9 @@ use crate::workflow::step_config::review::ReviewConfig;
 use crate::workflow::template::Renderer;
 
 impl Repair<'_> {
-    pub(super) async fn review(
+    /// Runs a `review` step (`steps::review`, through the engine's `RunState`); once the run is
+    /// stopping it asks no agent.
+    pub(in crate::engine) async fn review(
         &mut self,
         config: &ReviewConfig,
         iteration: u32,
@@ -21,6 +23,9 @@ impl Repair<'_> {
         cancel: &CancellationToken,
         reporter: &mut dyn Reporter,
     ) -> StepOutcome {
+        if self.stopped() {
+            return super::stopping();
+        }
         let (Some(target), Some(proposal)) = (&self.target, &self.proposal) else {
             return StepOutcome::failed("no patch to review: no `fix` step proposed one");
         };
