@@ -482,9 +482,12 @@ async fn heartbeat_timeout(db: HubDb) {
     store.heartbeat("alive", "h", &[]).await.unwrap();
     let lost = store.claim("silent").await.unwrap().unwrap();
     let kept = store.claim("alive").await.unwrap().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    // Wide enough that a loaded machine's pause between the fresh heartbeat and the reaper
+    // does not make `alive` look silent too (a 40 ms window did, on a busy CI machine).
+    const SILENCE_MS: i64 = 400;
+    tokio::time::sleep(std::time::Duration::from_millis(SILENCE_MS as u64 + 200)).await;
     store.heartbeat("alive", "h", &[]).await.unwrap();
-    let requeued = store.requeue_stale(40).await.unwrap();
+    let requeued = store.requeue_stale(SILENCE_MS).await.unwrap();
     assert_eq!(requeued.len(), 1);
     assert_eq!(requeued[0].task_id, lost.task.id);
     assert_eq!(
@@ -495,7 +498,7 @@ async fn heartbeat_timeout(db: HubDb) {
         store.task(kept.task.id).await.unwrap().status,
         TaskStatus::InProgress
     );
-    let agents = store.agents(40).await.unwrap();
+    let agents = store.agents(SILENCE_MS).await.unwrap();
     let silent = agents.iter().find(|a| a.agent.id == "silent").unwrap();
     assert!(!silent.healthy);
     assert_eq!(silent.active_assignments, 0);
