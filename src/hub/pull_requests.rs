@@ -9,8 +9,13 @@
 //!   {collection}/{project}/_apis/git/repositories/{repo}/pullrequests/{id}?api-version=7.1`,
 //!   `status: completed` once merged, `abandoned` once closed.
 //!   <https://learn.microsoft.com/en-us/rest/api/azure/devops/git/pull-requests/get-pull-request?view=azure-devops-rest-7.1>
+//!
+//! A forge that answers with a rate limit is not asked again, for any task, until the wait it
+//! named is over (see `forge_api`): asking on while limited is what gets a token banned.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use reqwest::Url;
 use serde::Deserialize;
@@ -70,6 +75,9 @@ pub enum PollError {
     UnknownUrl(String),
     #[error(transparent)]
     Forge(#[from] PullRequestError),
+    /// The forge rate limited an earlier request and its wait is not over; not asked.
+    #[error("{origin} is rate limiting the hub's token for another {}", humantime::format_duration(*.left))]
+    Paused { origin: String, left: Duration },
 }
 
 #[derive(Deserialize)]
@@ -86,6 +94,8 @@ struct AzurePullRequest {
 pub struct PullRequestPoller {
     client: reqwest::Client,
     polling: PullRequestPolling,
+    /// When each forge API (by origin) that rate limited the hub may be asked again.
+    paused_until: Mutex<HashMap<String, Instant>>,
 }
 
 impl PullRequestPoller {
@@ -94,22 +104,63 @@ impl PullRequestPoller {
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("agent-orch/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(PullRequestPoller { client, polling })
+        Ok(PullRequestPoller {
+            client,
+            polling,
+            paused_until: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// Asks the forge of `pr_url` where its pull request stands.
+    /// Asks the forge of `pr_url` where its pull request stands, unless that forge rate
+    /// limited the hub and its wait is not over ([`PollError::Paused`]).
     pub async fn state(&self, pr_url: &str) -> Result<PullRequestState, PollError> {
-        let url = Url::parse(pr_url).map_err(|_| PollError::UnknownUrl(pr_url.to_owned()))?;
+        let (forge, api) = self.api_of(pr_url)?;
+        let origin = api.origin().ascii_serialization();
+        if let Some(left) = self.pause_left(&origin) {
+            return Err(PollError::Paused { origin, left });
+        }
+        let state = self.ask(forge, api).await;
+        if let Err(PollError::Forge(PullRequestError::RateLimited { wait, .. })) = &state {
+            self.lock_pauses().insert(origin, Instant::now() + *wait);
+        }
+        state
+    }
+
+    /// Which forge `pr_url` is on, and its API's URL for that pull request.
+    fn api_of(&self, pr_url: &str) -> Result<(Forge, Url), PollError> {
+        let unknown = || PollError::UnknownUrl(pr_url.to_owned());
+        let url = Url::parse(pr_url).map_err(|_| unknown())?;
         let segments: Vec<&str> = url
             .path_segments()
             .map(Iterator::collect)
             .unwrap_or_default();
-        let token = self.polling.token.expose();
         match segments.as_slice() {
             [.., owner, repo, "pull", number] => {
                 // Segments as they are in the URL (percent-encoded): joined, not encoded again.
                 let root = self.polling.github_api.trim_end_matches('/');
-                let api = format!("{root}/repos/{owner}/{repo}/pulls/{number}");
+                let api = Url::parse(&format!("{root}/repos/{owner}/{repo}/pulls/{number}"))
+                    .map_err(|_| unknown())?;
+                Ok((Forge::GitHub, api))
+            }
+            [project @ .., "_git", repo, "pullrequest", id] => {
+                let mut api = url.clone();
+                api.set_query(None);
+                api.set_fragment(None);
+                let project = project.join("/");
+                api.set_path(&format!(
+                    "/{project}/_apis/git/repositories/{repo}/pullrequests/{id}"
+                ));
+                api.query_pairs_mut().append_pair("api-version", "7.1");
+                Ok((Forge::AzureRepos, api))
+            }
+            _ => Err(unknown()),
+        }
+    }
+
+    async fn ask(&self, forge: Forge, api: Url) -> Result<PullRequestState, PollError> {
+        let token = self.polling.token.expose();
+        match forge {
+            Forge::GitHub => {
                 let request = self
                     .client
                     .get(api)
@@ -124,15 +175,7 @@ impl PullRequestPoller {
                     _ => PullRequestState::Open,
                 })
             }
-            [project @ .., "_git", repo, "pullrequest", id] => {
-                let mut api = url.clone();
-                api.set_query(None);
-                api.set_fragment(None);
-                let project = project.join("/");
-                api.set_path(&format!(
-                    "/{project}/_apis/git/repositories/{repo}/pullrequests/{id}"
-                ));
-                api.query_pairs_mut().append_pair("api-version", "7.1");
+            Forge::AzureRepos => {
                 let request = self.client.get(api).bearer_auth(token);
                 let response = AZURE_REPOS.send(request, None, ACTION).await?;
                 let response = checked(&AZURE_REPOS, response).await?;
@@ -143,9 +186,34 @@ impl PullRequestPoller {
                     _ => PullRequestState::Open,
                 })
             }
-            _ => Err(PollError::UnknownUrl(pr_url.to_owned())),
         }
     }
+
+    /// How long `origin` is still paused for, forgetting a pause that is over.
+    fn pause_left(&self, origin: &str) -> Option<Duration> {
+        let mut pauses = self.lock_pauses();
+        let left = pauses
+            .get(origin)
+            .map(|until| until.saturating_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero());
+        if left.is_none() {
+            pauses.remove(origin);
+        }
+        left
+    }
+
+    fn lock_pauses(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        // A panic elsewhere while holding it leaves the map usable: it only holds deadlines.
+        self.paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Forge {
+    GitHub,
+    AzureRepos,
 }
 
 /// Any other error status than the 401 and 403 [`ForgeApi::send`] names.
@@ -180,7 +248,7 @@ pub async fn poll_merge_queue(state: &HubState, poller: &PullRequestPoller) -> V
         let merged = match poller.state(pr_url).await {
             Ok(PullRequestState::Merged) => true,
             Ok(PullRequestState::ClosedUnmerged) => false,
-            Ok(PullRequestState::Open) => continue,
+            Ok(PullRequestState::Open) | Err(PollError::Paused { .. }) => continue,
             Err(err) => {
                 use std::io::Write as _;
                 let line = format!("task {}: cannot poll its pull request: {err}", task.id);

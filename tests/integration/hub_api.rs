@@ -27,6 +27,7 @@ on_both_stores! {
     a_held_task_set_back_by_hand_is_refused_and_other_claims_go_on => held_task_set_back;
     a_task_in_review_is_done_when_its_pull_request_merges => pull_requests_end_reviews;
     the_hub_polls_github_and_azure_repos_for_merged_pull_requests => polled_reviews;
+    a_forge_that_rate_limits_the_hub_is_left_alone_until_its_wait_is_over => rate_limited_polls;
 }
 
 async fn seeded_hub(db: HubDb) -> TestHub {
@@ -1083,5 +1084,94 @@ async fn polled_reviews(db: HubDb) {
         (azure_get.status, azure_get.query.as_str()),
         (200, "api-version=7.1")
     );
+    hub.stop().await;
+}
+
+async fn rate_limited_polls(db: HubDb) {
+    let github = ForgeFake::start(Flavor::GitHub, FORGE_TOKEN);
+    let azure = ForgeFake::start(Flavor::AzureRepos, FORGE_TOKEN);
+    let hub = TestHub::start_polling(
+        db,
+        PullRequestPolling {
+            token: Secret::new(FORGE_TOKEN),
+            github_api: github.api_url(),
+            interval: Duration::from_millis(20),
+        },
+    )
+    .await;
+    let plan = [NewTask::new("gh", "e"), NewTask::new("az", "e")];
+    hub.hub
+        .state
+        .store
+        .import_plan("limited", None, &plan)
+        .await
+        .unwrap();
+    assert_eq!(
+        hub.post("/api/agents/heartbeat", json!({"id": "x1"}))
+            .await
+            .0,
+        200
+    );
+    // GitHub says its limit resets 3 s from now (epoch seconds: 2-3 s), Azure DevOps to retry
+    // after 3 s; both pull requests merge meanwhile.
+    github.rate_limit(Some(3));
+    azure.rate_limit(Some(3));
+    let gh = github.open_pull_request("fix-1");
+    let az = azure.open_pull_request("fix-2");
+    let urls = [
+        format!("https://github.com/{OWNER}/fleet/pull/{gh}"),
+        format!(
+            "{}Fleet%20Ops/_git/{REPOSITORY_NAME}/pullrequest/{az}",
+            azure.collection_uri()
+        ),
+    ];
+    let mut ids = Vec::new();
+    for url in urls {
+        ids.push(complete_into_review(&hub, "x1", Some(url)).await);
+    }
+    github.set_state(gh, FakeState::Merged);
+    azure.set_state(az, FakeState::Merged);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while (github.api_calls().is_empty() || azure.api_calls().is_empty())
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Polled every 20 ms, each forge was asked once in this second: the limit's answer paused it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (forge, statuses) in [
+        ("GitHub", github.requests()),
+        ("Azure Repos", azure.requests()),
+    ] {
+        let api: Vec<u16> = statuses
+            .iter()
+            .filter(|r| !r.path.starts_with("/git/"))
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(api.len(), 1, "{forge} asked once while limited: {api:?}");
+        assert!(matches!(api[0], 403 | 429), "{forge}: {api:?}");
+    }
+    for id in &ids {
+        let (_, task) = hub.get(&format!("/api/tasks/{id}")).await;
+        assert_eq!(task["status"], "review");
+    }
+
+    // The limit over, the next poll ends both reviews.
+    github.rate_limit(None);
+    azure.rate_limit(None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let statuses = loop {
+        let mut statuses = Vec::new();
+        for id in &ids {
+            let (_, task) = hub.get(&format!("/api/tasks/{id}")).await;
+            statuses.push(task["status"].as_str().unwrap().to_owned());
+        }
+        if statuses == ["done", "done"] || tokio::time::Instant::now() > deadline {
+            break statuses;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(statuses, ["done", "done"]);
     hub.stop().await;
 }

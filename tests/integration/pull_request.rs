@@ -572,6 +572,24 @@ async fn a_refused_pull_request_names_contribute_to_pull_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_pull_request_says_when_to_try_again_not_what_to_grant() {
+    let forge = ForgeFake::start(Flavor::AzureRepos, TOKEN);
+    let checkout = Checkout::new(&forge, Flavor::AzureRepos, "{provider: azure_repos}");
+    let openai = OpenAiFake::start().await;
+    script_one_repair(&openai);
+    forge.rate_limit(Some(90));
+
+    run(checkout.command(&openai, &azure_env(&forge)))
+        .await
+        .assert_code(0);
+    assert_eq!(
+        checkout.pr_outcome()["message"],
+        "Azure Repos is rate limiting this token: try again to list the branch's pull requests \
+         in 1m 30s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_gets_a_draft_after_the_token_is_given_pull_requests_write() {
     let forge = ForgeFake::start(Flavor::GitHub, TOKEN);
     let checkout = Checkout::new(

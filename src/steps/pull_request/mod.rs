@@ -107,6 +107,15 @@ pub enum PullRequestError {
         status: u16,
         grant: &'static str,
     },
+    #[error(
+        "{service} is rate limiting this token: try again to {action} in {}",
+        humantime::format_duration(*.wait)
+    )]
+    RateLimited {
+        service: &'static str,
+        action: &'static str,
+        wait: std::time::Duration,
+    },
     #[error("{service} answered HTTP {status} to {action}: {message}")]
     Service {
         service: &'static str,

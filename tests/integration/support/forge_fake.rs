@@ -25,6 +25,11 @@
 //!   .../{number}` reads one (`state` `open` or `closed`, `merged`). Calls need
 //!   `Authorization: Bearer TOKEN`, a `User-Agent` and `Accept: application/vnd.github+json`.
 //!   Denied: 403 `Resource not accessible by integration`.
+//! - Rate limited (either flavor, REST calls only), as each service documents it: GitHub's
+//!   primary limit, 403 with `x-ratelimit-remaining: 0` and `x-ratelimit-reset` in UTC epoch
+//!   seconds (<https://docs.github.com/en/rest/using-the-rest-api/troubleshooting-the-rest-api#rate-limit-errors>);
+//!   Azure DevOps, 429 with `Retry-After` in seconds
+//!   (<https://learn.microsoft.com/en-us/azure/devops/integrate/concepts/rate-limits>).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -87,6 +92,8 @@ struct Shared {
     bare: PathBuf,
     deny_push: AtomicBool,
     deny_pull_requests: AtomicBool,
+    /// While set, REST calls are answered with a rate limit lasting this many seconds more.
+    rate_limit_seconds: Mutex<Option<u64>>,
     requests: Mutex<Vec<Recorded>>,
     pull_requests: Mutex<Vec<FakePullRequest>>,
 }
@@ -123,6 +130,7 @@ impl ForgeFake {
             bare,
             deny_push: AtomicBool::new(false),
             deny_pull_requests: AtomicBool::new(false),
+            rate_limit_seconds: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             pull_requests: Mutex::new(Vec::new()),
         });
@@ -198,6 +206,11 @@ impl ForgeFake {
 
     pub(crate) fn deny_pull_requests(&self, deny: bool) {
         self.shared.deny_pull_requests.store(deny, Ordering::SeqCst);
+    }
+
+    /// Rate limits every REST call, saying it ends `seconds` from each answer; `None` lifts it.
+    pub(crate) fn rate_limit(&self, seconds: Option<u64>) {
+        *self.shared.rate_limit_seconds.lock().unwrap() = seconds;
     }
 
     pub(crate) fn requests(&self) -> Vec<Recorded> {
@@ -441,6 +454,40 @@ fn query_value(query: &str, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// The flavor's rate-limit answer, while the test has one set.
+fn rate_limited(shared: &Shared) -> Option<Response> {
+    let seconds = (*shared.rate_limit_seconds.lock().unwrap())?;
+    Some(match shared.flavor {
+        Flavor::GitHub => {
+            let reset = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + seconds;
+            let mut response = json_response(
+                StatusCode::FORBIDDEN,
+                json!({"message": "API rate limit exceeded for installation ID 4242.", "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api", "status": "403"}),
+            );
+            let headers = response.headers_mut();
+            headers.insert("x-ratelimit-limit", "5000".parse().unwrap());
+            headers.insert("x-ratelimit-remaining", "0".parse().unwrap());
+            headers.insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
+            response
+        }
+        Flavor::AzureRepos => {
+            let mut response = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"message": "TF400733: The request has been canceled: Request was blocked due to exceeding usage of resource 'ATCPU' in namespace 'User'."}),
+            );
+            let headers = response.headers_mut();
+            headers.insert("retry-after", seconds.to_string().parse().unwrap());
+            headers.insert("x-ratelimit-resource", "ATCPU".parse().unwrap());
+            headers.insert("x-ratelimit-remaining", "0".parse().unwrap());
+            response
+        }
+    })
+}
+
 // --- Azure Repos -------------------------------------------------------------------------
 
 /// Checks what every Azure Repos call needs; the error response if it falls short.
@@ -452,6 +499,9 @@ fn azure_refusal(
 ) -> Option<Response> {
     if !shared.api_credentials_ok(headers) {
         return Some((StatusCode::UNAUTHORIZED, "").into_response());
+    }
+    if let Some(limited) = rate_limited(shared) {
+        return Some(limited);
     }
     if query_value(query, "api-version").as_deref() != Some("7.1") {
         return Some(json_response(
@@ -660,6 +710,9 @@ fn github_refusal(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
             StatusCode::UNAUTHORIZED,
             json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest", "status": "401"}),
         ));
+    }
+    if let Some(limited) = rate_limited(shared) {
+        return Some(limited);
     }
     if header(headers, "accept").as_deref() != Some("application/vnd.github+json") {
         return Some(json_response(
