@@ -14,6 +14,7 @@
 //! named is over (see `forge_api`): asking on while limited is what gets a token banned.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -267,12 +268,28 @@ pub async fn poll_merge_queue(state: &HubState, poller: &PullRequestPoller) -> V
     moved
 }
 
-/// Polls every `interval` for as long as the hub runs.
+/// The lease one replica holds to poll for all of them.
+const POLL_LEASE: &str = "pull_request_poll";
+
+/// Polls every `interval` for as long as the hub runs, while this replica holds the poll's
+/// lease: replicas on one database take turns instead of each asking the forge about every
+/// pull request. The lease runs three intervals, so a stopped replica's turn passes on after
+/// at most that.
 pub async fn poll_periodically(state: HubState, poller: PullRequestPoller, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(50)));
+    let interval = interval.max(Duration::from_millis(50));
+    // Unique per hub, also for two in one process (each `RandomState` has its own keys).
+    let replica = format!("{:016x}", RandomState::new().hash_one(std::process::id()));
+    let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        poll_merge_queue(&state, &poller).await;
+        // A database hiccup skips a round; the next one asks again.
+        if let Ok(true) = state
+            .store
+            .hold_lease(POLL_LEASE, &replica, interval * 3)
+            .await
+        {
+            poll_merge_queue(&state, &poller).await;
+        }
     }
 }

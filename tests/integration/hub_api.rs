@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_orch::hub::model::TaskStatus;
 use agent_orch::hub::plan::Plan;
 use agent_orch::hub::store::NewTask;
 use futures::{SinkExt, StreamExt};
@@ -28,6 +29,7 @@ on_both_stores! {
     a_task_in_review_is_done_when_its_pull_request_merges => pull_requests_end_reviews;
     the_hub_polls_github_and_azure_repos_for_merged_pull_requests => polled_reviews;
     a_forge_that_rate_limits_the_hub_is_left_alone_until_its_wait_is_over => rate_limited_polls;
+    replicas_take_turns_polling_pull_requests => replicas_poll_in_turn;
 }
 
 async fn seeded_hub(db: HubDb) -> TestHub {
@@ -397,7 +399,7 @@ async fn concurrent_http_claims(db: HubDb) {
 
 async fn two_replicas(db: HubDb) {
     let first = TestHub::start(db).await;
-    let second = first.replica().await;
+    let second = first.replica(None).await;
     let tasks: Vec<_> = (0..120)
         .map(|n| NewTask::new(format!("R-{n}"), "replicas"))
         .collect();
@@ -499,7 +501,7 @@ async fn websocket_events(db: HubDb) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_relay_their_events_to_each_others_subscribers() {
     let first = TestHub::start(HubDb::postgres().await).await;
-    let second = first.replica().await;
+    let second = first.replica(None).await;
     let long = "a long description, ".repeat(2_000);
     let task = NewTask {
         description: long.clone(),
@@ -1174,4 +1176,69 @@ async fn rate_limited_polls(db: HubDb) {
     };
     assert_eq!(statuses, ["done", "done"]);
     hub.stop().await;
+}
+
+async fn replicas_poll_in_turn(db: HubDb) {
+    let github = ForgeFake::start(Flavor::GitHub, FORGE_TOKEN);
+    let polling = PullRequestPolling {
+        token: Secret::new(FORGE_TOKEN),
+        github_api: github.api_url(),
+        interval: Duration::from_millis(50),
+    };
+    let first = TestHub::start_polling(db, polling.clone()).await;
+    let second = first.replica(Some(polling)).await;
+    first
+        .hub
+        .state
+        .store
+        .import_plan("turns", None, &[NewTask::new("gh", "e")])
+        .await
+        .unwrap();
+    assert_eq!(
+        first
+            .post("/api/agents/heartbeat", json!({"id": "x1"}))
+            .await
+            .0,
+        200
+    );
+    let pr = github.open_pull_request("fix-1");
+    let id = complete_into_review(
+        &first,
+        "x1",
+        Some(format!("https://github.com/{OWNER}/fleet/pull/{pr}")),
+    )
+    .await;
+    let reads = || {
+        github
+            .api_calls()
+            .iter()
+            .filter(|call| call.starts_with("GET "))
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while reads() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let start = reads();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // One replica polls every 50 ms: at most 20 reads in the second, and a few for ticks
+    // delayed into it; two replicas polling would make about 40.
+    let in_a_second = reads() - start;
+    assert!(
+        (1..=24).contains(&in_a_second),
+        "{in_a_second} reads of the pull request in a second"
+    );
+
+    // The polling replica stops; the other takes over once the lease lapses (150 ms).
+    first.hub.stop().await.unwrap_or_else(|err| panic!("{err}"));
+    github.set_state(pr, FakeState::Merged);
+    let store = &second.state.store;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.task(id).await.unwrap().status != TaskStatus::Done
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.task(id).await.unwrap().status, TaskStatus::Done);
+    second.stop().await.unwrap();
 }

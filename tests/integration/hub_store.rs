@@ -32,6 +32,7 @@ on_both_stores! {
     evidence_and_snapshots_are_kept_per_task_and_project => evidence_and_history;
     evidence_sent_again_with_its_key_is_kept_once => evidence_idempotency;
     a_database_from_the_first_schema_upgrades_and_keeps_its_evidence => upgrade_from_first_schema;
+    a_lease_is_held_by_one_replica_until_it_lapses => leases;
 }
 
 async fn seeded(db: &HubDb) -> (Store, Plan) {
@@ -727,4 +728,31 @@ async fn first_schema(store: &str) -> Migrator {
         .unwrap();
     migrator.migrations = Cow::Owned(migrator.migrations[..1].to_vec());
     migrator
+}
+
+async fn leases(db: HubDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    assert!(store.hold_lease("poll", "replica-a", hour).await.unwrap());
+    assert!(
+        !store.hold_lease("poll", "replica-b", hour).await.unwrap(),
+        "refused while another holder's term runs"
+    );
+    assert!(
+        store.hold_lease("poll", "replica-a", hour).await.unwrap(),
+        "renewed by its holder"
+    );
+    assert!(
+        store
+            .hold_lease("snapshots", "replica-b", hour)
+            .await
+            .unwrap(),
+        "leases are by name"
+    );
+    // A holder that stops renewing loses the lease once its term is over.
+    let short = std::time::Duration::from_millis(30);
+    assert!(store.hold_lease("poll", "replica-a", short).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    assert!(store.hold_lease("poll", "replica-b", hour).await.unwrap());
+    assert!(!store.hold_lease("poll", "replica-a", hour).await.unwrap());
 }

@@ -8,6 +8,7 @@ mod assignments;
 mod claim_queue;
 mod error;
 mod evidence;
+mod leases;
 mod progress;
 mod rows;
 mod tasks;
@@ -138,6 +139,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "task semantics",
         include_str!("../../../migrations/sqlite/0005_task_semantics.sql"),
     ),
+    (
+        6,
+        "leases",
+        include_str!("../../../migrations/sqlite/0006_leases.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -164,6 +170,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "task semantics",
         include_str!("../../../migrations/postgres/0005_task_semantics.sql"),
+    ),
+    (
+        6,
+        "leases",
+        include_str!("../../../migrations/postgres/0006_leases.sql"),
     ),
 ];
 

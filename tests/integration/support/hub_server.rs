@@ -63,8 +63,12 @@ impl TestHub {
         }
     }
 
-    /// Another hub on the same database, as a second replica would run.
-    pub(crate) async fn replica(&self) -> RunningHub {
+    /// Another hub on the same database, as a second replica would run; polling pull requests
+    /// as `pull_request_polling` says.
+    pub(crate) async fn replica(
+        &self,
+        pull_request_polling: Option<PullRequestPolling>,
+    ) -> RunningHub {
         server::start(ServeOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
             database: self.db.url.clone(),
@@ -72,7 +76,7 @@ impl TestHub {
             cors_origins: Vec::new(),
             heartbeat_timeout: Duration::from_secs(60),
             retry_backoff: RetryBackoff::default(),
-            pull_request_polling: None,
+            pull_request_polling,
         })
         .await
         .unwrap()
