@@ -854,6 +854,20 @@ async fn the_openapi_document_lists_exactly_the_routed_endpoints() {
 
 /// Claims the next task as `agent`, records a junit outcome and its pull request (`pr_url`, else
 /// one of `forge.test`), and completes it into review; the task's id.
+/// Imports `tasks` as project `project` and registers `agent`, ready to claim them.
+async fn import_with_agent(hub: &TestHub, project: &str, tasks: &[NewTask], agent: &str) {
+    hub.hub
+        .state
+        .store
+        .import_plan(project, None, tasks)
+        .await
+        .unwrap();
+    let (status, body) = hub
+        .post("/api/agents/heartbeat", json!({"id": agent}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 async fn complete_into_review(hub: &TestHub, agent: &str, pr_url: Option<String>) -> i64 {
     let (status, claim) = hub
         .post("/api/assignments/claim", json!({"agent_id": agent}))
@@ -901,18 +915,7 @@ async fn pull_requests_end_reviews(db: HubDb) {
             ..NewTask::new("after", "e")
         },
     ];
-    hub.hub
-        .state
-        .store
-        .import_plan("reviews", None, &tasks)
-        .await
-        .unwrap();
-    assert_eq!(
-        hub.post("/api/agents/heartbeat", json!({"id": "x1"}))
-            .await
-            .0,
-        200
-    );
+    import_with_agent(&hub, "reviews", &tasks, "x1").await;
     let merged = complete_into_review(&hub, "x1", None).await;
     let closed = complete_into_review(&hub, "x1", None).await;
     // `after` waits for `merged`, which is in review, not done.
@@ -1006,18 +1009,7 @@ async fn polled_reviews(db: HubDb) {
             ..NewTask::new(*key, "e")
         })
         .collect();
-    hub.hub
-        .state
-        .store
-        .import_plan("polled", None, &plan)
-        .await
-        .unwrap();
-    assert_eq!(
-        hub.post("/api/agents/heartbeat", json!({"id": "x1"}))
-            .await
-            .0,
-        200
-    );
+    import_with_agent(&hub, "polled", &plan, "x1").await;
     let github_url = |id: u64| format!("https://github.com/{OWNER}/fleet/pull/{id}");
     // As the pull_request step names it: the collection, the project (encoded), the repository.
     let azure_url = |id: u64| {
@@ -1102,18 +1094,7 @@ async fn rate_limited_polls(db: HubDb) {
     )
     .await;
     let plan = [NewTask::new("gh", "e"), NewTask::new("az", "e")];
-    hub.hub
-        .state
-        .store
-        .import_plan("limited", None, &plan)
-        .await
-        .unwrap();
-    assert_eq!(
-        hub.post("/api/agents/heartbeat", json!({"id": "x1"}))
-            .await
-            .0,
-        200
-    );
+    import_with_agent(&hub, "limited", &plan, "x1").await;
     // GitHub says its limit resets 3 s from now (epoch seconds: 2-3 s), Azure DevOps to retry
     // after 3 s; both pull requests merge meanwhile.
     github.rate_limit(Some(3));
@@ -1187,20 +1168,7 @@ async fn replicas_poll_in_turn(db: HubDb) {
     };
     let first = TestHub::start_polling(db, polling.clone()).await;
     let second = first.replica(Some(polling)).await;
-    first
-        .hub
-        .state
-        .store
-        .import_plan("turns", None, &[NewTask::new("gh", "e")])
-        .await
-        .unwrap();
-    assert_eq!(
-        first
-            .post("/api/agents/heartbeat", json!({"id": "x1"}))
-            .await
-            .0,
-        200
-    );
+    import_with_agent(&first, "turns", &[NewTask::new("gh", "e")], "x1").await;
     let pr = github.open_pull_request("fix-1");
     let id = complete_into_review(
         &first,
