@@ -122,6 +122,73 @@ fn stages_build_stage_approve_deploy_and_roll_back() {
     );
 }
 
+/// Runs the production deployment's `on: failure` script as the agent would (macros
+/// expanded), with stand-ins for `az` and `kubectl` that report `live` as the deployment's
+/// images and log every call; the calls.
+fn run_production_rollback_hook(live: &str) -> Vec<String> {
+    let pipeline = pipeline();
+    let production = &stage(&pipeline, "Deploy_Production")["jobs"][0];
+    let hook = &production["strategy"]["runOnce"]["on"]["failure"]["steps"][0];
+    let script = hook["inputs"]["inlineScript"]
+        .as_str()
+        .unwrap()
+        .replace("$(stagingImage)", "acr.io/fleet-frontend:good")
+        .replace("$(AKS_RESOURCE_GROUP)", "rg")
+        .replace("$(AKS_CLUSTER)", "aks");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.log");
+    for (program, answer) in [("az", String::new()), ("kubectl", live.to_owned())] {
+        let path = dir.path().join(program);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho \"{program} $*\" >> '{}'\n\
+                 case \"$1\" in get) printf '%s' '{answer}' ;; esac\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&path, permissions).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let status = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .env("PATH", path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the hook failed: {status}");
+    std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_production_hook_undoes_only_a_rollout_left_on_the_new_image() {
+    // The job died mid-rollout: production runs the new image, which the hook undoes.
+    let calls = run_production_rollback_hook("acr.io/fleet-frontend:good");
+    assert!(
+        calls
+            .iter()
+            .any(|call| call.starts_with("kubectl rollout undo deployment/fleet-frontend")),
+        "{calls:?}"
+    );
+    // agent-orch already rolled back: undoing again would bring the failed revision back.
+    let calls = run_production_rollback_hook("acr.io/fleet-frontend:old");
+    assert!(
+        !calls.iter().any(|call| call.contains("rollout undo")),
+        "{calls:?}"
+    );
+    assert!(calls[0].starts_with("az aks get-credentials"), "{calls:?}");
+}
+
 #[test]
 fn each_agent_orch_job_publishes_results_and_artifacts_even_on_failure() {
     let pipeline = pipeline();
