@@ -89,8 +89,15 @@ impl ForgeApi {
 }
 
 /// How long to wait before asking again, when `response` says the caller is rate limited; `None`
-/// for any other answer (a 403 without the rate-limit headers is a refusal).
+/// for any other answer (a 403 without the rate-limit headers is a refusal). At most an hour
+/// (GitHub's primary limit resets hourly): a forge's header cannot park the caller for ever,
+/// nor overflow the clock it is added to.
 fn rate_limit_wait(response: &reqwest::Response, now: SystemTime) -> Option<Duration> {
+    const LONGEST: Duration = Duration::from_secs(3600);
+    rate_limit_answer(response, now).map(|wait| wait.min(LONGEST))
+}
+
+fn rate_limit_answer(response: &reqwest::Response, now: SystemTime) -> Option<Duration> {
     /// What GitHub asks for when a limit's answer says nothing of when it ends.
     const UNSAID: Duration = Duration::from_secs(60);
     let status = response.status();
@@ -159,6 +166,19 @@ mod tests {
                 &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1")]
             ),
             Some(Duration::from_secs(1))
+        );
+        // A wait past an hour (or past what the clock holds) is an hour.
+        let hour = Some(Duration::from_secs(3600));
+        assert_eq!(wait(429, &[("retry-after", "18446744073709551615")]), hour);
+        assert_eq!(
+            wait(
+                403,
+                &[
+                    ("x-ratelimit-remaining", "0"),
+                    ("x-ratelimit-reset", "99999999999")
+                ]
+            ),
+            hour
         );
         // A refusal is not a limit, nor is a 403 with requests left, nor a success.
         assert_eq!(wait(403, &[]), None);
