@@ -4,42 +4,23 @@
 //! those tokens; the errors people hit (no role, wrong names, admin on a cluster without local
 //! accounts); and a token renewed while the client lives.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agent_orch::ado::service_connection::{AzureCredential, ServiceConnection};
 use agent_orch::azure::aks::{AksCluster, USER_ROLE};
 use agent_orch::azure::credential::CredentialSources;
 use agent_orch::azure::sign_in::AzureSignIn;
 use agent_orch::cluster::access::{Cluster, ClusterAccess, RetryPolicy};
 use agent_orch::cluster::fake::FakeOptions;
-use agent_orch::core::secret::Secret;
 use agent_orch::steps::{StepOutcome, StepStatus};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 use crate::support::arm_fake::{ADMIN_TOKEN, FakeAks};
 use crate::support::azure_server::{
-    AKS_SERVER_ID, ARM_ACCESS_TOKEN, AzureConfig, AzureServer, CLIENT_ID, CLIENT_SECRET,
-    CONNECTION_ID, SUBSCRIPTION_ID, TENANT_ID,
+    AKS_SERVER_ID, ARM_ACCESS_TOKEN, AzureConfig, AzureServer, SUBSCRIPTION_ID,
+    service_principal_connection,
 };
 use crate::support::kube_api::{NAMESPACE, TestCluster, deployment_manifest};
-
-/// A service principal connection, as the task reads it from `ENDPOINT_*`.
-fn connection() -> ServiceConnection {
-    ServiceConnection {
-        id: CONNECTION_ID.into(),
-        url: Some("https://management.azure.com/".into()),
-        credential: AzureCredential::ServicePrincipalSecret {
-            tenant_id: TENANT_ID.into(),
-            client_id: CLIENT_ID.into(),
-            client_secret: Secret::new(CLIENT_SECRET),
-        },
-        subscription_id: Some(SUBSCRIPTION_ID.into()),
-        cloud: Some("AzureCloud".into()),
-        data: BTreeMap::new(),
-    }
-}
 
 struct Aks {
     azure: AzureServer,
@@ -54,7 +35,7 @@ async fn aks_with(options: FakeOptions, configure: impl FnOnce(&mut AzureConfig)
     let mut config = AzureConfig::with_aks(FakeAks::entra(&cluster.fake.url()));
     configure(&mut config);
     let azure = AzureServer::start(config);
-    let connection = connection();
+    let connection = service_principal_connection();
     cluster.azure = AzureSignIn::new(
         CredentialSources {
             connection: Some(&connection),

@@ -3,14 +3,11 @@
 //! Monitor managed Prometheus and Log Analytics fakes. Values reach the message, the outputs,
 //! and a run's junit and summary; the baseline is measured before the deploy.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use agent_orch::ado::service_connection::{AzureCredential, ServiceConnection};
 use agent_orch::azure::credential::CredentialSources;
 use agent_orch::azure::sign_in::AzureSignIn;
 use agent_orch::cluster::fake::{self, FakeOptions};
-use agent_orch::core::secret::Secret;
 use agent_orch::steps::verify;
 use agent_orch::steps::{StepOutcome, StepStatus};
 use agent_orch::workflow::model::StepKind;
@@ -18,8 +15,8 @@ use agent_orch::workflow::step_config::verify::VerifyConfig;
 use serde_json::json;
 
 use crate::support::azure_server::{
-    AzureConfig, AzureServer, CLIENT_ID, CLIENT_SECRET, CONNECTION_ID, LOG_ANALYTICS_ACCESS_TOKEN,
-    PROMETHEUS_ACCESS_TOKEN, SUBSCRIPTION_ID, TENANT_ID, WORKSPACE_ID,
+    AzureConfig, AzureServer, LOG_ANALYTICS_ACCESS_TOKEN, PROMETHEUS_ACCESS_TOKEN, WORKSPACE_ID,
+    service_principal_connection,
 };
 use crate::support::cli::Project;
 use crate::support::kube_api::{NAMESPACE, deployment_manifest};
@@ -44,18 +41,7 @@ fn server(prometheus: &[MetricAnswer], log_analytics: &[MetricAnswer]) -> AzureS
 
 /// A service principal connection, signing in at the Entra fake through the override.
 fn azure_sign_in(server: &AzureServer) -> AzureSignIn {
-    let connection = ServiceConnection {
-        id: CONNECTION_ID.into(),
-        url: Some("https://management.azure.com/".into()),
-        credential: AzureCredential::ServicePrincipalSecret {
-            tenant_id: TENANT_ID.into(),
-            client_id: CLIENT_ID.into(),
-            client_secret: Secret::new(CLIENT_SECRET),
-        },
-        subscription_id: Some(SUBSCRIPTION_ID.into()),
-        cloud: Some("AzureCloud".into()),
-        data: BTreeMap::new(),
-    };
+    let connection = service_principal_connection();
     AzureSignIn::new(
         CredentialSources {
             connection: Some(&connection),

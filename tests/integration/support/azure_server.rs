@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use agent_orch::ado::service_connection::{AzureCredential, ServiceConnection};
+use agent_orch::core::secret::Secret;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -51,6 +53,22 @@ pub(crate) const LOG_ANALYTICS_ACCESS_TOKEN: &str = "log-analytics-access-token-
 pub(crate) const WORKSPACE_ID: &str = "63613592-b6f7-4c3d-a390-22ba13102111";
 /// The subscription of the service connection and of the fake AKS cluster.
 pub(crate) const SUBSCRIPTION_ID: &str = "0b1f6471-1bf0-4dda-aec3-cb9272f09590";
+
+/// The service principal connection the fakes know, as the task reads it from `ENDPOINT_*`.
+pub(crate) fn service_principal_connection() -> ServiceConnection {
+    ServiceConnection {
+        id: CONNECTION_ID.into(),
+        url: Some("https://management.azure.com/".into()),
+        credential: AzureCredential::ServicePrincipalSecret {
+            tenant_id: TENANT_ID.into(),
+            client_id: CLIENT_ID.into(),
+            client_secret: Secret::new(CLIENT_SECRET),
+        },
+        subscription_id: Some(SUBSCRIPTION_ID.into()),
+        cloud: Some("AzureCloud".into()),
+        data: std::collections::BTreeMap::new(),
+    }
+}
 /// What a fake `az account get-access-token` prints.
 pub(crate) const CLI_ACCESS_TOKEN: &str = "kv-access-token-azure-cli-6b1a";
 /// A service principal connection's client secret, exchanged at Entra directly.
