@@ -68,6 +68,10 @@ pub struct PrometheusCheck {
 /// `verify: {log_analytics: {...}}`: a KQL query through the Log Analytics query API
 /// (`POST https://api.loganalytics.io/v1/workspaces/{workspace}/query`), signed in with the
 /// run's Azure credential chain. Application Insights data is queried through its workspace.
+///
+/// The measurement fields (`name` to `baseline`) repeat [`PrometheusCheck`]'s: a shared struct
+/// under `#[serde(flatten)]` would lose `deny_unknown_fields`, and with it the error (and
+/// did-you-mean) for a misspelt key.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogAnalyticsCheck {
