@@ -14,7 +14,6 @@
 //! named is over (see `forge_api`): asking on while limited is what gets a token banned.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -274,11 +273,14 @@ const POLL_LEASE: &str = "pull_request_poll";
 /// Polls every `interval` for as long as the hub runs, while this replica holds the poll's
 /// lease: replicas on one database take turns instead of each asking the forge about every
 /// pull request. The lease runs three intervals, so a stopped replica's turn passes on after
-/// at most that.
-pub async fn poll_periodically(state: HubState, poller: PullRequestPoller, interval: Duration) {
+/// at most that. `replica` names this hub among them.
+pub async fn poll_periodically(
+    state: HubState,
+    poller: PullRequestPoller,
+    interval: Duration,
+    replica: String,
+) {
     let interval = interval.max(Duration::from_millis(50));
-    // Unique per hub, also for two in one process (each `RandomState` has its own keys).
-    let replica = format!("{:016x}", RandomState::new().hash_one(std::process::id()));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -9,7 +9,6 @@
 //! identical ones.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 
 use axum::extract::ws::Utf8Bytes;
 use sha2::{Digest, Sha256};
@@ -31,9 +30,10 @@ const MAX_PARTIAL: usize = 64;
 
 /// Starts relaying: `outbound` (this replica's events, from [`EventBus::relayed`]) goes to
 /// the other replicas, theirs come into `bus`. Both halves stop with `shutdown` or when the
-/// pool is closed.
+/// pool is closed. `origin` names this replica, so it skips its own events coming back.
 pub(crate) async fn start(
     pool: PgPool,
+    origin: String,
     bus: EventBus,
     outbound: mpsc::Receiver<Utf8Bytes>,
     shutdown: CancellationToken,
@@ -42,7 +42,6 @@ pub(crate) async fn start(
         .fetch_one(&pool)
         .await?;
     let channel = channel_name(&scope);
-    let origin = format!("{:016x}", RandomState::new().hash_one(std::process::id()));
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen(&channel).await?;
     tokio::spawn(send(

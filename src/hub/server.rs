@@ -2,6 +2,7 @@
 //! it, and a graceful stop (in-flight requests finish, WebSockets are closed, the store is
 //! closed last).
 
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -57,11 +58,19 @@ pub async fn start(options: ServeOptions) -> Result<RunningHub, HubError> {
         })?;
     let addr = listener.local_addr().map_err(HubError::Serve)?;
     let shutdown = CancellationToken::new();
+    let replica = replica_id();
     // Replicas share a PostgreSQL database, so each one's events must reach the others.
     let events = match store.postgres_pool() {
         Some(pool) => {
             let (events, outbound) = EventBus::relayed();
-            relay::start(pool, events.clone(), outbound, shutdown.clone()).await?;
+            relay::start(
+                pool,
+                replica.clone(),
+                events.clone(),
+                outbound,
+                shutdown.clone(),
+            )
+            .await?;
             events
         }
         None => EventBus::new(),
@@ -97,6 +106,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningHub, HubError> {
                 state.clone(),
                 poller,
                 interval,
+                replica,
             )))
         }
         None => None,
@@ -133,6 +143,12 @@ impl RunningHub {
         self.state.shutdown.cancelled().await;
         self.stop().await
     }
+}
+
+/// This hub among the replicas on one database (the relay's origin, the poll lease's holder):
+/// random, so two hubs in one process differ too (each `RandomState` has its own keys).
+fn replica_id() -> String {
+    format!("{:016x}", RandomState::new().hash_one(std::process::id()))
 }
 
 /// Re-queues the work of agents whose heartbeat stopped, checking four times per timeout, and
